@@ -63,11 +63,8 @@ impl FeeRate {
         if int_trimmed.len() > 1 {
             return Err(FeeRateError::OutOfRange(text.to_string()));
         }
-        let whole: u64 = if int_trimmed.is_empty() {
-            0
-        } else {
-            int_trimmed.parse().map_err(|_| not_decimal())?
-        };
+        let whole: u64 =
+            if int_trimmed.is_empty() { 0 } else { int_trimmed.parse().map_err(|_| not_decimal())? };
         let mut frac: u64 = 0;
         for (i, c) in frac_trimmed.chars().enumerate() {
             frac += u64::from(c as u8 - b'0') * 10u64.pow(5 - i as u32);
@@ -119,30 +116,12 @@ mod tests {
 
     #[test]
     fn rejects_out_of_range_and_garbage() {
-        assert!(matches!(
-            FeeRate::parse_decimal("1.5"),
-            Err(FeeRateError::OutOfRange(_))
-        ));
-        assert!(matches!(
-            FeeRate::parse_decimal("-0.1"),
-            Err(FeeRateError::OutOfRange(_))
-        ));
-        assert!(matches!(
-            FeeRate::parse_decimal("12"),
-            Err(FeeRateError::OutOfRange(_))
-        ));
-        assert!(matches!(
-            FeeRate::parse_decimal("abc"),
-            Err(FeeRateError::NotDecimal(_))
-        ));
-        assert!(matches!(
-            FeeRate::parse_decimal(""),
-            Err(FeeRateError::NotDecimal(_))
-        ));
-        assert!(matches!(
-            FeeRate::parse_decimal("0.0000001"),
-            Err(FeeRateError::TooPrecise(_))
-        ));
+        assert!(matches!(FeeRate::parse_decimal("1.5"), Err(FeeRateError::OutOfRange(_))));
+        assert!(matches!(FeeRate::parse_decimal("-0.1"), Err(FeeRateError::OutOfRange(_))));
+        assert!(matches!(FeeRate::parse_decimal("12"), Err(FeeRateError::OutOfRange(_))));
+        assert!(matches!(FeeRate::parse_decimal("abc"), Err(FeeRateError::NotDecimal(_))));
+        assert!(matches!(FeeRate::parse_decimal(""), Err(FeeRateError::NotDecimal(_))));
+        assert!(matches!(FeeRate::parse_decimal("0.0000001"), Err(FeeRateError::TooPrecise(_))));
         assert!(FeeRate::from_ppm(1_000_001).is_err());
     }
 

@@ -65,19 +65,14 @@ impl IntentBatch {
     /// Appends an intent whose keys arrive as little-endian bytes (8 per key), as they sit in a
     /// wire record. Never allocates.
     #[inline]
-    pub fn push_le_keys(
-        &mut self,
-        meta: IntentMeta,
-        keys_le: &[[u8; 8]],
-    ) -> Result<u32, BatchFull> {
+    pub fn push_le_keys(&mut self, meta: IntentMeta, keys_le: &[[u8; 8]]) -> Result<u32, BatchFull> {
         if self.meta.len() >= self.records_max || self.keys.len() + keys_le.len() > self.keys_max {
             return Err(BatchFull);
         }
         let index = self.meta.len() as u32;
         self.meta.push(meta);
         self.profit.push(meta.profit);
-        self.keys
-            .extend(keys_le.iter().map(|k| u64::from_le_bytes(*k)));
+        self.keys.extend(keys_le.iter().map(|k| u64::from_le_bytes(*k)));
         self.key_end.push(self.keys.len() as u32);
         Ok(index)
     }
@@ -125,11 +120,7 @@ impl IntentBatch {
     /// Resource keys of intent `i`.
     #[inline]
     pub fn keys(&self, i: usize) -> &[u64] {
-        let start = if i == 0 {
-            0
-        } else {
-            self.key_end[i - 1] as usize
-        };
+        let start = if i == 0 { 0 } else { self.key_end[i - 1] as usize };
         &self.keys[start..self.key_end[i] as usize]
     }
 
@@ -176,11 +167,7 @@ mod tests {
     use super::*;
 
     fn meta(seq: u64, profit: u64) -> IntentMeta {
-        IntentMeta {
-            seq,
-            profit,
-            ..IntentMeta::default()
-        }
+        IntentMeta { seq, profit, ..IntentMeta::default() }
     }
 
     #[test]
@@ -207,10 +194,7 @@ mod tests {
         b.push(meta(4, 4), &[7]).unwrap();
         b.retain_indices(|i| i != 1);
         assert_eq!(b.len(), 3);
-        assert_eq!(
-            b.metas().iter().map(|m| m.seq).collect::<Vec<_>>(),
-            vec![1, 3, 4]
-        );
+        assert_eq!(b.metas().iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 3, 4]);
         assert_eq!(b.keys(0), &[1, 2]);
         assert_eq!(b.keys(1), &[4, 5, 6]);
         assert_eq!(b.keys(2), &[7]);

@@ -55,10 +55,7 @@ pub struct Selection {
 
 impl Selection {
     pub fn with_capacity(records_max: usize) -> Selection {
-        Selection {
-            picked: Vec::with_capacity(records_max),
-            ..Selection::default()
-        }
+        Selection { picked: Vec::with_capacity(records_max), ..Selection::default() }
     }
 
     pub fn clear(&mut self) {

@@ -1,0 +1,3 @@
+mod docs;
+mod examples;
+mod props;

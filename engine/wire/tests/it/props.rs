@@ -1,0 +1,270 @@
+//! Properties of the codec: round trips, and no panic on any input.
+
+use fpn_wire::*;
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Rec {
+    Intent { client_id: u64, nonce: u64, sent_ns: u64, profit: u64, priority: u32, keys: Vec<u64> },
+    Bid(Bid),
+    Cancel(Cancel),
+}
+
+fn rec() -> impl Strategy<Value = Rec> {
+    prop_oneof![
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            1..=MAX_AMOUNT,
+            any::<u32>(),
+            prop::collection::btree_set(any::<u64>(), 1..=64)
+        )
+            .prop_map(|(client_id, nonce, sent_ns, profit, priority, keys)| Rec::Intent {
+                client_id,
+                nonce,
+                sent_ns,
+                profit,
+                priority,
+                keys: keys.into_iter().collect()
+            }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), 1..=MAX_AMOUNT, any::<u32>()).prop_map(
+            |(client_id, nonce, sent_ns, amount, priority)| Rec::Bid(Bid {
+                client_id,
+                nonce,
+                sent_ns,
+                amount,
+                priority
+            })
+        ),
+        (any::<u64>(), any::<bool>(), any::<u64>()).prop_map(|(client_id, by_seq, t)| Rec::Cancel(Cancel {
+            client_id,
+            target: if by_seq { CancelTarget::Seq(t) } else { CancelTarget::Nonce(t) }
+        })),
+    ]
+}
+
+fn encode(recs: &[Rec]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = FrameWriter::new(&mut buf, usize::from(u16::MAX) * 600);
+    for r in recs {
+        match r {
+            Rec::Intent { client_id, nonce, sent_ns, profit, priority, keys } => w
+                .push_intent(&Intent {
+                    client_id: *client_id,
+                    nonce: *nonce,
+                    sent_ns: *sent_ns,
+                    profit: *profit,
+                    priority: *priority,
+                    keys,
+                })
+                .unwrap(),
+            Rec::Bid(b) => w.push_bid(b).unwrap(),
+            Rec::Cancel(c) => w.push_cancel(c).unwrap(),
+        }
+    }
+    w.finish();
+    buf
+}
+
+/// Decodes and touches every field, as the engine would. Must never panic.
+fn consume(bytes: &[u8]) -> Result<usize, Reason> {
+    let records = decode_frame(bytes)?;
+    let mut n = 0;
+    for r in records {
+        n += 1;
+        match r {
+            RecordRef::Intent(i) => {
+                let _ = i.validate();
+                let _: u64 = i.keys.iter().map(|k| k.get()).fold(0, u64::wrapping_add);
+                let _ = i.keys_le().len();
+            }
+            RecordRef::Bid(b) => {
+                let _ = validate_bid(b);
+            }
+            RecordRef::Cancel(c) => {
+                let _ = validate_cancel(c);
+            }
+            RecordRef::Receipt(r) => {
+                let _ = Reason::from_code(r.status);
+            }
+            RecordRef::Block(b) => {
+                let _: u64 = b.entries.iter().map(|e| e.payout.get()).fold(0, u64::wrapping_add);
+            }
+            RecordRef::Clearing(c) => {
+                let _: u64 = c.winners.iter().map(|w| w.price.get()).fold(0, u64::wrapping_add);
+            }
+        }
+    }
+    Ok(n)
+}
+
+proptest! {
+    #[test]
+    fn round_trip(recs in prop::collection::vec(rec(), 1..40)) {
+        let bytes = encode(&recs);
+        let decoded: Vec<_> = decode_frame(&bytes).unwrap().collect();
+        prop_assert_eq!(decoded.len(), recs.len());
+        for (d, r) in decoded.iter().zip(&recs) {
+            match (d, r) {
+                (RecordRef::Intent(i), Rec::Intent { client_id, nonce, sent_ns, profit, priority, keys }) => {
+                    prop_assert_eq!(i.validate(), Ok(()));
+                    prop_assert_eq!(i.fixed.client_id.get(), *client_id);
+                    prop_assert_eq!(i.fixed.nonce.get(), *nonce);
+                    prop_assert_eq!(i.fixed.sent_ns.get(), *sent_ns);
+                    prop_assert_eq!(i.fixed.profit.get(), *profit);
+                    prop_assert_eq!(i.fixed.priority.get(), *priority);
+                    let got: Vec<u64> = i.keys.iter().map(|k| k.get()).collect();
+                    prop_assert_eq!(&got, keys);
+                    let le: Vec<u64> = i.keys_le().iter().map(|k| u64::from_le_bytes(*k)).collect();
+                    prop_assert_eq!(&le, keys);
+                }
+                (RecordRef::Bid(w), Rec::Bid(b)) => {
+                    prop_assert_eq!(validate_bid(w), Ok(()));
+                    prop_assert_eq!(
+                        (w.client_id.get(), w.nonce.get(), w.sent_ns.get(), w.amount.get(), w.priority.get()),
+                        (b.client_id, b.nonce, b.sent_ns, b.amount, b.priority)
+                    );
+                }
+                (RecordRef::Cancel(w), Rec::Cancel(c)) => {
+                    prop_assert_eq!(validate_cancel(w), Ok(()));
+                    let target = match w.mode {
+                        CANCEL_BY_NONCE => CancelTarget::Nonce(w.target.get()),
+                        _ => CancelTarget::Seq(w.target.get()),
+                    };
+                    prop_assert_eq!(Cancel { client_id: w.client_id.get(), target }, *c);
+                }
+                _ => prop_assert!(false, "kind mismatch"),
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = consume(&bytes);
+    }
+
+    /// Arbitrary bytes behind a plausible header reach the record checks, which random
+    /// bytes alone almost never do.
+    #[test]
+    fn arbitrary_bodies_never_panic(count in 1u16..6, body in prop::collection::vec(any::<u8>(), 0..400)) {
+        let mut bytes = vec![b'F', b'P', 1, 0];
+        bytes.extend_from_slice(&count.to_le_bytes());
+        bytes.extend_from_slice(&[0, 0]);
+        bytes.extend_from_slice(&((12 + body.len()) as u32).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        let _ = consume(&bytes);
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(recs in prop::collection::vec(rec(), 1..8), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut bytes = encode(&recs);
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+        let _ = consume(&bytes);
+    }
+
+    #[test]
+    fn every_truncation_is_refused(recs in prop::collection::vec(rec(), 1..8), at in any::<prop::sample::Index>()) {
+        let bytes = encode(&recs);
+        let cut = at.index(bytes.len());
+        prop_assert!(decode_frame(&bytes[..cut]).is_err());
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused(recs in prop::collection::vec(rec(), 1..8), extra in prop::collection::vec(any::<u8>(), 1..16)) {
+        let mut bytes = encode(&recs);
+        bytes.extend_from_slice(&extra);
+        prop_assert_eq!(decode_frame(&bytes).err(), Some(Reason::TrailingBytes));
+    }
+}
+
+fn one_intent(profit: u64, keys: &[u64]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = FrameWriter::new(&mut buf, 1 << 16);
+    w.push_intent(&Intent { client_id: 1, nonce: 1, sent_ns: 0, profit, priority: 0, keys }).unwrap();
+    w.finish();
+    buf
+}
+
+fn intent_verdict(bytes: &[u8]) -> Result<(), Reason> {
+    match decode_frame(bytes)?.next() {
+        Some(RecordRef::Intent(i)) => i.validate(),
+        other => panic!("expected an intent, got {other:?}"),
+    }
+}
+
+#[test]
+fn intent_content_errors_have_their_reasons() {
+    assert_eq!(intent_verdict(&one_intent(0, &[1])), Err(Reason::ZeroAmount));
+    assert_eq!(intent_verdict(&one_intent(MAX_AMOUNT + 1, &[1])), Err(Reason::AmountTooLarge));
+    assert_eq!(intent_verdict(&one_intent(MAX_AMOUNT, &[1])), Ok(()));
+    assert_eq!(intent_verdict(&one_intent(5, &[])), Err(Reason::NoResources));
+    let many: Vec<u64> = (0..65).collect();
+    assert_eq!(intent_verdict(&one_intent(5, &many)), Err(Reason::TooManyResources));
+    assert_eq!(intent_verdict(&one_intent(5, &many[..64])), Ok(()));
+    assert_eq!(intent_verdict(&one_intent(5, &[3, 9, 3])), Err(Reason::DuplicateResource));
+    // The long-list path (more than 16 keys) sorts a copy.
+    let mut long: Vec<u64> = (100..140).collect();
+    assert_eq!(intent_verdict(&one_intent(5, &long)), Ok(()));
+    long[39] = 100;
+    assert_eq!(intent_verdict(&one_intent(5, &long)), Err(Reason::DuplicateResource));
+}
+
+#[test]
+fn frame_structure_errors_have_their_reasons() {
+    let good = one_intent(5, &[1, 2]);
+    assert!(decode_frame(&good).is_ok());
+    let with = |i: usize, v: u8| {
+        let mut b = good.clone();
+        b[i] = v;
+        decode_frame(&b).err()
+    };
+    assert_eq!(with(0, b'X'), Some(Reason::BadMagic));
+    assert_eq!(with(2, 2), Some(Reason::UnsupportedVersion));
+    assert_eq!(with(3, 1), Some(Reason::ReservedNonzero));
+    assert_eq!(with(4, 0), Some(Reason::EmptyFrame));
+    assert_eq!(with(4, 2), Some(Reason::Truncated), "two records declared, one present");
+    assert_eq!(with(12, 0x7f), Some(Reason::UnknownKind));
+    assert_eq!(with(13, 9), Some(Reason::UnsupportedVersion));
+    assert_eq!(with(16, 56), Some(Reason::BadLength), "record len disagrees with keys_count");
+    assert_eq!(with(56, 3), Some(Reason::BadLength), "keys_count disagrees with the record len");
+    assert_eq!(with(16, 0xff), Some(Reason::Truncated), "record len runs past the frame");
+    assert_eq!(with(8, 0x40), Some(Reason::TrailingBytes), "frame len shorter than the datagram");
+    assert_eq!(with(8, 0xff), Some(Reason::Truncated), "frame len longer than the datagram");
+    assert_eq!(decode_frame(&good[..5]).err(), Some(Reason::Truncated));
+    // Reserved bytes inside a record are a content error, answered per record.
+    let mut b = good.clone();
+    b[12 + 46] = 1;
+    assert_eq!(intent_verdict(&b), Err(Reason::ReservedNonzero));
+}
+
+#[test]
+fn frame_writer_respects_its_limit_and_drops_empty_frames() {
+    let mut buf = Vec::new();
+    let mut w = FrameWriter::new(&mut buf, DATAGRAM_FRAME_LEN_MAX);
+    let keys = [1u64, 2, 3, 4];
+    let mut n = 0;
+    while w
+        .push_intent(&Intent { client_id: 1, nonce: n, sent_ns: 0, profit: 1, priority: 0, keys: &keys })
+        .is_ok()
+    {
+        n += 1;
+    }
+    // 12 + n × 80 ≤ 1200 → n = 14.
+    assert_eq!(n, 14);
+    let len = w.finish();
+    assert!(len <= DATAGRAM_FRAME_LEN_MAX);
+    assert_eq!(decode_frame(&buf).unwrap().count(), 14);
+
+    let mut empty = vec![9u8];
+    assert_eq!(FrameWriter::new(&mut empty, 64).finish(), 0);
+    assert_eq!(empty, vec![9u8]);
+}
+
+#[test]
+fn peek_frame_len_reads_the_header() {
+    let good = one_intent(5, &[1, 2]);
+    assert_eq!(peek_frame_len(&good[..12]), Ok(good.len()));
+    assert_eq!(peek_frame_len(&good[..11]), Err(Reason::Truncated));
+}
