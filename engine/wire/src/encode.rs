@@ -57,7 +57,15 @@ pub struct Receipt {
     pub window_id: u64,
     pub rx_ns: u64,
     pub status: Result<(), Reason>,
-    pub for_kind: Kind,
+    /// The answered record's kind; `None` for a frame refused whole (wire value 0).
+    pub for_kind: Option<Kind>,
+}
+
+impl Receipt {
+    /// The one receipt for a frame refused whole, before any record could be read.
+    pub fn frame_refused(reason: Reason, rx_ns: u64) -> Receipt {
+        Receipt { client_id: 0, nonce: 0, seq: 0, window_id: 0, rx_ns, status: Err(reason), for_kind: None }
+    }
 }
 
 /// The fixed part of a block result.
@@ -230,7 +238,7 @@ impl<'b> FrameWriter<'b> {
                 Ok(()) => 0,
                 Err(r) => r.code(),
             },
-            for_kind: receipt.for_kind as u8,
+            for_kind: receipt.for_kind.map_or(0, |k| k as u8),
             reserved: [0; 6],
         };
         self.buf.extend_from_slice(wire.as_bytes());

@@ -47,7 +47,7 @@ pub fn receipts(buf: &mut Vec<u8>) {
         window_id: 5,
         rx_ns: 1_763_700_000_000_040_000,
         status: Ok(()),
-        for_kind: Kind::Intent,
+        for_kind: Some(Kind::Intent),
     })
     .unwrap();
     w.push_receipt(&Receipt {
@@ -57,7 +57,7 @@ pub fn receipts(buf: &mut Vec<u8>) {
         window_id: 0,
         rx_ns: 1_763_700_000_000_090_000,
         status: Err(Reason::DuplicateNonce),
-        for_kind: Kind::Intent,
+        for_kind: Some(Kind::Intent),
     })
     .unwrap();
     w.finish();
