@@ -246,14 +246,21 @@ impl<'b> FrameWriter<'b> {
         Ok(())
     }
 
-    pub fn push_block(
+    pub fn push_block(&mut self, summary: &BlockSummary, entries: &[BlockEntryWire]) -> Result<(), FrameFull> {
+        self.push_block_iter(summary, entries.iter().copied())
+    }
+
+    /// As [`FrameWriter::push_block`], from an iterator of exactly known length, so a block
+    /// can be written straight from the engine's entries without an intermediate vector.
+    pub fn push_block_iter(
         &mut self,
         summary: &BlockSummary,
-        entries: &[BlockEntryWire],
+        entries: impl ExactSizeIterator<Item = BlockEntryWire>,
     ) -> Result<(), FrameFull> {
-        let len = BLOCK_FIXED_LEN + BLOCK_ENTRY_LEN * entries.len();
+        let n = entries.len();
+        let len = BLOCK_FIXED_LEN + BLOCK_ENTRY_LEN * n;
         self.reserve(len)?;
-        assert!(entries.len() <= u32::MAX as usize);
+        assert!(n <= u32::MAX as usize);
         let wire = BlockWire {
             header: record_header(Kind::Block, len),
             window_id: U64::new(summary.window_id),
@@ -263,37 +270,51 @@ impl<'b> FrameWriter<'b> {
             fee: U64::new(summary.fee),
             upper_bound: U64::new(summary.upper_bound),
             fee_ppm: U32::new(summary.fee_ppm),
-            entries_count: U32::new(entries.len() as u32),
+            entries_count: U32::new(n as u32),
             builder: summary.builder,
             exact: u8::from(summary.exact),
             reserved: [0; 6],
         };
+        let start = self.buf.len();
         self.buf.extend_from_slice(wire.as_bytes());
-        self.buf.extend_from_slice(entries.as_bytes());
+        for e in entries {
+            self.buf.extend_from_slice(e.as_bytes());
+        }
+        assert_eq!(self.buf.len() - start, len, "iterator reported a wrong length");
         self.count += 1;
         Ok(())
     }
 
-    pub fn push_clearing(
+    pub fn push_clearing(&mut self, summary: &ClearingSummary, winners: &[WinnerWire]) -> Result<(), FrameFull> {
+        self.push_clearing_iter(summary, winners.iter().copied())
+    }
+
+    /// As [`FrameWriter::push_clearing`], from an iterator of exactly known length.
+    pub fn push_clearing_iter(
         &mut self,
         summary: &ClearingSummary,
-        winners: &[WinnerWire],
+        winners: impl ExactSizeIterator<Item = WinnerWire>,
     ) -> Result<(), FrameFull> {
-        let len = CLEARING_FIXED_LEN + WINNER_LEN * winners.len();
+        let n = winners.len();
+        let len = CLEARING_FIXED_LEN + WINNER_LEN * n;
         self.reserve(len)?;
-        assert!(winners.len() <= u32::MAX as usize);
+        assert!(n <= u32::MAX as usize);
         let wire = ClearingWire {
             header: record_header(Kind::Clearing, len),
             window_id: U64::new(summary.window_id),
             uniform_price: U64::new(summary.uniform_price),
             revenue: U64::new(summary.revenue),
-            winners_count: U32::new(winners.len() as u32),
+            winners_count: U32::new(n as u32),
             pricing: summary.pricing,
             order: summary.order,
             reserved: U16::ZERO,
         };
+        let start = self.buf.len();
         self.buf.extend_from_slice(wire.as_bytes());
-        self.buf.extend_from_slice(winners.as_bytes());
+        for x in winners {
+            self.buf.extend_from_slice(x.as_bytes());
+        }
+        assert_eq!(self.buf.len() - start, len, "iterator reported a wrong length");
         self.count += 1;
         Ok(())
     }
