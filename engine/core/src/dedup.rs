@@ -71,7 +71,7 @@ pub struct DedupEntry {
 struct Slot {
     /// Position in `log`, or `EMPTY`.
     pos: u32,
-    /// 32 bits of the key's hash; the low bits are also the home slot.
+    /// 32 bits of the key's hash; its top bits are the home slot.
     tag: u32,
 }
 
@@ -86,6 +86,8 @@ const SLOT_EMPTY: Slot = Slot { pos: EMPTY, tag: 0 };
 pub struct Dedup {
     slots: Vec<Slot>,
     mask: usize,
+    /// `32 - log2(slots)`: the home slot is the top bits of the 32-bit hash.
+    home_shift: u32,
     log: Vec<DedupEntry>,
     /// Ring position of the oldest entry.
     head: usize,
@@ -98,7 +100,7 @@ pub struct Dedup {
 #[inline]
 fn hash(client_id: u64, nonce: u64) -> u32 {
     // Multiply-xor-multiply; the top 32 bits of the last product are the best mixed, and
-    // both inputs reach them. Constants: the 64-bit golden ratio and a large odd constant.
+    // both inputs reach them. The home slot is the top bits of these (Fibonacci hashing). Constants: the 64-bit golden ratio and a large odd constant.
     let x = client_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nonce;
     (x.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 32) as u32
 }
@@ -121,6 +123,7 @@ impl Dedup {
         Dedup {
             slots: vec![SLOT_EMPTY; slots_len],
             mask: slots_len - 1,
+            home_shift: 32 - slots_len.trailing_zeros(),
             log: vec![DedupEntry::default(); entries_max],
             head: 0,
             len: 0,
@@ -159,7 +162,7 @@ impl Dedup {
         // must not be invalidated afterwards.
         self.expire(EXPIRE_STEPS_PER_INSERT);
         let tag = hash(client_id, nonce);
-        let mut i = tag as usize & self.mask;
+        let mut i = self.home(tag);
         loop {
             let slot = self.slots[i];
             if slot.pos == EMPTY {
@@ -201,7 +204,7 @@ impl Dedup {
     #[inline]
     pub fn get(&self, client_id: u64, nonce: u64) -> Option<DedupEntry> {
         let tag = hash(client_id, nonce);
-        let mut i = tag as usize & self.mask;
+        let mut i = self.home(tag);
         loop {
             let slot = self.slots[i];
             if slot.pos == EMPTY {
@@ -254,7 +257,7 @@ impl Dedup {
     /// backward-shift deletion, so no tombstone is left behind.
     fn remove_slot_of(&mut self, pos: usize, tag: u32) {
         let mask = self.mask;
-        let mut hole = tag as usize & mask;
+        let mut hole = self.home(tag);
         while self.slots[hole].pos as usize != pos {
             debug_assert!(
                 self.slots[hole].pos != EMPTY,
@@ -269,7 +272,7 @@ impl Dedup {
             if slot.pos == EMPTY {
                 break;
             }
-            let home = slot.tag as usize & mask;
+            let home = self.home(slot.tag);
             // The entry at `j` may move back to `hole` unless its home lies cyclically in
             // (hole, j]: then moving it before its home would hide it from lookups.
             let home_in_between = if hole <= j {
@@ -283,6 +286,13 @@ impl Dedup {
             }
         }
         self.slots[hole] = SLOT_EMPTY;
+    }
+
+    /// Home slot of a hash: its top bits, the best-mixed bits of a multiplicative hash.
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        // At least 2 slots and at most 2^31, so the shift is 1..=31.
+        (tag >> self.home_shift) as usize
     }
 
     #[inline]
@@ -336,7 +346,7 @@ impl Dedup {
             let e = self.log[s.pos as usize];
             assert_eq!(s.tag, hash(e.client_id, e.nonce));
             // Every slot from home to i is occupied, so lookups reach it.
-            let mut k = s.tag as usize & self.mask;
+            let mut k = self.home(s.tag);
             while k != i {
                 assert!(self.slots[k].pos != EMPTY, "broken probe chain");
                 k = (k + 1) & self.mask;
@@ -389,6 +399,19 @@ mod tests {
         assert_eq!(d.check_and_insert(1, 1, 2), Ok(()));
         assert_eq!(d.len(), 2);
         d.check_invariants();
+    }
+
+    #[test]
+    fn memory_bound_matches_docs() {
+        // docs/windows.md: 32 × entries + 8 × next_pow2(2 × entries); defaults 32 + 16 MiB.
+        assert_eq!(size_of::<DedupEntry>(), 32);
+        assert_eq!(size_of::<Slot>(), 8);
+        let d = Dedup::new(16, 65_536, 0);
+        assert_eq!(d.capacity(), 1 << 20);
+        assert_eq!(d.slots_len(), 1 << 21);
+        assert_eq!(d.heap_bytes(), 48 << 20);
+        let d = Dedup::new(3, 5, 0);
+        assert_eq!(d.slots_len(), 32);
     }
 
     #[test]

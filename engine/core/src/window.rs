@@ -952,6 +952,13 @@ mod tests {
     }
 
     #[test]
+    fn record_sizes_match_docs() {
+        assert_eq!(size_of::<IntentMeta>(), 48);
+        assert_eq!(size_of::<PendingBid>(), 48);
+        assert_eq!(size_of::<Arrival>(), 8);
+    }
+
+    #[test]
     fn buffers_never_grow() {
         let c = cfg(32);
         let mut w = Window::new(c, 0, 0);
