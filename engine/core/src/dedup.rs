@@ -34,6 +34,12 @@
 //! The hash is two multiplications (no SipHash): the keys are authenticated client ids and
 //! their nonces, and a client can only fill its own probe chains at its rate limit.
 //!
+//! Measured (`cargo bench -p fpn-engine --bench window -- parts`): about 75 ns per insert
+//! including its share of expiry, on-CPU, on a shared 2-core VM with 16 × 65,536 entries.
+//! The index and ring (48 MiB) do not fit in L2, so each insert costs one index miss plus
+//! one expiry miss; the expiry miss is prefetched, and [`Dedup::prefetch`] lets a caller with
+//! a frame in hand hide the insert's.
+//!
 //! # Memory
 //!
 //! `entries_max = horizon_windows × records_max`, `slots = (2 × entries_max).next_power_of_two()`,
@@ -136,7 +142,8 @@ impl Dedup {
         }
     }
 
-    /// Remembers `(client_id, nonce)` in window `window_id` (the current window), or answers
+    /// Remembers `(client_id, nonce)` in window `window_id` (the current window; a newer id
+    /// advances the table to it first), or answers
     /// `DuplicateNonce` if the pair is already remembered within the horizon, or `Overloaded`
     /// if all `entries_max` entries are within the horizon. A refused pair is not recorded.
     #[inline]
@@ -158,10 +165,12 @@ impl Dedup {
         window_id: u64,
         value: u64,
     ) -> Result<(), Reason> {
-        debug_assert_eq!(
-            window_id, self.window_id,
-            "insert into the current window only"
-        );
+        debug_assert!(window_id >= self.window_id, "insert into an old window");
+        if window_id > self.window_id {
+            // Inserting for a newer window opens it (same as `advance` first), so an entry's
+            // window id is never ahead of the current one.
+            self.advance(window_id);
+        }
         // Expire before probing: deletion shifts slots, so the free slot found by the probe
         // must not be invalidated afterwards.
         self.expire(EXPIRE_STEPS_PER_INSERT);
@@ -448,6 +457,19 @@ mod tests {
         assert_eq!(d.heap_bytes(), 48 << 20);
         let d = Dedup::new(3, 5, 0);
         assert_eq!(d.slots_len(), 32);
+    }
+
+    #[test]
+    fn insert_for_a_newer_window_advances() {
+        let mut d = Dedup::new(2, 4, 0);
+        d.check_and_insert(1, 1, 0).unwrap();
+        assert_eq!(d.check_and_insert(1, 2, 5), Ok(()));
+        assert_eq!(d.window_id(), 5);
+        assert!(
+            !d.contains(1, 1),
+            "window 0 is outside the horizon of window 5"
+        );
+        assert_eq!(d.check_and_insert(1, 1, 5), Ok(()));
     }
 
     #[test]

@@ -271,12 +271,22 @@ pub struct Window {
 impl Window {
     /// Opens window `first_window_id` at `now_ns`. Allocates every buffer.
     ///
-    /// Panics if `cfg` does not validate (check `cfg.validate()` first for a typed error).
+    /// Panics if `cfg` does not validate; [`Window::try_new`] returns the typed error.
     pub fn new(cfg: WindowConfig, first_window_id: u64, now_ns: u64) -> Window {
-        if let Err(e) = cfg.validate() {
-            panic!("invalid WindowConfig: {e}");
+        match Window::try_new(cfg, first_window_id, now_ns) {
+            Ok(w) => w,
+            Err(e) => panic!("invalid WindowConfig: {e}"),
         }
-        Window {
+    }
+
+    /// [`Window::new`], or the first config field out of range.
+    pub fn try_new(
+        cfg: WindowConfig,
+        first_window_id: u64,
+        now_ns: u64,
+    ) -> Result<Window, WindowConfigError> {
+        cfg.validate()?;
+        Ok(Window {
             cfg,
             window_id: first_window_id,
             opened_ns: now_ns,
@@ -290,7 +300,7 @@ impl Window {
             cancelled_count: 0,
             exhausted: false,
             dedup: Dedup::new(cfg.dedup_horizon_windows, cfg.records_max, first_window_id),
-        }
+        })
     }
 
     /// Admits one intent whose input the wire decoder already validated (profit in
@@ -798,6 +808,10 @@ mod tests {
             dedup_horizon_windows: 4096,
             ..ok
         };
+        assert!(matches!(
+            Window::try_new(WindowConfig { first_seq: 0, ..ok }, 0, 0),
+            Err(WindowConfigError::FirstSeq)
+        ));
         assert!(matches!(
             big.validate(),
             Err(WindowConfigError::DedupHorizonWindows { .. })
