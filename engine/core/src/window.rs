@@ -227,6 +227,8 @@ impl ClosedWindow {
     }
 
     /// Mutable access, so a consumer can drain the bids into the auction book in place.
+    /// Keep the Vec's capacity (`drain`, not `mem::take`): the next close swaps it into the
+    /// open window, and `close` asserts it is still `bids_max`.
     pub fn bids_mut(&mut self) -> &mut Vec<PendingBid> {
         &mut self.bids
     }
@@ -583,8 +585,11 @@ impl Window {
         assert!(
             out.batch.records_max() == self.cfg.records_max
                 && out.batch.keys_max() == self.cfg.keys_max
-                && out.bids_max == self.cfg.bids_max,
-            "ClosedWindow sized for another WindowConfig"
+                && out.bids_max == self.cfg.bids_max
+                // A consumer that took the bid Vec out (`mem::take`) would hand the window a
+                // Vec that allocates on push.
+                && out.bids.capacity() >= self.cfg.bids_max,
+            "ClosedWindow sized for another WindowConfig, or its bid buffer was replaced"
         );
         debug_assert!(now_ns >= self.opened_ns, "time went backwards");
         let reason = if self.is_full() {
