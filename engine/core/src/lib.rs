@@ -8,7 +8,14 @@
 pub mod amount;
 pub mod batch;
 pub mod build;
+pub mod dedup;
+pub mod window;
 
 pub use amount::{FeeRate, FeeRateError, MAX_AMOUNT};
 pub use batch::{BatchFull, IntentBatch, IntentMeta};
 pub use build::{BlockBuilder, BuilderKind, Selection};
+pub use dedup::{Dedup, DedupEntry};
+pub use window::{
+    Admitted, CloseReason, ClosedWindow, KEYS_PER_INTENT_MAX, PendingBid, RecordKind, Window,
+    WindowConfig, WindowConfigError,
+};
