@@ -439,3 +439,42 @@ fn docs_list_every_key_and_env_var() {
         assert!(docs.contains(name), "docs/config.md lacks {name}");
     }
 }
+
+/// The default in each key's row of docs/config.md is the built-in default (on 2 CPUs), and
+/// the profile table matches `Profile::idle`.
+#[test]
+fn docs_state_the_real_defaults() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md");
+    let docs = std::fs::read_to_string(path).expect("docs/config.md exists");
+    let defaults = toml::Table::try_from(Config::defaults(DefaultsBasis::default(), &cpus(2))).unwrap();
+    for (section, table) in &defaults {
+        if section == "idle" {
+            continue;
+        }
+        let heading = format!("### `[{section}]`");
+        let start = docs.find(&heading).unwrap_or_else(|| panic!("docs/config.md lacks {heading}"));
+        let chunk = &docs[start + heading.len()..];
+        let chunk = &chunk[..chunk.find("\n### ").unwrap_or(chunk.len())];
+        for (key, value) in table.as_table().unwrap() {
+            let row = chunk
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{key}` |")))
+                .unwrap_or_else(|| panic!("docs [{section}] has no row for {key}"));
+            let cell = row.split('|').nth(2).unwrap();
+            assert!(cell.contains(&format!("`{value}`")), "docs {section}.{key}: {cell:?} lacks `{value}`");
+        }
+    }
+    for role in Role::ALL {
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with(&format!("| {role} | `")))
+            .unwrap_or_else(|| panic!("profile table lacks {role}"));
+        let want = format!(
+            "| {role} | `{}` | `{}` | `{}` |",
+            Profile::Default.idle(role),
+            Profile::Test.idle(role),
+            Profile::Tuned.idle(role)
+        );
+        assert_eq!(row, want);
+    }
+}

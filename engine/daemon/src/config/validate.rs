@@ -343,22 +343,21 @@ pub(crate) fn validate(
     for role in Role::ALL {
         lists_ok &= cpu_list(&mut c, role, lists.get(role), cpus);
     }
-    let spread = [("builder", lists.builder.len(), "builder.shards", builder.shards)];
-    let spread = spread.into_iter().chain(prover.enabled.then_some((
-        "prover",
-        lists.prover.len(),
-        "prover.workers",
-        prover.workers,
-    )));
-    for (role, listed, count_key, count) in spread {
-        if listed > count {
+    let mut spread = vec![(Role::Builder, "builder.shards", builder.shards)];
+    if prover.enabled {
+        spread.push((Role::Prover, "prover.workers", prover.workers));
+    }
+    for (role, count_key, count) in spread {
+        let list = lists.get(role);
+        if list.len() > count {
             lists_ok = false;
             c.fail(
                 &format!("cores.{role}"),
-                format!("{:?}", lists.get(if role == "builder" { Role::Builder } else { Role::Prover })),
+                format!("{list:?}"),
                 format!(
-                    "lists {listed} CPUs but {count_key} = {count}; every listed CPU must get at least one \
-                     (they are assigned round-robin over the list)"
+                    "lists {} CPUs but {count_key} = {count}; every listed CPU must get at least one \
+                     (they are assigned round-robin over the list)",
+                    list.len()
                 ),
             );
         }

@@ -141,3 +141,17 @@ fn without_a_mode_flag_it_says_the_runtime_is_not_wired() {
     assert!(text(&out.stdout).contains("[window]"));
     assert!(text(&out.stderr).contains("runtime is not wired"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_spinning_role_sharing_its_cpu_is_a_warning_not_an_error() {
+    // The default map puts intake and builder on the same CPU on every host.
+    let out = run(&["--check-config", "--set", "idle.intake=spin"], &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok\n");
+    let err = text(&out.stderr);
+    assert!(err.contains("flashpointd: warning: cpu "), "{err}");
+    assert!(
+        err.contains("intake#0 spins (idle.intake = \"spin\") but shares the CPU with builder#0"),
+        "{err}"
+    );
+}
