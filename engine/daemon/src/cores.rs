@@ -111,6 +111,7 @@ impl CpuSet {
 
     /// The CPUs this process is allowed to run on, from `sched_getaffinity` (through
     /// `core_affinity`). Falls back to `0..available_parallelism` where the mask cannot be read.
+    /// Reads the calling thread's mask: call it before any thread is pinned.
     pub fn host() -> CpuSet {
         match core_affinity::get_core_ids() {
             Some(ids) if !ids.is_empty() => CpuSet::new(ids.into_iter().map(|c| c.id)),

@@ -155,3 +155,37 @@ fn a_spinning_role_sharing_its_cpu_is_a_warning_not_an_error() {
         "{err}"
     );
 }
+
+/// The core map is checked against the real affinity mask of the process: narrowed with
+/// `taskset` (util-linux, essential on Debian) to one CPU, a list naming another CPU fails.
+#[cfg(target_os = "linux")]
+#[test]
+fn core_map_follows_the_process_affinity_mask() {
+    // The lowest CPU this test may use (CPU 0 need not be allowed in a container).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let allowed = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim();
+    let cpu: usize = allowed.split([',', '-']).next().unwrap().parse().unwrap();
+    let taskset = |args: &[&str]| -> Output {
+        Command::new("taskset")
+            .args(["-c", &cpu.to_string(), env!("CARGO_BIN_EXE_flashpointd")])
+            .args(args)
+            .env_clear()
+            .output()
+            .expect("taskset runs (util-linux)")
+    };
+    let out = taskset(&["--print-config"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("# allowed CPUs: {{{cpu}}}\n")), "{stdout}");
+    let all_roles = format!("#   cpu {cpu}: intake#0 builder#0 auction#0 prover#0 journal#0 admin#0\n");
+    assert!(stdout.contains(&all_roles), "{stdout}");
+
+    let other = cpu + 1;
+    let out = taskset(&["--check-config", "--set", &format!("cores.auction={other}")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let want = format!(
+        "cores.auction = [{other}] (flag --set): cpu {other} is not in this process's allowed CPUs {{{cpu}}}"
+    );
+    assert!(err.contains(&want), "{err}");
+}
