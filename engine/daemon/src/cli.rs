@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::Flag;
+use crate::config::{ConfigErrors, Flag, Inputs};
 
 /// flashpointd: the Flashpoint intent/orderflow engine daemon.
 ///
@@ -44,6 +44,20 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The loader's inputs for this process: these flags, the process's `FPN_*` environment
+    /// and the config file they name (read here).
+    pub fn inputs(&self) -> Result<Inputs, ConfigErrors> {
+        // Only FPN_* variables are configuration. A non-UTF-8 value is passed on lossily and
+        // then fails validation with its key named.
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let k = k.into_string().ok()?;
+                k.starts_with("FPN_").then(|| (k, v.to_string_lossy().into_owned()))
+            })
+            .collect();
+        Inputs::gather(self.config.clone(), env, self.flags())
+    }
+
     /// The flags that set keys, in precedence order (last wins).
     pub fn flags(&self) -> Vec<Flag> {
         let mut flags: Vec<Flag> = self.set.iter().cloned().map(Flag::Set).collect();
