@@ -1,0 +1,231 @@
+//! The daemon's configuration: the file shape ([`Config`]), its built-in defaults, the layered
+//! loader ([`load`]) and the validated result ([`Settings`]).
+//!
+//! Precedence, lowest first: built-in defaults < one TOML file < `FPN_*` environment
+//! variables < command-line flags. Every key exists in every layer; `docs/config.md` lists
+//! them all.
+//!
+//! [`Config`] holds plain values (integers, strings, CPU lists) exactly as an operator writes
+//! them, and is what `--print-config` prints. [`Settings`] is the same configuration after
+//! validation, in typed form (nanoseconds, parts per million, enums, socket addresses and the
+//! resolved [`CoreMap`](crate::cores::CoreMap)); the runtime consumes only `Settings`.
+
+mod error;
+mod load;
+mod validate;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cores::{CpuSet, PerRole, Role, default_lists};
+
+pub use error::{ConfigError, ConfigErrors, Origin};
+pub use load::{Flag, Inputs, Loaded, NON_KEY_VARS, env_var_name, key_paths, load};
+pub use validate::{
+    AdminSettings, AuctionSettings, BidOrder, BuilderSettings, Pricing, ProverMode, ProverSettings,
+    QuicSettings, RingSettings, Settings, WindowSettings,
+};
+
+/// The whole configuration file. Every field is always present after loading: the defaults
+/// fill what no layer sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub engine: EngineSection,
+    pub window: WindowSection,
+    pub builder: BuilderSection,
+    pub auction: AuctionSection,
+    pub rings: RingsSection,
+    /// CPU ids per role.
+    pub cores: PerRole<Vec<usize>>,
+    /// Idle strategy per role (see [`crate::idle`] for the syntax).
+    pub idle: PerRole<String>,
+    pub admin: AdminSection,
+    pub prover: ProverSection,
+    pub quic: QuicSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// Journal and snapshots live here. A relative path is taken from the working directory.
+    pub data_dir: String,
+    /// `default`, `test` or `tuned`.
+    pub profile: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSection {
+    pub window_ms: u64,
+    pub records_max: u64,
+    /// Resource keys across all records of one window. Defaults to `records_max * 8`.
+    pub keys_max: u64,
+    pub bids_max: u64,
+    pub dedup_horizon_windows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuilderSection {
+    /// `improved`, `greedy` or `fifo`.
+    pub kind: String,
+    pub shards: u64,
+    pub local_search_steps_max: u64,
+    pub exact_intents_max: u64,
+    pub exact_nodes_max: u64,
+    /// A decimal string in `[0, 1]` with at most 6 decimal places, parsed exactly.
+    pub fee_rate: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuctionSection {
+    pub top_k: u64,
+    pub reserve: u64,
+    /// `0` means no cap.
+    pub budget_cap: u64,
+    /// `0` means no recency limit.
+    pub recency_ms: u64,
+    /// `priority-first` or `amount-desc`.
+    pub order: String,
+    /// `first-price` or `uniform`.
+    pub pricing: String,
+    pub bids_max: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingsSection {
+    pub capacity: u64,
+    pub results_capacity: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    pub addr: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProverSection {
+    pub enabled: bool,
+    pub workers: u64,
+    /// `coalesce` or `skip-to-newest`.
+    pub mode: String,
+    pub queue_capacity: u64,
+}
+
+/// Placeholder for the transport: present so the file's shape is stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuicSection {
+    pub listen: String,
+    pub connections_max: u64,
+}
+
+/// A set of defaults for one kind of machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// Shares the machine: at most two CPUs, hot roles spin briefly then park.
+    Default,
+    /// For tests and CI: the same map as `default`, every role parks.
+    Test,
+    /// A dedicated host: hot roles spin and get their own CPUs when there are at least four.
+    Tuned,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 3] = [Profile::Default, Profile::Test, Profile::Tuned];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Profile::Default => "default",
+            Profile::Test => "test",
+            Profile::Tuned => "tuned",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
+    /// The idle strategy of `role` under this profile.
+    pub const fn idle(self, role: Role) -> &'static str {
+        match (self, role) {
+            (Profile::Tuned, Role::Intake | Role::Builder | Role::Auction) => "spin",
+            (Profile::Tuned, Role::Prover | Role::Journal) => "spin-then-park:50:500",
+            (Profile::Default, Role::Intake | Role::Builder | Role::Auction) => "spin-then-park:50:200",
+            (Profile::Default, Role::Prover | Role::Journal) => "park:1000",
+            (Profile::Test, Role::Intake | Role::Builder | Role::Auction) => "park:200",
+            (Profile::Test, Role::Prover | Role::Journal) => "park:1000",
+            (_, Role::Admin) => "park:10000",
+        }
+    }
+}
+
+/// Keys whose defaults follow from other keys. The loader reads them from the layers above
+/// the defaults before it builds the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultsBasis {
+    /// `engine.profile`: idle strategies and the core map.
+    pub profile: Profile,
+    /// `window.records_max`: `window.keys_max` defaults to 8 keys per record.
+    pub records_max: u64,
+    /// `builder.shards`: how many builder CPUs the `tuned` map hands out.
+    pub shards: u64,
+}
+
+impl Default for DefaultsBasis {
+    fn default() -> DefaultsBasis {
+        DefaultsBasis { profile: Profile::Default, records_max: RECORDS_MAX_DEFAULT, shards: 1 }
+    }
+}
+
+pub const RECORDS_MAX_DEFAULT: u64 = 65_536;
+/// Default `window.keys_max` per record of `window.records_max`.
+pub const KEYS_PER_RECORD_DEFAULT: u64 = 8;
+
+impl Config {
+    /// The built-in defaults for `basis` on a host with `cpus`.
+    pub fn defaults(basis: DefaultsBasis, cpus: &CpuSet) -> Config {
+        let shards = usize::try_from(basis.shards).unwrap_or(usize::MAX);
+        Config {
+            engine: EngineSection { data_dir: "./data".into(), profile: basis.profile.as_str().into() },
+            window: WindowSection {
+                window_ms: 20,
+                records_max: basis.records_max,
+                keys_max: basis.records_max.saturating_mul(KEYS_PER_RECORD_DEFAULT),
+                bids_max: 65_536,
+                dedup_horizon_windows: 16,
+            },
+            builder: BuilderSection {
+                kind: "improved".into(),
+                shards: 1,
+                local_search_steps_max: 100_000,
+                exact_intents_max: 32,
+                exact_nodes_max: 1_000_000,
+                fee_rate: "0.1".into(),
+            },
+            auction: AuctionSection {
+                top_k: 64,
+                reserve: 0,
+                budget_cap: 0,
+                recency_ms: 0,
+                order: "priority-first".into(),
+                pricing: "first-price".into(),
+                bids_max: 65_536,
+            },
+            rings: RingsSection { capacity: 65_536, results_capacity: 1_024 },
+            cores: default_lists(basis.profile, cpus, shards),
+            idle: PerRole::from_fn(|role| basis.profile.idle(role).to_string()),
+            admin: AdminSection { addr: "127.0.0.1:9464".into(), enabled: true },
+            prover: ProverSection { enabled: true, workers: 1, mode: "coalesce".into(), queue_capacity: 64 },
+            quic: QuicSection { listen: "127.0.0.1:4433".into(), connections_max: 1_024 },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

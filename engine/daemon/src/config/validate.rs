@@ -1,0 +1,425 @@
+//! Validation: [`Config`] to [`Settings`], collecting every error.
+//!
+//! Each range below is listed in `docs/config.md`; a test checks that every error names its
+//! key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use fpn_engine::{BuilderKind, FeeRate, FeeRateError, MAX_AMOUNT};
+
+use super::{Config, ConfigError, Origin, Profile};
+use crate::cores::{CoreMap, CpuSet, PerRole, Role, RoleInstance};
+use crate::idle::IdleStrategy;
+
+/// The validated configuration, in the units and types the runtime uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub profile: Profile,
+    /// As configured; a relative path is relative to the working directory at start.
+    pub data_dir: PathBuf,
+    pub window: WindowSettings,
+    pub builder: BuilderSettings,
+    pub auction: AuctionSettings,
+    pub rings: RingSettings,
+    pub idle: PerRole<IdleStrategy>,
+    /// The CPU lists as configured (after validation).
+    pub cores: PerRole<Vec<usize>>,
+    /// Which CPU runs which role instance.
+    pub core_map: CoreMap,
+    pub admin: AdminSettings,
+    pub prover: ProverSettings,
+    pub quic: QuicSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSettings {
+    pub window_ns: u64,
+    pub records_max: usize,
+    pub keys_max: usize,
+    pub bids_max: usize,
+    pub dedup_horizon_windows: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuilderSettings {
+    pub kind: BuilderKind,
+    pub shards: usize,
+    pub local_search_steps_max: u64,
+    pub exact_intents_max: usize,
+    pub exact_nodes_max: u64,
+    pub fee_rate: FeeRate,
+}
+
+/// Order in which bids compete for the `top_k` slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BidOrder {
+    PriorityFirst,
+    AmountDesc,
+}
+
+/// What a winning bid pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pricing {
+    FirstPrice,
+    Uniform,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuctionSettings {
+    pub top_k: usize,
+    pub reserve: u64,
+    pub budget_cap: Option<u64>,
+    pub recency_ns: Option<u64>,
+    pub order: BidOrder,
+    pub pricing: Pricing,
+    pub bids_max: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingSettings {
+    pub capacity: usize,
+    pub results_capacity: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub addr: SocketAddr,
+    pub enabled: bool,
+}
+
+/// What the prover does when blocks arrive faster than it proves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProverMode {
+    /// Proves the queued blocks together in one batch.
+    Coalesce,
+    /// Drops queued blocks but the newest.
+    SkipToNewest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProverSettings {
+    pub enabled: bool,
+    pub workers: usize,
+    pub mode: ProverMode,
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuicSettings {
+    pub listen: SocketAddr,
+    pub connections_max: usize,
+}
+
+pub const WINDOW_MS_MAX: u64 = 1_000;
+pub const RECORDS_MAX_MAX: u64 = 1 << 20;
+pub const KEYS_MAX_MAX: u64 = 1 << 26;
+pub const BIDS_MAX_MAX: u64 = 1 << 20;
+pub const DEDUP_HORIZON_WINDOWS_MAX: u64 = 4_096;
+pub const SHARDS_MAX: u64 = 64;
+pub const LOCAL_SEARCH_STEPS_MAX_MAX: u64 = 1_000_000_000;
+pub const EXACT_INTENTS_MAX_MAX: u64 = 64;
+pub const EXACT_NODES_MAX_MAX: u64 = 1_000_000_000;
+pub const RECENCY_MS_MAX: u64 = 3_600_000;
+pub const RING_CAPACITY_MAX: u64 = 1 << 24;
+pub const RESULTS_CAPACITY_MAX: u64 = 1 << 20;
+pub const PROVER_WORKERS_MAX: u64 = 64;
+pub const PROVER_QUEUE_CAPACITY_MAX: u64 = 65_536;
+pub const CONNECTIONS_MAX_MAX: u64 = 1_000_000;
+
+const NS_PER_MS: u64 = 1_000_000;
+
+struct Check<'a> {
+    origins: &'a BTreeMap<String, Origin>,
+    errors: Vec<ConfigError>,
+}
+
+impl Check<'_> {
+    fn fail(&mut self, key: &str, value: String, problem: String) {
+        let origin = self.origins.get(key).cloned().unwrap_or(Origin::Default);
+        self.errors.push(ConfigError::Invalid { key: key.to_string(), value, origin, problem });
+    }
+
+    /// `value` if within `lo..=hi`, else records the error and returns `lo`.
+    fn range(&mut self, key: &str, value: u64, lo: u64, hi: u64) -> u64 {
+        if (lo..=hi).contains(&value) {
+            value
+        } else {
+            self.fail(key, value.to_string(), format!("must be in {lo}..={hi}"));
+            lo
+        }
+    }
+
+    fn size(&mut self, key: &str, value: u64, lo: u64, hi: u64) -> usize {
+        // All upper bounds are far below usize::MAX on 64-bit targets.
+        usize::try_from(self.range(key, value, lo, hi)).expect("bounded sizes fit usize")
+    }
+
+    fn power_of_two(&mut self, key: &str, value: u64, lo: u64, hi: u64) -> usize {
+        if value.is_power_of_two() && (lo..=hi).contains(&value) {
+            usize::try_from(value).expect("bounded sizes fit usize")
+        } else {
+            self.fail(key, value.to_string(), format!("must be a power of two in {lo}..={hi}"));
+            usize::try_from(lo).expect("bounded sizes fit usize")
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, key: &str, value: &str, choices: &[(&str, T)]) -> T {
+        match choices.iter().find(|(name, _)| *name == value) {
+            Some((_, v)) => *v,
+            None => {
+                let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+                self.fail(key, format!("{value:?}"), format!("must be one of {}", names.join(", ")));
+                choices[0].1
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, key: &str, value: &str) -> SocketAddr {
+        match value.parse() {
+            Ok(addr) => addr,
+            Err(_) => {
+                self.fail(
+                    key,
+                    format!("{value:?}"),
+                    "must be an IP address and port, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\" (host names are not resolved)"
+                        .into(),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            }
+        }
+    }
+}
+
+fn fee_rate(check: &mut Check<'_>, text: &str) -> FeeRate {
+    FeeRate::parse_decimal(text).unwrap_or_else(|e| {
+        let problem = match e {
+            FeeRateError::OutOfRange(_) => "must be within [0, 1]",
+            FeeRateError::NotDecimal(_) => "must be a decimal number such as \"0.1\" (no exponent, no sign)",
+            FeeRateError::TooPrecise(_) => {
+                "must have at most 6 decimal places (the engine counts fees in parts per million)"
+            }
+        };
+        check.fail("builder.fee_rate", format!("{text:?}"), problem.into());
+        FeeRate::ZERO
+    })
+}
+
+/// Checks one role's CPU list: non-empty, no repeats, every CPU allowed.
+fn cpu_list(check: &mut Check<'_>, role: Role, list: &[usize], cpus: &CpuSet) -> bool {
+    let key = format!("cores.{role}");
+    let shown = format!("{list:?}");
+    if list.is_empty() {
+        check.fail(&key, shown, "must list at least one CPU".into());
+        return false;
+    }
+    let mut ok = true;
+    for (i, cpu) in list.iter().enumerate() {
+        if list[..i].contains(cpu) {
+            check.fail(&key, shown.clone(), format!("lists cpu {cpu} twice"));
+            ok = false;
+        }
+        if !cpus.contains(*cpu) {
+            check.fail(
+                &key,
+                shown.clone(),
+                format!("cpu {cpu} is not in this process's allowed CPUs {cpus}"),
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Validates `config`; on success also returns warnings about legal but doubtful choices.
+pub(crate) fn validate(
+    config: &Config,
+    origins: &BTreeMap<String, Origin>,
+    cpus: &CpuSet,
+) -> Result<(Settings, Vec<String>), Vec<ConfigError>> {
+    let mut c = Check { origins, errors: Vec::new() };
+
+    let profile = c.choice("engine.profile", &config.engine.profile, &Profile::ALL.map(|p| (p.as_str(), p)));
+    if config.engine.data_dir.is_empty() {
+        c.fail("engine.data_dir", "\"\"".into(), "must not be empty".into());
+    }
+
+    let w = &config.window;
+    let window = WindowSettings {
+        window_ns: c.range("window.window_ms", w.window_ms, 1, WINDOW_MS_MAX) * NS_PER_MS,
+        records_max: c.size("window.records_max", w.records_max, 1, RECORDS_MAX_MAX),
+        keys_max: c.size("window.keys_max", w.keys_max, 1, KEYS_MAX_MAX),
+        bids_max: c.size("window.bids_max", w.bids_max, 1, BIDS_MAX_MAX),
+        dedup_horizon_windows: c.size(
+            "window.dedup_horizon_windows",
+            w.dedup_horizon_windows,
+            1,
+            DEDUP_HORIZON_WINDOWS_MAX,
+        ),
+    };
+
+    let b = &config.builder;
+    let kinds = [BuilderKind::Improved, BuilderKind::Greedy, BuilderKind::Fifo];
+    let builder = BuilderSettings {
+        kind: c.choice("builder.kind", &b.kind, &kinds.map(|k| (k.as_str(), k))),
+        shards: c.size("builder.shards", b.shards, 1, SHARDS_MAX),
+        local_search_steps_max: c.range(
+            "builder.local_search_steps_max",
+            b.local_search_steps_max,
+            0,
+            LOCAL_SEARCH_STEPS_MAX_MAX,
+        ),
+        exact_intents_max: c.size("builder.exact_intents_max", b.exact_intents_max, 0, EXACT_INTENTS_MAX_MAX),
+        exact_nodes_max: c.range("builder.exact_nodes_max", b.exact_nodes_max, 0, EXACT_NODES_MAX_MAX),
+        fee_rate: fee_rate(&mut c, &b.fee_rate),
+    };
+
+    let a = &config.auction;
+    let optional = |v: u64| (v != 0).then_some(v);
+    let auction = AuctionSettings {
+        top_k: c.size("auction.top_k", a.top_k, 1, BIDS_MAX_MAX),
+        reserve: c.range("auction.reserve", a.reserve, 0, MAX_AMOUNT),
+        budget_cap: optional(c.range("auction.budget_cap", a.budget_cap, 0, MAX_AMOUNT)),
+        recency_ns: optional(c.range("auction.recency_ms", a.recency_ms, 0, RECENCY_MS_MAX) * NS_PER_MS),
+        order: c.choice(
+            "auction.order",
+            &a.order,
+            &[("priority-first", BidOrder::PriorityFirst), ("amount-desc", BidOrder::AmountDesc)],
+        ),
+        pricing: c.choice(
+            "auction.pricing",
+            &a.pricing,
+            &[("first-price", Pricing::FirstPrice), ("uniform", Pricing::Uniform)],
+        ),
+        bids_max: c.size("auction.bids_max", a.bids_max, 1, BIDS_MAX_MAX),
+    };
+
+    let rings = RingSettings {
+        capacity: c.power_of_two("rings.capacity", config.rings.capacity, 2, RING_CAPACITY_MAX),
+        results_capacity: c.power_of_two(
+            "rings.results_capacity",
+            config.rings.results_capacity,
+            2,
+            RESULTS_CAPACITY_MAX,
+        ),
+    };
+
+    let admin = AdminSettings {
+        addr: c.socket_addr("admin.addr", &config.admin.addr),
+        enabled: config.admin.enabled,
+    };
+
+    let p = &config.prover;
+    let prover = ProverSettings {
+        enabled: p.enabled,
+        workers: c.size("prover.workers", p.workers, 1, PROVER_WORKERS_MAX),
+        mode: c.choice(
+            "prover.mode",
+            &p.mode,
+            &[("coalesce", ProverMode::Coalesce), ("skip-to-newest", ProverMode::SkipToNewest)],
+        ),
+        queue_capacity: c.size("prover.queue_capacity", p.queue_capacity, 1, PROVER_QUEUE_CAPACITY_MAX),
+    };
+
+    let quic = QuicSettings {
+        listen: c.socket_addr("quic.listen", &config.quic.listen),
+        connections_max: c.size("quic.connections_max", config.quic.connections_max, 1, CONNECTIONS_MAX_MAX),
+    };
+
+    let idle = PerRole::from_fn(|role| {
+        let text = config.idle.get(role);
+        IdleStrategy::parse(text).unwrap_or_else(|problem| {
+            c.fail(&format!("idle.{role}"), format!("{text:?}"), problem);
+            IdleStrategy::Spin
+        })
+    });
+
+    // The core map. Instance counts: one intake thread per listed CPU; `builder.shards`
+    // shards and `prover.workers` workers spread round-robin over their lists; one auction,
+    // one journal, one admin thread.
+    let lists = config.cores.clone();
+    let mut lists_ok = true;
+    for role in Role::ALL {
+        lists_ok &= cpu_list(&mut c, role, lists.get(role), cpus);
+    }
+    let mut spread = vec![(Role::Builder, "builder.shards", builder.shards)];
+    if prover.enabled {
+        spread.push((Role::Prover, "prover.workers", prover.workers));
+    }
+    for (role, count_key, count) in spread {
+        let list = lists.get(role);
+        if list.len() > count {
+            lists_ok = false;
+            c.fail(
+                &format!("cores.{role}"),
+                format!("{list:?}"),
+                format!(
+                    "lists {} CPUs but {count_key} = {count}; every listed CPU must get at least one \
+                     (they are assigned round-robin over the list)",
+                    list.len()
+                ),
+            );
+        }
+    }
+    for role in [Role::Auction, Role::Journal, Role::Admin] {
+        let list = lists.get(role);
+        if list.len() > 1 {
+            lists_ok = false;
+            c.fail(
+                &format!("cores.{role}"),
+                format!("{list:?}"),
+                format!("lists {} CPUs; {role} runs as one thread, list exactly one CPU", list.len()),
+            );
+        }
+    }
+
+    if !c.errors.is_empty() || !lists_ok {
+        return Err(c.errors);
+    }
+
+    let counts = PerRole {
+        intake: lists.intake.len(),
+        builder: builder.shards,
+        auction: 1,
+        prover: if prover.enabled { prover.workers } else { 0 },
+        journal: 1,
+        admin: usize::from(admin.enabled),
+    };
+    let core_map = CoreMap::resolve(&lists, &counts);
+
+    let mut warnings = Vec::new();
+    for plan in &core_map.plans {
+        for instance in &plan.roles {
+            let strategy = idle.get(instance.role);
+            if !strategy.spins_forever() || plan.roles.len() == 1 {
+                continue;
+            }
+            let others: Vec<String> =
+                plan.roles.iter().filter(|r| *r != instance).map(RoleInstance::to_string).collect();
+            warnings.push(format!(
+                "cpu {}: {instance} spins (idle.{} = \"spin\") but shares the CPU with {}; they run only \
+                 when the kernel preempts it. Give spinning roles a CPU each or use spin-then-park.",
+                plan.cpu,
+                instance.role,
+                others.join(", "),
+            ));
+        }
+    }
+
+    let settings = Settings {
+        profile,
+        data_dir: PathBuf::from(&config.engine.data_dir),
+        window,
+        builder,
+        auction,
+        rings,
+        idle,
+        cores: lists,
+        core_map,
+        admin,
+        prover,
+        quic,
+    };
+    Ok((settings, warnings))
+}

@@ -1,0 +1,6 @@
+//! Runs the built `flashpointd` binary as an operator would. Environment variables are given
+//! to the child process only; this process's environment is never changed.
+
+mod check_config;
+
+fn main() {}
