@@ -8,7 +8,14 @@
 pub mod amount;
 pub mod batch;
 pub mod build;
+pub mod economics;
+pub mod sim;
 
 pub use amount::{FeeRate, FeeRateError, MAX_AMOUNT};
 pub use batch::{BatchFull, IntentBatch, IntentMeta};
-pub use build::{BlockBuilder, BuilderKind, Selection};
+pub use build::{
+    BlockBuilder, BuilderKind, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig,
+    ImprovedStats, KeyIndex, Selection,
+};
+pub use economics::{Block, BlockEntry, BuilderOutcome, Comparison, Packer};
+pub use sim::{SimParams, SimParamsError, SplitMix64, UniformParams};
