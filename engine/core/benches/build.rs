@@ -47,11 +47,12 @@ fn bench_builders(c: &mut Criterion) {
         let cmp = packer.compare(&batch);
         let bound = cmp.upper_bound();
         eprintln!(
-            "quality n={intents} universe={}: fifo={} greedy={} improved={} bound={} \
+            "quality n={intents} universe={}: fifo={} greedy={} density_greedy={} improved={} bound={} \
              gap(greedy)={:.2}% gap(improved)={:.2}% improved/greedy=+{:.3}% ls_steps={} ls_moves={}",
             params.universe,
             cmp.fifo.total,
             cmp.greedy.total,
+            cmp.improved_stats.density_total,
             cmp.improved.total,
             bound,
             gap_percent(cmp.greedy.total, bound),

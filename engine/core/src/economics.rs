@@ -179,6 +179,14 @@ impl Packer {
         out: &mut Block,
     ) {
         self.index.prepare(batch);
+        let needs_adjacency = match self.kind {
+            BuilderKind::Fifo => self.fifo.bound_passes > 0,
+            BuilderKind::Greedy => self.fifo.bound_passes > 0 || self.greedy.bound_passes > 0,
+            BuilderKind::Improved => true,
+        };
+        if needs_adjacency {
+            self.index.build_adjacency();
+        }
         let profits = batch.profits();
         self.fifo
             .run(&self.index, profits, &mut self.fifo_selection);
@@ -212,6 +220,7 @@ impl Packer {
     /// Leaves the improved selection in [`Packer::last_selection`].
     pub fn compare(&mut self, batch: &IntentBatch) -> Comparison {
         self.index.prepare(batch);
+        self.index.build_adjacency();
         let profits = batch.profits();
         self.fifo
             .run(&self.index, profits, &mut self.fifo_selection);

@@ -77,6 +77,9 @@ impl BlockBuilder for FifoBuilder {
 
     fn build(&mut self, batch: &IntentBatch, out: &mut Selection) {
         self.index.prepare(batch);
+        if self.core.bound_passes > 0 {
+            self.index.build_adjacency();
+        }
         self.core.run(&self.index, batch.profits(), out);
     }
 }

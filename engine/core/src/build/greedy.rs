@@ -50,6 +50,11 @@ impl GreedyCore {
         self.order
             .extend(profits.iter().enumerate().map(|(i, &p)| order_key(p, i)));
         self.order.sort_unstable();
+        self.fill(index, profits)
+    }
+
+    /// Takes every intent that fits, in `self.order`. Returns the total.
+    pub(crate) fn fill(&mut self, index: &KeyIndex, profits: &[u64]) -> u64 {
         self.owner.clear();
         self.owner.resize(index.resources_count(), NONE);
         self.selected.clear();
@@ -120,6 +125,9 @@ impl BlockBuilder for GreedyBuilder {
 
     fn build(&mut self, batch: &IntentBatch, out: &mut Selection) {
         self.index.prepare(batch);
+        if self.core.bound_passes > 0 {
+            self.index.build_adjacency();
+        }
         self.core.run(&self.index, batch.profits(), out);
     }
 }

@@ -37,7 +37,7 @@ impl Default for ImprovedConfig {
     /// under a millisecond on the property-test instances.
     fn default() -> ImprovedConfig {
         ImprovedConfig {
-            local_search_steps_max: 200_000,
+            local_search_steps_max: 50_000,
             exact_intents_max: 40,
             exact_nodes_max: 200_000,
             bound_passes: 3,
@@ -48,8 +48,10 @@ impl Default for ImprovedConfig {
 /// What the last [`ImprovedBuilder::build`] did, for metrics and the simulator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ImprovedStats {
-    /// Greedy total before local search.
+    /// Greedy (profit order) total.
     pub greedy_total: u64,
+    /// Greedy total in profit/sqrt(keys) order; local search starts from the better of the two.
+    pub density_total: u64,
     pub local_search_steps: u64,
     pub local_search_moves: u64,
     /// Branch-and-bound nodes visited (0 when the window was too large).
@@ -70,6 +72,10 @@ pub(crate) struct ImprovedCore {
     /// Packed order keys of re-add or pair candidates.
     candidates: Vec<u64>,
     exact: Exact,
+    /// Second greedy start, in density order (see `run`).
+    density: GreedyCore,
+    /// `round(2^16 / sqrt(k))` for `k` in `0..=64` (entry 0 unused).
+    inv_sqrt_q16: [u64; 65],
     steps: u64,
     pub(crate) stats: ImprovedStats,
 }
@@ -91,6 +97,11 @@ impl ImprovedCore {
             removed: Vec::with_capacity(64),
             candidates: Vec::with_capacity(records_max),
             exact: Exact::new(),
+            density: GreedyCore::new(records_max, keys_max),
+            inv_sqrt_q16: std::array::from_fn(|k| {
+                // IEEE sqrt is correctly rounded, so this table is the same on every host.
+                (65536.0 / (k.max(1) as f64).sqrt()).round() as u64
+            }),
             steps: 0,
             stats: ImprovedStats::default(),
         }
@@ -117,6 +128,16 @@ impl ImprovedCore {
             greedy_total: total,
             ..ImprovedStats::default()
         };
+        // Second start: greedy by profit / sqrt(keys), the classic order for weighted set
+        // packing; it favours intents that block few others. Keep whichever start is better.
+        // On the 10k bench window it beats profit order by a wide margin (see bench output).
+        let density_total = self.density_select(index, profits);
+        self.stats.density_total = density_total;
+        if density_total > total {
+            std::mem::swap(&mut self.greedy.owner, &mut self.density.owner);
+            std::mem::swap(&mut self.greedy.selected, &mut self.density.selected);
+            total = density_total;
+        }
         self.intent_mark.clear();
         self.intent_mark.resize(n, 0);
         self.resource_mark.clear();
@@ -159,6 +180,17 @@ impl ImprovedCore {
                 .compute(index, profits, self.config.bound_passes)
         };
         finish(out, total, bound);
+    }
+
+    fn density_select(&mut self, index: &KeyIndex, profits: &[u64]) -> u64 {
+        self.density.order.clear();
+        for (i, &p) in profits.iter().enumerate() {
+            let k = (index.distinct_count(i) as usize).min(64);
+            let weight = (p * self.inv_sqrt_q16[k]) >> 16;
+            self.density.order.push(order_key(weight, i));
+        }
+        self.density.order.sort_unstable();
+        self.density.fill(index, profits)
     }
 
     #[inline]
@@ -399,6 +431,7 @@ impl BlockBuilder for ImprovedBuilder {
 
     fn build(&mut self, batch: &IntentBatch, out: &mut Selection) {
         self.index.prepare(batch);
+        self.index.build_adjacency();
         self.core.run(&self.index, batch.profits(), out);
     }
 }
