@@ -9,10 +9,11 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
+use fpn_engine::build::radix_sort_u64;
 use fpn_engine::sim::{UniformParams, random_batch_uniform};
 use fpn_engine::{
     BlockBuilder, BuilderKind, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig,
-    IntentBatch, Packer, Selection,
+    IntentBatch, MAX_AMOUNT, Packer, Selection,
 };
 
 fn window(intents: usize) -> (IntentBatch, UniformParams) {
@@ -85,5 +86,37 @@ fn bench_builders(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_builders);
+/// Greedy's order-key sort: radix vs `sort_unstable`, on the bench windows' real keys.
+fn bench_sort(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sort");
+    for intents in [10_000usize, 100_000] {
+        let (batch, _) = window(intents);
+        let keys: Vec<u64> = batch
+            .profits()
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| ((MAX_AMOUNT - p) << 20) | i as u64)
+            .collect();
+        let mut work = keys.clone();
+        let mut scratch = Vec::with_capacity(intents);
+        group.throughput(Throughput::Elements(intents as u64));
+        group.bench_function(BenchmarkId::new("unstable", intents), |b| {
+            b.iter(|| {
+                work.copy_from_slice(&keys);
+                work.sort_unstable();
+                black_box(&work);
+            })
+        });
+        group.bench_function(BenchmarkId::new("radix", intents), |b| {
+            b.iter(|| {
+                work.copy_from_slice(&keys);
+                radix_sort_u64(&mut work, &mut scratch);
+                black_box(&work);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_builders, bench_sort);
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 use super::bound::DualBound;
 use super::fifo::BOUND_PASSES_DEFAULT;
 use super::index::{KeyIndex, NONE};
+use super::sort::radix_sort_u64;
 use super::{BlockBuilder, BuilderKind, Selection, finish};
 use crate::amount::MAX_AMOUNT;
 use crate::batch::IntentBatch;
@@ -31,6 +32,7 @@ pub(crate) struct GreedyCore {
     pub(crate) selected: Vec<bool>,
     pub(crate) dual: DualBound,
     pub(crate) bound_passes: u32,
+    pub(crate) sort_scratch: Vec<u64>,
 }
 
 impl GreedyCore {
@@ -41,6 +43,7 @@ impl GreedyCore {
             selected: Vec::with_capacity(records_max),
             dual: DualBound::new(records_max, keys_max),
             bound_passes: BOUND_PASSES_DEFAULT,
+            sort_scratch: Vec::with_capacity(records_max),
         }
     }
 
@@ -49,7 +52,7 @@ impl GreedyCore {
         self.order.clear();
         self.order
             .extend(profits.iter().enumerate().map(|(i, &p)| order_key(p, i)));
-        self.order.sort_unstable();
+        radix_sort_u64(&mut self.order, &mut self.sort_scratch);
         self.fill(index, profits)
     }
 

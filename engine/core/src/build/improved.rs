@@ -14,6 +14,7 @@
 use super::exact::{EXACT_INTENTS_LIMIT, Exact};
 use super::greedy::{GreedyCore, INDEX_MASK, order_key};
 use super::index::{KeyIndex, NONE};
+use super::sort::radix_sort_u64;
 use super::{BlockBuilder, BuilderKind, Selection, finish};
 use crate::batch::IntentBatch;
 
@@ -189,7 +190,7 @@ impl ImprovedCore {
             let weight = (p * self.inv_sqrt_q16[k]) >> 16;
             self.density.order.push(order_key(weight, i));
         }
-        self.density.order.sort_unstable();
+        radix_sort_u64(&mut self.density.order, &mut self.density.sort_scratch);
         self.density.fill(index, profits)
     }
 

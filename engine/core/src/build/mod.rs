@@ -21,6 +21,7 @@ mod fifo;
 mod greedy;
 mod improved;
 mod index;
+mod sort;
 
 pub use bound::DualBound;
 pub use exact::EXACT_INTENTS_LIMIT;
@@ -28,6 +29,7 @@ pub use fifo::{BOUND_PASSES_DEFAULT, FifoBuilder};
 pub use greedy::GreedyBuilder;
 pub use improved::{ImprovedBuilder, ImprovedConfig, ImprovedStats};
 pub use index::{KeyIndex, RECORDS_MAX_LIMIT};
+pub use sort::radix_sort_u64;
 
 pub(crate) use fifo::FifoCore;
 pub(crate) use greedy::GreedyCore;

@@ -152,7 +152,7 @@ fn reuse_across_growing_and_shrinking_windows() {
                 intents: n,
                 keys_min: 2,
                 keys_max: 8,
-                universe: 1_000,
+                universe: n as u64 / 5 + 8,
                 profit_max: 1_000_000,
             },
         )
