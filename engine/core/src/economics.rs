@@ -217,7 +217,8 @@ impl Packer {
     }
 
     /// Runs FIFO, greedy and improved on one window and reports their totals and bounds.
-    /// Leaves the improved selection in [`Packer::last_selection`].
+    /// Afterwards [`Packer::last_selection`] holds the improved selection unless the
+    /// packer's kind is `Fifo`. Publishes nothing; use [`Packer::pack`] for the block.
     pub fn compare(&mut self, batch: &IntentBatch) -> Comparison {
         self.index.prepare(batch);
         self.index.build_adjacency();

@@ -82,6 +82,7 @@ proptest! {
         prop_assert!(improved.total >= greedy.total);
         prop_assert!(improved.total >= fifo.total);
         prop_assert!(heuristic.total >= greedy.total);
+        prop_assert!(heuristic.total >= fifo.total);
         // 14 intents are far inside the default exact budget: the solver must finish.
         prop_assert!(improved.exact, "exact solver did not complete");
         prop_assert_eq!(improved.total, optimum);
@@ -125,6 +126,8 @@ proptest! {
         }
         prop_assert!(improved.total >= greedy.total);
         prop_assert!(heuristic.total >= greedy.total);
+        prop_assert!(improved.total >= fifo.total);
+        prop_assert!(heuristic.total >= fifo.total);
         // Every bound is valid, so none may be below any feasible total.
         let best = fifo.total.max(improved.total);
         for s in [&fifo, &greedy, &improved, &heuristic] {
