@@ -193,13 +193,17 @@ impl Packer {
         let (chosen, kind) = match self.kind {
             BuilderKind::Fifo => (&self.fifo_selection, BuilderKind::Fifo),
             BuilderKind::Greedy => {
+                let known = (self.greedy.bound_passes == self.fifo.bound_passes)
+                    .then_some(self.fifo.bound_last);
                 self.greedy
-                    .run(&self.index, profits, &mut self.chosen_selection);
+                    .run(&self.index, profits, known, &mut self.chosen_selection);
                 (&self.chosen_selection, BuilderKind::Greedy)
             }
             BuilderKind::Improved => {
+                let known = (self.improved.config().bound_passes == self.fifo.bound_passes)
+                    .then_some(self.fifo.bound_last);
                 self.improved
-                    .run(&self.index, profits, &mut self.chosen_selection);
+                    .run(&self.index, profits, known, &mut self.chosen_selection);
                 (&self.chosen_selection, BuilderKind::Improved)
             }
         };
@@ -226,11 +230,16 @@ impl Packer {
         self.fifo
             .run(&self.index, profits, &mut self.fifo_selection);
         let fifo = BuilderOutcome::of(&self.fifo_selection);
+        // The bound depends only on the window: compute it once when the passes agree.
+        let known =
+            (self.greedy.bound_passes == self.fifo.bound_passes).then_some(self.fifo.bound_last);
         self.greedy
-            .run(&self.index, profits, &mut self.chosen_selection);
+            .run(&self.index, profits, known, &mut self.chosen_selection);
         let greedy = BuilderOutcome::of(&self.chosen_selection);
+        let known = (self.improved.config().bound_passes == self.fifo.bound_passes)
+            .then_some(self.fifo.bound_last);
         self.improved
-            .run(&self.index, profits, &mut self.chosen_selection);
+            .run(&self.index, profits, known, &mut self.chosen_selection);
         let improved = BuilderOutcome::of(&self.chosen_selection);
         Comparison {
             fifo,

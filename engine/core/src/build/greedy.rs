@@ -89,10 +89,19 @@ impl GreedyCore {
         );
     }
 
-    pub(crate) fn run(&mut self, index: &KeyIndex, profits: &[u64], out: &mut Selection) {
+    /// `bound_known`: the dual bound of this window with the same passes, if the caller
+    /// already has it (the bound depends only on the window, so the packer computes it once).
+    pub(crate) fn run(
+        &mut self,
+        index: &KeyIndex,
+        profits: &[u64],
+        bound_known: Option<u64>,
+        out: &mut Selection,
+    ) {
         let total = self.select(index, profits);
         self.emit(out);
-        let bound = self.dual.compute(index, profits, self.bound_passes);
+        let bound =
+            bound_known.unwrap_or_else(|| self.dual.compute(index, profits, self.bound_passes));
         finish(out, total, bound);
     }
 }
@@ -131,6 +140,6 @@ impl BlockBuilder for GreedyBuilder {
         if self.core.bound_passes > 0 {
             self.index.build_adjacency();
         }
-        self.core.run(&self.index, batch.profits(), out);
+        self.core.run(&self.index, batch.profits(), None, out);
     }
 }

@@ -16,6 +16,7 @@
 //! (a swap candidate, a neighbour considered for re-adding, or a pair member checked).
 
 use super::exact::{EXACT_INTENTS_LIMIT, Exact};
+use super::fifo::BOUND_PASSES_DEFAULT;
 use super::greedy::{GreedyCore, INDEX_MASK, order_key};
 use super::index::{KeyIndex, NONE};
 use super::sort::radix_sort_u64;
@@ -46,7 +47,7 @@ impl Default for ImprovedConfig {
             local_search_steps_max: 50_000,
             exact_intents_max: 40,
             exact_nodes_max: 200_000,
-            bound_passes: 3,
+            bound_passes: BOUND_PASSES_DEFAULT,
         }
     }
 }
@@ -128,7 +129,15 @@ impl ImprovedCore {
         self.stamp
     }
 
-    pub(crate) fn run(&mut self, index: &KeyIndex, profits: &[u64], out: &mut Selection) {
+    /// `bound_known`: as for `GreedyCore::run` (used only when the window is not solved
+    /// exactly).
+    pub(crate) fn run(
+        &mut self,
+        index: &KeyIndex,
+        profits: &[u64],
+        bound_known: Option<u64>,
+        out: &mut Selection,
+    ) {
         let n = profits.len();
         let mut total = self.greedy.select(index, profits);
         self.stats = ImprovedStats {
@@ -192,9 +201,11 @@ impl ImprovedCore {
         let bound = if exact {
             total
         } else {
-            self.greedy
-                .dual
-                .compute(index, profits, self.config.bound_passes)
+            bound_known.unwrap_or_else(|| {
+                self.greedy
+                    .dual
+                    .compute(index, profits, self.config.bound_passes)
+            })
         };
         finish(out, total, bound);
     }
@@ -465,6 +476,6 @@ impl BlockBuilder for ImprovedBuilder {
     fn build(&mut self, batch: &IntentBatch, out: &mut Selection) {
         self.index.prepare(batch);
         self.index.build_adjacency();
-        self.core.run(&self.index, batch.profits(), out);
+        self.core.run(&self.index, batch.profits(), None, out);
     }
 }
