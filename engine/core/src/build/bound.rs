@@ -8,7 +8,8 @@
 //! feasibility holds exactly; the bound is rounded up when converted back.
 //!
 //! Call order: [`DualBound::new`] once, then [`DualBound::compute`] after each
-//! [`KeyIndex::prepare`]. `compute` does not allocate within the construction capacity.
+//! [`KeyIndex::prepare`] (and [`KeyIndex::build_adjacency`] when `passes > 0`). `compute`
+//! does not allocate within the construction capacity.
 
 use super::index::KeyIndex;
 

@@ -5,6 +5,12 @@
 //! per window, then [`KeyIndex::build_adjacency`] if `holders` is needed, then any number of
 //! reads. `prepare` never allocates while the batch is within
 //! the `records_max`/`keys_max` given at construction.
+//!
+//! Known limitation: the hash is a fixed multiply-xorshift mix, not keyed. Keys are chosen by
+//! clients, so a client that knows the mix could pick keys that collide and lengthen probe
+//! chains (the load factor stays at most 1/2, so this costs time, never correctness).
+//! A per-process random key would close it; the builders' determinism does not depend on
+//! the hash because ids are assigned in first-seen order.
 
 use crate::batch::IntentBatch;
 
