@@ -126,6 +126,10 @@ impl Comparison {
 /// `keys_max` keys), then [`Packer::pack`] (or [`Packer::compare`]) once per window. Neither
 /// allocates while the batch stays within that capacity and `out` came from
 /// [`Block::with_capacity`] with at least `records_max`.
+///
+/// Memory: all three builders are allocated whatever the kind (so `compare` works), about
+/// 90–120 bytes per key of `keys_max` (the key table alone is 32–64) and 150 per record.
+/// Size `keys_max` from the expected keys per window, not `records_max × 64`.
 #[derive(Debug, Clone)]
 pub struct Packer {
     kind: BuilderKind,

@@ -37,11 +37,19 @@ pub(crate) struct GreedyCore {
 
 impl GreedyCore {
     pub(crate) fn new(records_max: usize, keys_max: usize) -> GreedyCore {
+        let mut core = GreedyCore::without_bound(records_max, keys_max);
+        core.dual = DualBound::new(records_max, keys_max);
+        core
+    }
+
+    /// A core whose `run` is never called (only `select`/`fill`): no bound scratch, which
+    /// is `8 × keys_max` bytes.
+    pub(crate) fn without_bound(records_max: usize, keys_max: usize) -> GreedyCore {
         GreedyCore {
             order: Vec::with_capacity(records_max),
             owner: Vec::with_capacity(keys_max),
             selected: Vec::with_capacity(records_max),
-            dual: DualBound::new(records_max, keys_max),
+            dual: DualBound::new(0, 0),
             bound_passes: BOUND_PASSES_DEFAULT,
             sort_scratch: Vec::with_capacity(records_max),
         }

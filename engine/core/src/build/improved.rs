@@ -105,7 +105,7 @@ impl ImprovedCore {
             removed: Vec::with_capacity(64),
             candidates: Vec::with_capacity(records_max),
             exact: Exact::new(),
-            density: GreedyCore::new(records_max, keys_max),
+            density: GreedyCore::without_bound(records_max, keys_max),
             inv_sqrt_q16: std::array::from_fn(|k| {
                 // IEEE sqrt is correctly rounded, so this table is the same on every host.
                 (65536.0 / (k.max(1) as f64).sqrt()).round() as u64
