@@ -49,13 +49,15 @@ impl DualBound {
             return 0;
         }
         self.init_uniform(index, profits);
-        self.slack_from_y(index, profits);
+        let keyless_profit = self.slack_from_y(index, profits);
         self.descend(index, passes);
         // Tried: a second start that puts each intent's uncovered profit on its most shared
         // resource, keeping the smaller bound. 1k bench window: -3 %; 10k: no change, at
         // +50 % bound cost. Not kept.
         let y_sum = self.y_sum();
-        let bound = y_sum.div_ceil(u128::from(SCALE));
+        // An intent without keys conflicts with nothing; no `y` covers it, so its profit is
+        // added outright (its dual slack variable `z_i = p_i`).
+        let bound = y_sum.div_ceil(u128::from(SCALE)) + u128::from(keyless_profit);
         // Every intent taken at once is also a bound; it wins when there are few conflicts.
         bound.min(u128::from(profit_sum)) as u64
     }
@@ -73,6 +75,9 @@ impl DualBound {
         self.y.resize(index.resources_count(), 0);
         for (i, &p) in profits.iter().enumerate() {
             let k = u64::from(index.distinct_count(i));
+            if k == 0 {
+                continue;
+            }
             let share = (p << SCALE_BITS).div_ceil(k);
             for &r in index.ids(i) {
                 let y = &mut self.y[r as usize];
@@ -97,14 +102,22 @@ impl DualBound {
         }
     }
 
-    fn slack_from_y(&mut self, index: &KeyIndex, profits: &[u64]) {
+    /// Fills `slack`; returns the summed profit of intents without keys, which no `y` covers.
+    fn slack_from_y(&mut self, index: &KeyIndex, profits: &[u64]) -> u64 {
         self.slack.clear();
+        let mut keyless_profit = 0u64;
         for (i, &p) in profits.iter().enumerate() {
+            if index.distinct_count(i) == 0 {
+                keyless_profit += p;
+                self.slack.push(0);
+                continue;
+            }
             let covered = self.covered(index, i);
             let need = p << SCALE_BITS;
             debug_assert!(covered >= need, "dual infeasible");
             self.slack.push(covered - need);
         }
+        keyless_profit
     }
 
     /// Coordinate descent: lower each `y_r` by the smallest slack among its holders.
@@ -208,6 +221,23 @@ mod tests {
         assert!(tight >= 100);
         // Σ profits (102) caps the loose bound.
         assert!(loose <= 102);
+    }
+
+    #[test]
+    fn keyless_intent_counts_in_full() {
+        // `push_le_keys` accepts an empty key list; such an intent conflicts with nothing.
+        let mut b = batch(&[(7, &[1]), (5, &[1])]);
+        let meta = IntentMeta {
+            seq: 3,
+            profit: 9,
+            ..IntentMeta::default()
+        };
+        b.push_le_keys(meta, &[]).unwrap();
+        let mut index = KeyIndex::new(16, 64);
+        index.prepare(&b);
+        index.build_adjacency();
+        let mut dual = DualBound::new(16, 64);
+        assert_eq!(dual.compute(&index, b.profits(), 1), 7 + 9);
     }
 
     #[test]

@@ -76,11 +76,14 @@ impl KeyIndex {
         assert!(keys_max < u32::MAX as usize, "keys_max must fit in u32");
         // Load factor at most 1/2 at full capacity.
         let slots_count = (2 * keys_max).max(16).next_power_of_two();
+        let mut starts = Vec::with_capacity(records_max + 1);
+        // An empty window until the first `prepare`.
+        starts.push(0);
         KeyIndex {
             slots: vec![Slot::default(); slots_count],
             stamp: 0,
             ids: Vec::with_capacity(keys_max),
-            starts: Vec::with_capacity(records_max + 1),
+            starts,
             adj_starts: Vec::with_capacity(keys_max + 1),
             adj_ends: Vec::with_capacity(keys_max),
             adj: Vec::with_capacity(keys_max),

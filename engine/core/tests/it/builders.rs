@@ -254,3 +254,29 @@ fn default_budget_solves_forty_intent_windows() {
     // Observed: 547 nodes at most (clique bound plus a strong local-search incumbent).
     eprintln!("exact nodes max over 20 windows of 40 intents: {nodes_max}");
 }
+
+#[test]
+fn keyless_intent_is_always_taken_and_bounded() {
+    // The wire layer rejects intents without keys, but `push_le_keys` accepts them; the
+    // builders must still be correct (such an intent conflicts with nothing).
+    let mut batch = batch_of(&[(7, vec![1]), (5, vec![1, 2]), (4, vec![2])]);
+    let meta = fpn_engine::IntentMeta {
+        seq: 4,
+        profit: 9,
+        ..fpn_engine::IntentMeta::default()
+    };
+    let mut batch_more = IntentBatch::with_capacity(4, 8);
+    for i in 0..batch.len() {
+        let keys: Vec<[u8; 8]> = batch.keys(i).iter().map(|k| k.to_le_bytes()).collect();
+        batch_more.push_le_keys(*batch.meta(i), &keys).unwrap();
+    }
+    batch_more.push_le_keys(meta, &[]).unwrap();
+    batch = batch_more;
+    let optimum = brute_force_optimum(&batch);
+    assert_eq!(optimum, 7 + 4 + 9);
+    for s in Builders::new(4, 8).run(&batch) {
+        check_selection(&batch, &s).unwrap();
+        assert!(s.picked.contains(&3));
+        assert!(s.upper_bound >= optimum);
+    }
+}
