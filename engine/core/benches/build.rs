@@ -12,8 +12,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use fpn_engine::build::radix_sort_u64;
 use fpn_engine::sim::{UniformParams, random_batch_uniform};
 use fpn_engine::{
-    BlockBuilder, BuilderKind, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig,
-    IntentBatch, MAX_AMOUNT, Packer, Selection,
+    Block, BlockBuilder, BuilderKind, FeeRate, FifoBuilder, GreedyBuilder, ImprovedBuilder,
+    ImprovedConfig, IntentBatch, MAX_AMOUNT, Packer, Selection,
 };
 
 fn window(intents: usize) -> (IntentBatch, UniformParams) {
@@ -118,5 +118,23 @@ fn bench_sort(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_builders, bench_sort);
+/// The daemon's path: FIFO + chosen builder + fee split into a reused block.
+fn bench_pack(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pack");
+    let intents = 10_000;
+    let (batch, params) = window(intents);
+    let (records, keys) = params.capacity();
+    let rate = FeeRate::parse_decimal("0.1").unwrap();
+    let mut block = Block::with_capacity(records);
+    group.throughput(Throughput::Elements(intents as u64));
+    for kind in [BuilderKind::Greedy, BuilderKind::Improved] {
+        let mut packer = Packer::new(kind, records, keys, ImprovedConfig::default());
+        group.bench_function(BenchmarkId::new(kind.as_str(), intents), |b| {
+            b.iter(|| packer.pack(1, black_box(&batch), rate, &mut block))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_builders, bench_sort, bench_pack);
 criterion_main!(benches);

@@ -25,6 +25,9 @@ const COLD_KEY_BASE: u64 = 1 << 62;
 
 /// The splitmix64 generator (Steele, Lea and Flood's `SplittableRandom` mixer): tiny, fast,
 /// passes BigCrush, and every seed is a good seed.
+///
+/// Call order: [`SplitMix64::new`] with a seed, then any `next_*`/`below`/`range_inclusive`;
+/// the sequence depends only on the seed.
 #[derive(Debug, Clone)]
 pub struct SplitMix64 {
     state: u64,
