@@ -26,9 +26,30 @@ fn check_block(batch: &IntentBatch, block: &Block) -> Result<(), TestCaseError> 
         prop_assert_eq!(e.client_id, batch.meta(i).client_id);
         prop_assert!(e.fee <= e.profit && e.payout <= e.profit);
         prop_assert_eq!(e.payout + e.fee, e.profit);
-        // Pro rata within one unit.
-        let floor = (u128::from(block.fee) * u128::from(e.profit) / u128::from(block.total)) as u64;
-        prop_assert!(e.fee == floor || e.fee == floor + 1);
+    }
+    // Pro rata shares rounded down, and the leftover units go one each to the first entries
+    // in seq order.
+    let floors: Vec<u64> = block
+        .entries
+        .iter()
+        .map(|e| {
+            (u128::from(block.fee) * u128::from(e.profit) / u128::from(block.total.max(1))) as u64
+        })
+        .collect();
+    let leftover = block.fee - floors.iter().sum::<u64>();
+    prop_assert!((leftover as usize) < block.entries.len().max(1));
+    for (k, (e, floor)) in block.entries.iter().zip(&floors).enumerate() {
+        let extra = u64::from((k as u64) < leftover);
+        prop_assert_eq!(
+            e.fee,
+            floor + extra,
+            "entry {} of {}",
+            k,
+            block.entries.len()
+        );
+    }
+    if block.builder == BuilderKind::Fifo {
+        prop_assert_eq!(block.total, block.fifo_total);
     }
     prop_assert!(block.entries.windows(2).all(|w| w[0].seq < w[1].seq));
     prop_assert!(block.upper_bound >= block.total);
