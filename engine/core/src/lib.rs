@@ -9,13 +9,20 @@ pub mod amount;
 pub mod batch;
 pub mod build;
 pub mod dedup;
+pub mod economics;
+pub mod sim;
 pub mod window;
 
 pub use amount::{FeeRate, FeeRateError, MAX_AMOUNT};
 pub use batch::{BatchFull, IntentBatch, IntentMeta};
-pub use build::{BlockBuilder, BuilderKind, Selection};
+pub use build::{
+    BlockBuilder, BuilderKind, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig, ImprovedStats,
+    KeyIndex, Selection,
+};
 pub use dedup::{Dedup, DedupEntry};
+pub use economics::{Block, BlockEntry, BuilderOutcome, Comparison, Packer};
+pub use sim::{SimParams, SimParamsError, SplitMix64, UniformParams};
 pub use window::{
-    Admitted, CloseReason, ClosedWindow, KEYS_PER_INTENT_MAX, PendingBid, RecordKind, Window,
-    WindowConfig, WindowConfigError,
+    Admitted, CloseReason, ClosedWindow, KEYS_PER_INTENT_MAX, PendingBid, RecordKind, Window, WindowConfig,
+    WindowConfigError,
 };

@@ -4,11 +4,48 @@
 //! [`Selection`] that holds no two conflicting intents, plus an upper bound on the best
 //! possible total so that the optimality gap of every block is known.
 //!
+//! Builders: [`FifoBuilder`] (arrival order, the baseline), [`GreedyBuilder`] (profit
+//! order), [`ImprovedBuilder`] (greedy + local search + exact search on small windows). All
+//! intern keys through a [`KeyIndex`] so conflict checks are array lookups, and all bound the
+//! optimum with a feasible LP dual ([`DualBound`]).
+//!
 //! Call order: construct once with the window's capacity (all scratch space is allocated
 //! then), then call [`BlockBuilder::build`] once per window. `build` does not allocate
 //! while the batch stays within the capacity given at construction.
 
 use crate::batch::IntentBatch;
+
+mod bound;
+mod exact;
+mod fifo;
+mod greedy;
+mod improved;
+mod index;
+mod sort;
+
+pub use bound::DualBound;
+pub use exact::EXACT_INTENTS_LIMIT;
+pub use fifo::{BOUND_PASSES_DEFAULT, FifoBuilder};
+pub use greedy::GreedyBuilder;
+pub use improved::{ImprovedBuilder, ImprovedConfig, ImprovedStats};
+pub use index::{KeyIndex, RECORDS_MAX_LIMIT};
+pub use sort::radix_sort_u64;
+
+pub(crate) use fifo::FifoCore;
+pub(crate) use greedy::GreedyCore;
+pub(crate) use improved::ImprovedCore;
+
+/// Sets the totals of a filled selection. A bound equal to the total proves optimality.
+#[inline]
+pub(crate) fn finish(out: &mut Selection, total: u64, bound: u64) {
+    debug_assert!(
+        bound >= total,
+        "upper bound {bound} below feasible total {total}"
+    );
+    out.total = total;
+    out.upper_bound = bound.max(total);
+    out.exact = bound <= total;
+}
 
 /// Which algorithm produced a selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

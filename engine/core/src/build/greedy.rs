@@ -1,0 +1,153 @@
+//! Greedy: highest profit first (ties: lower index first), skipping conflicts.
+
+use super::bound::DualBound;
+use super::fifo::BOUND_PASSES_DEFAULT;
+use super::index::{KeyIndex, NONE};
+use super::sort::radix_sort_u64;
+use super::{BlockBuilder, BuilderKind, Selection, finish};
+use crate::amount::MAX_AMOUNT;
+use crate::batch::IntentBatch;
+
+/// Bits of the intent index in a packed sort key.
+pub(crate) const INDEX_BITS: u32 = 20;
+pub(crate) const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+/// Packs `(profit desc, index asc)` into one `u64` that sorts ascending: 44 bits of
+/// `MAX_AMOUNT - profit`, 20 bits of index. One integer compare per step is what makes
+/// `sort_unstable` fast here.
+#[inline]
+pub(crate) fn order_key(profit: u64, index: usize) -> u64 {
+    debug_assert!(profit <= MAX_AMOUNT && (index as u64) <= INDEX_MASK);
+    (MAX_AMOUNT.saturating_sub(profit) << INDEX_BITS) | index as u64
+}
+
+/// Greedy state on a prepared [`KeyIndex`]. Also the starting point of the improved builder,
+/// which continues from `owner`/`selected`.
+#[derive(Debug, Clone)]
+pub(crate) struct GreedyCore {
+    /// Packed order keys, ascending = profit descending.
+    pub(crate) order: Vec<u64>,
+    /// Selected intent holding each resource, or `NONE`.
+    pub(crate) owner: Vec<u32>,
+    pub(crate) selected: Vec<bool>,
+    pub(crate) dual: DualBound,
+    pub(crate) bound_passes: u32,
+    pub(crate) sort_scratch: Vec<u64>,
+}
+
+impl GreedyCore {
+    pub(crate) fn new(records_max: usize, keys_max: usize) -> GreedyCore {
+        let mut core = GreedyCore::without_bound(records_max, keys_max);
+        core.dual = DualBound::new(records_max, keys_max);
+        core
+    }
+
+    /// A core whose `run` is never called (only `select`/`fill`): no bound scratch, which
+    /// is `8 × keys_max` bytes.
+    pub(crate) fn without_bound(records_max: usize, keys_max: usize) -> GreedyCore {
+        GreedyCore {
+            order: Vec::with_capacity(records_max),
+            owner: Vec::with_capacity(keys_max),
+            selected: Vec::with_capacity(records_max),
+            dual: DualBound::new(0, 0),
+            bound_passes: BOUND_PASSES_DEFAULT,
+            sort_scratch: Vec::with_capacity(records_max),
+        }
+    }
+
+    /// Sorts, then takes every intent that fits. Returns the total.
+    pub(crate) fn select(&mut self, index: &KeyIndex, profits: &[u64]) -> u64 {
+        self.order.clear();
+        self.order
+            .extend(profits.iter().enumerate().map(|(i, &p)| order_key(p, i)));
+        radix_sort_u64(&mut self.order, &mut self.sort_scratch);
+        self.fill(index, profits)
+    }
+
+    /// Takes every intent that fits, in `self.order`. Returns the total.
+    pub(crate) fn fill(&mut self, index: &KeyIndex, profits: &[u64]) -> u64 {
+        self.owner.clear();
+        self.owner.resize(index.resources_count(), NONE);
+        self.selected.clear();
+        self.selected.resize(profits.len(), false);
+        let mut total = 0u64;
+        for &key in &self.order {
+            let i = (key & INDEX_MASK) as usize;
+            let ids = index.ids(i);
+            if ids.iter().all(|&r| self.owner[r as usize] == NONE) {
+                for &r in ids {
+                    self.owner[r as usize] = i as u32;
+                }
+                self.selected[i] = true;
+                total += profits[i];
+            }
+        }
+        total
+    }
+
+    /// Writes the selected intents, ascending, into `out.picked` (after `out.clear()`).
+    pub(crate) fn emit(&self, out: &mut Selection) {
+        out.clear();
+        out.picked.extend(
+            self.selected
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s)
+                .map(|(i, _)| i as u32),
+        );
+    }
+
+    /// `bound_known`: the dual bound of this window with the same passes, if the caller
+    /// already has it (the bound depends only on the window, so the packer computes it once).
+    pub(crate) fn run(
+        &mut self,
+        index: &KeyIndex,
+        profits: &[u64],
+        bound_known: Option<u64>,
+        out: &mut Selection,
+    ) {
+        let total = self.select(index, profits);
+        self.emit(out);
+        let bound =
+            bound_known.unwrap_or_else(|| self.dual.compute(index, profits, self.bound_passes));
+        finish(out, total, bound);
+    }
+}
+
+/// Highest profit first builder.
+///
+/// Call order: [`GreedyBuilder::new`] once, then [`BlockBuilder::build`] per window.
+#[derive(Debug, Clone)]
+pub struct GreedyBuilder {
+    index: KeyIndex,
+    core: GreedyCore,
+}
+
+impl GreedyBuilder {
+    pub fn new(records_max: usize, keys_max: usize) -> GreedyBuilder {
+        GreedyBuilder {
+            index: KeyIndex::new(records_max, keys_max),
+            core: GreedyCore::new(records_max, keys_max),
+        }
+    }
+
+    /// Sets the dual-descent passes of the upper bound (default [`BOUND_PASSES_DEFAULT`]).
+    pub fn with_bound_passes(mut self, passes: u32) -> GreedyBuilder {
+        self.core.bound_passes = passes;
+        self
+    }
+}
+
+impl BlockBuilder for GreedyBuilder {
+    fn kind(&self) -> BuilderKind {
+        BuilderKind::Greedy
+    }
+
+    fn build(&mut self, batch: &IntentBatch, out: &mut Selection) {
+        self.index.prepare(batch);
+        if self.core.bound_passes > 0 {
+            self.index.build_adjacency();
+        }
+        self.core.run(&self.index, batch.profits(), None, out);
+    }
+}

@@ -1,0 +1,426 @@
+//! Block economics: which selection is published, the sequencer fee, and each intent's payout.
+//!
+//! Rule (also in `docs/economics.md`):
+//! 1. The FIFO selection and the configured builder's selection are computed on the window.
+//!    The builder's selection is published when its total is at least the FIFO total;
+//!    otherwise the FIFO selection is published and the block says `builder = Fifo`. So a
+//!    published block is never worse than FIFO and `surplus = total - fifo_total >= 0`.
+//! 2. `fee = floor(fee_rate × surplus)`: the sequencer keeps a share of what it added over
+//!    FIFO, never of what FIFO would have paid anyway.
+//! 3. The fee is split over the block's intents pro rata to profit:
+//!    `fee_i = floor(fee × profit_i / total)` (exact, in `u128`), then the
+//!    `r = fee - Σ fee_i` leftover units (`r` < number of entries) are charged one each to
+//!    the first `r` entries in ascending `seq`. `payout_i = profit_i - fee_i`.
+//!
+//! Invariants: `Σ payout_i + fee = total` exactly, `fee_i <= profit_i`, entries ascend by
+//! `seq`, `upper_bound >= total`.
+
+use crate::amount::FeeRate;
+use crate::batch::IntentBatch;
+use crate::build::{
+    BuilderKind, FifoCore, GreedyCore, ImprovedConfig, ImprovedCore, ImprovedStats, KeyIndex,
+    Selection,
+};
+
+/// One intent of a published block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockEntry {
+    pub seq: u64,
+    pub client_id: u64,
+    pub nonce: u64,
+    pub profit: u64,
+    /// This intent's share of the block fee.
+    pub fee: u64,
+    /// `profit - fee`.
+    pub payout: u64,
+}
+
+/// A published block. Reused across windows: [`Packer::pack`] overwrites it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub window_id: u64,
+    /// The builder whose selection was published (`Fifo` when the fallback applied).
+    pub builder: BuilderKind,
+    /// Ascending `seq`.
+    pub entries: Vec<BlockEntry>,
+    /// Σ profit of the entries.
+    pub total: u64,
+    /// Total of the FIFO selection of the same window.
+    pub fifo_total: u64,
+    /// `total - fifo_total`.
+    pub surplus: u64,
+    /// `floor(fee_rate × surplus)`, equal to Σ entry fees.
+    pub fee: u64,
+    pub fee_rate: FeeRate,
+    /// Upper bound on the best total any conflict-free subset of the window reaches.
+    pub upper_bound: u64,
+    /// The published selection is proven optimal.
+    pub exact: bool,
+}
+
+impl Block {
+    /// An empty block that holds up to `records_max` entries without allocating.
+    pub fn with_capacity(records_max: usize) -> Block {
+        Block {
+            window_id: 0,
+            builder: BuilderKind::Fifo,
+            entries: Vec::with_capacity(records_max),
+            total: 0,
+            fifo_total: 0,
+            surplus: 0,
+            fee: 0,
+            fee_rate: FeeRate::ZERO,
+            upper_bound: 0,
+            exact: false,
+        }
+    }
+
+    /// `upper_bound - total`.
+    pub fn gap(&self) -> u64 {
+        self.upper_bound - self.total
+    }
+}
+
+/// One builder's result on a window, as reported by [`Packer::compare`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BuilderOutcome {
+    pub total: u64,
+    pub upper_bound: u64,
+    pub exact: bool,
+    pub picked_count: usize,
+}
+
+impl BuilderOutcome {
+    fn of(selection: &Selection) -> BuilderOutcome {
+        BuilderOutcome {
+            total: selection.total,
+            upper_bound: selection.upper_bound,
+            exact: selection.exact,
+            picked_count: selection.picked.len(),
+        }
+    }
+}
+
+/// All three builders on one window, for the simulator and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Comparison {
+    pub fifo: BuilderOutcome,
+    pub greedy: BuilderOutcome,
+    pub improved: BuilderOutcome,
+    pub improved_stats: ImprovedStats,
+}
+
+impl Comparison {
+    /// The tightest of the three bounds (all are valid).
+    pub fn upper_bound(&self) -> u64 {
+        self.fifo
+            .upper_bound
+            .min(self.greedy.upper_bound)
+            .min(self.improved.upper_bound)
+    }
+}
+
+/// Turns windows into blocks.
+///
+/// Call order: [`Packer::new`] once (allocates all scratch for `records_max` intents and
+/// `keys_max` keys), then [`Packer::pack`] (or [`Packer::compare`]) once per window. Neither
+/// allocates while the batch stays within that capacity and `out` came from
+/// [`Block::with_capacity`] with at least `records_max`.
+///
+/// Memory: all three builders are allocated whatever the kind (so `compare` works), about
+/// 90–120 bytes per key of `keys_max` (the key table alone is 32–64) and 150 per record.
+/// Size `keys_max` from the expected keys per window, not `records_max × 64`.
+#[derive(Debug, Clone)]
+pub struct Packer {
+    kind: BuilderKind,
+    index: KeyIndex,
+    fifo: FifoCore,
+    greedy: GreedyCore,
+    improved: ImprovedCore,
+    fifo_selection: Selection,
+    chosen_selection: Selection,
+    records_max: usize,
+}
+
+impl Packer {
+    pub fn new(
+        kind: BuilderKind,
+        records_max: usize,
+        keys_max: usize,
+        config: ImprovedConfig,
+    ) -> Packer {
+        Packer {
+            kind,
+            index: KeyIndex::new(records_max, keys_max),
+            fifo: FifoCore::new(records_max, keys_max),
+            greedy: GreedyCore::new(records_max, keys_max),
+            improved: ImprovedCore::new(records_max, keys_max, config),
+            fifo_selection: Selection::with_capacity(records_max),
+            chosen_selection: Selection::with_capacity(records_max),
+            records_max,
+        }
+    }
+
+    pub fn kind(&self) -> BuilderKind {
+        self.kind
+    }
+
+    pub fn records_max(&self) -> usize {
+        self.records_max
+    }
+
+    /// Stats of the improved builder's last run (zero unless it ran).
+    pub fn improved_stats(&self) -> ImprovedStats {
+        self.improved.stats
+    }
+
+    /// Builds the block of one window into `out` (see the module doc for the rule).
+    pub fn pack(
+        &mut self,
+        window_id: u64,
+        batch: &IntentBatch,
+        fee_rate: FeeRate,
+        out: &mut Block,
+    ) {
+        self.index.prepare(batch);
+        let needs_adjacency = match self.kind {
+            BuilderKind::Fifo => self.fifo.bound_passes > 0,
+            BuilderKind::Greedy => self.fifo.bound_passes > 0 || self.greedy.bound_passes > 0,
+            BuilderKind::Improved => true,
+        };
+        if needs_adjacency {
+            self.index.build_adjacency();
+        }
+        let profits = batch.profits();
+        self.fifo
+            .run(&self.index, profits, &mut self.fifo_selection);
+        let (chosen, kind) = match self.kind {
+            BuilderKind::Fifo => (&self.fifo_selection, BuilderKind::Fifo),
+            BuilderKind::Greedy => {
+                let known = (self.greedy.bound_passes == self.fifo.bound_passes)
+                    .then_some(self.fifo.bound_last);
+                self.greedy
+                    .run(&self.index, profits, known, &mut self.chosen_selection);
+                (&self.chosen_selection, BuilderKind::Greedy)
+            }
+            BuilderKind::Improved => {
+                let known = (self.improved.config().bound_passes == self.fifo.bound_passes)
+                    .then_some(self.fifo.bound_last);
+                self.improved
+                    .run(&self.index, profits, known, &mut self.chosen_selection);
+                (&self.chosen_selection, BuilderKind::Improved)
+            }
+        };
+        let fifo = &self.fifo_selection;
+        let (published, kind) = if chosen.total >= fifo.total {
+            (chosen, kind)
+        } else {
+            (fifo, BuilderKind::Fifo)
+        };
+        // Both bounds are valid, so the smaller is too.
+        let bound = chosen.upper_bound.min(fifo.upper_bound);
+        fill_block(
+            window_id, batch, fee_rate, published, kind, fifo.total, bound, out,
+        );
+    }
+
+    /// Runs FIFO, greedy and improved on one window and reports their totals and bounds.
+    /// Afterwards [`Packer::last_selection`] holds the improved selection unless the
+    /// packer's kind is `Fifo`. Publishes nothing; use [`Packer::pack`] for the block.
+    pub fn compare(&mut self, batch: &IntentBatch) -> Comparison {
+        self.index.prepare(batch);
+        self.index.build_adjacency();
+        let profits = batch.profits();
+        self.fifo
+            .run(&self.index, profits, &mut self.fifo_selection);
+        let fifo = BuilderOutcome::of(&self.fifo_selection);
+        // The bound depends only on the window: compute it once when the passes agree.
+        let known =
+            (self.greedy.bound_passes == self.fifo.bound_passes).then_some(self.fifo.bound_last);
+        self.greedy
+            .run(&self.index, profits, known, &mut self.chosen_selection);
+        let greedy = BuilderOutcome::of(&self.chosen_selection);
+        let known = (self.improved.config().bound_passes == self.fifo.bound_passes)
+            .then_some(self.fifo.bound_last);
+        self.improved
+            .run(&self.index, profits, known, &mut self.chosen_selection);
+        let improved = BuilderOutcome::of(&self.chosen_selection);
+        Comparison {
+            fifo,
+            greedy,
+            improved,
+            improved_stats: self.improved.stats,
+        }
+    }
+
+    /// The configured builder's selection from the last `pack` (FIFO's when the kind is
+    /// `Fifo`), or the improved selection after `compare`.
+    pub fn last_selection(&self) -> &Selection {
+        match self.kind {
+            BuilderKind::Fifo => &self.fifo_selection,
+            _ => &self.chosen_selection,
+        }
+    }
+
+    /// The FIFO selection of the last `pack` or `compare`.
+    pub fn last_fifo_selection(&self) -> &Selection {
+        &self.fifo_selection
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fill_block(
+    window_id: u64,
+    batch: &IntentBatch,
+    fee_rate: FeeRate,
+    published: &Selection,
+    builder: BuilderKind,
+    fifo_total: u64,
+    bound: u64,
+    out: &mut Block,
+) {
+    debug_assert!(published.total >= fifo_total);
+    let total = published.total;
+    let surplus = total - fifo_total;
+    let fee = fee_rate.apply_floor(surplus);
+    debug_assert!(fee <= total);
+    out.window_id = window_id;
+    out.builder = builder;
+    out.total = total;
+    out.fifo_total = fifo_total;
+    out.surplus = surplus;
+    out.fee = fee;
+    out.fee_rate = fee_rate;
+    out.upper_bound = bound.max(total);
+    out.exact = published.exact;
+    out.entries.clear();
+    let mut charged = 0u64;
+    for &i in &published.picked {
+        let meta = batch.meta(i as usize);
+        let profit = batch.profit(i as usize);
+        let share = if total == 0 {
+            0
+        } else {
+            (u128::from(fee) * u128::from(profit) / u128::from(total)) as u64
+        };
+        charged += share;
+        out.entries.push(BlockEntry {
+            seq: meta.seq,
+            client_id: meta.client_id,
+            nonce: meta.nonce,
+            profit,
+            fee: share,
+            payout: 0,
+        });
+    }
+    // Picked indices ascend, and seq ascends with arrival, so this is already sorted; the
+    // check is O(n) and keeps the published order right even for a hand-built batch.
+    if !out.entries.is_sorted_by_key(|e| e.seq) {
+        out.entries.sort_unstable_by_key(|e| e.seq);
+    }
+    let leftover = fee - charged;
+    debug_assert!(leftover as usize <= out.entries.len());
+    for (k, entry) in out.entries.iter_mut().enumerate() {
+        if (k as u64) < leftover {
+            entry.fee += 1;
+        }
+        debug_assert!(entry.fee <= entry.profit);
+        entry.payout = entry.profit - entry.fee;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::IntentMeta;
+
+    fn batch(intents: &[(u64, &[u64])]) -> IntentBatch {
+        let mut b = IntentBatch::with_capacity(16, 64);
+        for (i, (profit, keys)) in intents.iter().enumerate() {
+            let meta = IntentMeta {
+                seq: 10 + i as u64,
+                client_id: 100 + i as u64,
+                nonce: i as u64,
+                profit: *profit,
+                ..IntentMeta::default()
+            };
+            b.push(meta, keys).unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn worked_example_from_docs() {
+        // FIFO takes #0 (10) and then nothing else fits with key 1 taken except #3.
+        // Greedy takes #1 (30) and #2 (25) and #3 (4): total 59. FIFO: 10 + 4 = 14.
+        let b = batch(&[(10, &[1, 2]), (30, &[1]), (25, &[2]), (4, &[9])]);
+        let mut packer = Packer::new(BuilderKind::Greedy, 16, 64, ImprovedConfig::default());
+        let mut block = Block::with_capacity(16);
+        let rate = FeeRate::parse_decimal("0.1").unwrap();
+        packer.pack(7, &b, rate, &mut block);
+        assert_eq!(block.window_id, 7);
+        assert_eq!(block.builder, BuilderKind::Greedy);
+        assert_eq!(block.total, 59);
+        assert_eq!(block.fifo_total, 14);
+        assert_eq!(block.surplus, 45);
+        assert_eq!(block.fee, 4);
+        // Shares: floor(4·30/59)=2, floor(4·25/59)=1, floor(4·4/59)=0; leftover 1 goes to the
+        // lowest seq (#1, seq 11).
+        let fees: Vec<_> = block
+            .entries
+            .iter()
+            .map(|e| (e.seq, e.fee, e.payout))
+            .collect();
+        assert_eq!(fees, vec![(11, 3, 27), (12, 1, 24), (13, 0, 4)]);
+        assert_eq!(block.entries[0].client_id, 101);
+        assert!(block.upper_bound >= 59);
+    }
+
+    #[test]
+    fn fee_rate_one_takes_whole_surplus() {
+        let b = batch(&[(1, &[1, 2]), (5, &[1]), (5, &[2])]);
+        let mut packer = Packer::new(BuilderKind::Improved, 16, 64, ImprovedConfig::default());
+        let mut block = Block::with_capacity(16);
+        packer.pack(1, &b, FeeRate::ONE, &mut block);
+        assert_eq!(block.total, 10);
+        assert_eq!(block.fifo_total, 1);
+        assert_eq!(block.fee, 9);
+        assert!(block.exact);
+        assert_eq!(block.upper_bound, 10);
+        let paid: u64 = block.entries.iter().map(|e| e.payout).sum();
+        assert_eq!(paid + block.fee, block.total);
+    }
+
+    #[test]
+    fn fifo_kind_has_no_surplus() {
+        let b = batch(&[(1, &[1, 2]), (5, &[1]), (5, &[2])]);
+        let mut packer = Packer::new(BuilderKind::Fifo, 16, 64, ImprovedConfig::default());
+        let mut block = Block::with_capacity(16);
+        packer.pack(1, &b, FeeRate::ONE, &mut block);
+        assert_eq!(block.builder, BuilderKind::Fifo);
+        assert_eq!((block.total, block.surplus, block.fee), (1, 0, 0));
+        assert_eq!(block.entries[0].payout, 1);
+    }
+
+    #[test]
+    fn greedy_worse_than_fifo_falls_back() {
+        // Greedy takes 10 first and blocks two 6s that FIFO takes (arrival order).
+        let b = batch(&[(6, &[1]), (6, &[2]), (10, &[1, 2])]);
+        let mut packer = Packer::new(BuilderKind::Greedy, 16, 64, ImprovedConfig::default());
+        let mut block = Block::with_capacity(16);
+        packer.pack(3, &b, FeeRate::ONE, &mut block);
+        assert_eq!(block.builder, BuilderKind::Fifo);
+        assert_eq!((block.total, block.fifo_total, block.surplus), (12, 12, 0));
+        assert_eq!(packer.last_selection().total, 10);
+    }
+
+    #[test]
+    fn empty_window() {
+        let b = batch(&[]);
+        let mut packer = Packer::new(BuilderKind::Improved, 16, 64, ImprovedConfig::default());
+        let mut block = Block::with_capacity(16);
+        packer.pack(0, &b, FeeRate::ONE, &mut block);
+        assert_eq!((block.total, block.fee, block.upper_bound), (0, 0, 0));
+        assert!(block.entries.is_empty());
+    }
+}

@@ -1,0 +1,101 @@
+//! Counts heap allocations per thread, to prove `build` and `pack` do not allocate after
+//! construction.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use fpn_engine::economics::Block;
+use fpn_engine::sim::{UniformParams, random_batch_uniform};
+use fpn_engine::{
+    BlockBuilder, BuilderKind, FeeRate, FifoBuilder, GreedyBuilder, ImprovedBuilder,
+    ImprovedConfig, Packer, Selection,
+};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(|c| c.get())
+}
+
+#[test]
+fn builders_and_packer_do_not_allocate_after_construction() {
+    let records_max = 3_000;
+    let keys_max = records_max * 8;
+    // Windows of several sizes, largest first and last, all within capacity.
+    let sizes = [3_000usize, 10, 0, 1_500, 37, 3_000];
+    let batches: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(s, &n)| {
+            random_batch_uniform(
+                s as u64,
+                &UniformParams {
+                    intents: n,
+                    keys_min: 2,
+                    keys_max: 8,
+                    universe: 600,
+                    profit_max: 1_000,
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut fifo = FifoBuilder::new(records_max, keys_max);
+    let mut greedy = GreedyBuilder::new(records_max, keys_max);
+    let mut improved = ImprovedBuilder::new(records_max, keys_max, ImprovedConfig::default());
+    let mut packers: Vec<Packer> = [
+        BuilderKind::Fifo,
+        BuilderKind::Greedy,
+        BuilderKind::Improved,
+    ]
+    .into_iter()
+    .map(|k| Packer::new(k, records_max, keys_max, ImprovedConfig::default()))
+    .collect();
+    let mut selection = Selection::with_capacity(records_max);
+    let mut block = Block::with_capacity(records_max);
+    let rate = FeeRate::parse_decimal("0.2").unwrap();
+
+    let before = allocations();
+    for batch in &batches {
+        fifo.build(batch, &mut selection);
+        greedy.build(batch, &mut selection);
+        improved.build(batch, &mut selection);
+        for packer in &mut packers {
+            packer.pack(1, batch, rate, &mut block);
+        }
+        let _ = packers[0].compare(batch);
+    }
+    assert_eq!(allocations() - before, 0, "hot path allocated");
+
+    // The counter does see allocations (the test can fail).
+    let v: Vec<u64> = Vec::with_capacity(4);
+    assert!(allocations() > before);
+    drop(v);
+}

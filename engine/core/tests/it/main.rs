@@ -1,0 +1,6 @@
+//! Integration tests of the builders and the packer against a brute-force reference.
+
+mod alloc_count;
+mod builders;
+mod economics;
+mod reference;
