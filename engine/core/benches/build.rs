@@ -12,8 +12,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use fpn_engine::build::radix_sort_u64;
 use fpn_engine::sim::{UniformParams, random_batch_uniform};
 use fpn_engine::{
-    Block, BlockBuilder, BuilderKind, FeeRate, FifoBuilder, GreedyBuilder, ImprovedBuilder,
-    ImprovedConfig, IntentBatch, MAX_AMOUNT, Packer, Selection,
+    Block, BlockBuilder, BuilderKind, FeeRate, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig,
+    IntentBatch, MAX_AMOUNT, Packer, Selection,
 };
 
 fn window(intents: usize) -> (IntentBatch, UniformParams) {
@@ -28,11 +28,7 @@ fn window(intents: usize) -> (IntentBatch, UniformParams) {
 }
 
 fn gap_percent(total: u64, bound: u64) -> f64 {
-    if bound == 0 {
-        0.0
-    } else {
-        100.0 * (bound - total) as f64 / bound as f64
-    }
+    if bound == 0 { 0.0 } else { 100.0 * (bound - total) as f64 / bound as f64 }
 }
 
 fn bench_builders(c: &mut Criterion) {
@@ -73,11 +69,9 @@ fn bench_builders(c: &mut Criterion) {
             b.iter(|| greedy.build(black_box(batch), &mut out))
         });
         let mut greedy_nobound = GreedyBuilder::new(records, keys).with_bound_passes(0);
-        group.bench_with_input(
-            BenchmarkId::new("greedy_bound0", intents),
-            &batch,
-            |b, batch| b.iter(|| greedy_nobound.build(black_box(batch), &mut out)),
-        );
+        group.bench_with_input(BenchmarkId::new("greedy_bound0", intents), &batch, |b, batch| {
+            b.iter(|| greedy_nobound.build(black_box(batch), &mut out))
+        });
         let mut improved = ImprovedBuilder::new(records, keys, config);
         group.bench_with_input(BenchmarkId::new("improved", intents), &batch, |b, batch| {
             b.iter(|| improved.build(black_box(batch), &mut out))
@@ -91,12 +85,8 @@ fn bench_sort(c: &mut Criterion) {
     let mut group = c.benchmark_group("sort");
     for intents in [10_000usize, 100_000] {
         let (batch, _) = window(intents);
-        let keys: Vec<u64> = batch
-            .profits()
-            .iter()
-            .enumerate()
-            .map(|(i, &p)| ((MAX_AMOUNT - p) << 20) | i as u64)
-            .collect();
+        let keys: Vec<u64> =
+            batch.profits().iter().enumerate().map(|(i, &p)| ((MAX_AMOUNT - p) << 20) | i as u64).collect();
         let mut work = keys.clone();
         let mut scratch = Vec::with_capacity(intents);
         group.throughput(Throughput::Elements(intents as u64));

@@ -147,24 +147,13 @@ impl Dedup {
     /// `DuplicateNonce` if the pair is already remembered within the horizon, or `Overloaded`
     /// if all `entries_max` entries are within the horizon. A refused pair is not recorded.
     #[inline]
-    pub fn check_and_insert(
-        &mut self,
-        client_id: u64,
-        nonce: u64,
-        window_id: u64,
-    ) -> Result<(), Reason> {
+    pub fn check_and_insert(&mut self, client_id: u64, nonce: u64, window_id: u64) -> Result<(), Reason> {
         self.insert(client_id, nonce, window_id, 0)
     }
 
     /// [`Dedup::check_and_insert`] that also stores `value` with the pair, for [`Dedup::get`].
     #[inline]
-    pub fn insert(
-        &mut self,
-        client_id: u64,
-        nonce: u64,
-        window_id: u64,
-        value: u64,
-    ) -> Result<(), Reason> {
+    pub fn insert(&mut self, client_id: u64, nonce: u64, window_id: u64, value: u64) -> Result<(), Reason> {
         debug_assert!(window_id >= self.window_id, "insert into an old window");
         if window_id > self.window_id {
             // Inserting for a newer window opens it (same as `advance` first), so an entry's
@@ -198,16 +187,8 @@ impl Dedup {
         if pos >= self.log.len() {
             pos -= self.log.len();
         }
-        self.log[pos] = DedupEntry {
-            client_id,
-            nonce,
-            window_id,
-            value,
-        };
-        self.slots[i] = Slot {
-            pos: pos as u32,
-            tag,
-        };
+        self.log[pos] = DedupEntry { client_id, nonce, window_id, value };
+        self.slots[i] = Slot { pos: pos as u32, tag };
         self.len += 1;
         debug_assert!(2 * self.len <= self.slots.len());
         Ok(())
@@ -282,10 +263,7 @@ impl Dedup {
         let mask = self.mask;
         let mut hole = self.home(tag);
         while self.slots[hole].pos as usize != pos {
-            debug_assert!(
-                self.slots[hole].pos != EMPTY,
-                "expiring entry missing from index"
-            );
+            debug_assert!(self.slots[hole].pos != EMPTY, "expiring entry missing from index");
             hole = (hole + 1) & mask;
         }
         let mut j = hole;
@@ -298,11 +276,7 @@ impl Dedup {
             let home = self.home(slot.tag);
             // The entry at `j` may move back to `hole` unless its home lies cyclically in
             // (hole, j]: then moving it before its home would hide it from lookups.
-            let home_in_between = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
+            let home_in_between = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
             if !home_in_between {
                 self.slots[hole] = slot;
                 hole = j;
@@ -412,11 +386,7 @@ mod tests {
         let mut d = Dedup::new(3, 4, 10);
         assert_eq!(d.check_and_insert(1, 7, 10), Ok(()));
         assert_eq!(d.check_and_insert(1, 7, 10), Err(Reason::DuplicateNonce));
-        assert_eq!(
-            d.check_and_insert(2, 7, 10),
-            Ok(()),
-            "other client, same nonce"
-        );
+        assert_eq!(d.check_and_insert(2, 7, 10), Ok(()), "other client, same nonce");
         d.advance(11);
         d.advance(12);
         assert_eq!(d.check_and_insert(1, 7, 12), Err(Reason::DuplicateNonce));
@@ -465,10 +435,7 @@ mod tests {
         d.check_and_insert(1, 1, 0).unwrap();
         assert_eq!(d.check_and_insert(1, 2, 5), Ok(()));
         assert_eq!(d.window_id(), 5);
-        assert!(
-            !d.contains(1, 1),
-            "window 0 is outside the horizon of window 5"
-        );
+        assert!(!d.contains(1, 1), "window 0 is outside the horizon of window 5");
         assert_eq!(d.check_and_insert(1, 1, 5), Ok(()));
     }
 

@@ -18,8 +18,7 @@
 use crate::amount::FeeRate;
 use crate::batch::IntentBatch;
 use crate::build::{
-    BuilderKind, FifoCore, GreedyCore, ImprovedConfig, ImprovedCore, ImprovedStats, KeyIndex,
-    Selection,
+    BuilderKind, FifoCore, GreedyCore, ImprovedConfig, ImprovedCore, ImprovedStats, KeyIndex, Selection,
 };
 
 /// One intent of a published block.
@@ -113,10 +112,7 @@ pub struct Comparison {
 impl Comparison {
     /// The tightest of the three bounds (all are valid).
     pub fn upper_bound(&self) -> u64 {
-        self.fifo
-            .upper_bound
-            .min(self.greedy.upper_bound)
-            .min(self.improved.upper_bound)
+        self.fifo.upper_bound.min(self.greedy.upper_bound).min(self.improved.upper_bound)
     }
 }
 
@@ -143,12 +139,7 @@ pub struct Packer {
 }
 
 impl Packer {
-    pub fn new(
-        kind: BuilderKind,
-        records_max: usize,
-        keys_max: usize,
-        config: ImprovedConfig,
-    ) -> Packer {
+    pub fn new(kind: BuilderKind, records_max: usize, keys_max: usize, config: ImprovedConfig) -> Packer {
         Packer {
             kind,
             index: KeyIndex::new(records_max, keys_max),
@@ -175,13 +166,7 @@ impl Packer {
     }
 
     /// Builds the block of one window into `out` (see the module doc for the rule).
-    pub fn pack(
-        &mut self,
-        window_id: u64,
-        batch: &IntentBatch,
-        fee_rate: FeeRate,
-        out: &mut Block,
-    ) {
+    pub fn pack(&mut self, window_id: u64, batch: &IntentBatch, fee_rate: FeeRate, out: &mut Block) {
         self.index.prepare(batch);
         let needs_adjacency = match self.kind {
             BuilderKind::Fifo => self.fifo.bound_passes > 0,
@@ -192,36 +177,28 @@ impl Packer {
             self.index.build_adjacency();
         }
         let profits = batch.profits();
-        self.fifo
-            .run(&self.index, profits, &mut self.fifo_selection);
+        self.fifo.run(&self.index, profits, &mut self.fifo_selection);
         let (chosen, kind) = match self.kind {
             BuilderKind::Fifo => (&self.fifo_selection, BuilderKind::Fifo),
             BuilderKind::Greedy => {
-                let known = (self.greedy.bound_passes == self.fifo.bound_passes)
-                    .then_some(self.fifo.bound_last);
-                self.greedy
-                    .run(&self.index, profits, known, &mut self.chosen_selection);
+                let known =
+                    (self.greedy.bound_passes == self.fifo.bound_passes).then_some(self.fifo.bound_last);
+                self.greedy.run(&self.index, profits, known, &mut self.chosen_selection);
                 (&self.chosen_selection, BuilderKind::Greedy)
             }
             BuilderKind::Improved => {
                 let known = (self.improved.config().bound_passes == self.fifo.bound_passes)
                     .then_some(self.fifo.bound_last);
-                self.improved
-                    .run(&self.index, profits, known, &mut self.chosen_selection);
+                self.improved.run(&self.index, profits, known, &mut self.chosen_selection);
                 (&self.chosen_selection, BuilderKind::Improved)
             }
         };
         let fifo = &self.fifo_selection;
-        let (published, kind) = if chosen.total >= fifo.total {
-            (chosen, kind)
-        } else {
-            (fifo, BuilderKind::Fifo)
-        };
+        let (published, kind) =
+            if chosen.total >= fifo.total { (chosen, kind) } else { (fifo, BuilderKind::Fifo) };
         // Both bounds are valid, so the smaller is too.
         let bound = chosen.upper_bound.min(fifo.upper_bound);
-        fill_block(
-            window_id, batch, fee_rate, published, kind, fifo.total, bound, out,
-        );
+        fill_block(window_id, batch, fee_rate, published, kind, fifo.total, bound, out);
     }
 
     /// Runs FIFO, greedy and improved on one window and reports their totals and bounds.
@@ -231,26 +208,17 @@ impl Packer {
         self.index.prepare(batch);
         self.index.build_adjacency();
         let profits = batch.profits();
-        self.fifo
-            .run(&self.index, profits, &mut self.fifo_selection);
+        self.fifo.run(&self.index, profits, &mut self.fifo_selection);
         let fifo = BuilderOutcome::of(&self.fifo_selection);
         // The bound depends only on the window: compute it once when the passes agree.
-        let known =
-            (self.greedy.bound_passes == self.fifo.bound_passes).then_some(self.fifo.bound_last);
-        self.greedy
-            .run(&self.index, profits, known, &mut self.chosen_selection);
+        let known = (self.greedy.bound_passes == self.fifo.bound_passes).then_some(self.fifo.bound_last);
+        self.greedy.run(&self.index, profits, known, &mut self.chosen_selection);
         let greedy = BuilderOutcome::of(&self.chosen_selection);
-        let known = (self.improved.config().bound_passes == self.fifo.bound_passes)
-            .then_some(self.fifo.bound_last);
-        self.improved
-            .run(&self.index, profits, known, &mut self.chosen_selection);
+        let known =
+            (self.improved.config().bound_passes == self.fifo.bound_passes).then_some(self.fifo.bound_last);
+        self.improved.run(&self.index, profits, known, &mut self.chosen_selection);
         let improved = BuilderOutcome::of(&self.chosen_selection);
-        Comparison {
-            fifo,
-            greedy,
-            improved,
-            improved_stats: self.improved.stats,
-        }
+        Comparison { fifo, greedy, improved, improved_stats: self.improved.stats }
     }
 
     /// The configured builder's selection from the last `pack` (FIFO's when the kind is
@@ -298,11 +266,8 @@ fn fill_block(
     for &i in &published.picked {
         let meta = batch.meta(i as usize);
         let profit = batch.profit(i as usize);
-        let share = if total == 0 {
-            0
-        } else {
-            (u128::from(fee) * u128::from(profit) / u128::from(total)) as u64
-        };
+        let share =
+            if total == 0 { 0 } else { (u128::from(fee) * u128::from(profit) / u128::from(total)) as u64 };
         charged += share;
         out.entries.push(BlockEntry {
             seq: meta.seq,
@@ -366,11 +331,7 @@ mod tests {
         assert_eq!(block.fee, 4);
         // Shares: floor(4·30/59)=2, floor(4·25/59)=1, floor(4·4/59)=0; leftover 1 goes to the
         // lowest seq (#1, seq 11).
-        let fees: Vec<_> = block
-            .entries
-            .iter()
-            .map(|e| (e.seq, e.fee, e.payout))
-            .collect();
+        let fees: Vec<_> = block.entries.iter().map(|e| (e.seq, e.fee, e.payout)).collect();
         assert_eq!(fees, vec![(11, 3, 27), (12, 1, 24), (13, 0, 4)]);
         assert_eq!(block.entries[0].client_id, 101);
         assert!(block.upper_bound >= 59);

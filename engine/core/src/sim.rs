@@ -68,9 +68,7 @@ impl SplitMix64 {
 /// Parameters that cannot produce a valid window.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum SimParamsError {
-    #[error(
-        "keys per intent must satisfy 1 <= keys_min <= keys_max <= 64, got {keys_min}..={keys_max}"
-    )]
+    #[error("keys per intent must satisfy 1 <= keys_min <= keys_max <= 64, got {keys_min}..={keys_max}")]
     KeysRange { keys_min: usize, keys_max: usize },
     #[error("profit_max must be within 1..={MAX_AMOUNT}, got {0}")]
     ProfitMax(u64),
@@ -160,10 +158,7 @@ impl UniformParams {
     pub fn validate(&self) -> Result<(), SimParamsError> {
         check_common(self.intents, self.keys_min, self.keys_max, self.profit_max)?;
         if self.universe < self.keys_max as u64 {
-            return Err(SimParamsError::Universe {
-                universe: self.universe,
-                keys_max: self.keys_max,
-            });
+            return Err(SimParamsError::Universe { universe: self.universe, keys_max: self.keys_max });
         }
         Ok(())
     }
@@ -194,11 +189,7 @@ pub fn random_batch(seed: u64, params: &SimParams) -> Result<IntentBatch, SimPar
 
 /// Refills `batch` (cleared first) with a hot-pool window; does not allocate when the batch
 /// has [`SimParams::capacity`]. Panics if it has less.
-pub fn fill_batch(
-    seed: u64,
-    params: &SimParams,
-    batch: &mut IntentBatch,
-) -> Result<(), SimParamsError> {
+pub fn fill_batch(seed: u64, params: &SimParams, batch: &mut IntentBatch) -> Result<(), SimParamsError> {
     params.validate()?;
     batch.clear();
     let mut rng = SplitMix64::new(seed);
@@ -226,18 +217,13 @@ pub fn fill_batch(
             hot_taken += u64::from(hot);
         }
         let profit = rng.range_inclusive(1, params.profit_max);
-        batch
-            .push(meta(i, profit), &keys[..count])
-            .expect("batch smaller than SimParams::capacity");
+        batch.push(meta(i, profit), &keys[..count]).expect("batch smaller than SimParams::capacity");
     }
     Ok(())
 }
 
 /// A uniform-universe window from `seed`.
-pub fn random_batch_uniform(
-    seed: u64,
-    params: &UniformParams,
-) -> Result<IntentBatch, SimParamsError> {
+pub fn random_batch_uniform(seed: u64, params: &UniformParams) -> Result<IntentBatch, SimParamsError> {
     params.validate()?;
     let (records, keys) = params.capacity();
     let mut batch = IntentBatch::with_capacity(records, keys);
@@ -267,9 +253,7 @@ pub fn fill_batch_uniform(
             };
         }
         let profit = rng.range_inclusive(1, params.profit_max);
-        batch
-            .push(meta(i, profit), &keys[..count])
-            .expect("batch smaller than UniformParams::capacity");
+        batch.push(meta(i, profit), &keys[..count]).expect("batch smaller than UniformParams::capacity");
     }
     Ok(())
 }
@@ -288,12 +272,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_batch_and_keys_distinct() {
-        let params = SimParams {
-            intents: 500,
-            hot_keys: 3,
-            conflict_rate: 0.9,
-            ..SimParams::default()
-        };
+        let params = SimParams { intents: 500, hot_keys: 3, conflict_rate: 0.9, ..SimParams::default() };
         let a = random_batch(42, &params).unwrap();
         let b = random_batch(42, &params).unwrap();
         assert_eq!(a.all_keys(), b.all_keys());
@@ -315,11 +294,7 @@ mod tests {
 
     #[test]
     fn conflict_rate_zero_has_no_shared_keys() {
-        let params = SimParams {
-            intents: 200,
-            conflict_rate: 0.0,
-            ..SimParams::default()
-        };
+        let params = SimParams { intents: 200, conflict_rate: 0.0, ..SimParams::default() };
         let b = random_batch(1, &params).unwrap();
         let mut keys = b.all_keys().to_vec();
         keys.sort_unstable();
@@ -329,13 +304,7 @@ mod tests {
 
     #[test]
     fn uniform_keys_in_universe() {
-        let params = UniformParams {
-            intents: 300,
-            keys_min: 2,
-            keys_max: 8,
-            universe: 50,
-            profit_max: 10,
-        };
+        let params = UniformParams { intents: 300, keys_min: 2, keys_max: 8, universe: 50, profit_max: 10 };
         let b = random_batch_uniform(9, &params).unwrap();
         assert!(b.all_keys().iter().all(|&k| k < 50));
         assert_eq!(b.len(), 300);
@@ -343,26 +312,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_params() {
-        let bad = SimParams {
-            keys_min: 0,
-            ..SimParams::default()
-        };
-        assert!(matches!(
-            bad.validate(),
-            Err(SimParamsError::KeysRange { .. })
-        ));
-        let bad = SimParams {
-            conflict_rate: 1.5,
-            ..SimParams::default()
-        };
-        assert!(matches!(
-            bad.validate(),
-            Err(SimParamsError::ConflictRate(_))
-        ));
-        let bad = SimParams {
-            profit_max: MAX_AMOUNT + 1,
-            ..SimParams::default()
-        };
+        let bad = SimParams { keys_min: 0, ..SimParams::default() };
+        assert!(matches!(bad.validate(), Err(SimParamsError::KeysRange { .. })));
+        let bad = SimParams { conflict_rate: 1.5, ..SimParams::default() };
+        assert!(matches!(bad.validate(), Err(SimParamsError::ConflictRate(_))));
+        let bad = SimParams { profit_max: MAX_AMOUNT + 1, ..SimParams::default() };
         assert!(matches!(bad.validate(), Err(SimParamsError::ProfitMax(_))));
     }
 }

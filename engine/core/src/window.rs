@@ -63,19 +63,12 @@ impl WindowConfig {
         }
         let keys_max_max = self.records_max * KEYS_PER_INTENT_MAX;
         if !(KEYS_PER_INTENT_MAX..=keys_max_max).contains(&self.keys_max) {
-            return Err(WindowConfigError::KeysMax {
-                value: self.keys_max,
-                max: keys_max_max,
-            });
+            return Err(WindowConfigError::KeysMax { value: self.keys_max, max: keys_max_max });
         }
         if self.bids_max > self.records_max {
-            return Err(WindowConfigError::BidsMax {
-                value: self.bids_max,
-                max: self.records_max,
-            });
+            return Err(WindowConfigError::BidsMax { value: self.bids_max, max: self.records_max });
         }
-        let horizon_ok = (1..=Self::DEDUP_HORIZON_WINDOWS_MAX)
-            .contains(&self.dedup_horizon_windows)
+        let horizon_ok = (1..=Self::DEDUP_HORIZON_WINDOWS_MAX).contains(&self.dedup_horizon_windows)
             && self.dedup_horizon_windows as usize * self.records_max <= DEDUP_ENTRIES_MAX;
         if !horizon_ok {
             return Err(WindowConfigError::DedupHorizonWindows {
@@ -324,15 +317,7 @@ impl Window {
         rx_ns: u64,
         keys: &[u64],
     ) -> Result<Admitted, Reason> {
-        let meta = self.admit_intent(
-            now_ns,
-            client_id,
-            nonce,
-            profit,
-            priority,
-            rx_ns,
-            keys.len(),
-        )?;
+        let meta = self.admit_intent(now_ns, client_id, nonce, profit, priority, rx_ns, keys.len())?;
         let index = self.batch.push(meta, keys);
         self.finish_intent(index)
     }
@@ -351,15 +336,7 @@ impl Window {
         rx_ns: u64,
         keys_le: &[[u8; 8]],
     ) -> Result<Admitted, Reason> {
-        let meta = self.admit_intent(
-            now_ns,
-            client_id,
-            nonce,
-            profit,
-            priority,
-            rx_ns,
-            keys_le.len(),
-        )?;
+        let meta = self.admit_intent(now_ns, client_id, nonce, profit, priority, rx_ns, keys_le.len())?;
         let index = self.batch.push_le_keys(meta, keys_le);
         self.finish_intent(index)
     }
@@ -378,14 +355,8 @@ impl Window {
         keys_len: usize,
     ) -> Result<IntentMeta, Reason> {
         debug_assert!(now_ns >= self.opened_ns, "time went backwards");
-        debug_assert!(
-            (1..=crate::MAX_AMOUNT).contains(&profit),
-            "profit not validated"
-        );
-        debug_assert!(
-            (1..=KEYS_PER_INTENT_MAX).contains(&keys_len),
-            "key count not validated"
-        );
+        debug_assert!((1..=crate::MAX_AMOUNT).contains(&profit), "profit not validated");
+        debug_assert!((1..=KEYS_PER_INTENT_MAX).contains(&keys_len), "key count not validated");
         if self.is_full() {
             return Err(Reason::Overloaded);
         }
@@ -395,14 +366,7 @@ impl Window {
         }
         let seq = self.seq_next;
         self.dedup_insert(client_id, nonce, seq)?;
-        Ok(IntentMeta {
-            seq,
-            client_id,
-            nonce,
-            profit,
-            priority,
-            rx_ns,
-        })
+        Ok(IntentMeta { seq, client_id, nonce, profit, priority, rx_ns })
     }
 
     #[inline]
@@ -430,17 +394,9 @@ impl Window {
         let seq = self.seq_next;
         debug_assert_eq!(seq - self.window_first_seq, self.arrivals.len() as u64);
         debug_assert!(self.arrivals.len() < self.arrivals.capacity());
-        self.arrivals.push(Arrival {
-            index,
-            kind,
-            cancelled: false,
-        });
+        self.arrivals.push(Arrival { index, kind, cancelled: false });
         self.seq_next += 1;
-        Admitted {
-            seq,
-            window_id: self.window_id,
-            index,
-        }
+        Admitted { seq, window_id: self.window_id, index }
     }
 
     /// Admits one bid (amount validated by the decoder) into the window's bid buffer.
@@ -456,10 +412,7 @@ impl Window {
         rx_ns: u64,
     ) -> Result<Admitted, Reason> {
         debug_assert!(now_ns >= self.opened_ns, "time went backwards");
-        debug_assert!(
-            (1..=crate::MAX_AMOUNT).contains(&amount),
-            "amount not validated"
-        );
+        debug_assert!((1..=crate::MAX_AMOUNT).contains(&amount), "amount not validated");
         if self.is_full() {
             return Err(Reason::Overloaded);
         }
@@ -470,14 +423,7 @@ impl Window {
         let seq = self.seq_next;
         self.dedup_insert(client_id, nonce, seq)?;
         let index = self.bids.len() as u32;
-        self.bids.push(PendingBid {
-            seq,
-            client_id,
-            nonce,
-            amount,
-            priority,
-            rx_ns,
-        });
+        self.bids.push(PendingBid { seq, client_id, nonce, amount, priority, rx_ns });
         Ok(self.record_arrival(index, RecordKind::Bid))
     }
 
@@ -611,8 +557,7 @@ impl Window {
             out.batch.retain_indices(|i| !intent_cancelled[i]);
             // Seq order equals arrival order, so `seq - first_seq` finds each bid's flag.
             let arrivals = &self.arrivals;
-            out.bids
-                .retain(|b| !arrivals[(b.seq - first_seq) as usize].cancelled);
+            out.bids.retain(|b| !arrivals[(b.seq - first_seq) as usize].cancelled);
         }
 
         out.window_id = self.window_id;
@@ -624,13 +569,10 @@ impl Window {
         out.intents_count = out.batch.len();
         out.bids_count = out.bids.len();
         out.cancelled_count = self.cancelled_count;
-        debug_assert_eq!(
-            out.intents_count + out.bids_count + out.cancelled_count,
-            self.arrivals.len()
-        );
+        debug_assert_eq!(out.intents_count + out.bids_count + out.cancelled_count, self.arrivals.len());
 
-        let on_grid = reason == CloseReason::Deadline
-            && now_ns < self.deadline_ns.saturating_add(self.cfg.window_ns);
+        let on_grid =
+            reason == CloseReason::Deadline && now_ns < self.deadline_ns.saturating_add(self.cfg.window_ns);
         let next_deadline_ns = if on_grid {
             self.deadline_ns + self.cfg.window_ns
         } else {
@@ -726,15 +668,7 @@ mod tests {
     }
 
     fn intent(w: &mut Window, now_ns: u64, client_id: u64, nonce: u64) -> Result<Admitted, Reason> {
-        w.handle_intent(
-            now_ns,
-            client_id,
-            nonce,
-            100,
-            0,
-            now_ns,
-            &[client_id, nonce + 1000],
-        )
+        w.handle_intent(now_ns, client_id, nonce, 100, 0, now_ns, &[client_id, nonce + 1000])
     }
 
     fn bid(w: &mut Window, now_ns: u64, client_id: u64, nonce: u64) -> Result<Admitted, Reason> {
@@ -742,10 +676,7 @@ mod tests {
     }
 
     fn seqs(out: &ClosedWindow) -> (Vec<u64>, Vec<u64>) {
-        (
-            out.batch().metas().iter().map(|m| m.seq).collect(),
-            out.bids().iter().map(|b| b.seq).collect(),
-        )
+        (out.batch().metas().iter().map(|m| m.seq).collect(), out.bids().iter().map(|b| b.seq).collect())
     }
 
     #[test]
@@ -756,49 +687,13 @@ mod tests {
         assert_eq!(ok.keys_max, 65_536 * 8);
         assert_eq!(ok.window_ns, 20 * MS);
         let cases: [(WindowConfig, &str); 8] = [
-            (
-                WindowConfig {
-                    window_ns: MS - 1,
-                    ..ok
-                },
-                "window_ns",
-            ),
-            (
-                WindowConfig {
-                    window_ns: 1000 * MS + 1,
-                    ..ok
-                },
-                "window_ns",
-            ),
-            (
-                WindowConfig {
-                    records_max: 0,
-                    ..ok
-                },
-                "records_max",
-            ),
-            (
-                WindowConfig {
-                    records_max: (1 << 20) + 1,
-                    ..ok
-                },
-                "records_max",
-            ),
+            (WindowConfig { window_ns: MS - 1, ..ok }, "window_ns"),
+            (WindowConfig { window_ns: 1000 * MS + 1, ..ok }, "window_ns"),
+            (WindowConfig { records_max: 0, ..ok }, "records_max"),
+            (WindowConfig { records_max: (1 << 20) + 1, ..ok }, "records_max"),
             (WindowConfig { keys_max: 63, ..ok }, "keys_max"),
-            (
-                WindowConfig {
-                    bids_max: 65_537,
-                    ..ok
-                },
-                "bids_max",
-            ),
-            (
-                WindowConfig {
-                    dedup_horizon_windows: 0,
-                    ..ok
-                },
-                "dedup_horizon_windows",
-            ),
+            (WindowConfig { bids_max: 65_537, ..ok }, "bids_max"),
+            (WindowConfig { dedup_horizon_windows: 0, ..ok }, "dedup_horizon_windows"),
             (WindowConfig { first_seq: 0, ..ok }, "first_seq"),
         ];
         for (c, field) in cases {
@@ -817,18 +712,8 @@ mod tests {
             Window::try_new(WindowConfig { first_seq: 0, ..ok }, 0, 0),
             Err(WindowConfigError::FirstSeq)
         ));
-        assert!(matches!(
-            big.validate(),
-            Err(WindowConfigError::DedupHorizonWindows { .. })
-        ));
-        assert_eq!(
-            WindowConfig {
-                dedup_horizon_windows: 1024,
-                ..big
-            }
-            .validate(),
-            Ok(())
-        );
+        assert!(matches!(big.validate(), Err(WindowConfigError::DedupHorizonWindows { .. })));
+        assert_eq!(WindowConfig { dedup_horizon_windows: 1024, ..big }.validate(), Ok(()));
     }
 
     #[test]
@@ -842,14 +727,8 @@ mod tests {
         // Closed 3 ms late: the next deadline stays on the 10 ms grid.
         assert!(w.poll_close(1_000 + 13 * MS, &mut out));
         assert_eq!(out.reason, CloseReason::Deadline);
-        assert_eq!(
-            (out.window_id, out.opened_ns, out.closed_ns),
-            (7, 1_000, 1_000 + 13 * MS)
-        );
-        assert_eq!(
-            (out.intents_count, out.bids_count, out.cancelled_count),
-            (1, 0, 0)
-        );
+        assert_eq!((out.window_id, out.opened_ns, out.closed_ns), (7, 1_000, 1_000 + 13 * MS));
+        assert_eq!((out.intents_count, out.bids_count, out.cancelled_count), (1, 0, 0));
         assert_eq!(w.window_id(), 8);
         assert_eq!(w.opened_ns(), 1_000 + 13 * MS);
         assert_eq!(w.deadline_ns(), 1_000 + 20 * MS);
@@ -886,19 +765,12 @@ mod tests {
 
     #[test]
     fn key_and_bid_budgets_close_the_window() {
-        let c = WindowConfig {
-            keys_max: 64,
-            bids_max: 1,
-            ..cfg(8)
-        };
+        let c = WindowConfig { keys_max: 64, bids_max: 1, ..cfg(8) };
         let mut w = Window::new(c, 0, 0);
         let mut out = ClosedWindow::new(&c);
         let keys: Vec<u64> = (0..40).collect();
         w.handle_intent(0, 1, 1, 5, 0, 0, &keys).unwrap();
-        assert_eq!(
-            w.handle_intent(0, 1, 2, 5, 0, 0, &keys),
-            Err(Reason::Overloaded)
-        );
+        assert_eq!(w.handle_intent(0, 1, 2, 5, 0, 0, &keys), Err(Reason::Overloaded));
         assert!(w.is_full());
         assert!(w.poll_close(0, &mut out));
         assert_eq!(out.reason, CloseReason::Full);
@@ -941,18 +813,10 @@ mod tests {
         assert_eq!(w.cancel_bid_seq(1, i1.seq), Err(Reason::NotFound));
         assert_eq!(w.cancel_intent_seq(1, 99), Err(Reason::NotFound));
         assert_eq!(w.cancel_intent_nonce(1, 99), Err(Reason::NotFound));
-        assert_eq!(
-            w.cancel_bid_nonce(2, 10),
-            Err(Reason::NotFound),
-            "kind mismatch"
-        );
+        assert_eq!(w.cancel_bid_nonce(2, 10), Err(Reason::NotFound), "kind mismatch");
 
         assert_eq!(w.cancel_intent_seq(1, i1.seq), Ok(()));
-        assert_eq!(
-            w.cancel_intent_seq(1, i1.seq),
-            Err(Reason::NotFound),
-            "twice"
-        );
+        assert_eq!(w.cancel_intent_seq(1, i1.seq), Err(Reason::NotFound), "twice");
         assert_eq!(w.cancel_bid_nonce(2, 11), Ok(()));
         assert_eq!(w.cancel_intent_nonce(2, 10), Ok(()));
         // Tombstones stay until the close.
@@ -964,10 +828,7 @@ mod tests {
         w.close(1, &mut out);
         assert_eq!(seqs(&out), (vec![i3.seq], vec![b1.seq]));
         assert_eq!(out.batch().keys(0), &[1, 1012]);
-        assert_eq!(
-            (out.intents_count, out.bids_count, out.cancelled_count),
-            (1, 1, 3)
-        );
+        assert_eq!((out.intents_count, out.bids_count, out.cancelled_count), (1, 1, 3));
         assert_eq!((out.first_seq, out.seq_end), (1, 6));
         let _ = (i2, b2);
         // Closed records cannot be cancelled, by seq or nonce; the nonce stays taken.
@@ -978,14 +839,9 @@ mod tests {
 
     #[test]
     fn le_keys_variant_and_first_seq() {
-        let c = WindowConfig {
-            first_seq: 1_000,
-            ..cfg(4)
-        };
+        let c = WindowConfig { first_seq: 1_000, ..cfg(4) };
         let mut w = Window::new(c, 0, 0);
-        let a = w
-            .handle_intent_le_keys(0, 1, 1, 9, 0, 0, &[5u64.to_le_bytes(), 6u64.to_le_bytes()])
-            .unwrap();
+        let a = w.handle_intent_le_keys(0, 1, 1, 9, 0, 0, &[5u64.to_le_bytes(), 6u64.to_le_bytes()]).unwrap();
         assert_eq!(a.seq, 1_000);
         assert_eq!(w.batch().keys(0), &[5, 6]);
         assert_eq!(w.seq_next(), 1_001);
@@ -1031,28 +887,11 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Intent {
-            client_id: u64,
-            nonce: u64,
-            keys_len: usize,
-        },
-        Bid {
-            client_id: u64,
-            nonce: u64,
-        },
-        CancelSeq {
-            client_id: u64,
-            pick: usize,
-            bid: bool,
-        },
-        CancelNonce {
-            client_id: u64,
-            nonce: u64,
-            bid: bool,
-        },
-        Advance {
-            dt_ns: u64,
-        },
+        Intent { client_id: u64, nonce: u64, keys_len: usize },
+        Bid { client_id: u64, nonce: u64 },
+        CancelSeq { client_id: u64, pick: usize, bid: bool },
+        CancelNonce { client_id: u64, nonce: u64, bid: bool },
+        Advance { dt_ns: u64 },
         Drain,
     }
 

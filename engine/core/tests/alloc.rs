@@ -68,10 +68,7 @@ fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
 fn counting_allocator_counts() {
     let (v, allocs) = counted(|| vec![1u8; 16]);
     assert_eq!(v.len(), 16);
-    assert_eq!(
-        allocs, 1,
-        "the counter must see an allocation, or the test below proves nothing"
-    );
+    assert_eq!(allocs, 1, "the counter must see an allocation, or the test below proves nothing");
 }
 
 #[test]
@@ -99,24 +96,10 @@ fn window_path_does_not_allocate_after_construction() {
                 let nonce = round * 1_000 + i;
                 let r = match i % 5 {
                     0 => window.handle_bid(now, client_id, nonce, 10, 0, now),
-                    1 => window.handle_intent_le_keys(
-                        now,
-                        client_id,
-                        nonce,
-                        10,
-                        0,
-                        now,
-                        &keys_le[..4],
-                    ),
-                    _ => window.handle_intent(
-                        now,
-                        client_id,
-                        nonce,
-                        10,
-                        0,
-                        now,
-                        &keys[..(i % 9 + 1) as usize],
-                    ),
+                    1 => window.handle_intent_le_keys(now, client_id, nonce, 10, 0, now, &keys_le[..4]),
+                    _ => {
+                        window.handle_intent(now, client_id, nonce, 10, 0, now, &keys[..(i % 9 + 1) as usize])
+                    }
                 };
                 if let Ok(a) = r {
                     accepted += 1;
@@ -143,12 +126,6 @@ fn window_path_does_not_allocate_after_construction() {
         }
         accepted
     });
-    assert!(
-        accepted > 5_000,
-        "the loop must exercise the window: {accepted}"
-    );
-    assert_eq!(
-        allocs, 0,
-        "the window path allocated {allocs} times after construction"
-    );
+    assert!(accepted > 5_000, "the loop must exercise the window: {accepted}");
+    assert_eq!(allocs, 0, "the window path allocated {allocs} times after construction");
 }

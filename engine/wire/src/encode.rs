@@ -246,7 +246,11 @@ impl<'b> FrameWriter<'b> {
         Ok(())
     }
 
-    pub fn push_block(&mut self, summary: &BlockSummary, entries: &[BlockEntryWire]) -> Result<(), FrameFull> {
+    pub fn push_block(
+        &mut self,
+        summary: &BlockSummary,
+        entries: &[BlockEntryWire],
+    ) -> Result<(), FrameFull> {
         self.push_block_iter(summary, entries.iter().copied())
     }
 
@@ -285,7 +289,11 @@ impl<'b> FrameWriter<'b> {
         Ok(())
     }
 
-    pub fn push_clearing(&mut self, summary: &ClearingSummary, winners: &[WinnerWire]) -> Result<(), FrameFull> {
+    pub fn push_clearing(
+        &mut self,
+        summary: &ClearingSummary,
+        winners: &[WinnerWire],
+    ) -> Result<(), FrameFull> {
         self.push_clearing_iter(summary, winners.iter().copied())
     }
 

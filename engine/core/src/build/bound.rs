@@ -29,10 +29,7 @@ pub struct DualBound {
 
 impl DualBound {
     pub fn new(records_max: usize, keys_max: usize) -> DualBound {
-        DualBound {
-            y: Vec::with_capacity(keys_max),
-            slack: Vec::with_capacity(records_max),
-        }
+        DualBound { y: Vec::with_capacity(keys_max), slack: Vec::with_capacity(records_max) }
     }
 
     /// A valid upper bound on the maximum conflict-free total of the prepared window.
@@ -131,11 +128,7 @@ impl DualBound {
             // Alternate sweep direction: a forward-only sweep always favours low ids.
             let forward = pass % 2 == 0;
             for step in 0..resources_count {
-                let r = if forward {
-                    step
-                } else {
-                    resources_count - 1 - step
-                };
+                let r = if forward { step } else { resources_count - 1 - step };
                 let holders = index.holders(r);
                 let mut lower = self.y[r];
                 for &i in holders {
@@ -178,11 +171,7 @@ mod tests {
     fn batch(intents: &[(u64, &[u64])]) -> IntentBatch {
         let mut b = IntentBatch::with_capacity(16, 64);
         for (i, (profit, keys)) in intents.iter().enumerate() {
-            let meta = IntentMeta {
-                seq: i as u64 + 1,
-                profit: *profit,
-                ..IntentMeta::default()
-            };
+            let meta = IntentMeta { seq: i as u64 + 1, profit: *profit, ..IntentMeta::default() };
             b.push(meta, keys).unwrap();
         }
         b
@@ -227,11 +216,7 @@ mod tests {
     fn keyless_intent_counts_in_full() {
         // `push_le_keys` accepts an empty key list; such an intent conflicts with nothing.
         let mut b = batch(&[(7, &[1]), (5, &[1])]);
-        let meta = IntentMeta {
-            seq: 3,
-            profit: 9,
-            ..IntentMeta::default()
-        };
+        let meta = IntentMeta { seq: 3, profit: 9, ..IntentMeta::default() };
         b.push_le_keys(meta, &[]).unwrap();
         let mut index = KeyIndex::new(16, 64);
         index.prepare(&b);

@@ -70,10 +70,7 @@ impl Exact {
         nodes_max: u64,
     ) -> ExactOutcome {
         let n = order.len();
-        assert!(
-            n <= EXACT_INTENTS_LIMIT,
-            "exact solver takes at most 64 intents"
-        );
+        assert!(n <= EXACT_INTENTS_LIMIT, "exact solver takes at most 64 intents");
         self.intent_of.clear();
         self.profit.clear();
         for &key in order {
@@ -109,20 +106,13 @@ impl Exact {
         self.improved = false;
         let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
         let complete = self.search(all, 0, 0);
-        ExactOutcome {
-            complete,
-            best_total: self.best_total,
-            improved: self.improved,
-            nodes: self.nodes,
-        }
+        ExactOutcome { complete, best_total: self.best_total, improved: self.improved, nodes: self.nodes }
     }
 
     /// Batch indices of the best set found (valid when the outcome says `improved`).
     pub(crate) fn best_intents(&self) -> impl Iterator<Item = u32> + '_ {
         let set = self.best_set;
-        (0..self.intent_of.len())
-            .filter(move |&pos| set & (1 << pos) != 0)
-            .map(|pos| self.intent_of[pos])
+        (0..self.intent_of.len()).filter(move |&pos| set & (1 << pos) != 0).map(|pos| self.intent_of[pos])
     }
 
     /// Upper bound on what the candidates can add: cover them by cliques (intents sharing
@@ -135,10 +125,7 @@ impl Exact {
             let pos = candidates.trailing_zeros() as usize;
             bound += self.profit[pos];
             let mut cover = 1u64 << pos;
-            let (a, b) = (
-                self.clique_starts[pos] as usize,
-                self.clique_starts[pos + 1] as usize,
-            );
+            let (a, b) = (self.clique_starts[pos] as usize, self.clique_starts[pos + 1] as usize);
             for &clique in &self.cliques[a..b] {
                 let c = clique & candidates;
                 if c.count_ones() > cover.count_ones() {
@@ -170,11 +157,7 @@ impl Exact {
         }
         let pos = candidates.trailing_zeros() as usize;
         let bit = 1u64 << pos;
-        if !self.search(
-            candidates & !self.conflict[pos],
-            value + self.profit[pos],
-            set | bit,
-        ) {
+        if !self.search(candidates & !self.conflict[pos], value + self.profit[pos], set | bit) {
             return false;
         }
         self.search(candidates & !bit, value, set)

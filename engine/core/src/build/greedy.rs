@@ -58,8 +58,7 @@ impl GreedyCore {
     /// Sorts, then takes every intent that fits. Returns the total.
     pub(crate) fn select(&mut self, index: &KeyIndex, profits: &[u64]) -> u64 {
         self.order.clear();
-        self.order
-            .extend(profits.iter().enumerate().map(|(i, &p)| order_key(p, i)));
+        self.order.extend(profits.iter().enumerate().map(|(i, &p)| order_key(p, i)));
         radix_sort_u64(&mut self.order, &mut self.sort_scratch);
         self.fill(index, profits)
     }
@@ -88,13 +87,7 @@ impl GreedyCore {
     /// Writes the selected intents, ascending, into `out.picked` (after `out.clear()`).
     pub(crate) fn emit(&self, out: &mut Selection) {
         out.clear();
-        out.picked.extend(
-            self.selected
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| **s)
-                .map(|(i, _)| i as u32),
-        );
+        out.picked.extend(self.selected.iter().enumerate().filter(|(_, s)| **s).map(|(i, _)| i as u32));
     }
 
     /// `bound_known`: the dual bound of this window with the same passes, if the caller
@@ -108,8 +101,7 @@ impl GreedyCore {
     ) {
         let total = self.select(index, profits);
         self.emit(out);
-        let bound =
-            bound_known.unwrap_or_else(|| self.dual.compute(index, profits, self.bound_passes));
+        let bound = bound_known.unwrap_or_else(|| self.dual.compute(index, profits, self.bound_passes));
         finish(out, total, bound);
     }
 }

@@ -140,10 +140,7 @@ impl ImprovedCore {
     ) {
         let n = profits.len();
         let mut total = self.greedy.select(index, profits);
-        self.stats = ImprovedStats {
-            greedy_total: total,
-            ..ImprovedStats::default()
-        };
+        self.stats = ImprovedStats { greedy_total: total, ..ImprovedStats::default() };
         // Second start: greedy by profit / sqrt(keys), the classic order for weighted set
         // packing; it favours intents that block few others. Keep whichever start is better.
         // On the 10k bench window it beats profit order by a wide margin (see bench output).
@@ -176,13 +173,8 @@ impl ImprovedCore {
 
         let mut exact = false;
         if n <= self.config.exact_intents_max {
-            let outcome = self.exact.solve(
-                index,
-                profits,
-                &self.greedy.order,
-                total,
-                self.config.exact_nodes_max,
-            );
+            let outcome =
+                self.exact.solve(index, profits, &self.greedy.order, total, self.config.exact_nodes_max);
             self.stats.exact_nodes = outcome.nodes;
             if outcome.improved {
                 self.greedy.selected.fill(false);
@@ -194,18 +186,11 @@ impl ImprovedCore {
             exact = outcome.complete;
         }
         self.greedy.emit(out);
-        debug_assert_eq!(
-            out.picked.iter().map(|&i| profits[i as usize]).sum::<u64>(),
-            total
-        );
+        debug_assert_eq!(out.picked.iter().map(|&i| profits[i as usize]).sum::<u64>(), total);
         let bound = if exact {
             total
         } else {
-            bound_known.unwrap_or_else(|| {
-                self.greedy
-                    .dual
-                    .compute(index, profits, self.config.bound_passes)
-            })
+            bound_known.unwrap_or_else(|| self.greedy.dual.compute(index, profits, self.config.bound_passes))
         };
         finish(out, total, bound);
     }
@@ -223,10 +208,7 @@ impl ImprovedCore {
 
     #[inline]
     fn fits(&self, index: &KeyIndex, i: usize) -> bool {
-        index
-            .ids(i)
-            .iter()
-            .all(|&r| self.greedy.owner[r as usize] == NONE)
+        index.ids(i).iter().all(|&r| self.greedy.owner[r as usize] == NONE)
     }
 
     #[inline]
@@ -309,10 +291,7 @@ impl ImprovedCore {
                 }
             }
         }
-        debug_assert!(
-            !self.removed.is_empty(),
-            "an unselected greedy intent must conflict"
-        );
+        debug_assert!(!self.removed.is_empty(), "an unselected greedy intent must conflict");
         let mut removed = std::mem::take(&mut self.removed);
         for &o in &removed {
             self.drop_intent(index, o as usize);
@@ -361,8 +340,7 @@ impl ImprovedCore {
                 second = key;
             }
         }
-        let top_two =
-            profits[(best & INDEX_MASK) as usize] + profits[(second & INDEX_MASK) as usize];
+        let top_two = profits[(best & INDEX_MASK) as usize] + profits[(second & INDEX_MASK) as usize];
         if top_two <= profit_s {
             return None;
         }
@@ -384,11 +362,7 @@ impl ImprovedCore {
                     break;
                 }
                 self.steps += 1;
-                if index
-                    .ids(b)
-                    .iter()
-                    .all(|&r| self.resource_mark[r as usize] != stamp_a)
-                {
+                if index.ids(b).iter().all(|&r| self.resource_mark[r as usize] != stamp_a) {
                     pair = Some((a, b));
                     break 'outer;
                 }

@@ -69,10 +69,7 @@ fn hash(key: u64) -> u64 {
 impl KeyIndex {
     /// Allocates for windows of up to `records_max` intents and `keys_max` keys in total.
     pub fn new(records_max: usize, keys_max: usize) -> KeyIndex {
-        assert!(
-            records_max <= RECORDS_MAX_LIMIT,
-            "records_max {records_max} exceeds {RECORDS_MAX_LIMIT}"
-        );
+        assert!(records_max <= RECORDS_MAX_LIMIT, "records_max {records_max} exceeds {RECORDS_MAX_LIMIT}");
         assert!(keys_max < u32::MAX as usize, "keys_max must fit in u32");
         // Load factor at most 1/2 at full capacity.
         let slots_count = (2 * keys_max).max(16).next_power_of_two();
@@ -156,10 +153,7 @@ impl KeyIndex {
                                 slots_used *= 2;
                                 continue 'intern;
                             }
-                            *slot = Slot {
-                                key,
-                                tag: (stamp << 32) | u64::from(next),
-                            };
+                            *slot = Slot { key, tag: (stamp << 32) | u64::from(next) };
                             self.last_holder.push(NONE);
                             next += 1;
                             break next - 1;
@@ -219,8 +213,7 @@ impl KeyIndex {
             self.adj_starts[r + 1] += self.adj_starts[r];
         }
         self.adj_ends.clear();
-        self.adj_ends
-            .extend_from_slice(&self.adj_starts[..resources_count]);
+        self.adj_ends.extend_from_slice(&self.adj_starts[..resources_count]);
         self.adj.clear();
         self.adj.resize(keys_len, NONE);
         for i in 0..intents_count {
@@ -283,11 +276,7 @@ mod tests {
     fn batch(intents: &[&[u64]]) -> IntentBatch {
         let mut b = IntentBatch::with_capacity(8, 32);
         for (i, keys) in intents.iter().enumerate() {
-            let meta = IntentMeta {
-                seq: i as u64 + 1,
-                profit: 1,
-                ..IntentMeta::default()
-            };
+            let meta = IntentMeta { seq: i as u64 + 1, profit: 1, ..IntentMeta::default() };
             b.push(meta, keys).unwrap();
         }
         b
@@ -332,15 +321,7 @@ mod tests {
         let mut b = IntentBatch::with_capacity(4, 16);
         for i in 0..4u64 {
             let keys: Vec<u64> = (0..4).map(|k| (k + i) << 40).collect();
-            b.push(
-                IntentMeta {
-                    seq: i + 1,
-                    profit: 1,
-                    ..IntentMeta::default()
-                },
-                &keys,
-            )
-            .unwrap();
+            b.push(IntentMeta { seq: i + 1, profit: 1, ..IntentMeta::default() }, &keys).unwrap();
         }
         index.prepare(&b);
         index.build_adjacency();

@@ -38,10 +38,7 @@ pub(crate) use improved::ImprovedCore;
 /// Sets the totals of a filled selection. A bound equal to the total proves optimality.
 #[inline]
 pub(crate) fn finish(out: &mut Selection, total: u64, bound: u64) {
-    debug_assert!(
-        bound >= total,
-        "upper bound {bound} below feasible total {total}"
-    );
+    debug_assert!(bound >= total, "upper bound {bound} below feasible total {total}");
     out.total = total;
     out.upper_bound = bound.max(total);
     out.exact = bound <= total;

@@ -41,11 +41,8 @@ pub fn radix_sort_u64(keys: &mut [u64], scratch: &mut Vec<u64>) {
             *c = offset;
             offset += here;
         }
-        let (src, dst): (&[u64], &mut [u64]) = if in_scratch {
-            (&scratch[..], &mut *keys)
-        } else {
-            (&*keys, &mut scratch[..])
-        };
+        let (src, dst): (&[u64], &mut [u64]) =
+            if in_scratch { (&scratch[..], &mut *keys) } else { (&*keys, &mut scratch[..]) };
         scatter(src, dst, count, shift, BUCKETS);
         in_scratch = !in_scratch;
     }

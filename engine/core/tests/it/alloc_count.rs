@@ -7,8 +7,8 @@ use std::cell::Cell;
 use fpn_engine::economics::Block;
 use fpn_engine::sim::{UniformParams, random_batch_uniform};
 use fpn_engine::{
-    BlockBuilder, BuilderKind, FeeRate, FifoBuilder, GreedyBuilder, ImprovedBuilder,
-    ImprovedConfig, Packer, Selection,
+    BlockBuilder, BuilderKind, FeeRate, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig, Packer,
+    Selection,
 };
 
 struct Counting;
@@ -56,13 +56,7 @@ fn builders_and_packer_do_not_allocate_after_construction() {
         .map(|(s, &n)| {
             random_batch_uniform(
                 s as u64,
-                &UniformParams {
-                    intents: n,
-                    keys_min: 2,
-                    keys_max: 8,
-                    universe: 600,
-                    profit_max: 1_000,
-                },
+                &UniformParams { intents: n, keys_min: 2, keys_max: 8, universe: 600, profit_max: 1_000 },
             )
             .unwrap()
         })
@@ -70,14 +64,10 @@ fn builders_and_packer_do_not_allocate_after_construction() {
     let mut fifo = FifoBuilder::new(records_max, keys_max);
     let mut greedy = GreedyBuilder::new(records_max, keys_max);
     let mut improved = ImprovedBuilder::new(records_max, keys_max, ImprovedConfig::default());
-    let mut packers: Vec<Packer> = [
-        BuilderKind::Fifo,
-        BuilderKind::Greedy,
-        BuilderKind::Improved,
-    ]
-    .into_iter()
-    .map(|k| Packer::new(k, records_max, keys_max, ImprovedConfig::default()))
-    .collect();
+    let mut packers: Vec<Packer> = [BuilderKind::Fifo, BuilderKind::Greedy, BuilderKind::Improved]
+        .into_iter()
+        .map(|k| Packer::new(k, records_max, keys_max, ImprovedConfig::default()))
+        .collect();
     let mut selection = Selection::with_capacity(records_max);
     let mut block = Block::with_capacity(records_max);
     let rate = FeeRate::parse_decimal("0.2").unwrap();

@@ -4,8 +4,8 @@ use proptest::prelude::*;
 
 use fpn_engine::sim::{SimParams, UniformParams, random_batch, random_batch_uniform};
 use fpn_engine::{
-    BlockBuilder, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig, IntentBatch,
-    MAX_AMOUNT, Selection,
+    BlockBuilder, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig, IntentBatch, MAX_AMOUNT,
+    Selection,
 };
 
 use crate::reference::{batch_of, brute_force_optimum, check_selection};
@@ -17,11 +17,8 @@ const KEYS_MAX: usize = 16 * 5;
 /// near `MAX_AMOUNT` (to exercise overflow paths).
 fn small_window() -> impl Strategy<Value = Vec<(u64, Vec<u64>)>> {
     let profit = prop_oneof![4 => 1u64..=100, 1 => (MAX_AMOUNT - 1_000)..=MAX_AMOUNT];
-    let keys = proptest::collection::btree_set(0u64..12, 1..=4).prop_map(|s| {
-        s.into_iter()
-            .map(|k| k.wrapping_mul(0x9E37_79B9))
-            .collect::<Vec<_>>()
-    });
+    let keys = proptest::collection::btree_set(0u64..12, 1..=4)
+        .prop_map(|s| s.into_iter().map(|k| k.wrapping_mul(0x9E37_79B9)).collect::<Vec<_>>());
     proptest::collection::vec((profit, keys), 0..=14)
 }
 
@@ -42,10 +39,7 @@ impl Builders {
             heuristic: ImprovedBuilder::new(
                 records_max,
                 keys_max,
-                ImprovedConfig {
-                    exact_intents_max: 0,
-                    ..ImprovedConfig::default()
-                },
+                ImprovedConfig { exact_intents_max: 0, ..ImprovedConfig::default() },
             ),
         }
     }
@@ -141,14 +135,7 @@ fn reuse_across_growing_and_shrinking_windows() {
     let records_max = 5_000;
     let keys_max = records_max * 8;
     let mut reused = Builders::new(records_max, keys_max);
-    for (seed, n) in [
-        (1u64, 5_000usize),
-        (2, 3),
-        (3, 0),
-        (4, 2_000),
-        (5, 40),
-        (6, 5_000),
-    ] {
+    for (seed, n) in [(1u64, 5_000usize), (2, 3), (3, 0), (4, 2_000), (5, 40), (6, 5_000)] {
         let batch = random_batch_uniform(
             seed,
             &UniformParams {
@@ -175,14 +162,8 @@ fn one_for_two_swap_beats_greedy_without_exact_search() {
     // Greedy takes 10 and blocks both 6s; the (1,2) move swaps them in.
     let batch = batch_of(&[(10, vec![1, 2]), (6, vec![1]), (6, vec![2])]);
     let mut greedy = GreedyBuilder::new(4, 8);
-    let mut heuristic = ImprovedBuilder::new(
-        4,
-        8,
-        ImprovedConfig {
-            exact_intents_max: 0,
-            ..ImprovedConfig::default()
-        },
-    );
+    let mut heuristic =
+        ImprovedBuilder::new(4, 8, ImprovedConfig { exact_intents_max: 0, ..ImprovedConfig::default() });
     let mut s = Selection::default();
     greedy.build(&batch, &mut s);
     assert_eq!(s.total, 10);
@@ -196,23 +177,13 @@ fn exact_budget_exhaustion_is_not_reported_exact() {
     // A 30-intent window with dense conflicts; one node cannot prove anything.
     let batch = random_batch_uniform(
         7,
-        &UniformParams {
-            intents: 30,
-            keys_min: 2,
-            keys_max: 4,
-            universe: 12,
-            profit_max: 1_000,
-        },
+        &UniformParams { intents: 30, keys_min: 2, keys_max: 4, universe: 12, profit_max: 1_000 },
     )
     .unwrap();
     let mut tiny = ImprovedBuilder::new(
         30,
         120,
-        ImprovedConfig {
-            exact_nodes_max: 1,
-            local_search_steps_max: 0,
-            ..ImprovedConfig::default()
-        },
+        ImprovedConfig { exact_nodes_max: 1, local_search_steps_max: 0, ..ImprovedConfig::default() },
     );
     let mut full = ImprovedBuilder::new(30, 120, ImprovedConfig::default());
     let (mut a, mut b) = (Selection::default(), Selection::default());
@@ -237,13 +208,7 @@ fn default_budget_solves_forty_intent_windows() {
     for seed in 0..20 {
         let batch = random_batch_uniform(
             seed,
-            &UniformParams {
-                intents: 40,
-                keys_min: 1,
-                keys_max: 4,
-                universe: 60,
-                profit_max: 1_000_000,
-            },
+            &UniformParams { intents: 40, keys_min: 1, keys_max: 4, universe: 60, profit_max: 1_000_000 },
         )
         .unwrap();
         builder.build(&batch, &mut s);
@@ -260,11 +225,7 @@ fn keyless_intent_is_always_taken_and_bounded() {
     // The wire layer rejects intents without keys, but `push_le_keys` accepts them; the
     // builders must still be correct (such an intent conflicts with nothing).
     let mut batch = batch_of(&[(7, vec![1]), (5, vec![1, 2]), (4, vec![2])]);
-    let meta = fpn_engine::IntentMeta {
-        seq: 4,
-        profit: 9,
-        ..fpn_engine::IntentMeta::default()
-    };
+    let meta = fpn_engine::IntentMeta { seq: 4, profit: 9, ..fpn_engine::IntentMeta::default() };
     let mut batch_more = IntentBatch::with_capacity(4, 8);
     for i in 0..batch.len() {
         let keys: Vec<[u8; 8]> = batch.keys(i).iter().map(|k| k.to_le_bytes()).collect();

@@ -32,21 +32,13 @@ fn check_block(batch: &IntentBatch, block: &Block) -> Result<(), TestCaseError> 
     let floors: Vec<u64> = block
         .entries
         .iter()
-        .map(|e| {
-            (u128::from(block.fee) * u128::from(e.profit) / u128::from(block.total.max(1))) as u64
-        })
+        .map(|e| (u128::from(block.fee) * u128::from(e.profit) / u128::from(block.total.max(1))) as u64)
         .collect();
     let leftover = block.fee - floors.iter().sum::<u64>();
     prop_assert!((leftover as usize) < block.entries.len().max(1));
     for (k, (e, floor)) in block.entries.iter().zip(&floors).enumerate() {
         let extra = u64::from((k as u64) < leftover);
-        prop_assert_eq!(
-            e.fee,
-            floor + extra,
-            "entry {} of {}",
-            k,
-            block.entries.len()
-        );
+        prop_assert_eq!(e.fee, floor + extra, "entry {} of {}", k, block.entries.len());
     }
     if block.builder == BuilderKind::Fifo {
         prop_assert_eq!(block.total, block.fifo_total);
@@ -59,11 +51,7 @@ fn check_block(batch: &IntentBatch, block: &Block) -> Result<(), TestCaseError> 
     Ok(())
 }
 
-const KINDS: [BuilderKind; 3] = [
-    BuilderKind::Fifo,
-    BuilderKind::Greedy,
-    BuilderKind::Improved,
-];
+const KINDS: [BuilderKind; 3] = [BuilderKind::Fifo, BuilderKind::Greedy, BuilderKind::Improved];
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
@@ -132,18 +120,10 @@ proptest! {
 
 #[test]
 fn compare_reports_all_three() {
-    let params = SimParams {
-        intents: 2_000,
-        ..SimParams::default()
-    };
+    let params = SimParams { intents: 2_000, ..SimParams::default() };
     let batch = random_batch(11, &params).unwrap();
     let (records, keys) = params.capacity();
-    let mut packer = Packer::new(
-        BuilderKind::Improved,
-        records,
-        keys,
-        ImprovedConfig::default(),
-    );
+    let mut packer = Packer::new(BuilderKind::Improved, records, keys, ImprovedConfig::default());
     let c = packer.compare(&batch);
     assert!(c.improved.total >= c.greedy.total);
     assert!(c.upper_bound() >= c.improved.total.max(c.fifo.total));

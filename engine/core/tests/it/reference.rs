@@ -95,43 +95,19 @@ fn checker_catches_a_wrong_selection() {
     let b = batch_of(&[(5, vec![1, 2]), (7, vec![2, 3]), (9, vec![4])]);
     assert!(check_conflict_free(&b, &[0, 2]).is_ok());
     assert!(check_conflict_free(&b, &[1, 2]).is_ok());
-    assert!(
-        check_conflict_free(&b, &[0, 1]).is_err(),
-        "shared key 2 missed"
-    );
-    assert!(
-        check_conflict_free(&b, &[2, 0]).is_err(),
-        "order not checked"
-    );
-    assert!(
-        check_conflict_free(&b, &[0, 0]).is_err(),
-        "duplicate not caught"
-    );
+    assert!(check_conflict_free(&b, &[0, 1]).is_err(), "shared key 2 missed");
+    assert!(check_conflict_free(&b, &[2, 0]).is_err(), "order not checked");
+    assert!(check_conflict_free(&b, &[0, 0]).is_err(), "duplicate not caught");
     assert!(check_conflict_free(&b, &[3]).is_err(), "range not checked");
-    let wrong_total = Selection {
-        picked: vec![0, 2],
-        total: 15,
-        upper_bound: 21,
-        exact: false,
-    };
+    let wrong_total = Selection { picked: vec![0, 2], total: 15, upper_bound: 21, exact: false };
     assert!(check_selection(&b, &wrong_total).is_err());
-    let low_bound = Selection {
-        picked: vec![1, 2],
-        total: 16,
-        upper_bound: 15,
-        exact: false,
-    };
+    let low_bound = Selection { picked: vec![1, 2], total: 16, upper_bound: 15, exact: false };
     assert!(check_selection(&b, &low_bound).is_err());
 }
 
 #[test]
 fn brute_force_matches_hand_solution() {
     // Path 0-1-2-3 of conflicts: best is {1, 3} = 9 + 8 over {0, 2} = 5 + 6.
-    let b = batch_of(&[
-        (5, vec![1]),
-        (9, vec![1, 2]),
-        (6, vec![2, 3]),
-        (8, vec![3, 4]),
-    ]);
+    let b = batch_of(&[(5, vec![1]), (9, vec![1, 2]), (6, vec![2, 3]), (8, vec![3, 4])]);
     assert_eq!(brute_force_optimum(&b), 17);
 }

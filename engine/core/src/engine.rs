@@ -1,0 +1,422 @@
+//! The engine in one thread: window, builder, economics and auction behind one sans-IO type.
+//!
+//! [`Engine`] takes frames (or decoded records) with the time they arrived and answers each
+//! record with a receipt; when its window is due it packs the block and clears the auction.
+//! It never reads a clock: the driver passes `now_ns` to every call and asks
+//! [`Engine::poll_timeout`] when to call again. The `fpn` CLI, the simulation tests and the
+//! daemon's single-shard reference all drive this type, so they agree byte for byte.
+//!
+//! Call order: [`Engine::new`]; then, in any interleaving, [`Engine::handle_frame`] /
+//! [`Engine::handle_record`] for input and [`Engine::poll_window`] whenever `now_ns` reaches
+//! [`Engine::poll_timeout`] (or after a receipt said `overloaded` because the window was
+//! full); finally [`Engine::drain`] to close the open window on shutdown.
+//!
+//! One intent's path: `handle_frame` → `decode_frame` (structure) → `IntentRef::validate`
+//! (content) → `Window::handle_intent_le_keys` (dedup, sequence id, batch) → receipt. At the
+//! deadline: `Window::close` → `Packer::pack` (FIFO and the configured builder, economics) →
+//! `WindowResult::block`. Bids go the same way into the window's bid buffer, then at close
+//! into the [`Book`], which is cleared into `WindowResult::clearing`.
+
+use fpn_wire::{
+    BlockEntryWire, BlockSummary, CANCEL_BY_NONCE, ClearingSummary, FrameWriter, Reason, WinnerWire, Receipt, RecordRef, decode_frame, validate_bid, validate_cancel,
+};
+use thiserror::Error;
+
+use crate::amount::FeeRate;
+use crate::auction::{AuctionRules, Bid, Book, Clearing, RulesError};
+use crate::build::{BuilderKind, ImprovedConfig};
+use crate::economics::{Block, Packer};
+use crate::window::{CloseReason, ClosedWindow, Window, WindowConfig, WindowConfigError};
+
+/// Everything the engine core needs, validated by [`Engine::new`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub window: WindowConfig,
+    pub builder: BuilderKind,
+    pub improved: ImprovedConfig,
+    pub fee_rate: FeeRate,
+    pub auction: AuctionRules,
+    /// Open bids the auction book holds across windows.
+    pub book_bids_max: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            window: WindowConfig::default(),
+            builder: BuilderKind::Improved,
+            improved: ImprovedConfig::default(),
+            fee_rate: FeeRate::from_ppm(100_000).expect("0.1 is a valid fee rate"),
+            auction: AuctionRules::default(),
+            book_bids_max: 65_536,
+        }
+    }
+}
+
+/// A configuration the engine refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EngineConfigError {
+    #[error("window.{0}")]
+    Window(#[from] WindowConfigError),
+    #[error("auction.{0}")]
+    Auction(#[from] RulesError),
+    #[error("auction.bids_max must be at least 1")]
+    BookBidsMax,
+}
+
+/// Accounting of one closed window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowSummary {
+    pub window_id: u64,
+    pub opened_ns: u64,
+    pub closed_ns: u64,
+    pub reason: CloseReason,
+    pub intents_count: usize,
+    pub bids_count: usize,
+    pub cancelled_count: usize,
+}
+
+/// What one window produced: its block and its auction clearing.
+#[derive(Debug, Clone)]
+pub struct WindowResult {
+    pub window: WindowSummary,
+    pub block: Block,
+    pub clearing: Clearing,
+    /// Wire codes of the auction rules in force, for [`WindowResult::encode`].
+    pricing_code: u8,
+    order_code: u8,
+}
+
+/// Counters the engine keeps; the driver publishes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineCounters {
+    pub frames_total: u64,
+    pub frames_rejected_total: u64,
+    pub records_accepted_total: u64,
+    /// Indexed by `Reason::code() - 1`.
+    pub records_rejected_total: [u64; Reason::ALL.len()],
+    pub windows_closed_total: u64,
+    pub bids_expired_total: u64,
+}
+
+impl EngineCounters {
+    pub fn rejected(&self, reason: Reason) -> u64 {
+        self.records_rejected_total[reason.code() as usize - 1]
+    }
+}
+
+/// The single-threaded engine. See the module doc for the call order.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    window: Window,
+    closed: ClosedWindow,
+    packer: Packer,
+    book: Book,
+    result: WindowResult,
+    /// A window closed because it was full, waiting for `poll_window`.
+    result_pending: bool,
+    counters: EngineCounters,
+}
+
+impl Engine {
+    /// Validates `config` and allocates every buffer; nothing allocates afterwards.
+    pub fn new(config: EngineConfig, now_ns: u64) -> Result<Engine, EngineConfigError> {
+        config.window.validate()?;
+        if config.book_bids_max == 0 {
+            return Err(EngineConfigError::BookBidsMax);
+        }
+        let top_k_max = config.auction.top_k;
+        config.auction.validate(top_k_max)?;
+        let w = config.window;
+        Ok(Engine {
+            window: Window::new(w, 1, now_ns),
+            closed: ClosedWindow::new(&w),
+            packer: Packer::new(config.builder, w.records_max, w.keys_max, config.improved),
+            book: Book::with_capacity(config.book_bids_max, top_k_max),
+            result: WindowResult {
+                window: WindowSummary::default(),
+                block: Block::with_capacity(w.records_max),
+                clearing: Clearing::with_capacity(top_k_max),
+                pricing_code: config.auction.pricing.code(),
+                order_code: config.auction.order.code(),
+            },
+            result_pending: false,
+            counters: EngineCounters::default(),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    /// The open auction book.
+    pub fn book(&self) -> &Book {
+        &self.book
+    }
+
+    /// The id of the open window.
+    pub fn window_id(&self) -> u64 {
+        self.window.window_id()
+    }
+
+    /// When the open window is due: call [`Engine::poll_window`] at or after this time.
+    pub fn poll_timeout(&self) -> u64 {
+        if self.result_pending { 0 } else { self.window.deadline_ns() }
+    }
+
+    /// Decodes one frame and answers each record through `receipt`. A frame whose structure
+    /// is invalid is refused whole: `Err(reason)`, and no record of it is taken.
+    pub fn handle_frame(
+        &mut self,
+        now_ns: u64,
+        rx_ns: u64,
+        bytes: &[u8],
+        mut receipt: impl FnMut(Receipt),
+    ) -> Result<(), Reason> {
+        self.counters.frames_total += 1;
+        let records = match decode_frame(bytes) {
+            Ok(records) => records,
+            Err(reason) => {
+                self.counters.frames_rejected_total += 1;
+                return Err(reason);
+            }
+        };
+        for record in records {
+            receipt(self.handle_record(now_ns, rx_ns, record));
+        }
+        Ok(())
+    }
+
+    /// Takes one decoded record and returns its receipt.
+    pub fn handle_record(&mut self, now_ns: u64, rx_ns: u64, record: RecordRef<'_>) -> Receipt {
+        let (receipt, admitted) = self.admit(now_ns, rx_ns, record);
+        match receipt.status {
+            Ok(()) => self.counters.records_accepted_total += 1,
+            Err(reason) => self.counters.records_rejected_total[reason.code() as usize - 1] += 1,
+        }
+        debug_assert!(admitted || receipt.status.is_err());
+        receipt
+    }
+
+    fn admit(&mut self, now_ns: u64, rx_ns: u64, record: RecordRef<'_>) -> (Receipt, bool) {
+        let kind = record.kind();
+        let (client_id, nonce) = match record {
+            RecordRef::Intent(i) => (i.fixed.client_id.get(), i.fixed.nonce.get()),
+            RecordRef::Bid(b) => (b.client_id.get(), b.nonce.get()),
+            RecordRef::Cancel(c) => (
+                c.client_id.get(),
+                if c.mode == CANCEL_BY_NONCE { c.target.get() } else { 0 },
+            ),
+            // Engine → client kinds are not input.
+            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) => (0, 0),
+        };
+        let mut receipt =
+            Receipt { client_id, nonce, seq: 0, window_id: 0, rx_ns, status: Ok(()), for_kind: Some(kind) };
+        let refuse = |mut r: Receipt, reason| {
+            r.status = Err(reason);
+            (r, false)
+        };
+        if self.result_pending {
+            // A full window closed and its result has not been collected yet; taking more
+            // would need a second result buffer. The driver polls, then the client retries.
+            return refuse(receipt, Reason::Overloaded);
+        }
+        if self.window.is_full() {
+            self.close_window(now_ns, CloseReason::Full);
+            self.result_pending = true;
+            return refuse(receipt, Reason::Overloaded);
+        }
+        let admitted = match record {
+            RecordRef::Intent(i) => match i.validate() {
+                Err(reason) => Err(reason),
+                Ok(()) => self.window.handle_intent_le_keys(
+                    now_ns,
+                    client_id,
+                    nonce,
+                    i.fixed.profit.get(),
+                    i.fixed.priority.get(),
+                    rx_ns,
+                    i.keys_le(),
+                ),
+            },
+            RecordRef::Bid(b) => match validate_bid(b) {
+                Err(reason) => Err(reason),
+                // Bids join the book when their window closes; refuse here what the book
+                // could not take then, so an accepted bid is never lost.
+                Ok(()) if self.book.len() + self.window.bids().len() >= self.config.book_bids_max => {
+                    Err(Reason::BookFull)
+                }
+                Ok(()) => self.window.handle_bid(
+                    now_ns,
+                    client_id,
+                    nonce,
+                    b.amount.get(),
+                    b.priority.get(),
+                    rx_ns,
+                ),
+            },
+            RecordRef::Cancel(c) => {
+                return match validate_cancel(c).and_then(|()| self.cancel(c.mode, client_id, c.target.get()))
+                {
+                    Ok(seq) => {
+                        receipt.seq = seq;
+                        receipt.window_id = self.window.window_id();
+                        (receipt, true)
+                    }
+                    Err(reason) => {
+                        if c.mode != CANCEL_BY_NONCE {
+                            receipt.seq = c.target.get();
+                        }
+                        refuse(receipt, reason)
+                    }
+                };
+            }
+            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) => Err(Reason::UnknownKind),
+        };
+        match admitted {
+            Ok(a) => {
+                receipt.seq = a.seq;
+                receipt.window_id = a.window_id;
+                (receipt, true)
+            }
+            Err(reason) => refuse(receipt, reason),
+        }
+    }
+
+    /// Cancels an open intent or bid (the window's first, then the book's). Returns the
+    /// cancelled record's sequence id.
+    fn cancel(&mut self, mode: u8, client_id: u64, target: u64) -> Result<u64, Reason> {
+        if mode == CANCEL_BY_NONCE {
+            let nonce = target;
+            if let Ok(seq) = self.window.cancel_intent_nonce(client_id, nonce) {
+                return Ok(seq);
+            }
+            if let Ok(seq) = self.window.cancel_bid_nonce(client_id, nonce) {
+                return Ok(seq);
+            }
+            self.book.cancel_nonce(client_id, nonce).map(|b| b.seq)
+        } else {
+            let seq = target;
+            if self.window.cancel_intent_seq(client_id, seq).is_ok()
+                || self.window.cancel_bid_seq(client_id, seq).is_ok()
+            {
+                return Ok(seq);
+            }
+            match self.book.cancel_seq(client_id, seq) {
+                Ok(b) => Ok(b.seq),
+                // An intent's window has closed once its seq is below the open window's.
+                Err(_) if seq < self.window.window_first_seq() && !self.is_open_bid(seq) => Err(Reason::TooLate),
+                Err(reason) => Err(reason),
+            }
+        }
+    }
+
+    fn is_open_bid(&self, seq: u64) -> bool {
+        self.book.get(seq).is_some()
+    }
+
+    /// Closes the open window if it is due (or was closed full) and returns its result.
+    pub fn poll_window(&mut self, now_ns: u64) -> Option<&WindowResult> {
+        if self.result_pending {
+            self.result_pending = false;
+            return Some(&self.result);
+        }
+        if !self.window.is_due(now_ns) {
+            return None;
+        }
+        self.close_window(now_ns, CloseReason::Deadline);
+        Some(&self.result)
+    }
+
+    /// Closes the open window now, whatever its deadline (shutdown, end of input), and
+    /// returns its result. A result still pending from a full window comes first.
+    pub fn drain(&mut self, now_ns: u64) -> &WindowResult {
+        if self.result_pending {
+            self.result_pending = false;
+            return &self.result;
+        }
+        self.close_window(now_ns, CloseReason::Drain);
+        &self.result
+    }
+
+    fn close_window(&mut self, now_ns: u64, reason: CloseReason) {
+        match reason {
+            CloseReason::Drain => self.window.close_drain(now_ns, &mut self.closed),
+            _ => self.window.close(now_ns, &mut self.closed),
+        }
+        let closed = &self.closed;
+        let window_id = closed.window_id;
+        self.packer.pack(window_id, closed.batch(), self.config.fee_rate, &mut self.result.block);
+        for pending in closed.bids() {
+            let bid = Bid {
+                seq: pending.seq,
+                client_id: pending.client_id,
+                nonce: pending.nonce,
+                amount: pending.amount,
+                priority: pending.priority,
+                rx_ns: pending.rx_ns,
+            };
+            let taken = self.book.handle_bid(bid);
+            // Admission reserved the room (see `admit`), so the book always takes it.
+            assert!(taken.is_ok(), "book refused an admitted bid: {taken:?}");
+        }
+        self.book.clear(now_ns, window_id, &self.config.auction, &mut self.result.clearing);
+        self.counters.bids_expired_total += self.result.clearing.expired_count as u64;
+        self.counters.windows_closed_total += 1;
+        self.result.window = WindowSummary {
+            window_id,
+            opened_ns: closed.opened_ns,
+            closed_ns: closed.closed_ns,
+            reason: closed.reason,
+            intents_count: closed.batch().len(),
+            bids_count: closed.bids().len(),
+            cancelled_count: closed.cancelled_count,
+        };
+    }
+}
+
+
+impl WindowResult {
+    /// Appends this window's block and clearing records as one frame (for streams: blocks
+    /// can exceed a datagram). Deterministic: equal results give equal bytes.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        let block = &self.block;
+        let mut w = FrameWriter::new(buf, u32::MAX as usize);
+        let entries = block.entries.iter().map(|e| BlockEntryWire::new(e.seq, e.client_id, e.profit, e.payout));
+        w.push_block_iter(
+            &BlockSummary {
+                window_id: block.window_id,
+                total: block.total,
+                fifo_total: block.fifo_total,
+                surplus: block.surplus,
+                fee: block.fee,
+                upper_bound: block.upper_bound,
+                fee_ppm: block.fee_rate.ppm(),
+                builder: block.builder.code(),
+                exact: block.exact,
+            },
+            entries,
+        )
+        .expect("a u32-sized frame holds a window's block");
+        let c = &self.clearing;
+        let winners = c.winners.iter().map(|x| WinnerWire::new(x.seq, x.client_id, x.amount, x.price));
+        w.push_clearing_iter(
+            &ClearingSummary {
+                window_id: c.window_id,
+                uniform_price: c.uniform_price.unwrap_or(0),
+                revenue: c.revenue,
+                pricing: self.pricing_code,
+                order: self.order_code,
+            },
+            winners,
+        )
+        .expect("a u32-sized frame holds a window's clearing");
+        w.finish();
+    }
+}
