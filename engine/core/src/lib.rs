@@ -6,9 +6,14 @@
 //! this same code.
 
 pub mod amount;
+pub mod auction;
 pub mod batch;
 pub mod build;
 
 pub use amount::{FeeRate, FeeRateError, MAX_AMOUNT};
+pub use auction::{
+    AuctionRules, Bid, BidOrder, Book, BookSnapshot, Clearing, ParseRuleError, Pricing, RulesError,
+    Winner,
+};
 pub use batch::{BatchFull, IntentBatch, IntentMeta};
 pub use build::{BlockBuilder, BuilderKind, Selection};

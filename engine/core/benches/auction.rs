@@ -1,0 +1,111 @@
+//! Auction book micro-benches: `clear` on a 100,000-bid book with top_k = 64 for every
+//! order × pricing (plus budget-capped runs, which make the walk skip and widen), and
+//! `handle_bid` throughput.
+//!
+//! Each measured clear sees the full book: the setup clones a pre-loaded book (clones keep
+//! their capacity, so the clear itself allocates nothing) and the clone is dropped outside
+//! the timing.
+//!
+//! Run: `cargo bench -p fpn-engine --bench auction -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use fpn_engine::{AuctionRules, Bid, BidOrder, Book, Clearing, Pricing};
+
+const BIDS: usize = 100_000;
+const TOP_K: u32 = 64;
+const NOW_NS: u64 = 1_000_000_000;
+
+/// Deterministic pseudo-random bids: amounts spread over 1..=1e9 with some repeats,
+/// 16 priority levels, all received within the last second.
+fn bids() -> Vec<Bid> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..BIDS as u64)
+        .map(|seq| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Bid {
+                seq,
+                client_id: x % 4096,
+                nonce: seq,
+                amount: 1 + (x >> 16) % 1_000_000_000,
+                priority: ((x >> 8) % 16) as u32,
+                rx_ns: NOW_NS - (x >> 40) % 1_000_000_000,
+            }
+        })
+        .collect()
+}
+
+fn loaded(bids: &[Bid]) -> Book {
+    let mut book = Book::with_capacity(BIDS, TOP_K);
+    for b in bids {
+        book.handle_bid(*b).expect("bench bids are valid");
+    }
+    book
+}
+
+fn bench_clear(c: &mut Criterion) {
+    let bids = bids();
+    let book = loaded(&bids);
+    let mut group = c.benchmark_group("auction_clear_100k_top64");
+    for capped in [false, true] {
+        for order in BidOrder::ALL {
+            for pricing in Pricing::ALL {
+                let rules = AuctionRules {
+                    top_k: TOP_K,
+                    reserve: 1_000,
+                    // ~10 average bids' worth: the best bids do not all fit, so the walk
+                    // skips many candidates and has to widen.
+                    budget_cap: capped.then_some(5_000_000_000),
+                    recency_ns: Some(2_000_000_000),
+                    order,
+                    pricing,
+                };
+                let name = format!(
+                    "{}/{}{}",
+                    order.as_str(),
+                    pricing.as_str(),
+                    if capped { "/capped" } else { "" }
+                );
+                let mut out = Clearing::with_capacity(TOP_K);
+                group.bench_function(name, |b| {
+                    b.iter_batched(
+                        || book.clone(),
+                        |mut book| {
+                            book.clear(NOW_NS, 1, &rules, &mut out);
+                            black_box(out.revenue);
+                            book
+                        },
+                        BatchSize::LargeInput,
+                    )
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+fn bench_handle_bid(c: &mut Criterion) {
+    let bids = bids();
+    let empty = Book::with_capacity(BIDS, TOP_K);
+    let mut group = c.benchmark_group("auction_handle_bid");
+    group.throughput(Throughput::Elements(BIDS as u64));
+    group.bench_function("fill_100k", |b| {
+        b.iter_batched(
+            || empty.clone(),
+            |mut book| {
+                for bid in &bids {
+                    let _ = black_box(book.handle_bid(*bid));
+                }
+                book
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_clear, bench_handle_bid);
+criterion_main!(benches);

@@ -1,0 +1,688 @@
+//! The open-bid book and its clearing.
+
+use fpn_wire::Reason;
+
+use super::table::FixedMap;
+use super::{
+    AuctionRules, Bid, BidOrder, BookSnapshot, Clearing, Pricing, TOP_K_MAX_LIMIT, Winner,
+};
+use crate::amount::MAX_AMOUNT;
+
+/// Hash seed used by [`Book::with_capacity`]. Drivers facing untrusted clients should pass
+/// a secret seed to [`Book::with_capacity_seeded`] so nonces cannot be chosen to collide.
+const SEED_DEFAULT: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The sort key of one open bid under some [`BidOrder`], plus where the bid sits.
+///
+/// Smaller is better. `minor` is `MAX_AMOUNT − amount` in both orders (so the amount can be
+/// read back from the key without touching the bid); `major` is the priority under
+/// `PriorityFirst` and 0 under `AmountDescending`. `seq` is unique among open bids, so no two
+/// keys compare equal and `slot` never decides anything: the order is total and
+/// deterministic. Field order matters for the derived `Ord`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Cand {
+    major: u64,
+    minor: u64,
+    seq: u64,
+    slot: u32,
+}
+
+impl Cand {
+    #[inline]
+    fn new(order: BidOrder, bid: &Bid, slot: u32) -> Cand {
+        debug_assert!(bid.amount <= MAX_AMOUNT);
+        Cand {
+            major: match order {
+                BidOrder::PriorityFirst => u64::from(bid.priority),
+                BidOrder::AmountDescending => 0,
+            },
+            minor: MAX_AMOUNT - bid.amount,
+            seq: bid.seq,
+            slot,
+        }
+    }
+
+    #[inline]
+    fn amount(self) -> u64 {
+        MAX_AMOUNT - self.minor
+    }
+}
+
+/// Sealed bids waiting for a clearing.
+///
+/// Call order: [`Book::handle_bid`] for each accepted bid, [`Book::cancel_seq`] /
+/// [`Book::cancel_nonce`] whenever a cancel arrives, and [`Book::clear`] once per window
+/// (which fills the caller's [`Clearing`]). [`Book::snapshot`] and [`Book::get`] are
+/// read-only and may be called at any time.
+///
+/// Capacity is fixed at construction: the bids, both indexes (seq → slot and
+/// (client, nonce) → seq) and the clearing scratch buffer are allocated once, and none of
+/// the methods above allocates afterwards. Bids live in a dense vector removed from with
+/// `swap_remove`, so every removal is O(1) and a clear scans contiguous memory.
+#[derive(Debug)]
+pub struct Book {
+    /// Open bids, in no particular order (removals swap the last bid into the hole).
+    bids: Vec<Bid>,
+    slot_by_seq: FixedMap<u64, u32>,
+    seq_by_nonce: FixedMap<(u64, u64), u64>,
+    /// Clearing scratch: one key per eligible bid.
+    cands: Vec<Cand>,
+    bids_max: usize,
+    top_k_max: u32,
+}
+
+/// Vec's derived `clone` keeps only the length; a clone must keep the capacity too, or it
+/// would allocate on the hot path (benches clone a loaded book per iteration).
+impl Clone for Book {
+    fn clone(&self) -> Book {
+        Book {
+            bids: clone_with_capacity(&self.bids),
+            slot_by_seq: self.slot_by_seq.clone(),
+            seq_by_nonce: self.seq_by_nonce.clone(),
+            cands: Vec::with_capacity(self.cands.capacity()),
+            bids_max: self.bids_max,
+            top_k_max: self.top_k_max,
+        }
+    }
+}
+
+/// A copy of `v` with the same capacity.
+pub(crate) fn clone_with_capacity<T: Copy>(v: &Vec<T>) -> Vec<T> {
+    let mut copy = Vec::with_capacity(v.capacity());
+    copy.extend_from_slice(v);
+    copy
+}
+
+impl Book {
+    /// A book for up to `bids_max` open bids, cleared with `top_k ≤ top_k_max`.
+    pub fn with_capacity(bids_max: usize, top_k_max: u32) -> Book {
+        Book::with_capacity_seeded(bids_max, top_k_max, SEED_DEFAULT)
+    }
+
+    /// As [`Book::with_capacity`], with the seed of the index hash. Results never depend on
+    /// the seed; only probe lengths do.
+    pub fn with_capacity_seeded(bids_max: usize, top_k_max: u32, hash_seed: u64) -> Book {
+        assert!(
+            bids_max < u32::MAX as usize,
+            "bids_max must fit a u32 slot index"
+        );
+        assert!(
+            (1..=TOP_K_MAX_LIMIT).contains(&top_k_max),
+            "top_k_max must be within 1..={TOP_K_MAX_LIMIT}"
+        );
+        Book {
+            bids: Vec::with_capacity(bids_max),
+            slot_by_seq: FixedMap::with_capacity(bids_max, hash_seed),
+            seq_by_nonce: FixedMap::with_capacity(bids_max, hash_seed.rotate_left(32)),
+            cands: Vec::with_capacity(bids_max),
+            bids_max,
+            top_k_max,
+        }
+    }
+
+    pub fn bids_max(&self) -> usize {
+        self.bids_max
+    }
+
+    pub fn top_k_max(&self) -> u32 {
+        self.top_k_max
+    }
+
+    /// Open bids.
+    pub fn len(&self) -> usize {
+        self.bids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bids.is_empty()
+    }
+
+    /// The open bid with this seq.
+    pub fn get(&self, seq: u64) -> Option<&Bid> {
+        let slot = self.slot_by_seq.get(seq)?;
+        Some(&self.bids[slot as usize])
+    }
+
+    /// Every open bid, in no particular order.
+    pub fn bids(&self) -> &[Bid] {
+        &self.bids
+    }
+
+    /// Opens a bid. Never allocates.
+    ///
+    /// Errors (the book is unchanged): `ZeroAmount`, `AmountTooLarge` (over `MAX_AMOUNT`),
+    /// `BookFull`, and `DuplicateNonce` if the client already has an open bid with this
+    /// nonce (the (client, nonce) index must stay one-to-one for `cancel_nonce`).
+    /// A second open bid with the same seq is a programmer error: it panics in debug builds
+    /// and is refused with `DuplicateNonce` in release builds so the indexes stay consistent.
+    #[inline]
+    pub fn handle_bid(&mut self, bid: Bid) -> Result<(), Reason> {
+        if bid.amount == 0 {
+            return Err(Reason::ZeroAmount);
+        }
+        if bid.amount > MAX_AMOUNT {
+            return Err(Reason::AmountTooLarge);
+        }
+        if self.bids.len() >= self.bids_max {
+            return Err(Reason::BookFull);
+        }
+        let slot = self.bids.len() as u32;
+        if self
+            .seq_by_nonce
+            .insert((bid.client_id, bid.nonce), bid.seq)
+            .is_err()
+        {
+            return Err(Reason::DuplicateNonce);
+        }
+        if self.slot_by_seq.insert(bid.seq, slot).is_err() {
+            debug_assert!(false, "seq {} is already open", bid.seq);
+            self.seq_by_nonce.remove((bid.client_id, bid.nonce));
+            return Err(Reason::DuplicateNonce);
+        }
+        self.bids.push(bid);
+        debug_assert_eq!(self.slot_by_seq.len(), self.bids.len());
+        debug_assert_eq!(self.seq_by_nonce.len(), self.bids.len());
+        Ok(())
+    }
+
+    /// Withdraws the client's open bid `seq`. `NotFound` if no such bid is open or it
+    /// belongs to another client (which must not learn that it exists).
+    pub fn cancel_seq(&mut self, client_id: u64, seq: u64) -> Result<Bid, Reason> {
+        let slot = self.slot_by_seq.get(seq).ok_or(Reason::NotFound)? as usize;
+        if self.bids[slot].client_id != client_id {
+            return Err(Reason::NotFound);
+        }
+        Ok(self.remove_slot(slot))
+    }
+
+    /// Withdraws the client's open bid with this nonce. `NotFound` if there is none.
+    pub fn cancel_nonce(&mut self, client_id: u64, nonce: u64) -> Result<Bid, Reason> {
+        let seq = self
+            .seq_by_nonce
+            .get((client_id, nonce))
+            .ok_or(Reason::NotFound)?;
+        let slot = self.slot_by_seq.get(seq).expect("indexes agree") as usize;
+        Ok(self.remove_slot(slot))
+    }
+
+    /// Removes the bid at `slot` in O(1): the last bid moves into the hole and its index
+    /// entry is repointed.
+    #[inline]
+    fn remove_slot(&mut self, slot: usize) -> Bid {
+        let bid = self.bids.swap_remove(slot);
+        let removed = self.slot_by_seq.remove(bid.seq);
+        debug_assert_eq!(removed, Some(slot as u32));
+        let removed = self.seq_by_nonce.remove((bid.client_id, bid.nonce));
+        debug_assert_eq!(removed, Some(bid.seq));
+        if let Some(moved) = self.bids.get(slot) {
+            *self.slot_by_seq.get_mut(moved.seq).expect("indexes agree") = slot as u32;
+        }
+        bid
+    }
+
+    /// Fills `out` with the open count and the best `top_n` open bids under `order`, best
+    /// first. O(n log top_n); does not allocate. Panics if `top_n` exceeds the snapshot's
+    /// capacity.
+    pub fn snapshot(&self, top_n: usize, order: BidOrder, out: &mut BookSnapshot) {
+        assert!(
+            top_n <= out.top_n_max,
+            "top_n {top_n} exceeds the snapshot's top_n_max {}",
+            out.top_n_max
+        );
+        out.count = self.bids.len();
+        out.bids.clear();
+        out.heap.clear();
+        if top_n == 0 {
+            return;
+        }
+        for (slot, bid) in self.bids.iter().enumerate() {
+            let cand = Cand::new(order, bid, slot as u32);
+            if out.heap.len() < top_n {
+                out.heap.push(cand);
+            } else if let Some(mut worst) = out.heap.peek_mut()
+                && cand < *worst
+            {
+                *worst = cand;
+            }
+        }
+        out.bids
+            .extend(out.heap.drain().map(|c| self.bids[c.slot as usize]));
+        // Re-key by (major, minor, seq): slots are unique too, but seq alone decides ties.
+        out.bids.sort_unstable_by_key(|b| {
+            let c = Cand::new(order, b, 0);
+            (c.major, c.minor, c.seq)
+        });
+    }
+
+    /// Clears one window at `now_ns` under `rules`, writing the result into `out` (its
+    /// previous contents are overwritten). Winners leave the book; losers stay open.
+    ///
+    /// Steps (see `docs/auction.md`): expire bids with `rx_ns + recency_ns < now_ns`; the
+    /// rest at or above the reserve are eligible; walk the eligible bids in `rules.order`,
+    /// skipping any bid that would lift the winners' amount sum over `budget_cap`, until
+    /// `top_k` have won; price; remove the winners.
+    ///
+    /// Cost: one pass over the book plus a partial selection, not a full sort. The walk only
+    /// orders a prefix of `top_k` candidates (`4 × top_k` with a budget cap, since skips need
+    /// more), found by `select_nth_unstable`, and doubles the prefix from the remaining
+    /// candidates if the walk runs out before `top_k` winners. Does not allocate provided
+    /// `out` came from `Clearing::with_capacity(top_k_max)`.
+    ///
+    /// Panics if `rules` do not validate against this book's `top_k_max`.
+    pub fn clear(&mut self, now_ns: u64, window_id: u64, rules: &AuctionRules, out: &mut Clearing) {
+        if let Err(e) = rules.validate(self.top_k_max) {
+            panic!("invalid auction rules: {e}");
+        }
+        let top_k = rules.top_k as usize;
+        debug_assert!(out.winners.capacity() >= top_k, "Clearing too small");
+        out.reset(window_id);
+
+        // 1 + 2. Expire and collect the eligible in one pass. `swap_remove` at `i` moves a
+        // bid from the end into `i`, which is then examined next; candidates already taken
+        // sit at slots below `i` and are not moved.
+        self.cands.clear();
+        let mut expired_count = 0usize;
+        let mut amount_min = u64::MAX;
+        let mut i = 0usize;
+        while i < self.bids.len() {
+            let bid = self.bids[i];
+            if let Some(recency_ns) = rules.recency_ns
+                && bid.rx_ns.saturating_add(recency_ns) < now_ns
+            {
+                self.remove_slot(i);
+                expired_count += 1;
+                continue;
+            }
+            if bid.amount >= rules.reserve {
+                self.cands.push(Cand::new(rules.order, &bid, i as u32));
+                amount_min = amount_min.min(bid.amount);
+            }
+            i += 1;
+        }
+        let eligible_count = self.cands.len();
+
+        // 3 + 4. Walk in order. `sum ≤ budget_cap` holds throughout, so `cap − sum` cannot
+        // underflow; without a cap `sum ≤ top_k × MAX_AMOUNT` fits (TOP_K_MAX_LIMIT).
+        let mut sum = 0u64;
+        let mut loser_amount_max = 0u64; // amounts are ≥ 1, so 0 means "no loser seen"
+        let mut width = if rules.budget_cap.is_some() {
+            top_k.saturating_mul(4)
+        } else {
+            top_k
+        };
+        let mut lo = 0usize; // candidates below `lo` have been ordered and walked
+        let mut walked_end = 0usize; // first candidate not examined by the walk
+        let mut sorted_end = 0usize; // candidates in walked_end..sorted_end are in order
+        let mut done = false;
+        while lo < eligible_count && !done {
+            let end = if eligible_count - lo > width {
+                self.cands[lo..].select_nth_unstable(width - 1);
+                lo + width
+            } else {
+                eligible_count
+            };
+            self.cands[lo..end].sort_unstable();
+            sorted_end = end;
+            let mut j = lo;
+            while j < end {
+                let cand = self.cands[j];
+                j += 1;
+                let amount = cand.amount();
+                if let Some(cap) = rules.budget_cap
+                    && amount > cap - sum
+                {
+                    loser_amount_max = loser_amount_max.max(amount);
+                    continue;
+                }
+                sum += amount;
+                let bid = &self.bids[cand.slot as usize];
+                debug_assert_eq!(bid.seq, cand.seq);
+                out.winners.push(Winner {
+                    seq: bid.seq,
+                    client_id: bid.client_id,
+                    nonce: bid.nonce,
+                    amount,
+                    price: amount,
+                });
+                // Once what is left of the cap is below every eligible amount, no later bid
+                // can fit: stop instead of walking the whole book.
+                let cap_spent = rules.budget_cap.is_some_and(|cap| cap - sum < amount_min);
+                if out.winners.len() == top_k || cap_spent {
+                    done = true;
+                    break;
+                }
+            }
+            walked_end = j;
+            lo = end;
+            width = width.saturating_mul(2);
+        }
+
+        // 5. Price.
+        if rules.pricing == Pricing::Uniform {
+            // The highest losing bid is the highest amount among the skipped (already in
+            // `loser_amount_max`) and the candidates the walk never reached. Under
+            // amount-descending order the first unreached sorted candidate is that maximum,
+            // because the selection left only smaller amounts beyond `sorted_end`.
+            let rest_max = if walked_end >= eligible_count {
+                0
+            } else if rules.order == BidOrder::AmountDescending && walked_end < sorted_end {
+                self.cands[walked_end].amount()
+            } else {
+                self.cands[walked_end..]
+                    .iter()
+                    .map(|c| c.amount())
+                    .max()
+                    .unwrap_or(0)
+            };
+            let price = loser_amount_max.max(rest_max).max(rules.reserve);
+            out.uniform_price = Some(price);
+            for w in &mut out.winners {
+                // A winner can bid below a loser (priority order, budget skips): it never
+                // pays more than it bid.
+                w.price = price.min(w.amount);
+            }
+        }
+        out.revenue = out.winners.iter().map(|w| w.price).sum();
+
+        // 6. Fill: winners leave the book. Slots in `cands` are stale from here on.
+        for w in &out.winners {
+            let slot = self.slot_by_seq.get(w.seq).expect("winner is open") as usize;
+            self.remove_slot(slot);
+        }
+        out.eligible_count = eligible_count;
+        out.expired_count = expired_count;
+        out.open_count_after = self.bids.len();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bid(seq: u64, client_id: u64, amount: u64) -> Bid {
+        Bid {
+            seq,
+            client_id,
+            nonce: seq * 10,
+            amount,
+            priority: 0,
+            rx_ns: 0,
+        }
+    }
+
+    #[test]
+    fn handle_bid_validates() {
+        let mut b = Book::with_capacity(2, 4);
+        assert_eq!(b.handle_bid(bid(1, 1, 0)), Err(Reason::ZeroAmount));
+        assert_eq!(
+            b.handle_bid(bid(1, 1, MAX_AMOUNT + 1)),
+            Err(Reason::AmountTooLarge)
+        );
+        assert_eq!(b.handle_bid(bid(1, 1, MAX_AMOUNT)), Ok(()));
+        assert_eq!(
+            b.handle_bid(Bid {
+                seq: 2,
+                ..bid(1, 1, 5)
+            }),
+            Err(Reason::DuplicateNonce),
+            "same (client, nonce) as seq 1"
+        );
+        assert_eq!(b.handle_bid(bid(2, 1, 5)), Ok(()));
+        assert_eq!(b.handle_bid(bid(3, 1, 5)), Err(Reason::BookFull));
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.get(2), Some(&bid(2, 1, 5)));
+        assert_eq!(b.get(3), None);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "already open")]
+    fn duplicate_seq_is_a_programmer_error() {
+        let mut b = Book::with_capacity(4, 4);
+        b.handle_bid(bid(1, 1, 5)).unwrap();
+        let _ = b.handle_bid(Bid {
+            nonce: 99,
+            ..bid(1, 2, 5)
+        });
+    }
+
+    #[test]
+    fn cancel_by_seq_and_nonce() {
+        let mut b = Book::with_capacity(8, 4);
+        for s in 1..=4 {
+            b.handle_bid(bid(s, 100 + s % 2, s * 3)).unwrap();
+        }
+        // seq 1 belongs to client 101: another client cannot cancel it or learn of it.
+        assert_eq!(b.cancel_seq(100, 1), Err(Reason::NotFound));
+        assert_eq!(b.cancel_seq(101, 1), Ok(bid(1, 101, 3)));
+        assert_eq!(b.cancel_seq(101, 1), Err(Reason::NotFound));
+        assert_eq!(b.cancel_seq(101, 77), Err(Reason::NotFound));
+        // seq 2 (client 100) has nonce 20.
+        assert_eq!(b.cancel_nonce(101, 20), Err(Reason::NotFound));
+        assert_eq!(b.cancel_nonce(100, 20), Ok(bid(2, 100, 6)));
+        assert_eq!(b.cancel_nonce(100, 20), Err(Reason::NotFound));
+        assert_eq!(b.len(), 2);
+        // The survivors are still reachable through both indexes after the swaps.
+        assert_eq!(b.get(3), Some(&bid(3, 101, 9)));
+        assert_eq!(b.get(4), Some(&bid(4, 100, 12)));
+        assert_eq!(b.cancel_nonce(100, 40), Ok(bid(4, 100, 12)));
+        assert_eq!(b.cancel_seq(101, 3), Ok(bid(3, 101, 9)));
+        assert!(b.is_empty());
+        // The nonce is free again once its bid is gone.
+        assert_eq!(b.handle_bid(bid(4, 100, 1)), Ok(()));
+    }
+
+    #[test]
+    fn snapshot_orders_and_counts() {
+        let mut b = Book::with_capacity(8, 4);
+        let bids = [
+            Bid {
+                priority: 2,
+                ..bid(1, 1, 50)
+            },
+            Bid {
+                priority: 1,
+                ..bid(2, 1, 10)
+            },
+            Bid {
+                priority: 1,
+                ..bid(3, 1, 30)
+            },
+            Bid {
+                priority: 0,
+                ..bid(4, 1, 30)
+            },
+            Bid {
+                priority: 2,
+                ..bid(5, 1, 50)
+            },
+        ];
+        for x in bids {
+            b.handle_bid(x).unwrap();
+        }
+        let mut s = BookSnapshot::with_capacity(4);
+        b.snapshot(3, BidOrder::PriorityFirst, &mut s);
+        assert_eq!(s.count, 5);
+        let seqs: Vec<u64> = s.bids.iter().map(|x| x.seq).collect();
+        assert_eq!(seqs, [4, 3, 2]);
+        b.snapshot(4, BidOrder::AmountDescending, &mut s);
+        let seqs: Vec<u64> = s.bids.iter().map(|x| x.seq).collect();
+        assert_eq!(seqs, [1, 5, 3, 4], "equal amounts: lower seq first");
+        b.snapshot(0, BidOrder::AmountDescending, &mut s);
+        assert_eq!((s.count, s.bids.len()), (5, 0));
+        let empty = Book::with_capacity(1, 1);
+        empty.snapshot(4, BidOrder::PriorityFirst, &mut s);
+        assert_eq!((s.count, s.bids.len()), (0, 0));
+    }
+
+    #[test]
+    #[should_panic(expected = "top_n_max")]
+    fn snapshot_larger_than_buffer_panics() {
+        let b = Book::with_capacity(1, 1);
+        b.snapshot(
+            3,
+            BidOrder::PriorityFirst,
+            &mut BookSnapshot::with_capacity(2),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid auction rules")]
+    fn clear_refuses_invalid_rules() {
+        let mut b = Book::with_capacity(4, 8);
+        let rules = AuctionRules {
+            top_k: 9,
+            ..AuctionRules::default()
+        };
+        b.clear(0, 0, &rules, &mut Clearing::with_capacity(8));
+    }
+
+    fn at(seq: u64, client_id: u64, amount: u64, rx_ns: u64) -> Bid {
+        Bid {
+            seq,
+            client_id,
+            nonce: 1,
+            amount,
+            priority: 0,
+            rx_ns,
+        }
+    }
+
+    /// The worked example in `docs/auction.md`; keep the two in step.
+    #[test]
+    fn docs_worked_example() {
+        let load = || {
+            let mut b = Book::with_capacity(16, 4);
+            for x in [
+                at(1, 0xA, 60, 4_000),
+                at(2, 0xB, 50, 4_000),
+                at(3, 0xC, 45, 4_000),
+                at(4, 0xD, 30, 4_000),
+                at(5, 0xE, 5, 4_000),
+                at(6, 0xF, 50, 4_000),
+                at(7, 0x10, 90, 3_999),
+            ] {
+                b.handle_bid(x).unwrap();
+            }
+            b
+        };
+        let rules = AuctionRules {
+            top_k: 2,
+            reserve: 10,
+            budget_cap: Some(100),
+            recency_ns: Some(1_000),
+            order: BidOrder::AmountDescending,
+            pricing: Pricing::Uniform,
+        };
+        let w = |seq, client_id, amount, price| Winner {
+            seq,
+            client_id,
+            nonce: 1,
+            amount,
+            price,
+        };
+
+        let mut book = load();
+        let mut out = Clearing::with_capacity(4);
+        book.clear(5_000, 42, &rules, &mut out);
+        assert_eq!(
+            out,
+            Clearing {
+                window_id: 42,
+                winners: vec![w(1, 0xA, 60, 50), w(4, 0xD, 30, 30)],
+                uniform_price: Some(50),
+                revenue: 80,
+                eligible_count: 5,
+                expired_count: 1,
+                open_count_after: 4,
+            }
+        );
+        let mut open: Vec<u64> = book.bids().iter().map(|b| b.seq).collect();
+        open.sort_unstable();
+        assert_eq!(open, [2, 3, 5, 6]);
+
+        let mut book = load();
+        let first = AuctionRules {
+            pricing: Pricing::FirstPrice,
+            ..rules
+        };
+        book.clear(5_000, 42, &first, &mut out);
+        assert_eq!(out.winners, [w(1, 0xA, 60, 60), w(4, 0xD, 30, 30)]);
+        assert_eq!((out.uniform_price, out.revenue), (None, 90));
+    }
+
+    #[test]
+    fn uniform_winner_never_pays_more_than_it_bid() {
+        // Priority order lets a low bid win while a higher bid loses.
+        let mut b = Book::with_capacity(4, 4);
+        b.handle_bid(Bid {
+            priority: 0,
+            ..bid(1, 1, 10)
+        })
+        .unwrap();
+        b.handle_bid(Bid {
+            priority: 1,
+            ..bid(2, 2, 70)
+        })
+        .unwrap();
+        let rules = AuctionRules {
+            top_k: 1,
+            pricing: Pricing::Uniform,
+            ..AuctionRules::default()
+        };
+        let mut out = Clearing::with_capacity(4);
+        b.clear(0, 1, &rules, &mut out);
+        assert_eq!(out.uniform_price, Some(70));
+        assert_eq!(out.winners.len(), 1);
+        assert_eq!((out.winners[0].seq, out.winners[0].price), (1, 10));
+        assert_eq!(out.revenue, 10);
+    }
+
+    #[test]
+    fn uniform_price_is_reserve_without_losers() {
+        let mut b = Book::with_capacity(4, 4);
+        b.handle_bid(bid(1, 1, 40)).unwrap();
+        b.handle_bid(bid(2, 2, 3)).unwrap(); // below reserve: not a loser, stays open
+        let rules = AuctionRules {
+            top_k: 4,
+            reserve: 7,
+            pricing: Pricing::Uniform,
+            ..AuctionRules::default()
+        };
+        let mut out = Clearing::with_capacity(4);
+        b.clear(0, 1, &rules, &mut out);
+        assert_eq!(out.uniform_price, Some(7));
+        assert_eq!(out.winners[0].price, 7);
+        assert_eq!((out.eligible_count, out.open_count_after), (1, 1));
+        assert_eq!(b.get(2), Some(&bid(2, 2, 3)));
+        // Nobody eligible: still a price, no winners.
+        b.clear(0, 2, &rules, &mut out);
+        assert_eq!((out.uniform_price, out.winners.len()), (Some(7), 0));
+    }
+
+    /// The walk must widen past the first `4 × top_k` candidates when budget skips eat them.
+    #[test]
+    fn budget_skips_widen_the_walk() {
+        let mut b = Book::with_capacity(200, 2);
+        // 150 bids of 100 (too big for the cap) and then 2 of 1, with the worst amounts.
+        for s in 0..150 {
+            b.handle_bid(bid(s, s, 100)).unwrap();
+        }
+        b.handle_bid(bid(500, 1, 1)).unwrap();
+        b.handle_bid(bid(501, 2, 1)).unwrap();
+        let rules = AuctionRules {
+            top_k: 2,
+            budget_cap: Some(50),
+            order: BidOrder::AmountDescending,
+            pricing: Pricing::Uniform,
+            ..AuctionRules::default()
+        };
+        let mut out = Clearing::with_capacity(2);
+        b.clear(0, 1, &rules, &mut out);
+        let seqs: Vec<u64> = out.winners.iter().map(|w| w.seq).collect();
+        assert_eq!(seqs, [500, 501]);
+        assert_eq!(out.uniform_price, Some(100));
+        assert_eq!(out.revenue, 2);
+        assert_eq!(out.open_count_after, 150);
+    }
+}
