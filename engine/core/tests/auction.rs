@@ -499,3 +499,133 @@ fn hot_path_does_not_allocate() {
     drop(v);
     assert!(allocs() > before);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Books large enough for the sampled selection and for widening over thousands of
+    /// candidates, against the reference.
+    #[test]
+    fn large_books_match_reference(
+        len in 4_096usize..24_000,
+        rules in rules(),
+        salt in any::<u64>(),
+        amount_span in prop_oneof![Just(12u64), Just(1_000), Just(MAX_AMOUNT)],
+        cap_scale in 1u64..2_000,
+    ) {
+        let top_k_max = 64;
+        let rules = AuctionRules {
+            top_k: rules.top_k * 8,
+            // Caps on the scale of the amounts, so that skips are frequent.
+            budget_cap: rules.budget_cap.map(|_| cap_scale * amount_span.min(1 << 30) / 16 + 1),
+            ..rules
+        };
+        let mut x = salt | 1;
+        let mut book = Book::with_capacity(len, top_k_max);
+        for seq in 0..len as u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let bid = Bid {
+                seq,
+                client_id: x % 1000,
+                nonce: seq,
+                amount: 1 + (x >> 12) % amount_span,
+                priority: ((x >> 5) % 4) as u32,
+                rx_ns: (x >> 50) % 40,
+            };
+            book.handle_bid(bid).unwrap();
+        }
+        let before = open_sorted(&book);
+        let want = ref_clear(&before, 30, &rules);
+        let mut out = Clearing::with_capacity(top_k_max);
+        book.clear(30, 1, &rules, &mut out);
+        prop_assert_eq!(&out.winners, &want.winners);
+        prop_assert_eq!(out.uniform_price, want.uniform_price);
+        prop_assert_eq!(out.revenue, want.revenue);
+        prop_assert_eq!(out.eligible_count, want.eligible_count);
+        prop_assert_eq!(out.expired_count, want.expired_count);
+        prop_assert_eq!(open_sorted(&book), want.open_after);
+    }
+}
+
+fn assert_matches_reference(mut book: Book, now_ns: u64, rules: &AuctionRules) -> Clearing {
+    let before = open_sorted(&book);
+    let want = ref_clear(&before, now_ns, rules);
+    let mut out = Clearing::with_capacity(book.top_k_max());
+    book.clear(now_ns, 1, rules, &mut out);
+    assert_eq!(out.winners, want.winners);
+    assert_eq!(out.uniform_price, want.uniform_price);
+    assert_eq!(out.revenue, want.revenue);
+    assert_eq!(out.eligible_count, want.eligible_count);
+    assert_eq!(open_sorted(&book), want.open_after);
+    out
+}
+
+/// In a large book the clear only collects keys up to a threshold sampled from evenly spaced
+/// slots (every `len / 1024`-th bid here, as nothing was removed). Put the best bids exactly
+/// on those slots so the threshold admits fewer than `top_k`: the walk runs out, must collect
+/// the deferred bids, and must not collect the threshold bid (which already won) twice.
+#[test]
+fn deferred_bids_are_collected_once_when_the_walk_runs_out() {
+    let len = 8192u64;
+    let stride = len / 1024;
+    let mut book = Book::with_capacity(len as usize, 64);
+    for seq in 0..len {
+        let amount = if seq % stride == 0 {
+            1_000_000 + seq
+        } else {
+            1 + seq % 500
+        };
+        book.handle_bid(Bid {
+            seq,
+            client_id: seq % 7,
+            nonce: seq,
+            amount,
+            priority: 0,
+            rx_ns: 0,
+        })
+        .unwrap();
+    }
+    for pricing in Pricing::ALL {
+        let rules = AuctionRules {
+            top_k: 64,
+            order: BidOrder::AmountDescending,
+            pricing,
+            ..AuctionRules::default()
+        };
+        let out = assert_matches_reference(book.clone(), 0, &rules);
+        assert_eq!(out.winners.len(), 64);
+    }
+}
+
+/// Bids beyond the threshold are not collected unless needed, but under priority-first order
+/// one of them can hold the highest losing amount, which sets the uniform price.
+#[test]
+fn uniform_price_sees_deferred_bids() {
+    let len = 8192u64;
+    let mut book = Book::with_capacity(len as usize, 64);
+    for seq in 0..len {
+        let (priority, amount) = if seq == 5_000 {
+            (9, 777_777)
+        } else {
+            (0, 1 + seq % 1000)
+        };
+        book.handle_bid(Bid {
+            seq,
+            client_id: 1,
+            nonce: seq,
+            amount,
+            priority,
+            rx_ns: 0,
+        })
+        .unwrap();
+    }
+    let rules = AuctionRules {
+        top_k: 4,
+        pricing: Pricing::Uniform,
+        ..AuctionRules::default()
+    };
+    let out = assert_matches_reference(book, 0, &rules);
+    assert_eq!(out.uniform_price, Some(777_777));
+}
