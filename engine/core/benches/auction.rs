@@ -6,12 +6,15 @@
 //! outside the timing, so this is the steady state of a running engine (warm buffers). The
 //! `cold` case clones a loaded book per iteration instead and times its first clear.
 //!
+//! After the criterion groups it prints the median and p90 of individually timed clears,
+//! which on a shared machine are closer to the cost on one core (see `per_clear_medians`).
+//!
 //! Run: `cargo bench -p fpn-engine --bench auction -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use fpn_engine::{AuctionRules, Bid, BidOrder, Book, Clearing, Pricing};
 
 const BIDS: usize = 100_000;
@@ -134,5 +137,56 @@ fn bench_handle_bid(c: &mut Criterion) {
     group.finish();
 }
 
+/// Median and p90 of single clears, each timed on its own (winners re-inserted untimed).
+///
+/// Criterion times batches of iterations, so on a shared machine nearly every batch includes
+/// time slices given to other processes and its figures overstate the cost of one clear on
+/// one core. The median of individually timed clears mostly falls between preemptions.
+fn per_clear_medians() {
+    let bids = bids();
+    let mut book = loaded(&bids);
+    let mut out = Clearing::with_capacity(TOP_K);
+    let mut times_ns: Vec<u64> = Vec::with_capacity(301);
+    println!("\nper-clear wall time over 301 clears each (100k bids, top_k 64):");
+    for capped in [false, true] {
+        for order in BidOrder::ALL {
+            for pricing in Pricing::ALL {
+                let rules = AuctionRules {
+                    top_k: TOP_K,
+                    reserve: 1_000,
+                    budget_cap: capped.then_some(5_000_000_000),
+                    recency_ns: Some(2_000_000_000),
+                    order,
+                    pricing,
+                };
+                times_ns.clear();
+                for _ in 0..301 {
+                    let start = Instant::now();
+                    book.clear(NOW_NS, 1, &rules, &mut out);
+                    times_ns.push(start.elapsed().as_nanos() as u64);
+                    for w in &out.winners {
+                        book.handle_bid(bids[w.seq as usize]).expect("refill");
+                    }
+                }
+                times_ns.sort_unstable();
+                println!(
+                    "  {:<15} {:<12} {:<7} median {:>7.3} ms  p90 {:>7.3} ms",
+                    order.as_str(),
+                    pricing.as_str(),
+                    if capped { "capped" } else { "" },
+                    times_ns[150] as f64 / 1e6,
+                    times_ns[270] as f64 / 1e6,
+                );
+            }
+        }
+    }
+}
+
 criterion_group!(benches, bench_clear, bench_handle_bid);
-criterion_main!(benches);
+
+// `criterion_main!` plus the per-clear medians.
+fn main() {
+    benches();
+    per_clear_medians();
+    Criterion::default().configure_from_args().final_summary();
+}
