@@ -66,36 +66,12 @@ impl Cand {
     fn amount(self) -> u64 {
         MAX_AMOUNT - self.minor
     }
-}
 
-/// The fields a clear reads for every open bid, kept apart from the rest of the bid so the
-/// scan streams 24 bytes per bid instead of 48 (the scan is memory-bound: it was most of a
-/// clear in the profile once the selection was cheap).
-#[derive(Debug, Clone, Copy)]
-struct Hot {
-    amount: u64,
-    rx_ns: u64,
-    priority: u32,
-}
-
-impl Hot {
+    /// The ordering key without the slot: what the threshold of `clear` compares, so that
+    /// the split does not depend on where a bid sits.
     #[inline]
-    fn of(bid: &Bid) -> Hot {
-        Hot {
-            amount: bid.amount,
-            rx_ns: bid.rx_ns,
-            priority: bid.priority,
-        }
-    }
-
-    /// `(major, minor)` of the bid's key under `order` (see [`Cand`]).
-    #[inline]
-    fn key_head(self, order: BidOrder) -> (u32, u64) {
-        let major = match order {
-            BidOrder::PriorityFirst => self.priority,
-            BidOrder::AmountDescending => 0,
-        };
-        (major, MAX_AMOUNT - self.amount)
+    fn key(self) -> (u32, u64, u64) {
+        (self.major, self.minor, self.seq)
     }
 }
 
@@ -156,8 +132,6 @@ fn select_smallest(cands: &mut [Cand], w: usize, sample: &mut Vec<Cand>) {
 pub struct Book {
     /// Open bids, in no particular order (removals swap the last bid into the hole).
     bids: Vec<Bid>,
-    /// `hot[i]` mirrors the scanned fields of `bids[i]`.
-    hot: Vec<Hot>,
     slot_by_seq: FixedMap<u64, u32>,
     seq_by_nonce: FixedMap<(u64, u64), u64>,
     /// Clearing scratch: one key per eligible bid.
@@ -174,7 +148,6 @@ impl Clone for Book {
     fn clone(&self) -> Book {
         Book {
             bids: clone_with_capacity(&self.bids),
-            hot: clone_with_capacity(&self.hot),
             slot_by_seq: self.slot_by_seq.clone(),
             seq_by_nonce: self.seq_by_nonce.clone(),
             cands: Vec::with_capacity(self.cands.capacity()),
@@ -211,7 +184,6 @@ impl Book {
         );
         Book {
             bids: Vec::with_capacity(bids_max),
-            hot: Vec::with_capacity(bids_max),
             slot_by_seq: FixedMap::with_capacity(bids_max, hash_seed),
             seq_by_nonce: FixedMap::with_capacity(bids_max, hash_seed.rotate_left(32)),
             cands: Vec::with_capacity(bids_max),
@@ -281,7 +253,6 @@ impl Book {
             return Err(Reason::DuplicateNonce);
         }
         self.bids.push(bid);
-        self.hot.push(Hot::of(&bid));
         debug_assert_eq!(self.slot_by_seq.len(), self.bids.len());
         debug_assert_eq!(self.seq_by_nonce.len(), self.bids.len());
         Ok(())
@@ -312,7 +283,6 @@ impl Book {
     #[inline]
     fn remove_slot(&mut self, slot: usize) -> Bid {
         let bid = self.bids.swap_remove(slot);
-        self.hot.swap_remove(slot);
         let removed = self.slot_by_seq.remove(bid.seq);
         debug_assert_eq!(removed, Some(slot as u32));
         let removed = self.seq_by_nonce.remove((bid.client_id, bid.nonce));
@@ -355,24 +325,6 @@ impl Book {
             let c = Cand::new(order, b, 0);
             (c.major, c.minor, c.seq)
         });
-    }
-
-    /// Whether the bid at `slot` orders at or before `threshold` (always, without one). The
-    /// seq, which lives in the cold part, is read only when priority and amount tie.
-    #[inline]
-    fn at_or_below(
-        &self,
-        hot: Hot,
-        slot: usize,
-        order: BidOrder,
-        threshold: Option<&Cand>,
-    ) -> bool {
-        let Some(t) = threshold else { return true };
-        match hot.key_head(order).cmp(&(t.major, t.minor)) {
-            std::cmp::Ordering::Less => true,
-            std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => self.bids[slot].seq <= t.seq,
-        }
     }
 
     /// A key such that roughly `2·width + 8·len/SAMPLE_LEN` eligible, affordable bids are at
@@ -418,8 +370,8 @@ impl Book {
     /// cap, since skips need more), doubles the slice if it runs out, drops candidates that
     /// no longer fit the budget between slices, and rescans the book for the deferred bids
     /// only if the collected ones are exhausted. Bench (`benches/auction.rs`, 100k bids,
-    /// top_k 64, shared 2-core machine): median single clear ≈ 0.4–0.47 ms uncapped,
-    /// ≈ 0.7–0.9 ms with a cap that forces the rescan. Does not allocate provided `out` came
+    /// top_k 64, shared 2-core machine): median single clear ≈ 0.37–0.41 ms uncapped,
+    /// ≈ 0.65–0.75 ms with a cap that forces the rescan. Does not allocate provided `out` came
     /// from `Clearing::with_capacity(top_k_max)`.
     ///
     /// Panics if `rules` do not validate against this book's `top_k_max`.
@@ -456,32 +408,27 @@ impl Book {
         let mut deferred_count = 0usize;
         let mut deferred_amount_max = 0u64;
         let mut i = 0usize;
-        while i < self.hot.len() {
-            let hot = self.hot[i];
+        while i < self.bids.len() {
+            let bid = self.bids[i];
             if let Some(recency_ns) = rules.recency_ns
-                && hot.rx_ns.saturating_add(recency_ns) < now_ns
+                && bid.rx_ns.saturating_add(recency_ns) < now_ns
             {
                 self.remove_slot(i);
                 expired_count += 1;
                 continue;
             }
-            if hot.amount >= rules.reserve {
+            if bid.amount >= rules.reserve {
                 eligible_count += 1;
-                if hot.amount > amount_fit_max {
-                    loser_amount_max = loser_amount_max.max(hot.amount);
+                if bid.amount > amount_fit_max {
+                    loser_amount_max = loser_amount_max.max(bid.amount);
                 } else {
-                    amount_min = amount_min.min(hot.amount);
-                    if self.at_or_below(hot, i, rules.order, threshold.as_ref()) {
-                        let (major, minor) = hot.key_head(rules.order);
-                        self.cands.push(Cand {
-                            minor,
-                            seq: self.bids[i].seq,
-                            major,
-                            slot: i as u32,
-                        });
+                    let cand = Cand::new(rules.order, &bid, i as u32);
+                    amount_min = amount_min.min(bid.amount);
+                    if threshold.is_none_or(|t| cand.key() <= t.key()) {
+                        self.cands.push(cand);
                     } else {
                         deferred_count += 1;
-                        deferred_amount_max = deferred_amount_max.max(hot.amount);
+                        deferred_amount_max = deferred_amount_max.max(bid.amount);
                     }
                 }
             }
@@ -512,24 +459,18 @@ impl Book {
                 }
                 let budget_left = rules.budget_cap.map_or(u64::MAX, |cap| cap - sum);
                 self.cands.truncate(walked_end);
-                for slot in 0..self.hot.len() {
-                    let hot = self.hot[slot];
-                    if hot.amount < rules.reserve
-                        || hot.amount > amount_fit_max
-                        || self.at_or_below(hot, slot, rules.order, Some(&t))
-                    {
+                for (slot, bid) in self.bids.iter().enumerate() {
+                    if bid.amount < rules.reserve || bid.amount > amount_fit_max {
                         continue;
                     }
-                    if hot.amount <= budget_left {
-                        let (major, minor) = hot.key_head(rules.order);
-                        self.cands.push(Cand {
-                            minor,
-                            seq: self.bids[slot].seq,
-                            major,
-                            slot: slot as u32,
-                        });
+                    let cand = Cand::new(rules.order, bid, slot as u32);
+                    if cand.key() <= t.key() {
+                        continue;
+                    }
+                    if bid.amount <= budget_left {
+                        self.cands.push(cand);
                     } else {
-                        loser_amount_max = loser_amount_max.max(hot.amount);
+                        loser_amount_max = loser_amount_max.max(bid.amount);
                     }
                 }
                 deferred_count = 0;
