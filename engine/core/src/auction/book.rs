@@ -81,9 +81,11 @@ const SAMPLE_LEN: usize = 1024;
 /// Moves the `w` smallest candidates to the front of `cands`, in no particular order: the
 /// contract of `cands.select_nth_unstable(w - 1)`.
 ///
-/// Why not just that: for `w ≪ len` quickselect makes several partition passes over the whole
-/// slice, and with the three-part key most comparisons are unpredictable branches; in the
-/// bench it was half of a 2.3 ms clear. Instead, sample `SAMPLE_LEN` evenly spaced candidates,
+/// Used for the walk's slices, which can span most of the book once the deferred bids have
+/// been collected. Why not just quickselect: for `w ≪ len` it makes several partition passes
+/// over the whole slice, and with the three-part key most comparisons are unpredictable
+/// branches; when every clear still selected over all eligible keys, it was half of a 2.3 ms
+/// clear in the bench profile. Instead, sample `SAMPLE_LEN` evenly spaced candidates,
 /// take a threshold that should admit roughly `2w + 8·len/SAMPLE_LEN` of them, and move
 /// everything at or below it to the front in one pass (mostly a well-predicted "no"). Then
 /// quickselect only that small prefix, or, if the sample was unlucky and admitted fewer than
@@ -390,9 +392,10 @@ impl Book {
         //
         // Only candidates at or below a sampled threshold key are collected; the rest are
         // counted as deferred (every one of them is ordered after every collected one) and
-        // collected by a second scan only if the walk runs out. In the bench that second scan
-        // is rare, and skipping the writes and the selection over ~100k keys per clear is
-        // what brings the common case down to about one pass over the bids.
+        // collected by a second scan only if the walk runs out, which without a budget cap
+        // is rare (fewer than top_k eligible bids at or below the threshold). Skipping the
+        // writes and the selection over ~100k keys per clear brings the common case down to
+        // about one pass over the bids; a cap that skips most bids costs one more pass.
         let width_first = if rules.budget_cap.is_some() {
             top_k.saturating_mul(4)
         } else {
@@ -521,7 +524,8 @@ impl Book {
             width = width.saturating_mul(2);
             // The budget left only shrinks, so a candidate that does not fit now never will:
             // drop those in one linear pass rather than ordering them in the next slices.
-            // (In the bench's capped runs this turned a ~12 ms walk into a ~2 ms one.)
+            // (In the bench's capped runs this took criterion's mean from ~12 ms to ~1.5 ms,
+            // before the threshold scan existed.)
             if !done && let Some(cap) = rules.budget_cap {
                 let budget_left = cap - sum;
                 let mut keep = walked_end;
@@ -540,10 +544,11 @@ impl Book {
 
         // 5. Price.
         if rules.pricing == Pricing::Uniform {
-            // The highest losing bid is the highest amount among the skipped and dropped
-            // (already in `loser_amount_max`) and the live candidates the walk never reached. Under
-            // amount-descending order the first unreached sorted candidate is that maximum,
-            // because the selection left only smaller amounts beyond `sorted_end`.
+            // The highest losing bid is the highest amount among the skipped, dropped and
+            // deferred (already tracked) and the collected candidates the walk never reached.
+            // Under amount-descending order the first unreached sorted candidate is the
+            // maximum of the latter, because the selection left only smaller amounts beyond
+            // `sorted_end`.
             let rest_max = if walked_end >= live_end {
                 0
             } else if rules.order == BidOrder::AmountDescending && walked_end < sorted_end {
