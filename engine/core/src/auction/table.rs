@@ -2,7 +2,8 @@
 //!
 //! Why not `std::collections::HashMap::with_capacity`: hashbrown deletes by leaving
 //! tombstones, and once inserts have used up the free slots it rehashes; when the table is
-//! more than half full that rehash *grows* the allocation. A book that churns near capacity
+//! more than half full that rehash *grows* the allocation (`reserve_rehash_inner`: rehash in
+//! place only if `items + additional <= full_capacity / 2`, else resize). A book that churns near capacity
 //! (insert, clear, insert, ...) would therefore allocate on the hot path. This table uses
 //! linear probing with backward-shift deletion: there are no tombstones, the bucket array is
 //! allocated once, and the load factor never exceeds 1/2, so probe runs stay short.
