@@ -705,6 +705,22 @@ mod tests {
         });
     }
 
+    /// Release builds refuse a repeated seq instead of corrupting the indexes.
+    #[test]
+    #[cfg(not(debug_assertions))]
+    fn duplicate_seq_is_refused_in_release() {
+        let mut b = Book::with_capacity(4, 4);
+        b.handle_bid(bid(1, 1, 5)).unwrap();
+        let again = Bid {
+            nonce: 99,
+            ..bid(1, 2, 7)
+        };
+        assert_eq!(b.handle_bid(again), Err(Reason::DuplicateNonce));
+        assert_eq!((b.len(), b.get(1)), (1, Some(&bid(1, 1, 5))));
+        assert_eq!(b.cancel_nonce(2, 99), Err(Reason::NotFound));
+        assert_eq!(b.handle_bid(again), Err(Reason::DuplicateNonce));
+    }
+
     #[test]
     fn cancel_by_seq_and_nonce() {
         let mut b = Book::with_capacity(8, 4);
