@@ -6,6 +6,7 @@
 //! this same code.
 
 pub mod amount;
+pub mod auction;
 pub mod batch;
 pub mod build;
 pub mod dedup;
@@ -14,6 +15,9 @@ pub mod sim;
 pub mod window;
 
 pub use amount::{FeeRate, FeeRateError, MAX_AMOUNT};
+pub use auction::{
+    AuctionRules, Bid, BidOrder, Book, BookSnapshot, Clearing, ParseRuleError, Pricing, RulesError, Winner,
+};
 pub use batch::{BatchFull, IntentBatch, IntentMeta};
 pub use build::{
     BlockBuilder, BuilderKind, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig, ImprovedStats,
