@@ -18,7 +18,8 @@
 //! into the [`Book`], which is cleared into `WindowResult::clearing`.
 
 use fpn_wire::{
-    BlockEntryWire, BlockSummary, CANCEL_BY_NONCE, ClearingSummary, FrameWriter, Reason, WinnerWire, Receipt, RecordRef, decode_frame, validate_bid, validate_cancel,
+    BlockEntryWire, BlockSummary, CANCEL_BY_NONCE, ClearingSummary, FrameWriter, Reason, Receipt, RecordRef,
+    WinnerWire, decode_frame, validate_bid, validate_cancel,
 };
 use thiserror::Error;
 
@@ -209,10 +210,9 @@ impl Engine {
         let (client_id, nonce) = match record {
             RecordRef::Intent(i) => (i.fixed.client_id.get(), i.fixed.nonce.get()),
             RecordRef::Bid(b) => (b.client_id.get(), b.nonce.get()),
-            RecordRef::Cancel(c) => (
-                c.client_id.get(),
-                if c.mode == CANCEL_BY_NONCE { c.target.get() } else { 0 },
-            ),
+            RecordRef::Cancel(c) => {
+                (c.client_id.get(), if c.mode == CANCEL_BY_NONCE { c.target.get() } else { 0 })
+            }
             // Engine → client kinds are not input.
             RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) => (0, 0),
         };
@@ -252,14 +252,9 @@ impl Engine {
                 Ok(()) if self.book.len() + self.window.bids().len() >= self.config.book_bids_max => {
                     Err(Reason::BookFull)
                 }
-                Ok(()) => self.window.handle_bid(
-                    now_ns,
-                    client_id,
-                    nonce,
-                    b.amount.get(),
-                    b.priority.get(),
-                    rx_ns,
-                ),
+                Ok(()) => {
+                    self.window.handle_bid(now_ns, client_id, nonce, b.amount.get(), b.priority.get(), rx_ns)
+                }
             },
             RecordRef::Cancel(c) => {
                 return match validate_cancel(c).and_then(|()| self.cancel(c.mode, client_id, c.target.get()))
@@ -311,7 +306,9 @@ impl Engine {
             match self.book.cancel_seq(client_id, seq) {
                 Ok(b) => Ok(b.seq),
                 // An intent's window has closed once its seq is below the open window's.
-                Err(_) if seq < self.window.window_first_seq() && !self.is_open_bid(seq) => Err(Reason::TooLate),
+                Err(_) if seq < self.window.window_first_seq() && !self.is_open_bid(seq) => {
+                    Err(Reason::TooLate)
+                }
                 Err(reason) => Err(reason),
             }
         }
@@ -346,10 +343,9 @@ impl Engine {
     }
 
     fn close_window(&mut self, now_ns: u64, reason: CloseReason) {
-        match reason {
-            CloseReason::Drain => self.window.close_drain(now_ns, &mut self.closed),
-            _ => self.window.close(now_ns, &mut self.closed),
-        }
+        // The window tells Full, Deadline and Drain apart itself.
+        debug_assert!(reason != CloseReason::Full || self.window.is_full());
+        self.window.close(now_ns, &mut self.closed);
         let closed = &self.closed;
         let window_id = closed.window_id;
         self.packer.pack(window_id, closed.batch(), self.config.fee_rate, &mut self.result.block);
@@ -381,14 +377,14 @@ impl Engine {
     }
 }
 
-
 impl WindowResult {
     /// Appends this window's block and clearing records as one frame (for streams: blocks
     /// can exceed a datagram). Deterministic: equal results give equal bytes.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         let block = &self.block;
         let mut w = FrameWriter::new(buf, u32::MAX as usize);
-        let entries = block.entries.iter().map(|e| BlockEntryWire::new(e.seq, e.client_id, e.profit, e.payout));
+        let entries =
+            block.entries.iter().map(|e| BlockEntryWire::new(e.seq, e.client_id, e.profit, e.payout));
         w.push_block_iter(
             &BlockSummary {
                 window_id: block.window_id,

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod build;
 pub mod dedup;
 pub mod economics;
+pub mod engine;
 pub mod sim;
 pub mod window;
 
@@ -21,10 +22,11 @@ pub use auction::{
 pub use batch::{BatchFull, IntentBatch, IntentMeta};
 pub use build::{
     BlockBuilder, BuilderKind, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig, ImprovedStats,
-    KeyIndex, Selection,
+    KeyIndex, ParseBuilderKindError, Selection,
 };
 pub use dedup::{Dedup, DedupEntry};
 pub use economics::{Block, BlockEntry, BuilderOutcome, Comparison, Packer};
+pub use engine::{Engine, EngineConfig, EngineConfigError, EngineCounters, WindowResult, WindowSummary};
 pub use sim::{SimParams, SimParamsError, SplitMix64, UniformParams};
 pub use window::{
     Admitted, CloseReason, ClosedWindow, KEYS_PER_INTENT_MAX, PendingBid, RecordKind, Window, WindowConfig,

@@ -442,10 +442,12 @@ impl Window {
         self.cancel_seq(client_id, seq, RecordKind::Intent)
     }
 
-    /// Cancels the open intent `(client_id, nonce)`. `NotFound` as for `cancel_intent_seq`.
-    pub fn cancel_intent_nonce(&mut self, client_id: u64, nonce: u64) -> Result<(), Reason> {
+    /// Cancels the open intent `(client_id, nonce)` and returns its seq. `NotFound` as for
+    /// `cancel_intent_seq`.
+    pub fn cancel_intent_nonce(&mut self, client_id: u64, nonce: u64) -> Result<u64, Reason> {
         let seq = self.open_seq_of(client_id, nonce)?;
-        self.cancel_seq(client_id, seq, RecordKind::Intent)
+        self.cancel_seq(client_id, seq, RecordKind::Intent)?;
+        Ok(seq)
     }
 
     /// Cancels the pending bid `seq` of `client_id`.
@@ -453,10 +455,11 @@ impl Window {
         self.cancel_seq(client_id, seq, RecordKind::Bid)
     }
 
-    /// Cancels the pending bid `(client_id, nonce)`.
-    pub fn cancel_bid_nonce(&mut self, client_id: u64, nonce: u64) -> Result<(), Reason> {
+    /// Cancels the pending bid `(client_id, nonce)` and returns its seq.
+    pub fn cancel_bid_nonce(&mut self, client_id: u64, nonce: u64) -> Result<u64, Reason> {
         let seq = self.open_seq_of(client_id, nonce)?;
-        self.cancel_seq(client_id, seq, RecordKind::Bid)
+        self.cancel_seq(client_id, seq, RecordKind::Bid)?;
+        Ok(seq)
     }
 
     /// The seq of the record `(client_id, nonce)` if it was accepted in this window. The dedup
@@ -817,8 +820,8 @@ mod tests {
 
         assert_eq!(w.cancel_intent_seq(1, i1.seq), Ok(()));
         assert_eq!(w.cancel_intent_seq(1, i1.seq), Err(Reason::NotFound), "twice");
-        assert_eq!(w.cancel_bid_nonce(2, 11), Ok(()));
-        assert_eq!(w.cancel_intent_nonce(2, 10), Ok(()));
+        assert_eq!(w.cancel_bid_nonce(2, 11), Ok(b2.seq));
+        assert_eq!(w.cancel_intent_nonce(2, 10), Ok(i2.seq));
         // Tombstones stay until the close.
         assert_eq!(w.batch().len(), 3);
         assert_eq!(w.cancelled_len(), 3);
@@ -1032,7 +1035,7 @@ mod tests {
                                 && r.window_id == w.window_id() && !r.cancelled
                         });
                         let r = if bid { w.cancel_bid_nonce(client_id, nonce) } else { w.cancel_intent_nonce(client_id, nonce) };
-                        prop_assert_eq!(r, if target.is_some() { Ok(()) } else { Err(Reason::NotFound) });
+                        prop_assert_eq!(r, match target { Some(t) => Ok(accepted[t].0), None => Err(Reason::NotFound) });
                         if let Some(t) = target { accepted[t].1.cancelled = true; }
                     }
                     Op::Advance { dt_ns } => now += dt_ns,

@@ -60,6 +60,14 @@ impl BidOrder {
             BidOrder::AmountDescending => "amount-desc",
         }
     }
+
+    /// The wire code (`docs/wire.md`, clearing record): 0 priority-first, 1 amount-desc.
+    pub const fn code(self) -> u8 {
+        match self {
+            BidOrder::PriorityFirst => 0,
+            BidOrder::AmountDescending => 1,
+        }
+    }
 }
 
 /// What a winner pays.
@@ -81,6 +89,14 @@ impl Pricing {
         match self {
             Pricing::FirstPrice => "first-price",
             Pricing::Uniform => "uniform",
+        }
+    }
+
+    /// The wire code (`docs/wire.md`, clearing record): 0 first-price, 1 uniform.
+    pub const fn code(self) -> u8 {
+        match self {
+            Pricing::FirstPrice => 0,
+            Pricing::Uniform => 1,
         }
     }
 }

@@ -73,6 +73,24 @@ impl BuilderKind {
     }
 }
 
+/// A builder name that is not `fifo`, `greedy` or `improved`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown builder {0:?}; expected one of: fifo, greedy, improved")]
+pub struct ParseBuilderKindError(pub String);
+
+impl std::str::FromStr for BuilderKind {
+    type Err = ParseBuilderKindError;
+
+    fn from_str(s: &str) -> Result<BuilderKind, ParseBuilderKindError> {
+        match s {
+            "fifo" => Ok(BuilderKind::Fifo),
+            "greedy" => Ok(BuilderKind::Greedy),
+            "improved" => Ok(BuilderKind::Improved),
+            other => Err(ParseBuilderKindError(other.to_string())),
+        }
+    }
+}
+
 /// A builder's answer for one window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
