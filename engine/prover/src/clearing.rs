@@ -638,10 +638,9 @@ pub(crate) mod tests {
                 payout: MAX_AMOUNT - i - 1_000,
             })
             .collect();
-        let total: u64 = entries.iter().map(|e| e.profit).sum();
         let payouts: u64 = entries.iter().map(|e| e.payout).sum();
-        // fee = total − payouts = 64_000 must equal floor(ppm · surplus / 10^6): take ppm = 10^6.
-        let fifo_total = total - (total - payouts);
+        // At a fee rate of one the fee is the whole surplus, total − payouts = 64_000.
+        let fifo_total = payouts;
         let winners = (0..WINNERS_MAX as u64)
             .map(|j| {
                 let amount = MAX_AMOUNT - j * 1_000_000;

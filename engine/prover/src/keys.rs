@@ -30,6 +30,11 @@ use crate::{Bn254, Fr};
 /// the order of public inputs). Part of every circuit digest.
 pub const CIRCUIT_VERSION: u32 = 1;
 
+/// A cryptographic rng as a trait object, so the setup is compiled once, in this crate.
+trait SetupRng: RngCore + CryptoRng {}
+
+impl<R: RngCore + CryptoRng> SetupRng for R {}
+
 /// The circuits this crate proves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CircuitId {
@@ -67,8 +72,9 @@ impl CircuitId {
 
     fn setup(
         self,
-        rng: &mut (impl RngCore + CryptoRng),
+        mut rng: &mut dyn SetupRng,
     ) -> Result<(ProvingKey<Bn254>, VerifyingKey<Bn254>), SynthesisError> {
+        let rng = &mut rng;
         match self {
             CircuitId::Mul => Groth16::<Bn254>::circuit_specific_setup(
                 MulCircuit::new(MulWitness::default()),
@@ -216,6 +222,10 @@ impl KeyStore {
         id: CircuitId,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<CircuitKeys, KeyError> {
+        self.keys_dyn(id, rng)
+    }
+
+    fn keys_dyn(&self, id: CircuitId, rng: &mut dyn SetupRng) -> Result<CircuitKeys, KeyError> {
         let digest = circuit_digest(id)?;
         match self.load(id, &digest)? {
             Some(keys) => Ok(keys),
@@ -230,7 +240,7 @@ impl KeyStore {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<CircuitKeys, KeyError> {
         let digest = circuit_digest(id)?;
-        self.store_new(id, digest, rng)
+        self.store_new(id, digest, rng as &mut dyn SetupRng)
     }
 
     fn path(&self, id: CircuitId, ext: &str) -> PathBuf {
@@ -318,7 +328,7 @@ impl KeyStore {
         &self,
         id: CircuitId,
         digest: [u8; 32],
-        rng: &mut (impl RngCore + CryptoRng),
+        rng: &mut dyn SetupRng,
     ) -> Result<CircuitKeys, KeyError> {
         let (pk, vk) = id.setup(rng)?;
         // The digest goes first out of the way: a crash below leaves no digest, not a stale one.

@@ -112,10 +112,14 @@ impl R1CSToQAP for TimedReduction {
 }
 
 /// Groth16 proving as ark-groth16's `create_random_proof_with_reduction` does it, in phases.
+///
+/// The callers below take `&mut dyn RngCore` and concrete circuits, so all the arkworks generics
+/// (field arithmetic, FFT, MSM) are instantiated in this crate, compiled with this crate's
+/// optimisation settings, whatever crate calls the public functions.
 fn prove_timed<C: ConstraintSynthesizer<Fr>>(
     circuit: C,
     pk: &ProvingKey<Bn254>,
-    rng: &mut (impl RngCore + CryptoRng),
+    rng: &mut dyn RngCore,
 ) -> Result<(Proof<Bn254>, ProveTimings), SynthesisError> {
     let r = Fr::rand(rng);
     let s = Fr::rand(rng);
@@ -174,6 +178,14 @@ pub fn prove_clearing_timed(
     witness: &ClearingWitness,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<(ClearingProof, ProveTimings), ProveError> {
+    prove_clearing_dyn(pk, witness, rng)
+}
+
+fn prove_clearing_dyn(
+    pk: &ProvingKey<Bn254>,
+    witness: &ClearingWitness,
+    rng: &mut dyn RngCore,
+) -> Result<(ClearingProof, ProveTimings), ProveError> {
     let circuit = ClearingCircuit::new(witness.clone())?;
     let public_inputs = *circuit.public();
     let (proof, timings) = prove_timed(circuit, pk, rng)?;
@@ -202,7 +214,7 @@ pub fn prove_mul(
 ) -> Result<MulProof, ProveError> {
     let circuit = MulCircuit::new(witness);
     let public_inputs = circuit.public;
-    let (proof, _) = prove_timed(circuit, pk, rng)?;
+    let (proof, _) = prove_timed(circuit, pk, rng as &mut dyn RngCore)?;
     Ok(MulProof {
         proof,
         public_inputs,
