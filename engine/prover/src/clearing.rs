@@ -824,3 +824,138 @@ pub(crate) mod tests {
         assert!(!satisfied(ClearingCircuit::new_unchecked(sample(), public)));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::tests::satisfied;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A valid witness: ascending seqs, payouts that sum with the fee to the total, winners
+    /// priced by the rule.
+    fn valid_witness() -> impl Strategy<Value = ClearingWitness> {
+        let entries = prop::collection::vec((1u64..1_000, 0..=MAX_AMOUNT), 0..=BLOCK_ENTRIES_MAX);
+        let winners = prop::collection::vec((any::<u64>(), 0..=MAX_AMOUNT), 0..=WINNERS_MAX);
+        (
+            any::<u64>(),
+            0..=PPM_ONE as u32,
+            0.0..=1.0f64,
+            entries,
+            any::<bool>(),
+            0..=MAX_AMOUNT,
+            0..=MAX_AMOUNT,
+            winners,
+        )
+            .prop_map(
+                |(window_id, fee_ppm, fifo_share, gaps, uniform, a, b, bids)| {
+                    let mut seq = 0u64;
+                    let mut entries: Vec<EntryWitness> = gaps
+                        .iter()
+                        .map(|&(gap, profit)| {
+                            seq += gap;
+                            EntryWitness {
+                                seq,
+                                profit,
+                                payout: profit,
+                            }
+                        })
+                        .collect();
+                    let total: u64 = entries.iter().map(|e| e.profit).sum();
+                    let fifo_total = (total as f64 * fifo_share) as u64;
+                    let surplus = total - fifo_total;
+                    let mut fee =
+                        ((u128::from(surplus) * u128::from(fee_ppm)) / u128::from(PPM_ONE)) as u64;
+                    // Take the fee out of the payouts, first entries first.
+                    for e in &mut entries {
+                        let cut = fee.min(e.payout);
+                        e.payout -= cut;
+                        fee -= cut;
+                    }
+                    let (reserve, price) = (a.min(b), a.max(b));
+                    let pricing = if uniform {
+                        PRICING_UNIFORM
+                    } else {
+                        PRICING_FIRST_PRICE
+                    };
+                    let winners = bids
+                        .iter()
+                        .map(|&(seq, bid)| {
+                            let amount = reserve + bid % (MAX_AMOUNT - reserve + 1);
+                            let price = if uniform { price.min(amount) } else { amount };
+                            WinnerWitness { seq, amount, price }
+                        })
+                        .collect();
+                    ClearingWitness {
+                        window_id,
+                        fee_ppm,
+                        fifo_total,
+                        entries,
+                        auction: AuctionWitness {
+                            pricing,
+                            reserve,
+                            uniform_price: if uniform { price } else { 0 },
+                            winners,
+                        },
+                    }
+                },
+            )
+    }
+
+    /// Moves one private value (entry seq/profit/payout, winner seq/amount/price) by `delta`.
+    fn mutate(w: &mut ClearingWitness, slot: usize, field: usize, delta: i64) -> bool {
+        let entries = w.entries.len();
+        let target = if slot.is_multiple_of(2) && entries > 0 {
+            let e = &mut w.entries[slot / 2 % entries];
+            match field {
+                0 => &mut e.seq,
+                1 => &mut e.profit,
+                _ => &mut e.payout,
+            }
+        } else if !w.auction.winners.is_empty() {
+            let count = w.auction.winners.len();
+            let win = &mut w.auction.winners[slot / 2 % count];
+            match field {
+                0 => &mut win.seq,
+                1 => &mut win.amount,
+                _ => &mut win.price,
+            }
+        } else {
+            return false;
+        };
+        let moved = target.saturating_add_signed(delta);
+        let changed = moved != *target;
+        *target = moved;
+        changed
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        #[test]
+        fn valid_witnesses_pass_the_pre_check_and_the_constraints(w in valid_witness()) {
+            let circuit = ClearingCircuit::new(w).unwrap();
+            prop_assert!(satisfied(circuit));
+        }
+
+        /// The pre-check and the constraints agree: with the public inputs of the original
+        /// witness (commitments recomputed over the changed one), the constraints hold exactly
+        /// when the pre-check accepts the changed witness with those same public inputs.
+        #[test]
+        fn pre_check_and_constraints_agree_on_changed_witnesses(
+            w in valid_witness(),
+            slot in 0usize..1_000,
+            field in 0usize..3,
+            delta in prop_oneof![Just(-1i64), Just(1i64), -1_000_000i64..1_000_000],
+        ) {
+            let mut public = w.check().unwrap();
+            let mut changed = w.clone();
+            prop_assume!(mutate(&mut changed, slot, field, delta));
+            public.entries_commitment = poseidon::entries_commitment(
+                changed.window_id, &changed.entries, BLOCK_ENTRIES_MAX);
+            public.winners_commitment = poseidon::winners_commitment(
+                changed.window_id, &changed.auction.winners, WINNERS_MAX);
+            let accepted = changed.check() == Ok(public);
+            prop_assert_eq!(satisfied(ClearingCircuit::new_unchecked(changed, public)), accepted);
+        }
+    }
+}

@@ -22,7 +22,9 @@ mod prove;
 pub mod snarkjs;
 
 pub use ark_bn254::{Bn254, Fr};
-pub use ark_groth16::{PreparedVerifyingKey, Proof, ProvingKey, VerifyingKey};
+pub use ark_groth16::{
+    PreparedVerifyingKey, Proof, ProvingKey, VerifyingKey, prepare_verifying_key,
+};
 
 pub use clearing::{
     AMOUNT_BITS, AuctionWitness, BLOCK_ENTRIES_MAX, ClearingCircuit, ClearingPublic,

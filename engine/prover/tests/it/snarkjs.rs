@@ -41,7 +41,7 @@ fn exported_proof_verifies_after_import_and_tampering_fails() {
 
     let vk = vk_from_json(&vk_json).unwrap();
     assert_eq!(&vk, keys.vk());
-    let pvk = ark_groth16::prepare_verifying_key(&vk);
+    let pvk = fpn_prover::prepare_verifying_key(&vk);
     let imported = proof_from_json(&proof_json).unwrap();
     assert_eq!(imported, proof.proof);
     let imported_inputs = public_from_json(&public_json).unwrap();
