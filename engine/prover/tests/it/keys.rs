@@ -38,8 +38,13 @@ fn digest_of_another_circuit_is_a_mismatch() {
     let dir = TempDir::new("mismatch");
     let store = KeyStore::open(&dir.0).unwrap();
     store.keys_with_rng(CircuitId::Mul, &mut rng(24)).unwrap();
-    let stale = format!("mul {}\n", "ab".repeat(32));
-    fs::write(dir.0.join("mul.digest"), stale).unwrap();
+    let digest_path = dir.0.join("mul.digest");
+    let stored = fs::read_to_string(&digest_path).unwrap();
+    let fields: Vec<&str> = stored.split_whitespace().collect();
+    assert_eq!(fields.len(), 3, "{stored}");
+    // Keys made by an older version of the circuit: same files, another circuit digest.
+    let stale = format!("mul {} {}\n", "ab".repeat(32), fields[2]);
+    fs::write(&digest_path, stale).unwrap();
     let err = store.keys(CircuitId::Mul).unwrap_err();
     let message = err.to_string();
     assert!(
@@ -56,7 +61,18 @@ fn corrupt_keys_are_reported() {
     let store = KeyStore::open(&dir.0).unwrap();
     store.keys_with_rng(CircuitId::Mul, &mut rng(25)).unwrap();
     let pk = dir.0.join("mul.pk");
-    let mut bytes = fs::read(&pk).unwrap();
+    let good = fs::read(&pk).unwrap();
+    // One flipped byte: caught by the checksum (the key is loaded without point checks).
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 1;
+    fs::write(&pk, &flipped).unwrap();
+    assert!(matches!(
+        store.keys(CircuitId::Mul),
+        Err(KeyError::Corrupt { .. })
+    ));
+    fs::write(&pk, &good).unwrap();
+    assert!(store.keys(CircuitId::Mul).is_ok());
+    let mut bytes = good;
     bytes.truncate(bytes.len() / 2);
     fs::write(&pk, bytes).unwrap();
     assert!(matches!(
