@@ -132,6 +132,13 @@ fn prove_timed<C: ConstraintSynthesizer<Fr>>(
     });
     circuit.generate_constraints(cs.clone())?;
     cs.finalize();
+    // The pre-check accepted the witness, so the constraints hold (tests cover the agreement);
+    // a failure here is a bug in one of the two, and would otherwise yield a proof that fails
+    // to verify.
+    debug_assert!(
+        cs.is_satisfied().unwrap_or(false),
+        "pre-checked witness unsatisfied"
+    );
     let mut matrices = cs.to_matrices()?;
     let matrices = matrices
         .remove(R1CS_PREDICATE_LABEL)
