@@ -52,19 +52,7 @@ pub struct BuilderSettings {
     pub fee_rate: FeeRate,
 }
 
-/// Order in which bids compete for the `top_k` slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BidOrder {
-    PriorityFirst,
-    AmountDesc,
-}
-
-/// What a winning bid pays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Pricing {
-    FirstPrice,
-    Uniform,
-}
+pub use fpn_engine::auction::{BidOrder, Pricing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuctionSettings {
@@ -285,7 +273,7 @@ pub(crate) fn validate(
         order: c.choice(
             "auction.order",
             &a.order,
-            &[("priority-first", BidOrder::PriorityFirst), ("amount-desc", BidOrder::AmountDesc)],
+            &[("priority-first", BidOrder::PriorityFirst), ("amount-desc", BidOrder::AmountDescending)],
         ),
         pricing: c.choice(
             "auction.pricing",
