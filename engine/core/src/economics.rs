@@ -479,4 +479,36 @@ mod tests {
         assert_eq!((block.total, block.fee, block.upper_bound), (0, 0, 0));
         assert!(block.entries.is_empty());
     }
+
+    #[test]
+    fn merged_block_adds_cross_intents_by_profit_around_the_shard_picks() {
+        // Seq order: #0 local (key 1), #1 cross (keys 1, 2), #2 local (key 3), #3 cross (2, 4).
+        let b = batch(&[(5, &[1]), (9, &[1, 2]), (4, &[3]), (6, &[2, 4])]);
+        let mut packer = Packer::new(BuilderKind::Greedy, 16, 64, ImprovedConfig::default());
+        let mut block = Block::with_capacity(16);
+        // #1 (9) is tried first but conflicts with the shard pick #0; #3 (6) fits.
+        packer.pack_merged(4, &b, &[0, 2], &[1, 3], 9, true, FeeRate::ONE, &mut block);
+        let seqs: Vec<_> = block.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![10, 12, 13]);
+        assert_eq!((block.total, block.builder, block.exact), (15, BuilderKind::Greedy, false));
+        // FIFO takes the same here, so there is no surplus.
+        assert_eq!((block.fifo_total, block.surplus, block.fee), (15, 0, 0));
+        assert!(block.upper_bound >= 15 && block.upper_bound <= 9 + 15);
+    }
+
+    #[test]
+    fn merged_block_beats_fifo_or_falls_back_to_it() {
+        // #0 cross (keys 1, 2) first in FIFO order; the two locals are worth more together.
+        let b = batch(&[(10, &[1, 2]), (6, &[1]), (6, &[2])]);
+        let mut packer = Packer::new(BuilderKind::Improved, 16, 64, ImprovedConfig::default());
+        let mut block = Block::with_capacity(16);
+        packer.pack_merged(1, &b, &[1, 2], &[0], 12, false, FeeRate::ONE, &mut block);
+        assert_eq!((block.total, block.fifo_total, block.fee), (12, 10, 2));
+        assert_eq!(block.builder, BuilderKind::Improved);
+        // A shard selection worse than FIFO (here: empty) is replaced by FIFO.
+        packer.pack_merged(2, &b, &[], &[], 0, false, FeeRate::ONE, &mut block);
+        assert_eq!((block.total, block.builder, block.surplus), (10, BuilderKind::Fifo, 0));
+        // The bound is never below the published total, even when the shards' bound is.
+        assert!(block.upper_bound >= 10);
+    }
 }

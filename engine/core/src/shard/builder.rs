@@ -175,3 +175,60 @@ impl BuilderShard {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::IntentMeta;
+    use crate::engine::EngineConfig;
+    use crate::shard::msg::IntentMsg;
+    use crate::shard::pipeline::BoundedQueue;
+    use crate::window::WindowConfig;
+
+    fn config(intakes_n: usize) -> ShardConfig {
+        let engine = EngineConfig { window: WindowConfig::with_records_max(64), ..EngineConfig::default() };
+        ShardConfig { shard_windows_max: 1, ..ShardConfig::new(engine, intakes_n, 1) }
+    }
+
+    fn intent(window_id: u64, seq: u64, profit: u64, key: u64) -> ToBuilder {
+        let meta = IntentMeta { seq, client_id: 1, nonce: seq, profit, ..IntentMeta::default() };
+        ToBuilder::Intent(IntentMsg::new(window_id, meta, [key].into_iter()))
+    }
+
+    #[test]
+    fn waits_for_every_close_then_builds_in_seq_order_without_the_cancelled() {
+        let mut shard = BuilderShard::new(&config(2), 0, 1);
+        let mut inputs: Vec<BoundedQueue<ToBuilder>> = (0..2).map(|_| BoundedQueue::new(16)).collect();
+        let mut out = BoundedQueue::new(1);
+        // Intake 0 has odd seqs, intake 1 even; intake 1's arrive first.
+        for m in
+            [intent(1, 2, 5, 20), intent(1, 4, 7, 40), ToBuilder::Close { window_id: 1 }, intent(2, 6, 1, 60)]
+        {
+            inputs[1].push(m).unwrap();
+        }
+        for m in [intent(1, 1, 3, 10), ToBuilder::Cancel { window_id: 1, seq: 1 }, intent(1, 3, 2, 30)] {
+            inputs[0].push(m).unwrap();
+        }
+        assert!(shard.poll(&mut inputs, &mut out, 8));
+        assert!(out.is_empty(), "intake 0 has not closed window 1");
+        // Window 2's intent stays queued behind intake 1's close.
+        assert_eq!(inputs[1].len(), 1);
+        inputs[0].push(ToBuilder::Close { window_id: 1 }).unwrap();
+        assert!(shard.poll(&mut inputs, &mut out, 8));
+        let w = out.pop().expect("window 1 built");
+        let seqs: Vec<u64> = w.batch.metas().iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, vec![2, 3, 4]);
+        assert_eq!((w.window_id, w.cancelled_count, w.total), (1, 1, 14));
+        assert_eq!(w.picked, vec![0, 1, 2]);
+        // No free ShardWindow until the merger returns this one: window 2 waits.
+        for input in &mut inputs {
+            input.push(ToBuilder::Close { window_id: 2 }).unwrap();
+        }
+        shard.poll(&mut inputs, &mut out, 8);
+        assert!(out.is_empty() && shard.pool_len() == 0);
+        shard.handle_returned(w);
+        assert!(shard.poll(&mut inputs, &mut out, 8));
+        let w2 = out.pop().expect("window 2 built once a buffer came back");
+        assert_eq!((w2.window_id, w2.batch.len()), (2, 1));
+    }
+}
