@@ -470,3 +470,202 @@ proptest! {
         }
     }
 }
+
+mod alloc_free {
+    //! The cores do not allocate after construction: intake, builder shards and merger
+    //! driven by hand over preallocated queues, with a counting allocator. Only this test's
+    //! thread is counted, and only while `counted` runs, so the other tests are unaffected.
+
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    use fpn_engine::WindowResult;
+    use fpn_engine::shard::{
+        BoundedQueue, BuilderShard, Full, IntakeCore, IntakeSink, Merger, MergerOutput, ShardConfig,
+        ShardWindow, Sink, Source, ToBuilder, ToMerger, WindowClock,
+    };
+    use fpn_engine::sim::SplitMix64;
+    use fpn_wire::Receipt;
+
+    use super::{BuilderKind, CancelTarget, bid_frame, cancel_frame, engine_config, intent_frame};
+
+    struct Counting;
+
+    thread_local! {
+        static COUNTING: Cell<bool> = const { Cell::new(false) };
+        static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn note_alloc() {
+        let _ = COUNTING.try_with(|on| {
+            if on.get() {
+                let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
+            }
+        });
+    }
+
+    // SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
+    // `GlobalAlloc` contract is the system allocator's; the counting touches only
+    // const-initialised thread-locals, which never allocate.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note_alloc();
+            // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note_alloc();
+            // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note_alloc();
+            // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: forwarded unchanged; the caller upholds `dealloc`'s contract.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+        ALLOCS.with(|n| n.set(0));
+        COUNTING.with(|c| c.set(true));
+        let r = f();
+        COUNTING.with(|c| c.set(false));
+        (r, ALLOCS.with(Cell::get))
+    }
+
+    struct Queues<'a> {
+        intake: usize,
+        to_builder: &'a mut [Vec<BoundedQueue<ToBuilder>>],
+        to_merger: &'a mut [BoundedQueue<ToMerger>],
+    }
+
+    impl IntakeSink for Queues<'_> {
+        fn to_builder(&mut self, shard: usize, msg: ToBuilder) -> Result<(), Full<ToBuilder>> {
+            self.to_builder[shard][self.intake].push(msg)
+        }
+
+        fn to_merger(&mut self, msg: ToMerger) -> Result<(), Full<ToMerger>> {
+            self.to_merger[self.intake].push(msg)
+        }
+    }
+
+    struct Out<'a> {
+        windows: u64,
+        entries: usize,
+        receipts: &'a mut Vec<Receipt>,
+        book: &'a mut Vec<(usize, usize, u64)>,
+        back: &'a mut [BoundedQueue<Box<ShardWindow>>],
+    }
+
+    impl MergerOutput for Out<'_> {
+        fn window_result(&mut self, result: &WindowResult) {
+            self.windows += 1;
+            self.entries += result.block.entries.len();
+        }
+
+        fn receipt(&mut self, receipt: Receipt) {
+            self.receipts.push(receipt);
+        }
+
+        fn book_open(&mut self, intake: usize, open: usize, taken_total: u64) {
+            self.book.push((intake, open, taken_total));
+        }
+
+        fn return_window(&mut self, shard: usize, w: Box<ShardWindow>) -> Result<(), Full<Box<ShardWindow>>> {
+            self.back[shard].push(w)
+        }
+    }
+
+    #[test]
+    fn cores_do_not_allocate_after_construction() {
+        // The counter counts.
+        let (v, allocs) = counted(|| Vec::<u64>::with_capacity(8));
+        assert_eq!((v.capacity() >= 8, allocs), (true, 1));
+        let (n, s) = (2usize, 3usize);
+        let config = ShardConfig::new(engine_config(256, 256, BuilderKind::Improved), n, s);
+        let window_ns = config.engine.window.window_ns;
+        let mut clock = WindowClock::new(window_ns, 1, 0);
+        let mut intakes: Vec<IntakeCore> = (0..n).map(|i| IntakeCore::new(&config, i, 1)).collect();
+        let mut builders: Vec<BuilderShard> = (0..s).map(|k| BuilderShard::new(&config, k, 1)).collect();
+        let mut merger = Merger::new(&config, 1);
+        let mut to_builder: Vec<Vec<BoundedQueue<ToBuilder>>> =
+            (0..s).map(|_| (0..n).map(|_| BoundedQueue::new(1024)).collect()).collect();
+        let mut to_merger: Vec<BoundedQueue<ToMerger>> = (0..n).map(|_| BoundedQueue::new(1024)).collect();
+        let mut shard_out: Vec<BoundedQueue<Box<ShardWindow>>> =
+            (0..s).map(|_| BoundedQueue::new(2)).collect();
+        let mut back: Vec<BoundedQueue<Box<ShardWindow>>> = (0..s).map(|_| BoundedQueue::new(2)).collect();
+        let mut receipts = Vec::with_capacity(1 << 14);
+        let mut book = Vec::with_capacity(1 << 14);
+        // Frames of 8 windows, built before counting.
+        let mut rng = SplitMix64::new(5);
+        let windows: Vec<Vec<(u64, Vec<u8>)>> = (0..8u64)
+            .map(|w| {
+                (0..60u64)
+                    .map(|k| {
+                        let client = 1 + rng.below(4);
+                        let nonce = w * 1000 + k;
+                        let frame = match rng.below(10) {
+                            0..=6 => {
+                                let keys: Vec<u64> = (0..1 + rng.below(3)).map(|_| rng.below(40)).collect();
+                                intent_frame(client, nonce, 1 + rng.below(99), &keys)
+                            }
+                            7..=8 => bid_frame(client, nonce, 1 + rng.below(99), 0),
+                            _ => cancel_frame(client, CancelTarget::Nonce(nonce.saturating_sub(3))),
+                        };
+                        (client, frame)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut windows_out = 0;
+        let mut run_window = |frames: &[(u64, Vec<u8>)], now: u64| {
+            for (client, frame) in frames {
+                let i = (*client % n as u64) as usize;
+                let mut q = Queues { intake: i, to_builder: &mut to_builder, to_merger: &mut to_merger };
+                intakes[i].handle_frame(now, now, frame, &mut q, |r| receipts.push(r)).unwrap();
+            }
+            let close = clock.close_now(now, false);
+            for (i, intake) in intakes.iter_mut().enumerate() {
+                let mut q = Queues { intake: i, to_builder: &mut to_builder, to_merger: &mut to_merger };
+                intake.handle_window(close, &mut q).unwrap();
+            }
+            let mut out =
+                Out { windows: 0, entries: 0, receipts: &mut receipts, book: &mut book, back: &mut back };
+            for _ in 0..4 {
+                for (k, b) in builders.iter_mut().enumerate() {
+                    while let Some(w) = out.back[k].pop() {
+                        b.handle_returned(w);
+                    }
+                    b.poll(&mut to_builder[k], &mut shard_out[k], 64);
+                }
+                merger.poll(&mut to_merger, &mut shard_out, &mut out, 64);
+            }
+            for &(i, open, taken) in out.book.iter() {
+                intakes[i].set_book_open(open, taken);
+            }
+            out.book.clear();
+            windows_out += out.windows;
+            assert!(out.windows == 1 && out.entries > 0, "one window, with a block, per round");
+        };
+        // Warm-up: the first windows touch every buffer once.
+        run_window(&windows[0], window_ns);
+        run_window(&windows[1], 2 * window_ns);
+        let ((), allocs) = counted(|| {
+            for (k, frames) in windows[2..].iter().enumerate() {
+                run_window(frames, (3 + k as u64) * window_ns);
+            }
+        });
+        assert_eq!(allocs, 0, "the shard cores allocated after construction");
+        assert_eq!(windows_out, 8);
+    }
+}
