@@ -38,7 +38,8 @@ pub struct BuilderShard {
 
 impl BuilderShard {
     /// Shard `shard` of `config.shards_n`, first window `first_window_id`. Allocates the
-    /// open batch, the builder and `shard_windows_max` [`ShardWindow`]s.
+    /// open batch, the builder and `shard_windows_max` [`ShardWindow`]s. Panics if `config`
+    /// does not validate.
     pub fn new(config: &ShardConfig, shard: usize, first_window_id: u64) -> BuilderShard {
         config.validate().expect("valid ShardConfig");
         assert!(shard < config.shards_n, "shard index out of range");

@@ -83,6 +83,7 @@ pub struct IntakeCore {
 impl IntakeCore {
     /// Intake `index` of `config.intakes_n`, starting in window `first_window_id`. Allocates
     /// everything (the dedup table is `dedup_horizon_windows × records_cap` entries).
+    /// Panics if `config` does not validate (check with [`ShardConfig::validate`] first).
     pub fn new(config: &ShardConfig, index: usize, first_window_id: u64) -> IntakeCore {
         config.validate().expect("valid ShardConfig");
         assert!(index < config.intakes_n, "intake index out of range");

@@ -70,6 +70,7 @@ pub struct Merger {
 
 impl Merger {
     /// Allocates everything: the cross batch, the merged batch, the packer, the book.
+    /// Panics if `config` does not validate.
     pub fn new(config: &ShardConfig, first_window_id: u64) -> Merger {
         config.validate().expect("valid ShardConfig");
         let (records_max, keys_max) = config.window_capacity();
