@@ -19,6 +19,7 @@ use crate::amount::FeeRate;
 use crate::batch::IntentBatch;
 use crate::build::{
     BuilderKind, FifoCore, GreedyCore, ImprovedConfig, ImprovedCore, ImprovedStats, KeyIndex, Selection,
+    order_key,
 };
 
 /// One intent of a published block.
@@ -135,6 +136,9 @@ pub struct Packer {
     improved: ImprovedCore,
     fifo_selection: Selection,
     chosen_selection: Selection,
+    /// Scratch of [`Packer::pack_merged`]: resources taken, and the cross intents' order.
+    merge_taken: Vec<bool>,
+    merge_order: Vec<u64>,
     records_max: usize,
 }
 
@@ -148,6 +152,8 @@ impl Packer {
             improved: ImprovedCore::new(records_max, keys_max, config),
             fifo_selection: Selection::with_capacity(records_max),
             chosen_selection: Selection::with_capacity(records_max),
+            merge_taken: Vec::with_capacity(keys_max),
+            merge_order: Vec::with_capacity(records_max),
             records_max,
         }
     }
@@ -167,6 +173,28 @@ impl Packer {
 
     /// Builds the block of one window into `out` (see the module doc for the rule).
     pub fn pack(&mut self, window_id: u64, batch: &IntentBatch, fee_rate: FeeRate, out: &mut Block) {
+        self.run_builders(batch);
+        let chosen = self.last_selection();
+        let kind = self.kind;
+        let fifo = &self.fifo_selection;
+        let (published, kind) =
+            if chosen.total >= fifo.total { (chosen, kind) } else { (fifo, BuilderKind::Fifo) };
+        // Both bounds are valid, so the smaller is too.
+        let bound = chosen.upper_bound.min(fifo.upper_bound);
+        fill_block(window_id, batch, fee_rate, published, kind, fifo.total, bound, out);
+    }
+
+    /// Runs the configured builder on `batch` (and FIFO, whose bound it reuses) and returns
+    /// its selection, without economics: what a builder shard sends to the merger. Same
+    /// selection as the one [`Packer::pack`] compares with FIFO.
+    pub fn select(&mut self, batch: &IntentBatch) -> &Selection {
+        self.run_builders(batch);
+        self.last_selection()
+    }
+
+    /// FIFO and the configured builder on `batch`; results in `fifo_selection` and (unless
+    /// the kind is `Fifo`) `chosen_selection`.
+    fn run_builders(&mut self, batch: &IntentBatch) {
         self.index.prepare(batch);
         let needs_adjacency = match self.kind {
             BuilderKind::Fifo => self.fifo.bound_passes > 0,
@@ -178,27 +206,94 @@ impl Packer {
         }
         let profits = batch.profits();
         self.fifo.run(&self.index, profits, &mut self.fifo_selection);
-        let (chosen, kind) = match self.kind {
-            BuilderKind::Fifo => (&self.fifo_selection, BuilderKind::Fifo),
+        match self.kind {
+            BuilderKind::Fifo => {}
             BuilderKind::Greedy => {
                 let known =
                     (self.greedy.bound_passes == self.fifo.bound_passes).then_some(self.fifo.bound_last);
                 self.greedy.run(&self.index, profits, known, &mut self.chosen_selection);
-                (&self.chosen_selection, BuilderKind::Greedy)
             }
             BuilderKind::Improved => {
                 let known = (self.improved.config().bound_passes == self.fifo.bound_passes)
                     .then_some(self.fifo.bound_last);
                 self.improved.run(&self.index, profits, known, &mut self.chosen_selection);
-                (&self.chosen_selection, BuilderKind::Improved)
             }
-        };
+        }
+    }
+
+    /// Builds the block of a window assembled from builder shards (see `docs/sharding.md`).
+    ///
+    /// `merged` is the whole window in seq order; `shard_picks` (indices into `merged`) is
+    /// the union of the shards' selections, which are conflict-free together because the
+    /// shards own disjoint keys; `cross` (indices into `merged`) are the cross-shard intents;
+    /// `shard_bound` is the sum of the shards' upper bounds; `shard_exact` is the single
+    /// shard's `exact` flag (pass `false` with more than one shard).
+    ///
+    /// Rule: B = `shard_picks`, then the cross intents by profit (ties: lower seq) that
+    /// conflict with nothing taken. F = FIFO on `merged`. B is published (as the configured
+    /// builder) when its total is at least F's, else F (as `Fifo`); the bound is
+    /// `min(shard_bound + Σ cross profits, F's bound)`; economics as [`Packer::pack`]. With
+    /// one shard and no cross intents this is exactly `pack` on `merged`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pack_merged(
+        &mut self,
+        window_id: u64,
+        merged: &IntentBatch,
+        shard_picks: &[u32],
+        cross: &[u32],
+        shard_bound: u64,
+        shard_exact: bool,
+        fee_rate: FeeRate,
+        out: &mut Block,
+    ) {
+        self.index.prepare(merged);
+        if self.fifo.bound_passes > 0 {
+            self.index.build_adjacency();
+        }
+        let profits = merged.profits();
+        self.fifo.run(&self.index, profits, &mut self.fifo_selection);
+
+        let b = &mut self.chosen_selection;
+        b.clear();
+        self.merge_taken.clear();
+        self.merge_taken.resize(self.index.resources_count(), false);
+        let mut total = 0u64;
+        for &i in shard_picks {
+            for &r in self.index.ids(i as usize) {
+                debug_assert!(!self.merge_taken[r as usize], "shard selections share a key");
+                self.merge_taken[r as usize] = true;
+            }
+            b.picked.push(i);
+            total += profits[i as usize];
+        }
+        self.merge_order.clear();
+        let mut cross_profit = 0u64;
+        for &i in cross {
+            self.merge_order.push(order_key(profits[i as usize], i as usize));
+            cross_profit += profits[i as usize];
+        }
+        // Profit descending, then index (= seq) ascending; `sort_unstable` does not allocate.
+        self.merge_order.sort_unstable();
+        for &key in &self.merge_order {
+            let i = (key & crate::build::ORDER_INDEX_MASK) as usize;
+            let ids = self.index.ids(i);
+            if ids.iter().all(|&r| !self.merge_taken[r as usize]) {
+                for &r in ids {
+                    self.merge_taken[r as usize] = true;
+                }
+                b.picked.push(i as u32);
+                total += profits[i];
+            }
+        }
+        b.picked.sort_unstable();
         let fifo = &self.fifo_selection;
+        let bound = shard_bound.saturating_add(cross_profit).min(fifo.upper_bound).max(total);
+        b.total = total;
+        b.upper_bound = bound;
+        b.exact = shard_exact && cross.is_empty();
         let (published, kind) =
-            if chosen.total >= fifo.total { (chosen, kind) } else { (fifo, BuilderKind::Fifo) };
-        // Both bounds are valid, so the smaller is too.
-        let bound = chosen.upper_bound.min(fifo.upper_bound);
-        fill_block(window_id, batch, fee_rate, published, kind, fifo.total, bound, out);
+            if b.total >= fifo.total { (&*b, self.kind) } else { (fifo, BuilderKind::Fifo) };
+        fill_block(window_id, merged, fee_rate, published, kind, fifo.total, bound, out);
     }
 
     /// Runs FIFO, greedy and improved on one window and reports their totals and bounds.
@@ -383,5 +478,37 @@ mod tests {
         packer.pack(0, &b, FeeRate::ONE, &mut block);
         assert_eq!((block.total, block.fee, block.upper_bound), (0, 0, 0));
         assert!(block.entries.is_empty());
+    }
+
+    #[test]
+    fn merged_block_adds_cross_intents_by_profit_around_the_shard_picks() {
+        // Seq order: #0 local (key 1), #1 cross (keys 1, 2), #2 local (key 3), #3 cross (2, 4).
+        let b = batch(&[(5, &[1]), (9, &[1, 2]), (4, &[3]), (6, &[2, 4])]);
+        let mut packer = Packer::new(BuilderKind::Greedy, 16, 64, ImprovedConfig::default());
+        let mut block = Block::with_capacity(16);
+        // #1 (9) is tried first but conflicts with the shard pick #0; #3 (6) fits.
+        packer.pack_merged(4, &b, &[0, 2], &[1, 3], 9, true, FeeRate::ONE, &mut block);
+        let seqs: Vec<_> = block.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![10, 12, 13]);
+        assert_eq!((block.total, block.builder, block.exact), (15, BuilderKind::Greedy, false));
+        // FIFO takes the same here, so there is no surplus.
+        assert_eq!((block.fifo_total, block.surplus, block.fee), (15, 0, 0));
+        assert!(block.upper_bound >= 15 && block.upper_bound <= 9 + 15);
+    }
+
+    #[test]
+    fn merged_block_beats_fifo_or_falls_back_to_it() {
+        // #0 cross (keys 1, 2) first in FIFO order; the two locals are worth more together.
+        let b = batch(&[(10, &[1, 2]), (6, &[1]), (6, &[2])]);
+        let mut packer = Packer::new(BuilderKind::Improved, 16, 64, ImprovedConfig::default());
+        let mut block = Block::with_capacity(16);
+        packer.pack_merged(1, &b, &[1, 2], &[0], 12, false, FeeRate::ONE, &mut block);
+        assert_eq!((block.total, block.fifo_total, block.fee), (12, 10, 2));
+        assert_eq!(block.builder, BuilderKind::Improved);
+        // A shard selection worse than FIFO (here: empty) is replaced by FIFO.
+        packer.pack_merged(2, &b, &[], &[], 0, false, FeeRate::ONE, &mut block);
+        assert_eq!((block.total, block.builder, block.surplus), (10, BuilderKind::Fifo, 0));
+        // The bound is never below the published total, even when the shards' bound is.
+        assert!(block.upper_bound >= 10);
     }
 }

@@ -135,13 +135,7 @@ impl Engine {
             closed: ClosedWindow::new(&w),
             packer: Packer::new(config.builder, w.records_max, w.keys_max, config.improved),
             book: Book::with_capacity(config.book_bids_max, top_k_max),
-            result: WindowResult {
-                window: WindowSummary::default(),
-                block: Block::with_capacity(w.records_max),
-                clearing: Clearing::with_capacity(top_k_max),
-                pricing_code: config.auction.pricing.code(),
-                order_code: config.auction.order.code(),
-            },
+            result: WindowResult::with_capacity(w.records_max, &config.auction),
             result_pending: false,
             counters: EngineCounters::default(),
             config,
@@ -206,18 +200,8 @@ impl Engine {
     }
 
     fn admit(&mut self, now_ns: u64, rx_ns: u64, record: RecordRef<'_>) -> (Receipt, bool) {
-        let kind = record.kind();
-        let (client_id, nonce) = match record {
-            RecordRef::Intent(i) => (i.fixed.client_id.get(), i.fixed.nonce.get()),
-            RecordRef::Bid(b) => (b.client_id.get(), b.nonce.get()),
-            RecordRef::Cancel(c) => {
-                (c.client_id.get(), if c.mode == CANCEL_BY_NONCE { c.target.get() } else { 0 })
-            }
-            // Engine → client kinds are not input.
-            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) => (0, 0),
-        };
-        let mut receipt =
-            Receipt { client_id, nonce, seq: 0, window_id: 0, rx_ns, status: Ok(()), for_kind: Some(kind) };
+        let mut receipt = receipt_template(record, rx_ns);
+        let (client_id, nonce) = (receipt.client_id, receipt.nonce);
         let refuse = |mut r: Receipt, reason| {
             r.status = Err(reason);
             (r, false)
@@ -377,7 +361,36 @@ impl Engine {
     }
 }
 
+/// The receipt of `record` before admission: its client, nonce (the target nonce of a
+/// cancel by nonce), kind and receive time, status `Ok`, no seq or window yet. Shared by the
+/// [`Engine`] and the sharded intake (`shard::IntakeCore`) so both answer alike.
+pub(crate) fn receipt_template(record: RecordRef<'_>, rx_ns: u64) -> Receipt {
+    let kind = record.kind();
+    let (client_id, nonce) = match record {
+        RecordRef::Intent(i) => (i.fixed.client_id.get(), i.fixed.nonce.get()),
+        RecordRef::Bid(b) => (b.client_id.get(), b.nonce.get()),
+        RecordRef::Cancel(c) => {
+            (c.client_id.get(), if c.mode == CANCEL_BY_NONCE { c.target.get() } else { 0 })
+        }
+        // Engine → client kinds are not input.
+        RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) => (0, 0),
+    };
+    Receipt { client_id, nonce, seq: 0, window_id: 0, rx_ns, status: Ok(()), for_kind: Some(kind) }
+}
+
 impl WindowResult {
+    /// An empty result with room for `records_max` block entries and the winners of
+    /// `rules`, encoding `rules`' pricing and order codes.
+    pub(crate) fn with_capacity(records_max: usize, rules: &AuctionRules) -> WindowResult {
+        WindowResult {
+            window: WindowSummary::default(),
+            block: Block::with_capacity(records_max),
+            clearing: Clearing::with_capacity(rules.top_k),
+            pricing_code: rules.pricing.code(),
+            order_code: rules.order.code(),
+        }
+    }
+
     /// Appends this window's block and clearing records as one frame (for streams: blocks
     /// can exceed a datagram). Deterministic: equal results give equal bytes.
     pub fn encode(&self, buf: &mut Vec<u8>) {

@@ -12,6 +12,7 @@ pub mod build;
 pub mod dedup;
 pub mod economics;
 pub mod engine;
+pub mod shard;
 pub mod sim;
 pub mod window;
 
@@ -27,6 +28,10 @@ pub use build::{
 pub use dedup::{Dedup, DedupEntry};
 pub use economics::{Block, BlockEntry, BuilderOutcome, Comparison, Packer};
 pub use engine::{Engine, EngineConfig, EngineConfigError, EngineCounters, WindowResult, WindowSummary};
+pub use shard::{
+    BuilderShard, IntakeCore, Merger, MergerOutput, Pipeline, PipelineConfig, ShardConfig, ShardConfigError,
+    ShardWindow, WindowClock, WindowClose,
+};
 pub use sim::{SimParams, SimParamsError, SplitMix64, UniformParams};
 pub use window::{
     Admitted, CloseReason, ClosedWindow, KEYS_PER_INTENT_MAX, PendingBid, RecordKind, Window, WindowConfig,

@@ -32,7 +32,7 @@ pub use index::{KeyIndex, RECORDS_MAX_LIMIT};
 pub use sort::radix_sort_u64;
 
 pub(crate) use fifo::FifoCore;
-pub(crate) use greedy::GreedyCore;
+pub(crate) use greedy::{GreedyCore, INDEX_MASK as ORDER_INDEX_MASK, order_key};
 pub(crate) use improved::ImprovedCore;
 
 /// Sets the totals of a filled selection. A bound equal to the total proves optimality.

@@ -1,0 +1,235 @@
+//! One builder shard: collects its intents of a window from every intake, then builds.
+
+use crate::batch::IntentBatch;
+use crate::economics::Packer;
+use crate::shard::ShardConfig;
+use crate::shard::msg::{ShardWindow, Sink, Source, ToBuilder};
+
+/// Builder shard `shard` of `S`.
+///
+/// Call order: [`BuilderShard::new`]; then [`BuilderShard::poll`] in the shard's run loop
+/// with its `N` input queues (one per intake, index = intake) and its output queue to the
+/// merger; [`BuilderShard::handle_returned`] for every [`ShardWindow`] the merger gives
+/// back.
+///
+/// A queue is not read past its `Close(w)` until all `N` closes of `w` are in; then the
+/// shard drops the cancelled intents, orders the rest by seq, runs the configured builder
+/// and sends the [`ShardWindow`]. With no free `ShardWindow` (the merger is behind) it
+/// waits, and its input queues fill up: the intakes then answer `Overloaded`.
+#[derive(Debug)]
+pub struct BuilderShard {
+    shard: usize,
+    intakes_n: usize,
+    window_id: u64,
+    batch: IntentBatch,
+    /// Seqs cancelled in the open window.
+    tombstones: Vec<u64>,
+    closed: Vec<bool>,
+    closed_count: usize,
+    /// Free windows. Boxed because the box is what moves through the queues: a window's
+    /// buffers change hands without being copied or reallocated.
+    #[allow(clippy::vec_box)]
+    pool: Vec<Box<ShardWindow>>,
+    /// A built window its queue refused; sent before anything else.
+    outgoing: Option<Box<ShardWindow>>,
+    packer: Packer,
+    order: Vec<u32>,
+}
+
+impl BuilderShard {
+    /// Shard `shard` of `config.shards_n`, first window `first_window_id`. Allocates the
+    /// open batch, the builder and `shard_windows_max` [`ShardWindow`]s. Panics if `config`
+    /// does not validate.
+    pub fn new(config: &ShardConfig, shard: usize, first_window_id: u64) -> BuilderShard {
+        config.validate().expect("valid ShardConfig");
+        assert!(shard < config.shards_n, "shard index out of range");
+        let (records_max, keys_max) = config.window_capacity();
+        let e = &config.engine;
+        BuilderShard {
+            shard,
+            intakes_n: config.intakes_n,
+            window_id: first_window_id,
+            batch: IntentBatch::with_capacity(records_max, keys_max),
+            tombstones: Vec::with_capacity(records_max),
+            closed: vec![false; config.intakes_n],
+            closed_count: 0,
+            pool: (0..config.shard_windows_max)
+                .map(|_| Box::new(ShardWindow::with_capacity(shard, records_max, keys_max)))
+                .collect(),
+            outgoing: None,
+            packer: Packer::new(e.builder, records_max, keys_max, e.improved),
+            order: Vec::with_capacity(records_max),
+        }
+    }
+
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// The window being collected.
+    pub fn window_id(&self) -> u64 {
+        self.window_id
+    }
+
+    /// Free [`ShardWindow`]s.
+    pub fn pool_len(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// A [`ShardWindow`] back from the merger.
+    pub fn handle_returned(&mut self, window: Box<ShardWindow>) {
+        assert_eq!(window.shard, self.shard, "ShardWindow returned to the wrong shard");
+        self.pool.push(window);
+    }
+
+    /// Reads up to `budget` messages from each input, builds and sends the window once all
+    /// its closes are in. Returns whether anything happened.
+    pub fn poll<Q: Source<ToBuilder>>(
+        &mut self,
+        inputs: &mut [Q],
+        out: &mut impl Sink<Box<ShardWindow>>,
+        budget: usize,
+    ) -> bool {
+        assert_eq!(inputs.len(), self.intakes_n, "one input per intake");
+        let mut progress = false;
+        if let Some(w) = self.outgoing.take() {
+            match out.push(w) {
+                Ok(()) => progress = true,
+                Err(full) => {
+                    self.outgoing = Some(full.0);
+                    return false;
+                }
+            }
+        }
+        for (i, input) in inputs.iter_mut().enumerate() {
+            let mut n = 0;
+            while n < budget && !self.closed[i] {
+                let Some(msg) = input.pop() else { break };
+                n += 1;
+                progress = true;
+                match msg {
+                    ToBuilder::Intent(m) => {
+                        debug_assert_eq!(m.window_id, self.window_id);
+                        let r = self.batch.push(m.meta, m.keys());
+                        // Each intake admits at most its share of records and keys per window.
+                        assert!(r.is_ok(), "shard batch over capacity");
+                    }
+                    ToBuilder::Cancel { window_id, seq } => {
+                        debug_assert_eq!(window_id, self.window_id);
+                        self.tombstones.push(seq);
+                    }
+                    ToBuilder::Close { window_id } => {
+                        assert_eq!(window_id, self.window_id, "close markers arrive in window order");
+                        self.closed[i] = true;
+                        self.closed_count += 1;
+                    }
+                }
+            }
+        }
+        if self.closed_count == self.intakes_n && self.build_window() {
+            progress = true;
+            if let Some(w) = self.outgoing.take()
+                && let Err(full) = out.push(w)
+            {
+                self.outgoing = Some(full.0);
+            }
+        }
+        progress
+    }
+
+    /// Builds the collected window into a pooled [`ShardWindow`] (into `outgoing`) and opens
+    /// the next. `false` if the pool is empty.
+    fn build_window(&mut self) -> bool {
+        let Some(mut w) = self.pool.pop() else { return false };
+        self.tombstones.sort_unstable();
+        let batch = &self.batch;
+        let tombstones = &self.tombstones;
+        self.order.clear();
+        self.order.extend(
+            (0..batch.len() as u32)
+                .filter(|&i| tombstones.binary_search(&batch.meta(i as usize).seq).is_err()),
+        );
+        // Arrivals from several intakes interleave; the batch must be in seq order.
+        if !self.order.is_sorted_by_key(|&i| batch.meta(i as usize).seq) {
+            self.order.sort_unstable_by_key(|&i| batch.meta(i as usize).seq);
+        }
+        w.batch.clear();
+        for &i in &self.order {
+            let r = w.batch.push(*batch.meta(i as usize), batch.keys(i as usize));
+            debug_assert!(r.is_ok());
+        }
+        let selection = self.packer.select(&w.batch);
+        w.picked.clear();
+        w.picked.extend_from_slice(&selection.picked);
+        w.total = selection.total;
+        w.upper_bound = selection.upper_bound;
+        w.exact = selection.exact;
+        w.window_id = self.window_id;
+        w.cancelled_count = self.tombstones.len();
+        debug_assert!(self.outgoing.is_none());
+        self.outgoing = Some(w);
+        self.batch.clear();
+        self.tombstones.clear();
+        self.closed.fill(false);
+        self.closed_count = 0;
+        self.window_id += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::IntentMeta;
+    use crate::engine::EngineConfig;
+    use crate::shard::msg::IntentMsg;
+    use crate::shard::pipeline::BoundedQueue;
+    use crate::window::WindowConfig;
+
+    fn config(intakes_n: usize) -> ShardConfig {
+        let engine = EngineConfig { window: WindowConfig::with_records_max(64), ..EngineConfig::default() };
+        ShardConfig { shard_windows_max: 1, ..ShardConfig::new(engine, intakes_n, 1) }
+    }
+
+    fn intent(window_id: u64, seq: u64, profit: u64, key: u64) -> ToBuilder {
+        let meta = IntentMeta { seq, client_id: 1, nonce: seq, profit, ..IntentMeta::default() };
+        ToBuilder::Intent(IntentMsg::new(window_id, meta, [key].into_iter()))
+    }
+
+    #[test]
+    fn waits_for_every_close_then_builds_in_seq_order_without_the_cancelled() {
+        let mut shard = BuilderShard::new(&config(2), 0, 1);
+        let mut inputs: Vec<BoundedQueue<ToBuilder>> = (0..2).map(|_| BoundedQueue::new(16)).collect();
+        let mut out = BoundedQueue::new(1);
+        // Intake 0 has odd seqs, intake 1 even; intake 1's arrive first.
+        for m in
+            [intent(1, 2, 5, 20), intent(1, 4, 7, 40), ToBuilder::Close { window_id: 1 }, intent(2, 6, 1, 60)]
+        {
+            inputs[1].push(m).unwrap();
+        }
+        for m in [intent(1, 1, 3, 10), ToBuilder::Cancel { window_id: 1, seq: 1 }, intent(1, 3, 2, 30)] {
+            inputs[0].push(m).unwrap();
+        }
+        assert!(shard.poll(&mut inputs, &mut out, 8));
+        assert!(out.is_empty(), "intake 0 has not closed window 1");
+        // Window 2's intent stays queued behind intake 1's close.
+        assert_eq!(inputs[1].len(), 1);
+        inputs[0].push(ToBuilder::Close { window_id: 1 }).unwrap();
+        assert!(shard.poll(&mut inputs, &mut out, 8));
+        let w = out.pop().expect("window 1 built");
+        let seqs: Vec<u64> = w.batch.metas().iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, vec![2, 3, 4]);
+        assert_eq!((w.window_id, w.cancelled_count, w.total), (1, 1, 14));
+        assert_eq!(w.picked, vec![0, 1, 2]);
+        // No free ShardWindow until the merger returns this one: window 2 waits.
+        for input in &mut inputs {
+            input.push(ToBuilder::Close { window_id: 2 }).unwrap();
+        }
+        shard.poll(&mut inputs, &mut out, 8);
+        assert!(out.is_empty() && shard.pool_len() == 0);
+        shard.handle_returned(w);
+        assert!(shard.poll(&mut inputs, &mut out, 8));
+        let w2 = out.pop().expect("window 2 built once a buffer came back");
+        assert_eq!((w2.window_id, w2.batch.len()), (2, 1));
+    }
+}

@@ -1,0 +1,373 @@
+//! The merger: cross-shard intents, the merged block, and the auction.
+
+use fpn_wire::{Reason, Receipt};
+
+use crate::amount::FeeRate;
+use crate::auction::{AuctionRules, Bid, Book};
+use crate::batch::IntentBatch;
+use crate::economics::Packer;
+use crate::engine::{WindowResult, WindowSummary};
+use crate::shard::ShardConfig;
+use crate::shard::clock::WindowClose;
+use crate::shard::msg::{BookCancel, Full, ShardWindow, Source, ToMerger};
+use crate::window::PendingBid;
+
+/// Where the merger's outputs go.
+pub trait MergerOutput {
+    /// A window's result, in window order. Copy what you need before returning.
+    fn window_result(&mut self, result: &WindowResult);
+    /// The answer to a [`BookCancel`].
+    fn receipt(&mut self, receipt: Receipt);
+    /// Intake `intake`'s open book bids and how many of its bids the merger has taken in
+    /// (cumulative); forward to [`crate::shard::IntakeCore::set_book_open`].
+    fn book_open(&mut self, intake: usize, open: usize, taken_total: u64);
+    /// Gives a [`ShardWindow`] back to builder `shard` (queue merger → builder).
+    fn return_window(&mut self, shard: usize, window: Box<ShardWindow>)
+    -> Result<(), Full<Box<ShardWindow>>>;
+}
+
+/// The merger (it runs on the auction role).
+///
+/// Call order: [`Merger::new`]; then [`Merger::poll`] in the run loop with the `N` intake
+/// queues (index = intake) and the `S` builder queues (index = shard).
+///
+/// Window `w` is finalized once all `S` [`ShardWindow`]s of `w` and all `N` intake closes of
+/// `w` are in; an intake's queue is not read past its close of `w` before that, so every
+/// message is applied in the window it was sent in. Finalizing merges the shards' batches
+/// and the cross intents by seq, packs the block with [`Packer::pack_merged`], moves the
+/// window's bids into the book and clears it: the same [`WindowResult`] as the engine.
+#[derive(Debug)]
+pub struct Merger {
+    intakes_n: usize,
+    shards_n: usize,
+    first_seq: u64,
+    window_id: u64,
+    closes: Vec<Option<WindowClose>>,
+    closes_count: usize,
+    shard_windows: Vec<Option<Box<ShardWindow>>>,
+    shard_windows_count: usize,
+    cross: IntentBatch,
+    cross_order: Vec<u32>,
+    bids: Vec<PendingBid>,
+    /// Seqs of cross intents and bids cancelled in the open window.
+    tombstones: Vec<u64>,
+    merged: IntentBatch,
+    shard_picks: Vec<u32>,
+    cross_picks: Vec<u32>,
+    cursors: Vec<usize>,
+    pick_pos: Vec<usize>,
+    packer: Packer,
+    fee_rate: FeeRate,
+    rules: AuctionRules,
+    book: Book,
+    result: WindowResult,
+    /// Windows the builder queues refused back; retried first.
+    #[allow(clippy::vec_box)] // The boxes go back as they came (see `BuilderShard`).
+    returns: Vec<Box<ShardWindow>>,
+    open_per_intake: Vec<usize>,
+    taken_per_intake: Vec<u64>,
+}
+
+impl Merger {
+    /// Allocates everything: the cross batch, the merged batch, the packer, the book.
+    /// Panics if `config` does not validate.
+    pub fn new(config: &ShardConfig, first_window_id: u64) -> Merger {
+        config.validate().expect("valid ShardConfig");
+        let (records_max, keys_max) = config.window_capacity();
+        let e = &config.engine;
+        Merger {
+            intakes_n: config.intakes_n,
+            shards_n: config.shards_n,
+            first_seq: e.window.first_seq,
+            window_id: first_window_id,
+            closes: vec![None; config.intakes_n],
+            closes_count: 0,
+            shard_windows: (0..config.shards_n).map(|_| None).collect(),
+            shard_windows_count: 0,
+            cross: IntentBatch::with_capacity(records_max, keys_max),
+            cross_order: Vec::with_capacity(records_max),
+            bids: Vec::with_capacity(config.bids_cap() * config.intakes_n),
+            tombstones: Vec::with_capacity(records_max),
+            merged: IntentBatch::with_capacity(records_max, keys_max),
+            shard_picks: Vec::with_capacity(records_max),
+            cross_picks: Vec::with_capacity(records_max),
+            cursors: vec![0; config.shards_n + 1],
+            pick_pos: vec![0; config.shards_n],
+            packer: Packer::new(e.builder, records_max, keys_max, e.improved),
+            fee_rate: e.fee_rate,
+            rules: e.auction,
+            book: Book::with_capacity(e.book_bids_max, e.auction.top_k),
+            result: WindowResult::with_capacity(records_max, &e.auction),
+            returns: Vec::with_capacity(config.shards_n * config.shard_windows_max),
+            open_per_intake: vec![0; config.intakes_n],
+            taken_per_intake: vec![0; config.intakes_n],
+        }
+    }
+
+    /// The next window to finalize.
+    pub fn window_id(&self) -> u64 {
+        self.window_id
+    }
+
+    /// The auction book.
+    pub fn book(&self) -> &Book {
+        &self.book
+    }
+
+    /// Which intake handed out `seq`.
+    fn intake_of(&self, seq: u64) -> usize {
+        ((seq - self.first_seq) % self.intakes_n as u64) as usize
+    }
+
+    /// Reads up to `budget` messages from each intake queue (not past its close of the open
+    /// window) and one [`ShardWindow`] per shard, and finalizes every window that is
+    /// complete. Returns whether anything happened.
+    pub fn poll<QI: Source<ToMerger>, QS: Source<Box<ShardWindow>>>(
+        &mut self,
+        intakes: &mut [QI],
+        shards: &mut [QS],
+        out: &mut impl MergerOutput,
+        budget: usize,
+    ) -> bool {
+        assert!(budget >= 1, "budget must be at least 1");
+        assert_eq!(intakes.len(), self.intakes_n, "one queue per intake");
+        assert_eq!(shards.len(), self.shards_n, "one queue per shard");
+        let mut progress = false;
+        while let Some(w) = self.returns.pop() {
+            let shard = w.shard;
+            if let Err(Full(w)) = out.return_window(shard, w) {
+                self.returns.push(w);
+                break;
+            }
+            progress = true;
+        }
+        loop {
+            let mut step = false;
+            for (i, input) in intakes.iter_mut().enumerate() {
+                let mut n = 0;
+                while n < budget && self.closes[i].is_none() {
+                    let Some(msg) = input.pop() else { break };
+                    n += 1;
+                    step = true;
+                    self.handle_intake_msg(i, msg, out);
+                }
+            }
+            for (s, input) in shards.iter_mut().enumerate() {
+                if self.shard_windows[s].is_none()
+                    && let Some(w) = input.pop()
+                {
+                    assert_eq!((w.shard, w.window_id), (s, self.window_id), "shard windows arrive in order");
+                    self.shard_windows[s] = Some(w);
+                    self.shard_windows_count += 1;
+                    step = true;
+                }
+            }
+            progress |= step;
+            if self.closes_count == self.intakes_n && self.shard_windows_count == self.shards_n {
+                self.finalize(out);
+                progress = true;
+                // The next window's messages may already be queued.
+                continue;
+            }
+            return progress;
+        }
+    }
+
+    fn handle_intake_msg(&mut self, intake: usize, msg: ToMerger, out: &mut impl MergerOutput) {
+        match msg {
+            ToMerger::Cross(m) => {
+                debug_assert_eq!(m.window_id, self.window_id);
+                let r = self.cross.push(m.meta, m.keys());
+                assert!(r.is_ok(), "cross batch over capacity");
+            }
+            ToMerger::Bid { window_id, bid } => {
+                debug_assert_eq!(window_id, self.window_id);
+                assert!(self.bids.len() < self.bids.capacity(), "bids over capacity");
+                self.bids.push(bid);
+            }
+            ToMerger::CancelPending { window_id, seq } => {
+                debug_assert_eq!(window_id, self.window_id);
+                self.tombstones.push(seq);
+            }
+            ToMerger::CancelBook(c) => {
+                let receipt = self.cancel_book(c, out);
+                out.receipt(receipt);
+            }
+            ToMerger::Close(close) => {
+                assert_eq!(close.window_id, self.window_id, "close markers arrive in window order");
+                self.closes[intake] = Some(close);
+                self.closes_count += 1;
+            }
+        }
+    }
+
+    /// The engine's book-cancel rule: cancel the client's open bid, else `TooLate` for a
+    /// closed window's seq that is no open bid, else `NotFound`.
+    fn cancel_book(&mut self, c: BookCancel, out: &mut impl MergerOutput) -> Receipt {
+        let mut receipt = c.receipt;
+        let r = if c.by_nonce {
+            self.book.cancel_nonce(c.client_id, c.target)
+        } else {
+            self.book.cancel_seq(c.client_id, c.target)
+        };
+        match r {
+            Ok(bid) => {
+                receipt.status = Ok(());
+                receipt.seq = bid.seq;
+                let i = self.intake_of(bid.seq);
+                self.open_per_intake[i] -= 1;
+                // The book shrank: the intake may take more bids.
+                out.book_open(i, self.open_per_intake[i], self.taken_per_intake[i]);
+            }
+            Err(reason) => {
+                let reason = if !c.by_nonce && c.too_late_if_absent && self.book.get(c.target).is_none() {
+                    Reason::TooLate
+                } else {
+                    reason
+                };
+                receipt.status = Err(reason);
+                receipt.window_id = 0;
+                receipt.seq = if c.by_nonce { 0 } else { c.target };
+            }
+        }
+        receipt
+    }
+
+    /// All parts of the open window are in: merge, pack, clear, publish, return buffers.
+    fn finalize(&mut self, out: &mut impl MergerOutput) {
+        let close = self.closes[0].expect("all closes are in");
+        debug_assert!(self.closes.iter().all(|c| *c == Some(close)), "intakes disagree on the close");
+        let window_id = self.window_id;
+        self.tombstones.sort_unstable();
+        let tombstones = &self.tombstones;
+        let dead = |seq: u64| tombstones.binary_search(&seq).is_ok();
+
+        // Bids: every bid of the window counts as taken in (cancelled or not), for the quota.
+        for b in &self.bids {
+            let i = ((b.seq - self.first_seq) % self.intakes_n as u64) as usize;
+            self.taken_per_intake[i] += 1;
+        }
+        let bids_received = self.bids.len();
+        self.bids.retain(|b| !dead(b.seq));
+        self.bids.sort_unstable_by_key(|b| b.seq);
+        let mut cancelled_count = bids_received - self.bids.len();
+
+        // Cross intents in seq order, cancelled ones dropped.
+        let cross = &self.cross;
+        self.cross_order.clear();
+        self.cross_order.extend((0..cross.len() as u32).filter(|&i| !dead(cross.meta(i as usize).seq)));
+        cancelled_count += cross.len() - self.cross_order.len();
+        self.cross_order.sort_unstable_by_key(|&i| cross.meta(i as usize).seq);
+
+        // k-way merge by seq: the S shard batches (each ascending) and the cross intents.
+        self.merged.clear();
+        self.shard_picks.clear();
+        self.cross_picks.clear();
+        self.cursors.fill(0);
+        self.pick_pos.fill(0);
+        let s_n = self.shards_n;
+        let mut shard_bound = 0u64;
+        for w in self.shard_windows.iter().flatten() {
+            shard_bound = shard_bound.saturating_add(w.upper_bound);
+            cancelled_count += w.cancelled_count;
+        }
+        // `cursors[s]` walks shard s's batch, `cursors[S]` the cross order; picks are
+        // matched by walking each shard's ascending `picked` alongside (`pick_pos[s]`).
+        // S is small (a few shards), so a linear scan of the heads beats a heap.
+        loop {
+            let mut best: Option<(u64, usize)> = None;
+            for s in 0..s_n {
+                let w = self.shard_windows[s].as_deref().expect("all shard windows are in");
+                if let Some(m) = w.batch.metas().get(self.cursors[s])
+                    && best.is_none_or(|(seq, _)| m.seq < seq)
+                {
+                    best = Some((m.seq, s));
+                }
+            }
+            if let Some(&i) = self.cross_order.get(self.cursors[s_n]) {
+                let seq = self.cross.meta(i as usize).seq;
+                if best.is_none_or(|(b, _)| seq < b) {
+                    best = Some((seq, s_n));
+                }
+            }
+            let Some((_, s)) = best else { break };
+            let m = self.merged.len() as u32;
+            let r = if s < s_n {
+                let w = self.shard_windows[s].as_deref().expect("all shard windows are in");
+                let j = self.cursors[s];
+                if w.picked.get(self.pick_pos[s]) == Some(&(j as u32)) {
+                    self.shard_picks.push(m);
+                    self.pick_pos[s] += 1;
+                }
+                self.merged.push(*w.batch.meta(j), w.batch.keys(j))
+            } else {
+                let i = self.cross_order[self.cursors[s_n]] as usize;
+                self.cross_picks.push(m);
+                self.merged.push(*self.cross.meta(i), self.cross.keys(i))
+            };
+            assert!(r.is_ok(), "merged batch over capacity");
+            self.cursors[s] += 1;
+        }
+        let shard_exact = s_n == 1 && self.shard_windows[0].as_deref().is_some_and(|w| w.exact);
+        self.packer.pack_merged(
+            window_id,
+            &self.merged,
+            &self.shard_picks,
+            &self.cross_picks,
+            shard_bound,
+            shard_exact,
+            self.fee_rate,
+            &mut self.result.block,
+        );
+
+        // The auction, as the engine: the window's bids join the book in seq order, then clear.
+        for p in &self.bids {
+            let bid = Bid {
+                seq: p.seq,
+                client_id: p.client_id,
+                nonce: p.nonce,
+                amount: p.amount,
+                priority: p.priority,
+                rx_ns: p.rx_ns,
+            };
+            let taken = self.book.handle_bid(bid);
+            // Each intake refused bids beyond its share of the book (see `IntakeCore`).
+            assert!(taken.is_ok(), "book refused an admitted bid: {taken:?}");
+        }
+        self.book.clear(close.closed_ns, window_id, &self.rules, &mut self.result.clearing);
+        self.result.window = WindowSummary {
+            window_id,
+            opened_ns: close.opened_ns,
+            closed_ns: close.closed_ns,
+            reason: close.reason,
+            intents_count: self.merged.len(),
+            bids_count: self.bids.len(),
+            cancelled_count,
+        };
+        out.window_result(&self.result);
+
+        // Open bids per intake, recounted (clearing removes winners and expired bids).
+        self.open_per_intake.fill(0);
+        for b in self.book.bids() {
+            let i = ((b.seq - self.first_seq) % self.intakes_n as u64) as usize;
+            self.open_per_intake[i] += 1;
+        }
+        for i in 0..self.intakes_n {
+            out.book_open(i, self.open_per_intake[i], self.taken_per_intake[i]);
+        }
+
+        for s in 0..s_n {
+            let w = self.shard_windows[s].take().expect("all shard windows are in");
+            if let Err(Full(w)) = out.return_window(s, w) {
+                self.returns.push(w);
+            }
+        }
+        self.shard_windows_count = 0;
+        self.closes.fill(None);
+        self.closes_count = 0;
+        self.cross.clear();
+        self.bids.clear();
+        self.tombstones.clear();
+        self.window_id += 1;
+    }
+}
