@@ -1,1 +1,5 @@
+//! Integration tests of fpn-runtime: real sockets, real pinned executors, bounded in time.
 
+mod admin;
+mod exec;
+mod notify;
