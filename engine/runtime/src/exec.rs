@@ -26,14 +26,18 @@ use std::time::Duration;
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
+use crate::idle::ParkMode;
+
 /// Smallest `RLIMIT_MEMLOCK` glommio 0.9 accepts for one executor (`sys/uring.rs`:
 /// `MIN_MEMLOCK_LIMIT`), before the registered I/O memory.
 pub const GLOMMIO_MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
 
 /// Default preempt timer: how often a spinning task queue gives way to other task queues,
-/// timers and I/O on the same executor. glommio's default is 100 ms, far too long for a
-/// parked role sharing a CPU with a spinning one; 1 ms costs one `io_uring_enter` per ms.
-pub const PREEMPT_TIMER_DEFAULT: Duration = Duration::from_millis(1);
+/// timers and I/O on the same executor. This is glommio's own default (100 ms). Shorter
+/// values would let a parked role sharing a CPU with a spinner wake sooner, but with 1-3 ms
+/// glommio 0.9 lost timer wake-ups within seconds on our VM (the executor stays blocked in
+/// `io_uring_enter`; see `docs/runtime.md`), while at 10-100 ms no loss showed in 20 s runs.
+pub const PREEMPT_TIMER_DEFAULT: Duration = Duration::from_millis(100);
 
 /// Default I/O memory registered with io_uring per executor. Shards do no storage I/O, so
 /// this is far below glommio's 10 MiB default (glommio rounds it up to at least 64 KiB).
@@ -73,6 +77,9 @@ pub struct RoleContext {
     pub cpu_id: usize,
     /// The process-wide stop signal.
     pub stop: StopFlag,
+    /// How this role parks: [`ParkMode::ThreadSleep`] when it is alone on its executor,
+    /// [`ParkMode::ExecutorTimer`] when it shares the executor with other roles.
+    pub park_mode: ParkMode,
 }
 
 type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
@@ -316,6 +323,7 @@ fn run_executor(spec: ExecutorSpec, stop: StopFlag, started_tx: mpsc::SyncSender
     };
     let executor_name: Arc<str> = spec.name.as_str().into();
     let cpu_id = spec.cpu_id;
+    let park_mode = if spec.roles.len() == 1 { ParkMode::ThreadSleep } else { ParkMode::ExecutorTimer };
     executor.run(async move {
         let mut tasks = Vec::with_capacity(spec.roles.len());
         for role in spec.roles {
@@ -324,6 +332,7 @@ fn run_executor(spec: ExecutorSpec, stop: StopFlag, started_tx: mpsc::SyncSender
                 role_name: role.name.clone(),
                 cpu_id,
                 stop: stop.clone(),
+                park_mode,
             };
             let queue = match role.shares {
                 Some(shares) => glommio::executor().create_task_queue(

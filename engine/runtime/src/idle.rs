@@ -2,7 +2,8 @@
 //!
 //! [`IdleStrategy`] is the configured policy; [`Idler`] is the per-loop state machine the
 //! run loop calls once per iteration with `did_work`. It answers with an [`IdleAction`]; the
-//! driver carries it out ([`IdleAction::perform`] on a glommio executor,
+//! driver carries it out ([`IdleAction::perform`] on a glommio executor, with the
+//! [`ParkMode`] its role context gives,
 //! [`IdleAction::perform_blocking`] on a plain thread). The idler itself does no I/O and
 //! reads the clock only for a time-based spin budget ([`Idler::step`] takes `now` for tests).
 //!
@@ -185,21 +186,40 @@ impl Idler {
     }
 }
 
+/// How a park is carried out on a glommio executor.
+///
+/// glommio 0.9 can lose the wake-up of a timer sleep: the executor thread stays blocked in
+/// `io_uring_enter` with the timer expired (glommio issues #326 and #547; reproduced on our
+/// VM within seconds with a 1-3 ms preempt timer, see `examples/glommio_timer_stall.rs` and
+/// `docs/runtime.md`). A role alone on its executor therefore parks with a plain thread
+/// sleep, which cannot lose its wake-up; only roles sharing an executor use the glommio
+/// timer, because a thread sleep would stop their neighbours too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParkMode {
+    /// `glommio::timer::sleep`: the other tasks of the executor keep running.
+    ExecutorTimer,
+    /// `nanosleep` of the executor thread: stops every task of the executor for the park.
+    ThreadSleep,
+}
+
 impl IdleAction {
     /// Carries the action out on a glommio executor: `Spin` is a spin hint, `Yield` a
     /// task-level yield (other tasks of the queue run; if the executor's preempt timer has
-    /// fired, other task queues, timers and I/O run too), `Park` a glommio timer sleep
-    /// (with nothing else runnable the executor thread blocks in io_uring and the core idles).
+    /// fired, other task queues, timers and I/O run too), `Park` sleeps as `park_mode` says
+    /// (take it from [`crate::exec::RoleContext::park_mode`]).
     ///
     /// # Panics
-    /// `Park` panics outside a glommio executor.
+    /// `Park` with [`ParkMode::ExecutorTimer`] panics outside a glommio executor.
     #[inline]
-    pub async fn perform(self) {
+    pub async fn perform(self, park_mode: ParkMode) {
         match self {
             IdleAction::Continue => {}
             IdleAction::Spin => std::hint::spin_loop(),
             IdleAction::Yield => glommio::executor().yield_now().await,
-            IdleAction::Park(duration) => glommio::timer::sleep(duration).await,
+            IdleAction::Park(duration) => match park_mode {
+                ParkMode::ExecutorTimer => glommio::timer::sleep(duration).await,
+                ParkMode::ThreadSleep => std::thread::sleep(duration),
+            },
         }
     }
 

@@ -8,6 +8,7 @@
 //! - [`admin`]: a bounded HTTP/1.1 server for the admin endpoint, off the hot cores.
 //! - [`notify`]: systemd `sd_notify` and the watchdog interval.
 //! - [`heartbeat`]: per-shard liveness counters and a checker.
+//! - [`housekeeping`]: the periodic deadline for a run loop's housekeeping.
 //!
 //! A shard's run loop (see `docs/runtime.md`):
 //!
@@ -15,8 +16,8 @@
 //! loop {
 //!     if stop.is_stopped() { break }
 //!     let did_work = drain inputs (Rx::drain) + work + publish outputs (Tx::try_push);
-//!     if now >= next_housekeeping { publisher.publish(..); heartbeat.beat(); }
-//!     idler.idle(did_work).perform().await;
+//!     if housekeeping.due() { publisher.publish(..); heartbeat.beat(); }
+//!     idler.idle(did_work).perform(ctx.park_mode).await;
 //! }
 //! ```
 //!
@@ -25,6 +26,7 @@
 pub mod admin;
 pub mod exec;
 pub mod heartbeat;
+pub mod housekeeping;
 pub mod idle;
 pub mod metrics;
 pub mod notify;
