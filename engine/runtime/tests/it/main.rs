@@ -2,4 +2,6 @@
 
 mod admin;
 mod exec;
+mod no_alloc;
 mod notify;
+mod shard;
