@@ -63,6 +63,8 @@ fn executor() -> LocalExecutor {
 
 fn idle(c: &mut Criterion) {
     start_watchdog();
+    // As on the executor threads `exec::start` makes.
+    fpn_runtime::exec::set_timer_slack_ns(1).unwrap();
     let ex = executor();
     let mut group = c.benchmark_group("idle");
     group.bench_function("spin_hint", |b| {

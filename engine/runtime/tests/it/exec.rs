@@ -49,6 +49,7 @@ fn pinned_executors_move_values_across_cores() {
         move |ctx| async move {
             seen_cpus.lock().unwrap().push(("producer", ctx.cpu_id, exec::current_cpu()));
             assert_eq!(ctx.park_mode, ParkMode::ThreadSleep, "alone on its executor");
+            assert_eq!(exec::timer_slack_ns().unwrap(), 1, "executor threads sleep without slack");
             let mut idler = Idler::new(strategy);
             let mut next = 0;
             while next < COUNT && !ctx.stop.is_stopped() {
