@@ -9,7 +9,8 @@
 //! rest of the process winds down instead of running headless.
 //!
 //! Start-up is checked before any thread runs user code: CPU ids must be in the process's
-//! allowed set and distinct, and `RLIMIT_MEMLOCK` must cover glommio's io_uring needs (raised
+//! allowed set and distinct, and `RLIMIT_MEMLOCK` must cover glommio's io_uring needs summed
+//! over the executors (raised
 //! when allowed, otherwise a clear error). `start` returns only once every executor has
 //! created its io_uring rings and spawned its roles, or with the first error.
 //!
@@ -250,7 +251,9 @@ pub fn start(specs: Vec<ExecutorSpec>, stop: StopFlag) -> Result<Executors, Exec
             });
         }
     }
-    let required_bytes = specs.iter().map(|s| memlock_bytes_required(s.io_memory_bytes)).max().unwrap_or(0);
+    // Registered I/O memory counts against the process's locked memory (without
+    // CAP_IPC_LOCK), so the executors' needs add up.
+    let required_bytes = specs.iter().map(|s| memlock_bytes_required(s.io_memory_bytes)).sum();
     ensure_memlock(required_bytes)?;
 
     let mut executors = Executors { stop: stop.clone(), threads: Vec::with_capacity(specs.len()) };
