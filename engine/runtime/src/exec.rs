@@ -497,6 +497,25 @@ mod tests {
     }
 
     #[test]
+    fn ensure_memlock_raises_the_limit_or_says_how() {
+        let (soft, _) = memlock_limit().unwrap();
+        if soft == u64::MAX {
+            return; // unlimited: nothing to raise
+        }
+        let wanted = soft + 64 * 1024;
+        match ensure_memlock(wanted) {
+            Ok(limit) => {
+                assert_eq!(limit, wanted);
+                assert_eq!(memlock_limit().unwrap().0, wanted);
+            }
+            Err(error @ ExecError::MemlockTooLow { .. }) => {
+                assert!(error.to_string().contains("LimitMEMLOCK="), "{error}");
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
     fn allowed_cpus_contains_the_current_cpu() {
         let allowed = allowed_cpus().unwrap();
         assert!(!allowed.is_empty());
