@@ -548,16 +548,18 @@ mod tests {
         let role = || RoleSpec::new("r", |_ctx| async {});
         assert!(matches!(start(vec![], StopFlag::new()), Err(ExecError::NoExecutors)));
         assert!(matches!(
-            start(vec![ExecutorSpec::new(0, "empty", vec![])], StopFlag::new()),
+            start(vec![ExecutorSpec::new(allowed_cpus().unwrap()[0], "empty", vec![])], StopFlag::new()),
             Err(ExecError::NoRoles { .. })
         ));
         let err = start(vec![ExecutorSpec::new(4095, "far", vec![role()])], StopFlag::new()).unwrap_err();
         assert!(matches!(err, ExecError::CpuNotAllowed { cpu_id: 4095, .. }), "{err}");
+        // Any CPU this process may run on (tests can run under taskset).
+        let cpu = allowed_cpus().unwrap()[0];
         let err = start(
-            vec![ExecutorSpec::new(0, "a", vec![role()]), ExecutorSpec::new(0, "b", vec![role()])],
+            vec![ExecutorSpec::new(cpu, "a", vec![role()]), ExecutorSpec::new(cpu, "b", vec![role()])],
             StopFlag::new(),
         )
         .unwrap_err();
-        assert!(matches!(err, ExecError::CpuTwice { cpu_id: 0, .. }), "{err}");
+        assert!(matches!(err, ExecError::CpuTwice { cpu_id, .. } if cpu_id == cpu), "{err}");
     }
 }
