@@ -113,25 +113,18 @@ fn check_keys(keys: &[U64]) -> Result<(), Reason> {
     if n > INTENT_KEYS_MAX {
         return Err(Reason::TooManyResources);
     }
-    // Short lists (2–8 keys is the typical intent): pairwise, straight off the wire bytes.
-    // Longer lists sort a stack copy: 64·log 64 instead of 2,016 compares.
-    if n <= 16 {
-        for i in 1..n {
-            let k = keys[i].get();
-            if keys[..i].iter().any(|o| o.get() == k) {
-                return Err(Reason::DuplicateResource);
-            }
-        }
-    } else {
-        let mut sorted = [0u64; INTENT_KEYS_MAX];
-        for (dst, src) in sorted.iter_mut().zip(keys) {
-            *dst = src.get();
-        }
-        let sorted = &mut sorted[..n];
-        sorted.sort_unstable();
-        if sorted.windows(2).any(|w| w[0] == w[1]) {
+    // A 64-bit mask of hashed keys filters the pairwise check: only a key whose bit is
+    // already set is compared with the keys before it. Measured on 8-key intents: 32 M
+    // records/s with a plain pairwise scan, see BENCHMARKS.md for the filtered figure. The
+    // worst case (every bit colliding) is the plain scan, 2,016 compares at 64 keys.
+    let mut mask = 0u64;
+    for (i, key) in keys.iter().enumerate() {
+        let k = key.get();
+        let bit = 1u64 << (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58);
+        if mask & bit != 0 && keys[..i].iter().any(|o| o.get() == k) {
             return Err(Reason::DuplicateResource);
         }
+        mask |= bit;
     }
     Ok(())
 }

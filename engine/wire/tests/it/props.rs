@@ -268,3 +268,15 @@ fn peek_frame_len_reads_the_header() {
     assert_eq!(peek_frame_len(&good[..12]), Ok(good.len()));
     assert_eq!(peek_frame_len(&good[..11]), Err(Reason::Truncated));
 }
+
+proptest! {
+    /// The filtered duplicate check agrees with a naive one, on key lists drawn from a small
+    /// range so duplicates and mask collisions are both common.
+    #[test]
+    fn duplicate_check_matches_a_naive_one(keys in prop::collection::vec(0u64..96, 1..=64)) {
+        let naive_dup = keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
+        let verdict = intent_verdict(&one_intent(5, &keys));
+        prop_assert_eq!(verdict == Err(Reason::DuplicateResource), naive_dup);
+        prop_assert_eq!(verdict.is_ok(), !naive_dup);
+    }
+}
