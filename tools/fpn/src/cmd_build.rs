@@ -6,14 +6,14 @@
 use clap::Args;
 use fpn_engine::window::WindowConfig;
 use fpn_engine::{BuilderKind, Engine, EngineConfig, FeeRate};
-use fpn_wire::{FrameWriter, Intent};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::UsageError;
+use crate::feed::{self, Fed, Rejected};
 use crate::jsonl::{IntentLine, parse_lines};
 use crate::render::{ImprovedFlags, parse_builder, parse_fee_rate, pct};
+use crate::{UsageError, usage};
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -31,13 +31,6 @@ pub struct BuildArgs {
     /// JSON output.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Rejected {
-    pub line: usize,
-    pub reason: &'static str,
-    pub code: u8,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,18 +62,18 @@ struct BuildReport {
 
 pub fn read_input(path: &PathBuf) -> Result<String, UsageError> {
     if path.as_os_str() == "-" {
-        return std::io::read_to_string(std::io::stdin()).map_err(|e| UsageError(format!("stdin: {e}")));
+        return std::io::read_to_string(std::io::stdin()).map_err(|e| usage(format!("stdin: {e}")));
     }
-    std::fs::read_to_string(path).map_err(|e| UsageError(format!("{}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
 
 pub fn run(args: &BuildArgs) -> Result<String, UsageError> {
     let text = read_input(&args.input)?;
-    let lines: Vec<(usize, IntentLine)> = parse_lines(&text).map_err(|e| UsageError(e.to_string()))?;
+    let lines: Vec<(usize, IntentLine)> = parse_lines(&text).map_err(|e| usage(e.to_string()))?;
     let keys_total: usize = lines.iter().map(|(_, l)| l.keys.len()).sum();
     let records_max = lines.len().clamp(1, WindowConfig::RECORDS_MAX_MAX);
     if lines.len() > records_max {
-        return Err(UsageError(format!("at most {records_max} intents per window, got {}", lines.len())));
+        return Err(usage(format!("at most {records_max} intents per window, got {}", lines.len())));
     }
     let window = WindowConfig {
         window_ns: WindowConfig::WINDOW_NS_MAX,
@@ -96,42 +89,13 @@ pub fn run(args: &BuildArgs) -> Result<String, UsageError> {
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(config, 0)?;
-    let mut rejected = Vec::new();
-    let mut seq_line = std::collections::HashMap::with_capacity(lines.len());
-    let mut frame = Vec::with_capacity(1024);
-    let mut keys = Vec::with_capacity(64);
-    for (line, intent) in &lines {
-        keys.clear();
-        keys.extend(intent.keys.iter().map(|k| k.value()));
-        frame.clear();
-        let mut w = FrameWriter::new(&mut frame, usize::MAX >> 32);
-        w.push_intent(&Intent {
-            client_id: intent.client_id,
-            nonce: intent.nonce,
-            sent_ns: 0,
-            profit: intent.profit,
-            priority: intent.priority,
-            keys: &keys,
-        })
-        .map_err(|_| UsageError(format!("line {line}: record too large")))?;
-        w.finish();
-        engine
-            .handle_frame(0, 0, &frame, |r| match r.status {
-                Ok(()) => {
-                    seq_line.insert(r.seq, *line);
-                }
-                Err(reason) => {
-                    rejected.push(Rejected { line: *line, reason: reason.as_str(), code: reason.code() })
-                }
-            })
-            .map_err(|reason| UsageError(format!("line {line}: frame refused: {reason}")))?;
-    }
+    let mut fed = Fed::default();
+    feed::intents(&mut engine, &lines, &mut fed)?;
     let result = engine.drain(0);
     let block = &result.block;
-    let line_of = |seq: u64| seq_line.get(&seq).copied().unwrap_or(0);
     let report = BuildReport {
         builder: block.builder.as_str(),
-        intents_accepted: seq_line.len(),
+        intents_accepted: fed.line_of_seq.len(),
         total: block.total,
         fifo_total: block.fifo_total,
         surplus: block.surplus,
@@ -145,7 +109,7 @@ pub fn run(args: &BuildArgs) -> Result<String, UsageError> {
             .iter()
             .map(|e| EntryOut {
                 seq: e.seq,
-                line: line_of(e.seq),
+                line: fed.line(e.seq),
                 client_id: e.client_id,
                 nonce: e.nonce,
                 profit: e.profit,
@@ -153,7 +117,7 @@ pub fn run(args: &BuildArgs) -> Result<String, UsageError> {
                 payout: e.payout,
             })
             .collect(),
-        rejected,
+        rejected: fed.rejected,
     };
     if args.json {
         return Ok(serde_json::to_string_pretty(&report)? + "\n");

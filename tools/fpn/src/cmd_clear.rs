@@ -7,14 +7,14 @@ use clap::Args;
 use fpn_engine::auction::{AuctionRules, BidOrder, Pricing};
 use fpn_engine::window::WindowConfig;
 use fpn_engine::{Engine, EngineConfig};
-use fpn_wire::{Bid, FrameWriter};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::UsageError;
-use crate::cmd_build::{Rejected, read_input};
+use crate::cmd_build::read_input;
+use crate::feed::{self, Fed, Rejected};
 use crate::jsonl::{BidLine, parse_lines};
+use crate::{UsageError, usage};
 
 const NS_PER_MS: u64 = 1_000_000;
 
@@ -76,14 +76,14 @@ struct ClearReport {
 
 pub fn run(args: &ClearArgs) -> Result<String, UsageError> {
     let text = read_input(&args.input)?;
-    let lines: Vec<(usize, BidLine)> = parse_lines(&text).map_err(|e| UsageError(e.to_string()))?;
+    let lines: Vec<(usize, BidLine)> = parse_lines(&text).map_err(|e| usage(e.to_string()))?;
     let records_max = lines.len().clamp(1, WindowConfig::RECORDS_MAX_MAX);
     if lines.len() > records_max {
-        return Err(UsageError(format!("at most {records_max} bids, got {}", lines.len())));
+        return Err(usage(format!("at most {records_max} bids, got {}", lines.len())));
     }
     let now_ms = args.now_ms.unwrap_or_else(|| lines.iter().map(|(_, b)| b.at_ms).max().unwrap_or(0));
     if let Some((line, late)) = lines.iter().find(|(_, b)| b.at_ms > now_ms) {
-        return Err(UsageError(format!("line {line}: at_ms {} is after --now-ms {now_ms}", late.at_ms)));
+        return Err(usage(format!("line {line}: at_ms {} is after --now-ms {now_ms}", late.at_ms)));
     }
     let rules = AuctionRules {
         top_k: args.top_k,
@@ -104,38 +104,14 @@ pub fn run(args: &ClearArgs) -> Result<String, UsageError> {
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(config, 0)?;
-    let mut rejected = Vec::new();
-    let mut seq_line = std::collections::HashMap::with_capacity(lines.len());
-    let mut frame = Vec::with_capacity(128);
-    for (line, bid) in &lines {
-        frame.clear();
-        let mut w = FrameWriter::new(&mut frame, 1 << 16);
-        w.push_bid(&Bid {
-            client_id: bid.client_id,
-            nonce: bid.nonce,
-            sent_ns: 0,
-            amount: bid.amount,
-            priority: bid.priority,
-        })
-        .expect("one bid fits a frame");
-        w.finish();
-        engine
-            .handle_frame(0, bid.at_ms.saturating_mul(NS_PER_MS), &frame, |r| match r.status {
-                Ok(()) => {
-                    seq_line.insert(r.seq, *line);
-                }
-                Err(reason) => {
-                    rejected.push(Rejected { line: *line, reason: reason.as_str(), code: reason.code() })
-                }
-            })
-            .map_err(|reason| UsageError(format!("line {line}: frame refused: {reason}")))?;
-    }
+    let mut fed = Fed::default();
+    feed::bids(&mut engine, &lines, &mut fed)?;
     let result = engine.drain(now_ms.saturating_mul(NS_PER_MS));
     let c = &result.clearing;
     let report = ClearReport {
         order: args.order.to_string(),
         pricing: args.pricing.to_string(),
-        bids_accepted: seq_line.len(),
+        bids_accepted: fed.line_of_seq.len(),
         eligible: c.eligible_count,
         expired: c.expired_count,
         uniform_price: c.uniform_price,
@@ -144,7 +120,7 @@ pub fn run(args: &ClearArgs) -> Result<String, UsageError> {
             .winners
             .iter()
             .map(|w| WinnerOut {
-                line: seq_line.get(&w.seq).copied().unwrap_or(0),
+                line: fed.line(w.seq),
                 seq: w.seq,
                 client_id: w.client_id,
                 nonce: w.nonce,
@@ -153,7 +129,7 @@ pub fn run(args: &ClearArgs) -> Result<String, UsageError> {
             })
             .collect(),
         open_after: c.open_count_after,
-        rejected,
+        rejected: fed.rejected,
     };
     if args.json {
         return Ok(serde_json::to_string_pretty(&report)? + "\n");

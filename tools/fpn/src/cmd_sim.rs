@@ -6,8 +6,8 @@ use fpn_engine::{Block, BuilderKind, FeeRate, Packer};
 use serde::Serialize;
 use std::fmt::Write as _;
 
-use crate::UsageError;
 use crate::render::{ImprovedFlags, change_pct, parse_fee_rate, pct};
+use crate::{UsageError, usage};
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -79,7 +79,7 @@ pub fn run(args: &SimArgs) -> Result<String, UsageError> {
     };
     params.validate()?;
     if args.windows == 0 {
-        return Err(UsageError("--windows must be at least 1".into()));
+        return Err(usage("--windows must be at least 1".into()));
     }
     let (records_max, keys_max) = params.capacity();
     let (records_max, keys_max) = (records_max.max(1), keys_max.max(64));

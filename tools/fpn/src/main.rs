@@ -8,6 +8,8 @@
 mod cmd_build;
 mod cmd_clear;
 mod cmd_sim;
+mod cmd_zk;
+mod feed;
 mod jsonl;
 mod render;
 
@@ -29,15 +31,34 @@ enum Command {
     Build(cmd_build::BuildArgs),
     /// Clear one auction from a JSON-lines file of bids (docs/jsonl.md).
     Clear(cmd_clear::ClearArgs),
+    /// Clearing proofs: setup keys, prove a window, verify a proof (docs/proofs.md).
+    #[command(subcommand)]
+    Zk(cmd_zk::ZkCommand),
 }
 
-/// An error the user can act on: printed as `fpn: <message>`, exit code 2.
+/// An error the user can act on: printed as `fpn: <message>`, with exit code 2 for bad
+/// arguments or input and 1 for a check that failed (a proof that does not verify).
 #[derive(Debug)]
-pub struct UsageError(pub String);
+pub struct UsageError {
+    pub message: String,
+    pub code: u8,
+}
+
+/// A usage error (exit code 2).
+pub fn usage(message: String) -> UsageError {
+    UsageError { message, code: 2 }
+}
+
+impl UsageError {
+    /// A failed check (exit code 1).
+    pub fn invalid(message: &str) -> UsageError {
+        UsageError { message: message.to_string(), code: 1 }
+    }
+}
 
 impl<E: std::fmt::Display> From<E> for UsageError {
     fn from(e: E) -> UsageError {
-        UsageError(e.to_string())
+        usage(e.to_string())
     }
 }
 
@@ -47,15 +68,16 @@ fn main() -> ExitCode {
         Command::Sim(args) => cmd_sim::run(&args),
         Command::Build(args) => cmd_build::run(&args),
         Command::Clear(args) => cmd_clear::run(&args),
+        Command::Zk(command) => cmd_zk::run(&command),
     };
     match result {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
         }
-        Err(UsageError(message)) => {
+        Err(UsageError { message, code }) => {
             eprintln!("fpn: {message}");
-            ExitCode::from(2)
+            ExitCode::from(code)
         }
     }
 }

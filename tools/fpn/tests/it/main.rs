@@ -139,3 +139,65 @@ fn bad_input_and_flags_exit_2_with_a_message() {
     let out = fpn(&["clear", "--input", path.to_str().unwrap(), "--now-ms", "3"]);
     assert_eq!(out.status.code(), Some(2), "bids after --now-ms are an input error");
 }
+
+#[test]
+fn zk_setup_prove_verify_and_refuse_a_tampered_input() {
+    let dir = std::env::temp_dir().join(format!("fpn-it-zk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let keys = dir.join("keys");
+    let out = dir.join("out");
+    let intents = file("zk-intents.jsonl", INTENTS);
+    // The bids use nonces the intents do not (intents and bids share a client's nonce space).
+    let bids = file("zk-bids.jsonl", &BIDS.replace("\"nonce\": 1", "\"nonce\": 2"));
+    let setup = fpn(&["zk", "setup", "--keys", keys.to_str().unwrap()]);
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let v = json(&fpn(&[
+        "zk",
+        "prove",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--intents",
+        intents.to_str().unwrap(),
+        "--bids",
+        bids.to_str().unwrap(),
+        "--pricing",
+        "uniform",
+        "--top-k",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(
+        (v["entries"].as_u64(), v["winners"].as_u64(), v["fee"].as_u64()),
+        (Some(2), Some(2), Some(85))
+    );
+    let ok = fpn(&["zk", "verify", "--dir", out.to_str().unwrap()]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "valid\n");
+    // Claim a different window id: the proof no longer verifies.
+    let public = out.join("public.json");
+    let mut inputs: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&public).unwrap()).unwrap();
+    inputs[0] = "999".to_string();
+    std::fs::write(&public, serde_json::to_string(&inputs).unwrap()).unwrap();
+    let bad = fpn(&["zk", "verify", "--dir", out.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("INVALID"));
+    // A window larger than the circuit is refused, not partly proven.
+    let many: String = (0..70)
+        .map(|n| format!("{{\"client_id\": 9, \"nonce\": {n}, \"profit\": 5, \"keys\": [{n}]}}\n"))
+        .collect();
+    let big = file("zk-big.jsonl", &many);
+    let refused = fpn(&[
+        "zk",
+        "prove",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--intents",
+        big.to_str().unwrap(),
+        "--out",
+        dir.join("big").to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("holds 64"));
+}
