@@ -9,6 +9,7 @@ pub mod amount;
 pub mod auction;
 pub mod batch;
 pub mod build;
+pub mod clock;
 pub mod dedup;
 pub mod economics;
 pub mod engine;

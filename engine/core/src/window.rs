@@ -6,6 +6,7 @@ use fpn_wire::Reason;
 use thiserror::Error;
 
 use crate::batch::{IntentBatch, IntentMeta};
+use crate::clock::WindowClock;
 use crate::dedup::{DEDUP_ENTRIES_MAX, Dedup};
 
 /// Most resource keys one intent may name (the wire decoder refuses more with
@@ -244,9 +245,8 @@ impl ClosedWindow {
 #[derive(Debug, Clone)]
 pub struct Window {
     cfg: WindowConfig,
-    window_id: u64,
-    opened_ns: u64,
-    deadline_ns: u64,
+    /// Window id, opening time, deadline and the drift rule.
+    clock: WindowClock,
     /// Seq of this window's first record.
     window_first_seq: u64,
     /// Next seq to hand out; this window holds `window_first_seq..seq_next`.
@@ -283,9 +283,7 @@ impl Window {
         cfg.validate()?;
         Ok(Window {
             cfg,
-            window_id: first_window_id,
-            opened_ns: now_ns,
-            deadline_ns: now_ns.saturating_add(cfg.window_ns),
+            clock: WindowClock::new(cfg.window_ns, first_window_id, now_ns),
             window_first_seq: cfg.first_seq,
             seq_next: cfg.first_seq,
             batch: IntentBatch::with_capacity(cfg.records_max, cfg.keys_max),
@@ -354,7 +352,7 @@ impl Window {
         rx_ns: u64,
         keys_len: usize,
     ) -> Result<IntentMeta, Reason> {
-        debug_assert!(now_ns >= self.opened_ns, "time went backwards");
+        debug_assert!(now_ns >= self.clock.opened_ns(), "time went backwards");
         debug_assert!((1..=crate::MAX_AMOUNT).contains(&profit), "profit not validated");
         debug_assert!((1..=KEYS_PER_INTENT_MAX).contains(&keys_len), "key count not validated");
         if self.is_full() {
@@ -371,7 +369,7 @@ impl Window {
 
     #[inline]
     fn dedup_insert(&mut self, client_id: u64, nonce: u64, seq: u64) -> Result<(), Reason> {
-        let r = self.dedup.insert(client_id, nonce, self.window_id, seq);
+        let r = self.dedup.insert(client_id, nonce, self.clock.window_id(), seq);
         if r == Err(Reason::Overloaded) {
             // Cannot happen within the configured bounds (the table holds the horizon's
             // records_max per window); if it does, closing the window lets entries expire,
@@ -396,7 +394,7 @@ impl Window {
         debug_assert!(self.arrivals.len() < self.arrivals.capacity());
         self.arrivals.push(Arrival { index, kind, cancelled: false });
         self.seq_next += 1;
-        Admitted { seq, window_id: self.window_id, index }
+        Admitted { seq, window_id: self.clock.window_id(), index }
     }
 
     /// Admits one bid (amount validated by the decoder) into the window's bid buffer.
@@ -411,7 +409,7 @@ impl Window {
         priority: u32,
         rx_ns: u64,
     ) -> Result<Admitted, Reason> {
-        debug_assert!(now_ns >= self.opened_ns, "time went backwards");
+        debug_assert!(now_ns >= self.clock.opened_ns(), "time went backwards");
         debug_assert!((1..=crate::MAX_AMOUNT).contains(&amount), "amount not validated");
         if self.is_full() {
             return Err(Reason::Overloaded);
@@ -466,7 +464,7 @@ impl Window {
     /// table stores each pair's seq, so this is one hash probe.
     fn open_seq_of(&self, client_id: u64, nonce: u64) -> Result<u64, Reason> {
         match self.dedup.get(client_id, nonce) {
-            Some(e) if e.window_id == self.window_id => Ok(e.value),
+            Some(e) if e.window_id == self.clock.window_id() => Ok(e.value),
             _ => Err(Reason::NotFound),
         }
     }
@@ -507,7 +505,7 @@ impl Window {
     /// Whether the window should close now: full, or `now_ns` at or past the deadline.
     #[inline]
     pub fn is_due(&self, now_ns: u64) -> bool {
-        self.is_full() || now_ns >= self.deadline_ns
+        self.is_full() || now_ns >= self.clock.deadline_ns()
     }
 
     /// Closes the window into `out` if [`Window::is_due`]; returns whether it closed.
@@ -540,14 +538,7 @@ impl Window {
                 && out.bids.capacity() >= self.cfg.bids_max,
             "ClosedWindow sized for another WindowConfig, or its bid buffer was replaced"
         );
-        debug_assert!(now_ns >= self.opened_ns, "time went backwards");
-        let reason = if self.is_full() {
-            CloseReason::Full
-        } else if now_ns >= self.deadline_ns {
-            CloseReason::Deadline
-        } else {
-            CloseReason::Drain
-        };
+        let close = self.clock.close_now(now_ns, self.is_full());
 
         std::mem::swap(&mut self.batch, &mut out.batch);
         std::mem::swap(&mut self.bids, &mut out.bids);
@@ -563,10 +554,10 @@ impl Window {
             out.bids.retain(|b| !arrivals[(b.seq - first_seq) as usize].cancelled);
         }
 
-        out.window_id = self.window_id;
-        out.opened_ns = self.opened_ns;
-        out.closed_ns = now_ns;
-        out.reason = reason;
+        out.window_id = close.window_id;
+        out.opened_ns = close.opened_ns;
+        out.closed_ns = close.closed_ns;
+        out.reason = close.reason;
         out.first_seq = first_seq;
         out.seq_end = self.seq_next;
         out.intents_count = out.batch.len();
@@ -574,37 +565,27 @@ impl Window {
         out.cancelled_count = self.cancelled_count;
         debug_assert_eq!(out.intents_count + out.bids_count + out.cancelled_count, self.arrivals.len());
 
-        let on_grid =
-            reason == CloseReason::Deadline && now_ns < self.deadline_ns.saturating_add(self.cfg.window_ns);
-        let next_deadline_ns = if on_grid {
-            self.deadline_ns + self.cfg.window_ns
-        } else {
-            now_ns.saturating_add(self.cfg.window_ns)
-        };
-        self.window_id += 1;
-        self.opened_ns = now_ns;
-        self.deadline_ns = next_deadline_ns;
         self.window_first_seq = self.seq_next;
         self.arrivals.clear();
         self.intent_cancelled.clear();
         self.cancelled_count = 0;
         self.exhausted = false;
-        self.dedup.advance(self.window_id);
+        self.dedup.advance(self.clock.window_id());
     }
 
     /// The open window's id.
     pub fn window_id(&self) -> u64 {
-        self.window_id
+        self.clock.window_id()
     }
 
     /// When the open window opened (the `now_ns` of `new` or of the previous close).
     pub fn opened_ns(&self) -> u64 {
-        self.opened_ns
+        self.clock.opened_ns()
     }
 
     /// When the open window is due; the driver's timer target.
     pub fn deadline_ns(&self) -> u64 {
-        self.deadline_ns
+        self.clock.deadline_ns()
     }
 
     /// Seq of the open window's first record (or of its next record, if it has none).

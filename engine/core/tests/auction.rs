@@ -1,8 +1,6 @@
 //! Auction book against a naive reference (clone everything, full sort, walk), plus the
 //! direct invariants of clearing and a proof that the hot path does not allocate.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::cmp::Ordering;
 
 use fpn_engine::{AuctionRules, Bid, BidOrder, Book, BookSnapshot, Clearing, MAX_AMOUNT, Pricing, Winner};
@@ -12,51 +10,10 @@ use proptest::prelude::*;
 // ---------------------------------------------------------------------------------------
 // Allocation counting. Per thread, so tests running in parallel do not disturb each other.
 
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_alloc() {
-    // `try_with`: the slot may already be gone while a thread is exiting.
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract holds exactly as it does for `System`. Counting touches only a
-// const-initialised thread-local `Cell<u64>`, which needs no allocation and no destructor.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_alloc();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_alloc();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged; `ptr` came from `System` via this allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_alloc();
-        // SAFETY: forwarded unchanged; `ptr` came from `System` via this allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static GLOBAL: fpn_testkit::Counting = fpn_testkit::Counting;
 
-fn allocs() -> u64 {
-    ALLOCS.with(|c| c.get())
-}
+use fpn_testkit::allocations as allocs;
 
 // ---------------------------------------------------------------------------------------
 // The reference: obviously right, slow, allocating.

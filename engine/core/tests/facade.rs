@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use fpn_engine::sim::SplitMix64;
 use fpn_engine::window::WindowConfig;
 use fpn_engine::{Engine, EngineConfig};
+use fpn_testkit::{bid_frame, cancel_frame, intent_frame};
 use fpn_wire::*;
 
 const MS: u64 = 1_000_000;
@@ -16,30 +17,6 @@ fn small_config() -> EngineConfig {
         book_bids_max: 64,
         ..EngineConfig::default()
     }
-}
-
-fn intent_frame(client_id: u64, nonce: u64, profit: u64, keys: &[u64]) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut w = FrameWriter::new(&mut buf, DATAGRAM_FRAME_LEN_MAX);
-    w.push_intent(&Intent { client_id, nonce, sent_ns: 0, profit, priority: 0, keys }).unwrap();
-    w.finish();
-    buf
-}
-
-fn bid_frame(client_id: u64, nonce: u64, amount: u64, priority: u32) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut w = FrameWriter::new(&mut buf, DATAGRAM_FRAME_LEN_MAX);
-    w.push_bid(&Bid { client_id, nonce, sent_ns: 0, amount, priority }).unwrap();
-    w.finish();
-    buf
-}
-
-fn cancel_frame(client_id: u64, target: CancelTarget) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut w = FrameWriter::new(&mut buf, DATAGRAM_FRAME_LEN_MAX);
-    w.push_cancel(&Cancel { client_id, target }).unwrap();
-    w.finish();
-    buf
 }
 
 /// Sends one frame and returns its single receipt.

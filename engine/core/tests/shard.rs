@@ -10,34 +10,11 @@ use fpn_engine::shard::{
 use fpn_engine::sim::{SimParams, SplitMix64, random_batch};
 use fpn_engine::window::{CloseReason, WindowConfig};
 use fpn_engine::{Block, BuilderKind, Engine, EngineConfig, FeeRate, ImprovedConfig, Packer, WindowResult};
+use fpn_testkit::{bid_frame, cancel_frame, intent_frame};
 use fpn_wire::*;
 use proptest::prelude::*;
 
 const MS: u64 = 1_000_000;
-
-fn intent_frame(client_id: u64, nonce: u64, profit: u64, keys: &[u64]) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut w = FrameWriter::new(&mut buf, DATAGRAM_FRAME_LEN_MAX);
-    w.push_intent(&Intent { client_id, nonce, sent_ns: 0, profit, priority: 0, keys }).unwrap();
-    w.finish();
-    buf
-}
-
-fn bid_frame(client_id: u64, nonce: u64, amount: u64, priority: u32) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut w = FrameWriter::new(&mut buf, DATAGRAM_FRAME_LEN_MAX);
-    w.push_bid(&Bid { client_id, nonce, sent_ns: 0, amount, priority }).unwrap();
-    w.finish();
-    buf
-}
-
-fn cancel_frame(client_id: u64, target: CancelTarget) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut w = FrameWriter::new(&mut buf, DATAGRAM_FRAME_LEN_MAX);
-    w.push_cancel(&Cancel { client_id, target }).unwrap();
-    w.finish();
-    buf
-}
 
 /// One input event: at `now`, this frame (and the (client, nonce) and keys of each intent
 /// in it).
@@ -476,9 +453,6 @@ mod alloc_free {
     //! driven by hand over preallocated queues, with a counting allocator. Only this test's
     //! thread is counted, and only while `counted` runs, so the other tests are unaffected.
 
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
     use fpn_engine::WindowResult;
     use fpn_engine::shard::{
         BoundedQueue, BuilderShard, Full, IntakeCore, IntakeSink, Merger, MergerOutput, ShardConfig,
@@ -489,59 +463,10 @@ mod alloc_free {
 
     use super::{BuilderKind, CancelTarget, bid_frame, cancel_frame, engine_config, intent_frame};
 
-    struct Counting;
-
-    thread_local! {
-        static COUNTING: Cell<bool> = const { Cell::new(false) };
-        static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    }
-
-    fn note_alloc() {
-        let _ = COUNTING.try_with(|on| {
-            if on.get() {
-                let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
-            }
-        });
-    }
-
-    // SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-    // `GlobalAlloc` contract is the system allocator's; the counting touches only
-    // const-initialised thread-locals, which never allocate.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            note_alloc();
-            // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-            unsafe { System.alloc(layout) }
-        }
-
-        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            note_alloc();
-            // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
-            unsafe { System.alloc_zeroed(layout) }
-        }
-
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            note_alloc();
-            // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: forwarded unchanged; the caller upholds `dealloc`'s contract.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-
     #[global_allocator]
-    static GLOBAL: Counting = Counting;
+    static GLOBAL: fpn_testkit::Counting = fpn_testkit::Counting;
 
-    fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
-        ALLOCS.with(|n| n.set(0));
-        COUNTING.with(|c| c.set(true));
-        let r = f();
-        COUNTING.with(|c| c.set(false));
-        (r, ALLOCS.with(Cell::get))
-    }
+    use fpn_testkit::counted;
 
     struct Queues<'a> {
         intake: usize,

@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 use fpn_wire::{CANCEL_BY_NONCE, Reason, Receipt, RecordRef, decode_frame, validate_bid, validate_cancel};
 
 use crate::batch::IntentMeta;
+use crate::clock::WindowClose;
 use crate::dedup::Dedup;
 use crate::engine::receipt_template;
 use crate::shard::ShardConfig;
-use crate::shard::clock::WindowClose;
 use crate::shard::msg::{BookCancel, IntakeSink, IntentMsg, ToBuilder, ToMerger};
 use crate::shard::route::{Route, Router};
 use crate::window::PendingBid;

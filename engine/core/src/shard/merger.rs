@@ -5,10 +5,10 @@ use fpn_wire::{Reason, Receipt};
 use crate::amount::FeeRate;
 use crate::auction::{AuctionRules, Bid, Book};
 use crate::batch::IntentBatch;
+use crate::clock::WindowClose;
 use crate::economics::Packer;
 use crate::engine::{WindowResult, WindowSummary};
 use crate::shard::ShardConfig;
-use crate::shard::clock::WindowClose;
 use crate::shard::msg::{BookCancel, Full, ShardWindow, Source, ToMerger};
 use crate::window::PendingBid;
 

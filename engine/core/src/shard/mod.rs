@@ -12,15 +12,14 @@
 //! seeded scheduler, for tests and for replaying a failure from its seed.
 
 mod builder;
-mod clock;
 mod intake;
 mod merger;
 mod msg;
 mod pipeline;
 mod route;
 
+pub use crate::clock::{WindowClock, WindowClose};
 pub use builder::BuilderShard;
-pub use clock::{WindowClock, WindowClose};
 pub use intake::{ClosePending, IntakeCore};
 pub use merger::{Merger, MergerOutput};
 pub use msg::{BookCancel, Full, IntakeSink, IntentMsg, ShardWindow, Sink, Source, ToBuilder, ToMerger};

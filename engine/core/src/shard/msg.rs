@@ -7,7 +7,7 @@
 use fpn_wire::Receipt;
 
 use crate::batch::{IntentBatch, IntentMeta};
-use crate::shard::clock::WindowClose;
+use crate::clock::WindowClose;
 use crate::window::{KEYS_PER_INTENT_MAX, PendingBid};
 
 /// A queue refused a value because it is full; the value is handed back.

@@ -11,9 +11,9 @@ use std::collections::VecDeque;
 
 use fpn_wire::{Reason, Receipt, decode_frame};
 
+use crate::clock::{WindowClock, WindowClose};
 use crate::engine::{WindowResult, receipt_template};
 use crate::shard::builder::BuilderShard;
-use crate::shard::clock::{WindowClock, WindowClose};
 use crate::shard::intake::IntakeCore;
 use crate::shard::merger::{Merger, MergerOutput};
 use crate::shard::msg::{Full, IntakeSink, ShardWindow, Sink, Source, ToBuilder, ToMerger};

@@ -1,9 +1,6 @@
 //! Counts heap allocations per thread, to prove `build` and `pack` do not allocate after
 //! construction.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use fpn_engine::economics::Block;
 use fpn_engine::sim::{UniformParams, random_batch_uniform};
 use fpn_engine::{
@@ -11,38 +8,10 @@ use fpn_engine::{
     Selection,
 };
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to `System` unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: fpn_testkit::Counting = fpn_testkit::Counting;
 
-fn allocations() -> u64 {
-    ALLOCATIONS.with(|c| c.get())
-}
+use fpn_testkit::allocations;
 
 #[test]
 fn builders_and_packer_do_not_allocate_after_construction() {

@@ -1,4 +1,5 @@
-//! When windows close: one clock for all intakes.
+//! When windows close: the drift rule, in one place. `Window` runs one clock; the sharded
+//! runtime runs one for all intakes.
 
 use crate::window::CloseReason;
 
@@ -18,7 +19,7 @@ impl WindowClose {
     }
 }
 
-/// The sans-IO window clock with the drift rule of [`crate::Window::close`]: a deadline
+/// The sans-IO window clock. Drift rule: a deadline
 /// close less than one window late keeps the grid (`next = deadline + window_ns`); a close
 /// late by a window or more, or an early (`Full`, `Drain`) close, restarts from now.
 ///
