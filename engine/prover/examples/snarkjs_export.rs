@@ -9,9 +9,8 @@ use std::path::PathBuf;
 
 use ark_std::rand::rngs::OsRng;
 use fpn_prover::{
-    AuctionWitness, CircuitId, ClearingCircuit, ClearingWitness, EntryWitness, KeyStore, MulCircuit,
-    MulWitness, PRICING_UNIFORM, WinnerWitness, constraint_counts, prove_clearing_timed, snarkjs,
-    verify_clearing,
+    CircuitId, ClearingCircuit, ClearingWitness, KeyStore, MulCircuit, MulWitness, constraint_counts,
+    prove_clearing_timed, snarkjs, verify_clearing,
 };
 
 fn main() {
@@ -30,25 +29,7 @@ fn main() {
     let keys = KeyStore::open(out.join("keys"))
         .and_then(|store| store.keys(CircuitId::Clearing))
         .expect("clearing keys");
-    let witness = ClearingWitness {
-        window_id: 42,
-        fee_ppm: 100_000,
-        fifo_total: 1_200,
-        entries: vec![
-            EntryWitness { seq: 3, profit: 1_000, payout: 900 },
-            EntryWitness { seq: 5, profit: 2_500, payout: 2_300 },
-            EntryWitness { seq: 11, profit: 700, payout: 700 },
-        ],
-        auction: AuctionWitness {
-            pricing: PRICING_UNIFORM,
-            reserve: 100,
-            uniform_price: 500,
-            winners: vec![
-                WinnerWitness { seq: 7, amount: 800, price: 500 },
-                WinnerWitness { seq: 9, amount: 300, price: 300 },
-            ],
-        },
-    };
+    let witness = ClearingWitness::sample();
     let (proof, timings) = prove_clearing_timed(&keys.pk, &witness, &mut OsRng).expect("prove");
     println!("proved: {timings:?}");
     assert!(verify_clearing(&keys.pvk, &proof).expect("verify"));

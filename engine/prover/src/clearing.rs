@@ -496,13 +496,11 @@ impl ConstraintSynthesizer<Fr> for ClearingCircuit {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use ark_relations::gr1cs::ConstraintSystem;
-
-    /// Three entries, two uniform-price winners: total 4200, surplus 3000, fee 10% = 300.
-    pub(crate) fn sample() -> ClearingWitness {
+impl ClearingWitness {
+    /// A small valid witness for examples, tests and benches: three entries (61 padding
+    /// slots) and two uniform-price winners (14 padding slots); total 4,200, FIFO 1,200,
+    /// surplus 3,000, fee 10 % = 300.
+    pub fn sample() -> ClearingWitness {
         ClearingWitness {
             window_id: 42,
             fee_ppm: 100_000,
@@ -522,6 +520,16 @@ pub(crate) mod tests {
                 ],
             },
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use ark_relations::gr1cs::ConstraintSystem;
+
+    pub(crate) fn sample() -> ClearingWitness {
+        ClearingWitness::sample()
     }
 
     /// Runs the constraints (no proving) and reports whether they hold.

@@ -8,10 +8,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use ark_std::rand::{SeedableRng, rngs::StdRng};
-use fpn_prover::{
-    AuctionWitness, CircuitId, CircuitKeys, ClearingWitness, EntryWitness, KeyStore, PRICING_UNIFORM,
-    WinnerWitness,
-};
+use fpn_prover::{CircuitId, CircuitKeys, ClearingWitness, KeyStore};
 
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
@@ -57,25 +54,7 @@ pub fn mul_keys() -> &'static CircuitKeys {
     })
 }
 
-/// Three entries (61 padding slots), two uniform-price winners (14 padding slots).
+/// See [`ClearingWitness::sample`].
 pub fn sample() -> ClearingWitness {
-    ClearingWitness {
-        window_id: 42,
-        fee_ppm: 100_000,
-        fifo_total: 1_200,
-        entries: vec![
-            EntryWitness { seq: 3, profit: 1_000, payout: 900 },
-            EntryWitness { seq: 5, profit: 2_500, payout: 2_300 },
-            EntryWitness { seq: 11, profit: 700, payout: 700 },
-        ],
-        auction: AuctionWitness {
-            pricing: PRICING_UNIFORM,
-            reserve: 100,
-            uniform_price: 500,
-            winners: vec![
-                WinnerWitness { seq: 7, amount: 800, price: 500 },
-                WinnerWitness { seq: 9, amount: 300, price: 300 },
-            ],
-        },
-    }
+    ClearingWitness::sample()
 }
