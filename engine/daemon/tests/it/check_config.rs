@@ -134,15 +134,6 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn without_a_mode_flag_it_says_the_runtime_is_not_wired() {
-    let path = write_config("plain", GOOD);
-    let out = run(&["--config", path.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("[window]"));
-    assert!(text(&out.stderr).contains("runtime is not wired"), "{}", text(&out.stderr));
-}
-
-#[test]
 fn a_spinning_role_sharing_its_cpu_is_a_warning_not_an_error() {
     // The default map puts intake and builder on the same CPU on every host.
     let out = run(&["--check-config", "--set", "idle.intake=spin"], &[]);

@@ -2,5 +2,6 @@
 //! to the child process only; this process's environment is never changed.
 
 mod check_config;
+mod daemon;
 
 fn main() {}
