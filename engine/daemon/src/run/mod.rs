@@ -4,6 +4,7 @@
 //! systemd, and drains on SIGTERM/SIGINT. `docs/daemon.md` describes the whole.
 
 mod admin;
+pub mod alloc_probe;
 mod journal;
 mod metrics;
 mod rings;
@@ -50,7 +51,7 @@ pub const LATEST_WINDOWS_MAX: usize = 256;
 /// Result buffers preallocated for merger → journal.
 pub const RESULT_POOL: usize = 4;
 /// How long the drain waits for the last window to reach the journal.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Admin request bodies, at most (one frame).
 pub const SUBMIT_BODY_BYTES_MAX: usize = 64 * 1024;
 

@@ -12,14 +12,19 @@ use fpn_engine::shard::{Full, Sink, Source};
 use fpn_runtime::metrics::{Histogram, Labels};
 use fpn_runtime::ring::{Rx, Tx, ring};
 
-static EPOCH: OnceLock<Instant> = OnceLock::new();
+static EPOCH: OnceLock<(Instant, u64)> = OnceLock::new();
 
-/// Nanoseconds on the daemon's monotonic clock (`CLOCK_MONOTONIC` through `Instant`), counted
-/// from the first call. Every thread reads the same clock, so stamps compare across cores.
+/// Nanoseconds since the Unix epoch (as `rx_ns` on the wire), but advancing with the
+/// monotonic clock (`Instant`): the wall clock is read once, at the first call, and only the
+/// monotonic time since then is added. Every thread reads the same clock, so stamps compare
+/// across cores and a wall-clock step never makes a latency negative.
 #[inline]
 pub fn now_ns() -> u64 {
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    let (start, wall_ns) = *EPOCH.get_or_init(|| {
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        (Instant::now(), u64::try_from(wall.as_nanos()).unwrap_or(0))
+    });
+    wall_ns.saturating_add(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// A message and the time it was pushed.

@@ -138,6 +138,7 @@ impl IntakeRole {
         let mut handled = self.core.window_id() - 1;
         self.housekeep();
         while !ctx.stop.is_stopped() {
+            super::alloc_probe::enter();
             let now = now_ns();
             for q in &mut self.to_builder {
                 q.now_ns = now;
@@ -167,7 +168,9 @@ impl IntakeRole {
             if self.kit.housekeeping.due_at(Instant::now()) {
                 self.housekeep();
             }
-            self.kit.idler.idle(did_work).perform(ctx.park_mode).await;
+            let action = self.kit.idler.idle(did_work);
+            super::alloc_probe::leave();
+            action.perform(ctx.park_mode).await;
         }
     }
 
@@ -291,6 +294,7 @@ impl BuilderRole {
     pub async fn run(mut self, ctx: RoleContext) {
         self.housekeep();
         while !ctx.stop.is_stopped() {
+            super::alloc_probe::enter();
             let now = now_ns();
             for q in &mut self.inputs {
                 q.now_ns = now;
@@ -306,7 +310,9 @@ impl BuilderRole {
             if self.kit.housekeeping.due_at(Instant::now()) {
                 self.housekeep();
             }
-            self.kit.idler.idle(did_work).perform(ctx.park_mode).await;
+            let action = self.kit.idler.idle(did_work);
+            super::alloc_probe::leave();
+            action.perform(ctx.park_mode).await;
         }
     }
 
@@ -431,6 +437,7 @@ impl MergerRole {
     pub async fn run(mut self, ctx: RoleContext) {
         self.housekeep();
         while !ctx.stop.is_stopped() {
+            super::alloc_probe::enter();
             let now = now_ns();
             for q in &mut self.intakes {
                 q.now_ns = now;
@@ -446,7 +453,9 @@ impl MergerRole {
             if self.kit.housekeeping.due_at(Instant::now()) {
                 self.housekeep();
             }
-            self.kit.idler.idle(did_work).perform(ctx.park_mode).await;
+            let action = self.kit.idler.idle(did_work);
+            super::alloc_probe::leave();
+            action.perform(ctx.park_mode).await;
         }
     }
 

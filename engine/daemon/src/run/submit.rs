@@ -53,7 +53,11 @@ pub struct SubmitPath {
     shared: Arc<Shared>,
     txs: Vec<Mutex<Tx<Submit>>>,
     waiters: Mutex<HashMap<u64, Waiter>>,
+    /// Receipts arrived for some waiter (the collector notifies the requests).
     arrived: Condvar,
+    /// A request registered a waiter (the request notifies the collector, which otherwise
+    /// sleeps while nobody waits).
+    submitted: Condvar,
     last_rx_ns: AtomicU64,
     stats: Mutex<Stats>,
 }
@@ -101,6 +105,7 @@ impl SubmitPath {
             txs: txs.into_iter().map(Mutex::new).collect(),
             waiters: Mutex::new(HashMap::new()),
             arrived: Condvar::new(),
+            submitted: Condvar::new(),
             last_rx_ns: AtomicU64::new(0),
             stats: Mutex::new(stats),
         }
@@ -171,6 +176,7 @@ impl SubmitPath {
             rx_ns,
             Waiter { expected: records, receipts: Vec::with_capacity(records), ..Waiter::default() },
         );
+        self.submitted.notify_one();
         let pushed = {
             let mut tx = self.txs[intake].lock().unwrap_or_else(|p| p.into_inner());
             if self.shared.draining.load(Ordering::Acquire) {
@@ -251,11 +257,16 @@ impl SubmitPath {
                     w.receipts.push(r);
                 }
             }
-            drop(waiters);
             if got {
+                drop(waiters);
                 self.arrived.notify_all();
+            } else if waiters.is_empty() {
+                // Nobody waits: sleep until a request registers (or 10 ms, to see `stop`).
+                // Book-cancel receipts of timed-out requests wait in their ring till then.
+                drop(self.submitted.wait_timeout(waiters, Duration::from_millis(10)));
             } else {
-                std::thread::sleep(Duration::from_micros(100));
+                drop(waiters);
+                std::thread::sleep(Duration::from_micros(50));
             }
         }
     }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// The CPUs this process may run on (`Cpus_allowed_list`), so the test passes under
 /// `taskset` and on any CI runner.
-fn allowed_cpus() -> Vec<usize> {
+pub fn allowed_cpus() -> Vec<usize> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim();
     let mut cpus = Vec::new();
@@ -30,7 +30,7 @@ fn allowed_cpus() -> Vec<usize> {
     cpus
 }
 
-fn scratch_dir(name: &str) -> PathBuf {
+pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("flashpointd-it")
         .join(format!("{name}-{}", std::process::id()));
@@ -39,7 +39,7 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn config_text(data_dir: &std::path::Path, window_ms: u64, shards: usize) -> String {
+pub fn config_text(data_dir: &std::path::Path, window_ms: u64, shards: usize) -> String {
     let cpus = allowed_cpus();
     let (hot, rest) = (cpus[0], *cpus.last().unwrap());
     format!(
@@ -49,6 +49,23 @@ fn config_text(data_dir: &std::path::Path, window_ms: u64, shards: usize) -> Str
          journal = [{rest}]\nadmin = [{rest}]\n",
         dir = data_dir.display().to_string(),
     )
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, body).
+pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let status: u16 = std::str::from_utf8(&out[9..12]).unwrap().parse().unwrap();
+    (status, out[split + 4..].to_vec())
 }
 
 /// The running daemon; killed on drop if the test did not stop it (a failing test).
@@ -61,13 +78,17 @@ struct Daemon {
 
 impl Daemon {
     fn start(name: &str, window_ms: u64, shards: usize) -> Daemon {
-        let dir = scratch_dir(name);
+        Daemon::start_with(scratch_dir(name), window_ms, shards, &[])
+    }
+
+    fn start_with(dir: PathBuf, window_ms: u64, shards: usize, env: &[(&str, String)]) -> Daemon {
         let config = dir.join("flashpointd.toml");
         std::fs::write(&config, config_text(&dir.join("data"), window_ms, shards)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_flashpointd"))
             .arg("--config")
             .arg(&config)
             .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
             .spawn()
@@ -105,19 +126,7 @@ impl Daemon {
     }
 
     fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
-        let status: u16 = std::str::from_utf8(&out[9..12]).unwrap().parse().unwrap();
-        (status, out[split + 4..].to_vec())
+        http(&self.addr, method, path, body)
     }
 
     fn get(&self, path: &str) -> (u16, Vec<u8>) {
@@ -165,7 +174,7 @@ impl Drop for Daemon {
 
 /// What the test sent, to check the journal against.
 #[derive(Debug, Clone)]
-enum Sent {
+pub enum Sent {
     Intent { keys: Vec<u64> },
     Bid,
     Cancel,
@@ -175,7 +184,7 @@ enum Sent {
 /// over a small key space (so they conflict and cross shards), bids, cancels by nonce of the
 /// client's earlier records, and some invalid records (zero profit or amount, a repeated
 /// nonce, a duplicate key).
-fn frames(seed: u64, frames_n: usize, per_frame: usize, invalid: bool) -> Vec<(Vec<u8>, Vec<Sent>)> {
+pub fn frames(seed: u64, frames_n: usize, per_frame: usize, invalid: bool) -> Vec<(Vec<u8>, Vec<Sent>)> {
     let mut rng = SplitMix64::new(seed);
     let mut nonces: HashMap<u64, u64> = HashMap::new();
     let mut out = Vec::new();
@@ -232,7 +241,7 @@ fn frames(seed: u64, frames_n: usize, per_frame: usize, invalid: bool) -> Vec<(V
     out
 }
 
-fn metric_sum(text: &str, name: &str) -> u64 {
+pub fn metric_sum(text: &str, name: &str) -> u64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
@@ -452,4 +461,36 @@ fn blocks_are_deterministic_per_shard_count_and_one_shard_is_the_engine() {
             assert_eq!(got, digest(r), "one shard differs from the engine");
         }
     }
+}
+
+#[test]
+fn notifies_ready_then_watchdog_then_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = scratch_dir("notify");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let env = [
+        ("NOTIFY_SOCKET", socket_path.display().to_string()),
+        // 600 ms: WATCHDOG=1 every 300 ms while every heartbeat advances.
+        ("WATCHDOG_USEC", "600000".to_string()),
+    ];
+    let mut d = Daemon::start_with(dir, 20, 1, &env);
+    let mut buf = [0u8; 1024];
+    let mut recv = || {
+        let n = socket.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(recv(), "READY=1");
+    let t = Instant::now();
+    assert_eq!(recv(), "WATCHDOG=1");
+    assert_eq!(recv(), "WATCHDOG=1");
+    assert!(t.elapsed() >= Duration::from_millis(250), "watchdog paced at about half the timeout");
+    assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+    let mut rest = Vec::new();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    while let Ok(n) = socket.recv(&mut buf) {
+        rest.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(rest.last().map(String::as_str), Some("STOPPING=1"), "{rest:?}");
 }

@@ -3,5 +3,6 @@
 
 mod check_config;
 mod daemon;
+mod no_alloc;
 
 fn main() {}
