@@ -3,6 +3,8 @@
 
 mod check_config;
 mod daemon;
+mod inproc;
+mod intakes;
 mod no_alloc;
 
 fn main() {}

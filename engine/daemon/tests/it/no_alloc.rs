@@ -5,13 +5,12 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use flashpointd::CpuSet;
-use flashpointd::config::{Inputs, load};
 use flashpointd::run::alloc_probe;
 
-use crate::daemon::{allowed_cpus, config_text, frames, http, metric_sum, scratch_dir};
+use crate::daemon::{frames, http, metric_sum};
+use crate::inproc::InProcess;
 
 struct Counting;
 
@@ -63,40 +62,9 @@ fn hot_loops_do_not_allocate_after_ready() {
     drop(b);
     assert!(HOT_ALLOCS.load(Ordering::Relaxed) > before, "the counting allocator sees hot allocations");
 
-    let dir = scratch_dir("no-alloc");
-    let config = dir.join("flashpointd.toml");
-    let data = dir.join("data");
-    std::fs::write(&config, config_text(&data, 5, 2)).unwrap();
-    let inputs = Inputs::gather(Some(config), vec![], vec![]).unwrap();
-    let settings = load(&inputs, &CpuSet::new(allowed_cpus())).unwrap().settings;
-
-    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let daemon = std::thread::spawn(move || {
-        // SAFETY: pthread_self has no preconditions.
-        tid_tx.send(unsafe { libc::pthread_self() } as u64).unwrap();
-        flashpointd::run::run(&settings)
-    });
-    let tid = tid_rx.recv().unwrap() as libc::pthread_t;
-    let stop = || {
-        // SAFETY: the daemon thread is alive until `join` (run blocks SIGTERM in it and
-        // takes it with sigtimedwait).
-        unsafe { libc::pthread_kill(tid, libc::SIGTERM) };
-    };
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = loop {
-        if let Ok(text) = std::fs::read_to_string(data.join("admin.addr"))
-            && text.ends_with('\n')
-        {
-            break text.trim().to_string();
-        }
-        assert!(Instant::now() < deadline && !daemon.is_finished(), "no admin.addr");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    while http(&addr, "GET", "/health/ready", b"").0 != 200 {
-        assert!(Instant::now() < deadline, "not ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (settings, data) = crate::inproc::settings("no-alloc", 5, 2);
+    let mut d = InProcess::start(settings, data);
+    let addr = d.addr.clone();
     // Let the first windows close and the first result go round the pool once.
     std::thread::sleep(Duration::from_millis(100));
 
@@ -111,8 +79,7 @@ fn hot_loops_do_not_allocate_after_ready() {
     let after = HOT_ALLOCS.load(Ordering::Relaxed);
 
     let metrics = String::from_utf8(http(&addr, "GET", "/metrics", b"").1).unwrap();
-    stop();
-    let result = daemon.join().unwrap();
+    let result = d.stop();
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(metric_sum(&metrics, "fpn_intake_frames_total"), input.len() as u64, "the loops did the work");
     assert!(metric_sum(&metrics, "fpn_merger_windows_published_total") > 10);
