@@ -21,6 +21,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Keys valid one by one can still be refused together by the engine (e.g.
+    // window.bids_max above window.records_max): that is a configuration error too.
+    if let Err(e) = loaded.settings.shard_config().validate() {
+        eprintln!("flashpointd: invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     for warning in &loaded.warnings {
         eprintln!("flashpointd: warning: {warning}");
     }
