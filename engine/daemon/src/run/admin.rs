@@ -44,9 +44,23 @@ impl Health {
     }
 }
 
-fn latest(shared: &Shared, n: usize) -> Vec<Value> {
+/// The newest `n` journal lines as a JSON array text, newest first.
+fn latest_array(shared: &Shared, n: usize) -> String {
     let latest = shared.latest.lock().unwrap_or_else(|p| p.into_inner());
-    latest.iter().rev().take(n).cloned().collect()
+    let lines: Vec<&str> = latest.iter().rev().take(n).map(String::as_str).collect();
+    format!("[{}]", lines.join(","))
+}
+
+/// A field (`block`, `clearing`) of the newest journal line.
+fn latest_field(shared: &Shared, field: &str) -> Response {
+    let line = shared.latest.lock().unwrap_or_else(|p| p.into_inner()).back().cloned();
+    match line {
+        Some(line) => {
+            let value: Value = serde_json::from_str(&line).expect("the journal writes JSON");
+            Response::json(200, value[field].to_string())
+        }
+        None => Response::json(404, json!({"error": "no window published yet"}).to_string()),
+    }
 }
 
 fn query_n(request: &Request) -> Result<usize, String> {
@@ -86,16 +100,10 @@ pub fn router(
                 Response::text(503, format!("stalled: {}\n", stalled.join(" ")))
             }
         })
-        .route(Method::Get, "/blocks/latest", move |_| match latest(&s1, 1).pop() {
-            Some(w) => Response::json(200, w["block"].to_string()),
-            None => Response::json(404, json!({"error": "no window published yet"}).to_string()),
-        })
-        .route(Method::Get, "/clearings/latest", move |_| match latest(&s2, 1).pop() {
-            Some(w) => Response::json(200, w["clearing"].to_string()),
-            None => Response::json(404, json!({"error": "no window published yet"}).to_string()),
-        })
+        .route(Method::Get, "/blocks/latest", move |_| latest_field(&s1, "block"))
+        .route(Method::Get, "/clearings/latest", move |_| latest_field(&s2, "clearing"))
         .route(Method::Get, "/windows/latest", move |request| match query_n(request) {
-            Ok(n) => Response::json(200, Value::Array(latest(&s3, n)).to_string()),
+            Ok(n) => Response::json(200, latest_array(&s3, n)),
             Err(e) => Response::json(400, json!({ "error": e }).to_string()),
         })
         .route(Method::Post, "/submit", move |request| submit.handle(request))

@@ -47,7 +47,7 @@ pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// File the bound admin address is written to, under `engine.data_dir`.
 pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 /// Window lines kept for `/windows/latest`.
-pub const LATEST_WINDOWS_MAX: usize = 256;
+pub const LATEST_WINDOWS_MAX: usize = 64;
 /// Result buffers preallocated for merger → journal.
 pub const RESULT_POOL: usize = 4;
 /// How long the drain waits for the last window to reach the journal.

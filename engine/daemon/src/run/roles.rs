@@ -535,8 +535,7 @@ impl JournalRole {
     }
 
     fn append(&mut self, msg: &ResultMsg) {
-        let value = super::journal::window_json(msg);
-        let mut line = value.to_string();
+        let mut line = super::journal::window_json(msg).to_string();
         line.push('\n');
         match self.file.write_all(line.as_bytes()) {
             Ok(()) => {
@@ -548,13 +547,12 @@ impl JournalRole {
                 eprintln!("flashpointd: journal: append of window {} failed: {e}", msg.window.window_id);
             }
         }
-        {
-            let mut latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
-            if latest.len() == self.shared.latest_max {
-                latest.pop_front();
-            }
-            latest.push_back(value);
+        line.pop();
+        let mut latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+        if latest.len() == self.shared.latest_max {
+            latest.pop_front();
         }
+        latest.push_back(line);
     }
 
     fn housekeep(&mut self) {

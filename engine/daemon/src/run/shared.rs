@@ -97,8 +97,9 @@ pub struct Shared {
     pub merger_window_id: AtomicU64,
     /// The newest window the journal appended.
     pub journal_window_id: AtomicU64,
-    /// The journal's newest window lines (JSON), oldest first, at most `latest_max`.
-    pub latest: Mutex<VecDeque<serde_json::Value>>,
+    /// The journal's newest window lines (JSON text, no newline), oldest first, at most
+    /// `latest_max`. Kept as text: a full window's block is megabytes as a parsed value.
+    pub latest: Mutex<VecDeque<String>>,
     pub latest_max: usize,
 }
 
