@@ -155,12 +155,12 @@ impl Profile {
     pub const fn idle(self, role: Role) -> &'static str {
         match (self, role) {
             (Profile::Tuned, Role::Intake | Role::Builder | Role::Auction) => "spin",
-            (Profile::Tuned, Role::Prover | Role::Journal) => "spin-then-park:50:500",
-            (Profile::Default, Role::Intake | Role::Builder | Role::Auction) => "spin-then-park:50:200",
-            (Profile::Default, Role::Prover | Role::Journal) => "park:1000",
-            (Profile::Test, Role::Intake | Role::Builder | Role::Auction) => "park:200",
-            (Profile::Test, Role::Prover | Role::Journal) => "park:1000",
-            (_, Role::Admin) => "park:10000",
+            (Profile::Tuned, Role::Prover | Role::Journal) => "spin-then-park:50us:500us",
+            (Profile::Default, Role::Intake | Role::Builder | Role::Auction) => "spin-then-park:50us:200us",
+            (Profile::Default, Role::Prover | Role::Journal) => "park:1ms",
+            (Profile::Test, Role::Intake | Role::Builder | Role::Auction) => "park:200us",
+            (Profile::Test, Role::Prover | Role::Journal) => "park:1ms",
+            (_, Role::Admin) => "park:10ms",
         }
     }
 }

@@ -11,7 +11,7 @@ use fpn_engine::{BuilderKind, FeeRate, FeeRateError, MAX_AMOUNT};
 
 use super::{Config, ConfigError, Origin, Profile};
 use crate::cores::{CoreMap, CpuSet, PerRole, Role, RoleInstance};
-use crate::idle::IdleStrategy;
+use crate::idle::{IdleStrategy, spins_forever};
 
 /// The validated configuration, in the units and types the runtime uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,8 +317,8 @@ pub(crate) fn validate(
 
     let idle = PerRole::from_fn(|role| {
         let text = config.idle.get(role);
-        IdleStrategy::parse(text).unwrap_or_else(|problem| {
-            c.fail(&format!("idle.{role}"), format!("{text:?}"), problem);
+        text.parse::<IdleStrategy>().unwrap_or_else(|problem| {
+            c.fail(&format!("idle.{role}"), format!("{text:?}"), problem.to_string());
             IdleStrategy::Spin
         })
     });
@@ -380,7 +380,7 @@ pub(crate) fn validate(
     for plan in &core_map.plans {
         for instance in &plan.roles {
             let strategy = idle.get(instance.role);
-            if !strategy.spins_forever() || plan.roles.len() == 1 {
+            if !spins_forever(*strategy) || plan.roles.len() == 1 {
                 continue;
             }
             let others: Vec<String> =
@@ -410,4 +410,54 @@ pub(crate) fn validate(
         quic,
     };
     Ok((settings, warnings))
+}
+
+impl Settings {
+    /// Intake instances: one per CPU listed in `cores.intake`.
+    pub fn intakes_n(&self) -> usize {
+        self.core_map.instances(Role::Intake)
+    }
+
+    /// The engine configuration these settings describe (window, builder, economics,
+    /// auction). `window.*` and `auction.bids_max` are totals over all intakes.
+    pub fn engine_config(&self) -> fpn_engine::EngineConfig {
+        let w = &self.window;
+        let a = &self.auction;
+        let b = &self.builder;
+        let window = fpn_engine::WindowConfig {
+            window_ns: w.window_ns,
+            records_max: w.records_max,
+            keys_max: w.keys_max,
+            bids_max: w.bids_max,
+            dedup_horizon_windows: u32::try_from(w.dedup_horizon_windows).expect("validated <= 4096"),
+            first_seq: 1,
+        };
+        let improved = fpn_engine::ImprovedConfig {
+            local_search_steps_max: b.local_search_steps_max,
+            exact_intents_max: b.exact_intents_max,
+            exact_nodes_max: b.exact_nodes_max,
+            ..fpn_engine::ImprovedConfig::default()
+        };
+        let auction = fpn_engine::AuctionRules {
+            top_k: u32::try_from(a.top_k).expect("validated <= 2^20"),
+            reserve: a.reserve,
+            budget_cap: a.budget_cap,
+            recency_ns: a.recency_ns,
+            order: a.order,
+            pricing: a.pricing,
+        };
+        fpn_engine::EngineConfig {
+            window,
+            builder: b.kind,
+            improved,
+            fee_rate: b.fee_rate,
+            auction,
+            book_bids_max: a.bids_max,
+        }
+    }
+
+    /// The sharded engine's shape: `intakes_n` intakes, `builder.shards` builder shards.
+    pub fn shard_config(&self) -> fpn_engine::ShardConfig {
+        fpn_engine::ShardConfig::new(self.engine_config(), self.intakes_n(), self.builder.shards)
+    }
 }

@@ -134,12 +134,22 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn without_a_mode_flag_it_says_the_runtime_is_not_wired() {
-    let path = write_config("plain", GOOD);
-    let out = run(&["--config", path.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("[window]"));
-    assert!(text(&out.stderr).contains("runtime is not wired"), "{}", text(&out.stderr));
+fn keys_the_engine_refuses_together_exit_2_before_anything_starts() {
+    let dir = std::env::temp_dir().join(format!("fpn-never-created-{}", std::process::id()));
+    let data_dir = dir.display().to_string();
+    for mode in [&["--check-config"][..], &[][..]] {
+        let mut args = vec!["--set", "window.records_max=10", "--set", "window.bids_max=100"];
+        args.extend(["--data-dir", &data_dir, "--admin-addr", "127.0.0.1:0"]);
+        args.extend(mode);
+        let out = run(&args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{mode:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("invalid configuration: window.bids_max"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!dir.exists(), "nothing started: no data dir");
+    }
 }
 
 #[test]

@@ -2,5 +2,9 @@
 //! to the child process only; this process's environment is never changed.
 
 mod check_config;
+mod daemon;
+mod inproc;
+mod intakes;
+mod no_alloc;
 
 fn main() {}

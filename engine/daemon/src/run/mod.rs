@@ -1,0 +1,404 @@
+//! The thread-per-core runtime of `flashpointd`: builds every ring and core from the
+//! validated [`Settings`], starts one pinned glommio executor per CPU of the core map (roles
+//! sharing a CPU are tasks on it), serves the admin endpoint, signals READY/WATCHDOG to
+//! systemd, and drains on SIGTERM/SIGINT. `docs/daemon.md` describes the whole.
+
+mod admin;
+pub mod alloc_probe;
+mod journal;
+mod metrics;
+mod rings;
+mod roles;
+mod shared;
+mod signals;
+mod submit;
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::BufWriter;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fpn_engine::shard::{ShardWindow, ToBuilder, ToMerger};
+use fpn_engine::{BuilderShard, IntakeCore, Merger, WindowClock};
+use fpn_runtime::admin::{AdminConfig, AdminServer};
+use fpn_runtime::exec::{self, ExecutorSpec, RoleSpec, StopFlag};
+use fpn_runtime::heartbeat::Heartbeats;
+use fpn_runtime::metrics::{Histogram, Labels, MetricsHub};
+use fpn_runtime::notify::{Notifier, watchdog_timeout_from_env};
+use fpn_runtime::ring::ring;
+use thiserror::Error;
+
+pub use rings::now_ns;
+pub use roles::{Answer, ResultMsg, Submit};
+pub use shared::Shared;
+
+use crate::config::Settings;
+use crate::cores::Role;
+use metrics::{DAEMON_METRICS, ReceiptCounters};
+use rings::{RxQ, TxQ, stamped_ring};
+use roles::{BuilderRole, IntakeRole, JournalRole, LoopKit, MergerRings, MergerRole};
+
+/// File name of the journal under `engine.data_dir`.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+/// File the bound admin address is written to, under `engine.data_dir`.
+pub const ADMIN_ADDR_FILE: &str = "admin.addr";
+/// Window lines kept for `/windows/latest`.
+pub const LATEST_WINDOWS_MAX: usize = 64;
+/// Result buffers preallocated for merger → journal.
+pub const RESULT_POOL: usize = 4;
+/// How long the drain waits for the last window to reach the journal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Admin request bodies, at most (one frame).
+pub const SUBMIT_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// Why the daemon could not start or stop cleanly.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The settings are valid one by one but the engine refuses them together.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("admin endpoint on {addr}: {source}")]
+    Admin { addr: SocketAddr, source: std::io::Error },
+    #[error("executors: {0}")]
+    Exec(#[from] exec::ExecError),
+    #[error("a shard stopped: {0}")]
+    Stopped(String),
+    #[error("drain: {0}")]
+    Drain(String),
+}
+
+impl RunError {
+    /// The process exit code: 2 for configuration, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if matches!(self, RunError::Config(_)) { crate::EXIT_CONFIG } else { 1 }
+    }
+}
+
+fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let path = path.to_path_buf();
+    move |source| RunError::Io { what, path, source }
+}
+
+/// Every role's state before it moves onto its executor.
+enum RoleState {
+    Intake(Box<IntakeRole>),
+    Builder(Box<BuilderRole>),
+    Merger(Box<MergerRole>),
+    Journal(Box<JournalRole>),
+}
+
+impl RoleState {
+    fn spec(self, name: String) -> RoleSpec {
+        match self {
+            RoleState::Intake(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
+            RoleState::Builder(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
+            RoleState::Merger(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
+            RoleState::Journal(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, then drains. Returns once every executor
+/// stopped and the last window is in the journal.
+pub fn run(settings: &Settings) -> Result<(), RunError> {
+    signals::block_term_signals().map_err(io("blocking SIGTERM/SIGINT", "".as_ref()))?;
+    let start = Instant::now();
+    now_ns();
+
+    let shard_config = settings.shard_config();
+    shard_config.validate().map_err(|e| RunError::Config(e.to_string()))?;
+    let (n, s) = (shard_config.intakes_n, shard_config.shards_n);
+
+    std::fs::create_dir_all(&settings.data_dir).map_err(io("creating data dir", &settings.data_dir))?;
+    let journal_path = settings.data_dir.join(JOURNAL_FILE);
+    let journal_file: File = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&journal_path)
+        .map_err(io("opening journal", &journal_path))?;
+
+    let first_window_id = 1;
+    let shared = Arc::new(Shared::new(n, first_window_id, LATEST_WINDOWS_MAX));
+    let hub = Arc::new(MetricsHub::new());
+    hub.describe(&DAEMON_METRICS);
+
+    let role_names: Vec<String> = (0..n)
+        .map(|i| format!("intake{i}"))
+        .chain((0..s).map(|k| format!("builder{k}")))
+        .chain(["auction".to_string(), "journal".to_string()])
+        .collect();
+    let (heartbeats, mut beats) = Heartbeats::new(role_names.clone());
+    let mut beats = beats.drain(..);
+    let idle = |role: Role| *settings.idle.get(role);
+    let kit = |name: &str, role: Role, beat| LoopKit::new(idle(role), hub.register(name), beat);
+
+    // Rings. `[shard][intake]` for intake → builder.
+    let cap = settings.rings.capacity;
+    let mut to_builder_tx: Vec<Vec<TxQ<ToBuilder>>> = (0..n).map(|_| Vec::with_capacity(s)).collect();
+    let mut to_builder_rx: Vec<Vec<RxQ<ToBuilder>>> = (0..s).map(|_| Vec::with_capacity(n)).collect();
+    for (k, inputs) in to_builder_rx.iter_mut().enumerate() {
+        for (i, outputs) in to_builder_tx.iter_mut().enumerate() {
+            let (tx, rx) = stamped_ring(cap, &format!("intake{i}_builder{k}"));
+            outputs.push(tx);
+            inputs.push(rx);
+        }
+    }
+    let (mut to_merger_tx, mut to_merger_rx): (Vec<_>, Vec<_>) =
+        (0..n).map(|i| stamped_ring::<ToMerger>(cap, &format!("intake{i}_merger"))).unzip();
+    let windows = shard_config.shard_windows_max;
+    let (shard_out_tx, mut shard_out_rx): (Vec<_>, Vec<_>) =
+        (0..s).map(|k| stamped_ring::<Box<ShardWindow>>(windows, &format!("builder{k}_merger"))).unzip();
+    let (mut shard_back_tx, shard_back_rx): (Vec<_>, Vec<_>) =
+        (0..s).map(|k| stamped_ring::<Box<ShardWindow>>(windows, &format!("merger_builder{k}"))).unzip();
+    // Every record of the largest request body gets a receipt, plus `Done`: the answer ring
+    // holds at least that, so an intake can always take a frame once the ring has drained.
+    let answers_cap = cap.max((SUBMIT_BODY_BYTES_MAX / fpn_wire::RECORD_HEADER_LEN + 1).next_power_of_two());
+    let (submit_tx, mut submit_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| ring::<Submit>(cap)).unzip();
+    let (mut answers_tx, answers_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| ring::<Answer>(answers_cap)).unzip();
+    let (receipts_tx, receipts_rx) = ring::<fpn_wire::Receipt>(cap);
+    let (results_tx, results_rx) = ring::<ResultMsg>(settings.rings.results_capacity);
+    let (mut pool_tx, pool_rx) = ring::<ResultMsg>(settings.rings.results_capacity + RESULT_POOL);
+    let w = &shard_config.engine;
+    let bytes_reserve = 1024 + 32 * (w.window.records_max + w.auction.top_k as usize);
+    for _ in 0..RESULT_POOL {
+        let buf = ResultMsg { bytes: Vec::with_capacity(bytes_reserve), ..ResultMsg::default() };
+        pool_tx.try_push(buf).expect("the pool ring holds the pool");
+    }
+
+    // Cores and roles, in heartbeat-name order.
+    let mut states: Vec<(Role, usize, RoleState)> = Vec::new();
+    let now = now_ns();
+    for (i, to_builder) in to_builder_tx.into_iter().enumerate() {
+        let name = format!("intake{i}");
+        let role = IntakeRole {
+            index: i,
+            core: IntakeCore::new(&shard_config, i, first_window_id),
+            clock: (i == 0).then(|| WindowClock::new(w.window.window_ns, first_window_id, now)),
+            to_builder,
+            to_merger: to_merger_tx.remove(0),
+            submits: submit_rx.remove(0),
+            submits_labels: Labels::new(&[("ring", &format!("submit_intake{i}"))]),
+            answers: answers_tx.remove(0),
+            answers_labels: Labels::new(&[("ring", &format!("intake{i}_answers"))]),
+            shared: shared.clone(),
+            kit: kit(&name, Role::Intake, beats.next().expect("one beat per role")),
+            frames_total: 0,
+            windows_closed_total: 0,
+            counters: ReceiptCounters::default(),
+            latency: Histogram::new(),
+        };
+        states.push((Role::Intake, i, RoleState::Intake(Box::new(role))));
+    }
+    for (k, (inputs, (out, back))) in
+        to_builder_rx.into_iter().zip(shard_out_tx.into_iter().zip(shard_back_rx)).enumerate()
+    {
+        let name = format!("builder{k}");
+        let role = BuilderRole {
+            core: BuilderShard::new(&shard_config, k, first_window_id),
+            inputs,
+            out,
+            back,
+            kit: kit(&name, Role::Builder, beats.next().expect("one beat per role")),
+        };
+        states.push((Role::Builder, k, RoleState::Builder(Box::new(role))));
+    }
+    let merger = MergerRole {
+        core: Merger::new(&shard_config, first_window_id),
+        intakes: std::mem::take(&mut to_merger_rx),
+        shards: std::mem::take(&mut shard_out_rx),
+        out: MergerRings {
+            shard_back: std::mem::take(&mut shard_back_tx),
+            results: results_tx,
+            results_labels: Labels::new(&[("ring", "merger_journal")]),
+            results_waiting: VecDeque::with_capacity(RESULT_POOL),
+            pool: pool_rx,
+            pool_labels: Labels::new(&[("ring", "journal_merger")]),
+            bytes_reserve,
+            receipts: receipts_tx,
+            receipts_labels: Labels::new(&[("ring", "merger_answers")]),
+            receipts_waiting: VecDeque::with_capacity(cap),
+            shared: shared.clone(),
+            counters: ReceiptCounters::default(),
+            windows_published_total: 0,
+            buffers_allocated_total: 0,
+            publish_latency: Histogram::new(),
+        },
+        kit: kit("auction", Role::Auction, beats.next().expect("one beat per role")),
+    };
+    states.push((Role::Auction, 0, RoleState::Merger(Box::new(merger))));
+    let journal = JournalRole {
+        results: results_rx,
+        results_labels: Labels::new(&[("ring", "merger_journal")]),
+        back: pool_tx,
+        back_labels: Labels::new(&[("ring", "journal_merger")]),
+        file: BufWriter::with_capacity(1 << 20, journal_file),
+        shared: shared.clone(),
+        kit: kit("journal", Role::Journal, beats.next().expect("one beat per role")),
+        windows_written_total: 0,
+        bytes_written_total: 0,
+        write_errors_total: 0,
+    };
+    states.push((Role::Journal, 0, RoleState::Journal(Box::new(journal))));
+
+    // One executor per CPU of the core map; the prover and admin instances run no task here.
+    let mut specs = Vec::new();
+    for plan in &settings.core_map.plans {
+        let mut roles = Vec::new();
+        for instance in &plan.roles {
+            if let Some(pos) = states.iter().position(|(r, i, _)| *r == instance.role && *i == instance.index)
+            {
+                let (role, index, state) = states.remove(pos);
+                let name = if matches!(role, Role::Intake | Role::Builder) {
+                    format!("{role}{index}")
+                } else {
+                    role.to_string()
+                };
+                roles.push(state.spec(name));
+            }
+        }
+        if !roles.is_empty() {
+            specs.push(ExecutorSpec::new(plan.cpu, format!("cpu{}", plan.cpu), roles));
+        }
+    }
+    assert!(states.is_empty(), "every role has a CPU in the core map");
+    let submit = Arc::new(submit::SubmitPath::new(shared.clone(), submit_tx, hub.register("admin")));
+    let health = Arc::new(admin::Health::new(heartbeats.clone()));
+
+    let stop = StopFlag::new();
+    let executors = exec::start(specs, stop.clone())?;
+    for (name, cpu) in executors.executors() {
+        eprintln!("flashpointd: executor {name} pinned to cpu {cpu}");
+    }
+    // Threads started from here on (admin, collector) inherit the admin CPU.
+    if let Some(cpu) = settings.core_map.cpu_of(Role::Admin, 0)
+        && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+    {
+        eprintln!("flashpointd: warning: could not pin the admin threads to cpu {cpu}");
+    }
+
+    let collector_stop = Arc::new(AtomicBool::new(false));
+    let collector = std::thread::Builder::new()
+        .name("fpn-receipts".into())
+        .spawn({
+            let (submit, stop) = (submit.clone(), collector_stop.clone());
+            move || submit.collect(answers_rx, receipts_rx, &stop)
+        })
+        .map_err(io("spawning the receipt collector", "".as_ref()))?;
+
+    let admin_server = if settings.admin.enabled {
+        let mut config = AdminConfig::new(settings.admin.addr);
+        config.body_bytes_max = SUBMIT_BODY_BYTES_MAX;
+        let router = admin::router(hub.clone(), shared.clone(), submit.clone(), health.clone());
+        let server = match AdminServer::start(config, move |r| router.handle(r)) {
+            Ok(server) => server,
+            Err(source) => {
+                executors.stop();
+                drop(executors.join());
+                return Err(RunError::Admin { addr: settings.admin.addr, source });
+            }
+        };
+        let addr = server.local_addr();
+        let addr_path = settings.data_dir.join(ADMIN_ADDR_FILE);
+        std::fs::write(&addr_path, format!("{addr}\n")).map_err(io("writing", &addr_path))?;
+        eprintln!("flashpointd: admin endpoint on http://{addr} (written to {})", addr_path.display());
+        Some(server)
+    } else {
+        None
+    };
+
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        eprintln!("flashpointd: warning: NOTIFY_SOCKET unusable ({e}); not notifying systemd");
+        Notifier::disabled()
+    });
+    let watchdog =
+        watchdog_timeout_from_env().ok().flatten().map(|t| (t / 2).max(3 * roles::HOUSEKEEPING_PERIOD));
+    let mut watchdog_checker = heartbeats.checker();
+    let mut watchdog_last = Instant::now();
+
+    // Wait for READY, then serve until a signal.
+    let signal = loop {
+        if let Some(signal) = signals::wait_term_signal(Duration::from_millis(50)) {
+            break signal;
+        }
+        if stop.is_stopped() {
+            return Err(RunError::Stopped(join_errors(executors)));
+        }
+        if !health.ready.load(Ordering::Acquire) && heartbeats.values().iter().all(|&v| v > 0) {
+            health.ready.store(true, Ordering::Release);
+            let _ = notifier.ready();
+            eprintln!(
+                "flashpointd: ready in {} ms: {n} intake(s), {s} builder shard(s), window {} ms, journal {}",
+                start.elapsed().as_millis(),
+                w.window.window_ns / 1_000_000,
+                journal_path.display()
+            );
+        }
+        if let Some(interval) = watchdog
+            && health.ready.load(Ordering::Acquire)
+            && watchdog_last.elapsed() >= interval
+        {
+            watchdog_last = Instant::now();
+            let report = watchdog_checker.check();
+            if report.all_advanced() {
+                let _ = notifier.watchdog();
+            } else {
+                eprintln!("flashpointd: watchdog withheld: stalled {}", report.stalled.join(" "));
+            }
+        }
+    };
+
+    // Drain: no more submits, let the intakes empty their rings, close the window now, wait
+    // until the journal has it.
+    eprintln!("flashpointd: {signal}: draining");
+    let _ = notifier.status("draining");
+    submit.close();
+    shared.drain_requested.store(true, Ordering::Release);
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    let drained = loop {
+        let last = shared.final_window_id.load(Ordering::Acquire);
+        if last != 0 && shared.journal_window_id.load(Ordering::Acquire) >= last {
+            break Ok(last);
+        }
+        if stop.is_stopped() {
+            break Err(RunError::Stopped("a shard stopped during the drain".into()));
+        }
+        if Instant::now() >= deadline {
+            break Err(RunError::Drain(format!(
+                "the last window did not reach the journal within {} s (closed {last}, merged {}, journaled {})",
+                DRAIN_TIMEOUT.as_secs(),
+                shared.merger_window_id.load(Ordering::Acquire),
+                shared.journal_window_id.load(Ordering::Acquire),
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    executors.stop();
+    let errors = join_errors(executors);
+    collector_stop.store(true, Ordering::Release);
+    let _ = collector.join();
+    if let Some(server) = admin_server {
+        server.shutdown();
+    }
+    let _ = notifier.stopping();
+    let last = drained?;
+    if !errors.is_empty() {
+        return Err(RunError::Stopped(errors));
+    }
+    eprintln!("flashpointd: drained: window {last} is the last in {}; bye", journal_path.display());
+    Ok(())
+}
+
+fn join_errors(executors: exec::Executors) -> String {
+    let errors: Vec<String> = executors
+        .join()
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
+        .collect();
+    errors.join("; ")
+}

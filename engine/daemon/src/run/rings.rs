@@ -1,0 +1,95 @@
+//! The engine's queue traits over the runtime's SPSC rings, with a send stamp per message.
+//!
+//! `fpn_engine::shard` cores push into a [`Sink`] and pop from a [`Source`]; the runtime's
+//! rings are [`Tx`]/[`Rx`]. The adapters here join the two (both traits and ring types are
+//! foreign to this crate, hence the newtypes) and stamp every message with the time it was
+//! pushed, so the consumer records the ring transit time in a local histogram.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use fpn_engine::shard::{Full, Sink, Source};
+use fpn_runtime::metrics::{Histogram, Labels};
+use fpn_runtime::ring::{Rx, Tx, ring};
+
+static EPOCH: OnceLock<(Instant, u64)> = OnceLock::new();
+
+/// Nanoseconds since the Unix epoch (as `rx_ns` on the wire), but advancing with the
+/// monotonic clock (`Instant`): the wall clock is read once, at the first call, and only the
+/// monotonic time since then is added. Every thread reads the same clock, so stamps compare
+/// across cores and a wall-clock step never makes a latency negative.
+#[inline]
+pub fn now_ns() -> u64 {
+    let (start, wall_ns) = *EPOCH.get_or_init(|| {
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        (Instant::now(), u64::try_from(wall.as_nanos()).unwrap_or(0))
+    });
+    wall_ns.saturating_add(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A message and the time it was pushed.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamped<T> {
+    pub sent_ns: u64,
+    pub msg: T,
+}
+
+/// Producer end: stamps with `now_ns`, which the owning loop sets once per iteration.
+#[derive(Debug)]
+pub struct TxQ<T> {
+    pub tx: Tx<Stamped<T>>,
+    pub now_ns: u64,
+    pub labels: Labels,
+}
+
+/// Consumer end: records `now_ns - sent_ns` of each popped message in `transit`.
+#[derive(Debug)]
+pub struct RxQ<T> {
+    pub rx: Rx<Stamped<T>>,
+    pub now_ns: u64,
+    pub transit: Histogram,
+    pub labels: Labels,
+}
+
+/// A stamped ring named `name` (the `ring` label of its metrics).
+pub fn stamped_ring<T>(capacity: usize, name: &str) -> (TxQ<T>, RxQ<T>) {
+    let (tx, rx) = ring(capacity);
+    let labels = Labels::new(&[("ring", name)]);
+    (TxQ { tx, now_ns: 0, labels: labels.clone() }, RxQ { rx, now_ns: 0, transit: Histogram::new(), labels })
+}
+
+impl<T> Sink<T> for TxQ<T> {
+    #[inline]
+    fn push(&mut self, value: T) -> Result<(), Full<T>> {
+        self.tx.try_push(Stamped { sent_ns: self.now_ns, msg: value }).map_err(|full| Full(full.0.msg))
+    }
+}
+
+impl<T> Source<T> for RxQ<T> {
+    #[inline]
+    fn pop(&mut self) -> Option<T> {
+        let s = self.rx.pop()?;
+        self.transit.record_ns(self.now_ns.saturating_sub(s.sent_ns).max(1));
+        Some(s.msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_ring_hands_the_value_back_and_transit_is_recorded() {
+        let (mut tx, mut rx) = stamped_ring::<u32>(2, "t");
+        tx.now_ns = 100;
+        assert!(tx.push(1).is_ok());
+        assert!(tx.push(2).is_ok());
+        assert_eq!(tx.push(3), Err(Full(3)));
+        rx.now_ns = 350;
+        assert_eq!(rx.pop(), Some(1));
+        assert_eq!(rx.pop(), Some(2));
+        assert_eq!(rx.pop(), None);
+        assert_eq!(rx.transit.count(), 2);
+        assert!((249..=251).contains(&rx.transit.max_ns()), "{}", rx.transit.max_ns());
+    }
+}

@@ -1,0 +1,573 @@
+//! The run loop of every role: drain input rings, call the sans-IO core, publish, and do
+//! housekeeping (metrics publish, heartbeat) on a timer. One loop per role instance, each a
+//! task on its CPU's glommio executor (`docs/daemon.md`).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use fpn_engine::shard::{IntakeSink, ShardWindow, ToBuilder, ToMerger};
+use fpn_engine::{BuilderShard, IntakeCore, Merger, MergerOutput, WindowClock, WindowResult, WindowSummary};
+use fpn_runtime::exec::RoleContext;
+use fpn_runtime::heartbeat::Heartbeat;
+use fpn_runtime::housekeeping::HousekeepingTimer;
+use fpn_runtime::idle::{IdleStrategy, Idler};
+use fpn_runtime::metrics::{Histogram, Labels, ShardPublisher, Snapshot};
+use fpn_runtime::ring::{Rx, Tx};
+use fpn_wire::{Reason, Receipt};
+
+use super::metrics::*;
+use super::rings::{RxQ, TxQ, now_ns};
+use super::shared::{Shared, pack_book, unpack_book};
+
+/// Messages a core handles from one input ring per loop iteration, at most.
+pub const BUDGET: usize = 256;
+/// Housekeeping period: metrics publish and heartbeat.
+pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(100);
+
+/// One `POST /submit` frame on its way to an intake.
+#[derive(Debug)]
+pub struct Submit {
+    /// Unique per frame: the admin side matches answers (the merger's too) by it.
+    pub rx_ns: u64,
+    pub frame: Vec<u8>,
+    /// Records in the frame: the intake takes the frame only when its answer ring has room
+    /// for all of their receipts plus `Done`, so it never has to hold an answer back.
+    pub records: usize,
+}
+
+/// Intake → admin.
+#[derive(Debug)]
+pub enum Answer {
+    Receipt(Receipt),
+    /// Every receipt the intake answers for the frame was sent before this. The frame's
+    /// buffer goes back so it is freed on the admin side, not on the hot core.
+    Done {
+        rx_ns: u64,
+        frame: Vec<u8>,
+        refused: Option<Reason>,
+    },
+}
+
+/// Merger → journal: one window's result, encoded (`WindowResult::encode`) into a pooled
+/// buffer that the journal hands back.
+#[derive(Debug, Default)]
+pub struct ResultMsg {
+    pub window: WindowSummary,
+    pub published_ns: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// What every loop has besides its core: idle strategy, housekeeping, metrics, heartbeat.
+pub struct LoopKit {
+    pub idler: Idler,
+    pub housekeeping: HousekeepingTimer,
+    pub publisher: ShardPublisher,
+    pub heartbeat: Heartbeat,
+    pub none: Labels,
+}
+
+impl LoopKit {
+    pub fn new(idle: IdleStrategy, publisher: ShardPublisher, heartbeat: Heartbeat) -> LoopKit {
+        LoopKit {
+            idler: Idler::new(idle),
+            housekeeping: HousekeepingTimer::new(HOUSEKEEPING_PERIOD, 64, Instant::now()),
+            publisher,
+            heartbeat,
+            none: Labels::none(),
+        }
+    }
+}
+
+fn publish_tx<T>(s: &mut Snapshot, q: &TxQ<T>) {
+    s.ring_tx(&q.labels, q.tx.counters(), q.tx.occupancy());
+}
+
+fn publish_rx<T>(s: &mut Snapshot, q: &RxQ<T>) {
+    s.ring_rx(&q.labels, q.rx.counters());
+    s.histogram(&RING_TRANSIT_SECONDS, &q.labels, &q.transit);
+}
+
+// ---------------------------------------------------------------------------------------
+// Intake
+
+/// Intake `index`: admission of submitted frames into the open window. Intake 0 also owns
+/// the [`WindowClock`] and publishes each close on the board; the others apply the board's
+/// closes in order and ask intake 0 to close when their window is full.
+pub struct IntakeRole {
+    pub index: usize,
+    pub core: IntakeCore,
+    pub clock: Option<WindowClock>,
+    pub to_builder: Vec<TxQ<ToBuilder>>,
+    pub to_merger: TxQ<ToMerger>,
+    pub submits: Rx<Submit>,
+    pub submits_labels: Labels,
+    pub answers: Tx<Answer>,
+    pub answers_labels: Labels,
+    pub shared: Arc<Shared>,
+    pub kit: LoopKit,
+    pub frames_total: u64,
+    pub windows_closed_total: u64,
+    pub counters: ReceiptCounters,
+    pub latency: Histogram,
+}
+
+struct IntakeRings<'a> {
+    to_builder: &'a mut [TxQ<ToBuilder>],
+    to_merger: &'a mut TxQ<ToMerger>,
+}
+
+impl IntakeSink for IntakeRings<'_> {
+    #[inline]
+    fn to_builder(&mut self, shard: usize, msg: ToBuilder) -> Result<(), fpn_engine::shard::Full<ToBuilder>> {
+        fpn_engine::shard::Sink::push(&mut self.to_builder[shard], msg)
+    }
+
+    #[inline]
+    fn to_merger(&mut self, msg: ToMerger) -> Result<(), fpn_engine::shard::Full<ToMerger>> {
+        fpn_engine::shard::Sink::push(self.to_merger, msg)
+    }
+}
+
+impl IntakeRole {
+    pub async fn run(mut self, ctx: RoleContext) {
+        let mut book_seen = u64::MAX;
+        let mut handled = self.core.window_id() - 1;
+        self.housekeep();
+        while !ctx.stop.is_stopped() {
+            super::alloc_probe::enter();
+            let now = now_ns();
+            for q in &mut self.to_builder {
+                q.now_ns = now;
+            }
+            self.to_merger.now_ns = now;
+            let mut did_work = false;
+
+            let book = self.shared.book_open[self.index].0.load(Ordering::Relaxed);
+            if book != book_seen {
+                let (open, taken) = unpack_book(book);
+                self.core.set_book_open(open, taken);
+                book_seen = book;
+            }
+            if self.core.has_pending() {
+                let mut sink =
+                    IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
+                did_work |= self.core.poll_pending(&mut sink).is_ok();
+            }
+
+            did_work |= self.handle_submits();
+            if self.clock.is_some() {
+                did_work |= self.poll_clock(now);
+            } else {
+                did_work |= self.follow_closes(&mut handled);
+            }
+
+            if self.kit.housekeeping.due_at(Instant::now()) {
+                self.housekeep();
+            }
+            let action = self.kit.idler.idle(did_work);
+            super::alloc_probe::leave();
+            action.perform(ctx.park_mode).await;
+        }
+    }
+
+    fn handle_submits(&mut self) -> bool {
+        let mut did_work = false;
+        for _ in 0..BUDGET {
+            let Some(next) = self.submits.peek() else { break };
+            if self.answers.slots_free() < next.records + 1 {
+                break;
+            }
+            let sub = self.submits.pop().expect("peeked");
+            let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
+            let answers = &mut self.answers;
+            let counters = &mut self.counters;
+            let result = self.core.handle_frame(now_ns(), sub.rx_ns, &sub.frame, &mut sink, |r| {
+                counters.count(r.status);
+                let pushed = answers.try_push(Answer::Receipt(r));
+                debug_assert!(pushed.is_ok(), "room was checked before the frame was taken");
+            });
+            self.frames_total += 1;
+            self.latency.record_ns(now_ns().saturating_sub(sub.rx_ns).max(1));
+            let done = Answer::Done { rx_ns: sub.rx_ns, frame: sub.frame, refused: result.err() };
+            let pushed = self.answers.try_push(done);
+            debug_assert!(pushed.is_ok(), "room was checked before the frame was taken");
+            did_work = true;
+            if self.core.wants_close() && self.clock.is_none() {
+                self.shared.close_request.0.store(true, Ordering::Relaxed);
+            }
+        }
+        if self.shared.drain_requested.load(Ordering::Acquire) && self.submits.is_empty() {
+            self.shared.input_done[self.index].0.store(true, Ordering::Release);
+        }
+        did_work
+    }
+
+    /// Intake 0: close the window when due, full (any intake), or for the drain.
+    fn poll_clock(&mut self, now: u64) -> bool {
+        let shared = &*self.shared;
+        if shared.final_window_id.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        let clock = self.clock.as_mut().expect("intake 0 has the clock");
+        let full = self.core.wants_close() || shared.close_request.0.load(Ordering::Relaxed);
+        let drain = shared.drain_requested.load(Ordering::Acquire)
+            && shared.input_done.iter().all(|d| d.0.load(Ordering::Acquire));
+        let due = full || drain || now >= clock.deadline_ns();
+        if !due || self.core.has_pending() || !shared.board.may_close() {
+            return false;
+        }
+        if full {
+            shared.close_request.0.store(false, Ordering::Relaxed);
+        }
+        let close = clock.close_now(now, full);
+        let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
+        // A marker that does not fit its ring stays pending in the core (never dropped).
+        let _ = self.core.handle_window(close, &mut sink);
+        shared.board.publish(close);
+        self.windows_closed_total += 1;
+        if drain {
+            shared.final_window_id.store(close.window_id, Ordering::Release);
+        }
+        true
+    }
+
+    /// Intakes 1..N: apply the board's closes in order (one at a time, none while a marker of
+    /// the previous one is still pending).
+    fn follow_closes(&mut self, handled: &mut u64) -> bool {
+        let mut did_work = false;
+        while *handled < self.shared.board.latest() && !self.core.has_pending() {
+            let close = self.shared.board.get(*handled + 1);
+            let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
+            let _ = self.core.handle_window(close, &mut sink);
+            *handled += 1;
+            self.shared.board.set_handled(self.index, *handled);
+            did_work = true;
+        }
+        if self.core.wants_close() {
+            self.shared.close_request.0.store(true, Ordering::Relaxed);
+        }
+        did_work
+    }
+
+    fn housekeep(&mut self) {
+        let Self { kit, to_builder, to_merger, submits, answers, counters, latency, .. } = self;
+        let (frames, closed, idle) = (self.frames_total, self.windows_closed_total, kit.idler.counters());
+        let (sl, al, none) = (&self.submits_labels, &self.answers_labels, &kit.none);
+        let is_clock = self.clock.is_some();
+        kit.publisher.publish(|s| {
+            for q in to_builder.iter() {
+                publish_tx(s, q);
+            }
+            publish_tx(s, to_merger);
+            s.ring_rx(sl, submits.counters());
+            s.ring_tx(al, answers.counters(), answers.occupancy());
+            s.idle(none, idle);
+            s.counter(&INTAKE_FRAMES_TOTAL, none, frames);
+            if is_clock {
+                s.counter(&WINDOWS_CLOSED_TOTAL, none, closed);
+            }
+            counters.publish(s, none);
+            s.histogram(&INTAKE_LATENCY_SECONDS, none, latency);
+        });
+        kit.heartbeat.beat();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Builder shard
+
+/// Builder shard `s`: reads its ring from every intake, builds each window's block of the
+/// intents local to it, sends the `ShardWindow` to the merger and gets it back when done.
+pub struct BuilderRole {
+    pub core: BuilderShard,
+    pub inputs: Vec<RxQ<ToBuilder>>,
+    pub out: TxQ<Box<ShardWindow>>,
+    pub back: RxQ<Box<ShardWindow>>,
+    pub kit: LoopKit,
+}
+
+impl BuilderRole {
+    pub async fn run(mut self, ctx: RoleContext) {
+        self.housekeep();
+        while !ctx.stop.is_stopped() {
+            super::alloc_probe::enter();
+            let now = now_ns();
+            for q in &mut self.inputs {
+                q.now_ns = now;
+            }
+            self.out.now_ns = now;
+            self.back.now_ns = now;
+            let mut did_work = false;
+            while let Some(w) = fpn_engine::shard::Source::pop(&mut self.back) {
+                self.core.handle_returned(w);
+                did_work = true;
+            }
+            did_work |= self.core.poll(&mut self.inputs, &mut self.out, BUDGET);
+            if self.kit.housekeeping.due_at(Instant::now()) {
+                self.housekeep();
+            }
+            let action = self.kit.idler.idle(did_work);
+            super::alloc_probe::leave();
+            action.perform(ctx.park_mode).await;
+        }
+    }
+
+    fn housekeep(&mut self) {
+        let Self { inputs, out, back, kit, .. } = self;
+        let idle = kit.idler.counters();
+        let none = &kit.none;
+        kit.publisher.publish(|s| {
+            for q in inputs.iter() {
+                publish_rx(s, q);
+            }
+            publish_tx(s, out);
+            publish_rx(s, back);
+            s.idle(none, idle);
+        });
+        kit.heartbeat.beat();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Merger (the auction role)
+
+/// The merger's outputs: results to the journal, book-cancel receipts to the admin side,
+/// book counts to the intakes, shard windows back to their builders. Values a full ring
+/// refuses wait in a local queue (in order) and go first next time.
+pub struct MergerRings {
+    pub shard_back: Vec<TxQ<Box<ShardWindow>>>,
+    pub results: Tx<ResultMsg>,
+    pub results_labels: Labels,
+    pub results_waiting: VecDeque<ResultMsg>,
+    /// Buffers the journal handed back.
+    pub pool: Rx<ResultMsg>,
+    pub pool_labels: Labels,
+    pub bytes_reserve: usize,
+    pub receipts: Tx<Receipt>,
+    pub receipts_labels: Labels,
+    pub receipts_waiting: VecDeque<Receipt>,
+    pub shared: Arc<Shared>,
+    pub counters: ReceiptCounters,
+    pub windows_published_total: u64,
+    pub buffers_allocated_total: u64,
+    pub publish_latency: Histogram,
+}
+
+impl MergerOutput for MergerRings {
+    fn window_result(&mut self, result: &WindowResult) {
+        let mut msg = self.pool.pop().unwrap_or_else(|| {
+            self.buffers_allocated_total += 1;
+            ResultMsg { bytes: Vec::with_capacity(self.bytes_reserve), ..ResultMsg::default() }
+        });
+        msg.bytes.clear();
+        result.encode(&mut msg.bytes);
+        msg.window = result.window;
+        msg.published_ns = now_ns();
+        self.publish_latency.record_ns(msg.published_ns.saturating_sub(result.window.closed_ns).max(1));
+        self.windows_published_total += 1;
+        self.shared.merger_window_id.store(result.window.window_id, Ordering::Release);
+        if self.results_waiting.is_empty() {
+            if let Err(full) = self.results.try_push(msg) {
+                self.results_waiting.push_back(full.into_inner());
+            }
+        } else {
+            self.results_waiting.push_back(msg);
+        }
+    }
+
+    fn receipt(&mut self, receipt: Receipt) {
+        self.counters.count(receipt.status);
+        if self.receipts_waiting.is_empty() {
+            if let Err(full) = self.receipts.try_push(receipt) {
+                self.receipts_waiting.push_back(full.into_inner());
+            }
+        } else {
+            self.receipts_waiting.push_back(receipt);
+        }
+    }
+
+    fn book_open(&mut self, intake: usize, open: usize, taken_total: u64) {
+        self.shared.book_open[intake].0.store(pack_book(open, taken_total), Ordering::Relaxed);
+    }
+
+    fn return_window(
+        &mut self,
+        shard: usize,
+        window: Box<ShardWindow>,
+    ) -> Result<(), fpn_engine::shard::Full<Box<ShardWindow>>> {
+        fpn_engine::shard::Sink::push(&mut self.shard_back[shard], window)
+    }
+}
+
+impl MergerRings {
+    fn flush_waiting(&mut self) -> bool {
+        let mut did_work = false;
+        while let Some(msg) = self.results_waiting.pop_front() {
+            if let Err(full) = self.results.try_push(msg) {
+                self.results_waiting.push_front(full.into_inner());
+                break;
+            }
+            did_work = true;
+        }
+        while let Some(r) = self.receipts_waiting.pop_front() {
+            if let Err(full) = self.receipts.try_push(r) {
+                self.receipts_waiting.push_front(full.into_inner());
+                break;
+            }
+            did_work = true;
+        }
+        did_work
+    }
+}
+
+/// The merger: cross-shard intents, the merged block, the auction book and its clearing.
+pub struct MergerRole {
+    pub core: Merger,
+    pub intakes: Vec<RxQ<ToMerger>>,
+    pub shards: Vec<RxQ<Box<ShardWindow>>>,
+    pub out: MergerRings,
+    pub kit: LoopKit,
+}
+
+impl MergerRole {
+    pub async fn run(mut self, ctx: RoleContext) {
+        self.housekeep();
+        while !ctx.stop.is_stopped() {
+            super::alloc_probe::enter();
+            let now = now_ns();
+            for q in &mut self.intakes {
+                q.now_ns = now;
+            }
+            for q in &mut self.shards {
+                q.now_ns = now;
+            }
+            for q in &mut self.out.shard_back {
+                q.now_ns = now;
+            }
+            let mut did_work = self.out.flush_waiting();
+            did_work |= self.core.poll(&mut self.intakes, &mut self.shards, &mut self.out, BUDGET);
+            if self.kit.housekeeping.due_at(Instant::now()) {
+                self.housekeep();
+            }
+            let action = self.kit.idler.idle(did_work);
+            super::alloc_probe::leave();
+            action.perform(ctx.park_mode).await;
+        }
+    }
+
+    fn housekeep(&mut self) {
+        let Self { intakes, shards, out, kit, .. } = self;
+        let idle = kit.idler.counters();
+        let none = &kit.none;
+        kit.publisher.publish(|s| {
+            for q in intakes.iter() {
+                publish_rx(s, q);
+            }
+            for q in shards.iter() {
+                publish_rx(s, q);
+            }
+            for q in out.shard_back.iter() {
+                publish_tx(s, q);
+            }
+            s.ring_tx(&out.results_labels, out.results.counters(), out.results.occupancy());
+            s.ring_rx(&out.pool_labels, out.pool.counters());
+            s.ring_tx(&out.receipts_labels, out.receipts.counters(), out.receipts.occupancy());
+            s.idle(none, idle);
+            out.counters.publish(s, none);
+            s.counter(&WINDOWS_PUBLISHED_TOTAL, none, out.windows_published_total);
+            s.counter(&RESULT_BUFFERS_ALLOCATED_TOTAL, none, out.buffers_allocated_total);
+            s.histogram(&WINDOW_PUBLISH_SECONDS, none, &out.publish_latency);
+        });
+        kit.heartbeat.beat();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Journal
+
+/// Appends each window result as one JSON line to `<data_dir>/journal.jsonl` and keeps the
+/// newest lines for the admin endpoint. Off the latency path: it formats JSON and writes a
+/// file, so it allocates and may block briefly in `write`.
+pub struct JournalRole {
+    pub results: Rx<ResultMsg>,
+    pub results_labels: Labels,
+    pub back: Tx<ResultMsg>,
+    pub back_labels: Labels,
+    pub file: BufWriter<File>,
+    pub shared: Arc<Shared>,
+    pub kit: LoopKit,
+    pub windows_written_total: u64,
+    pub bytes_written_total: u64,
+    pub write_errors_total: u64,
+}
+
+impl JournalRole {
+    pub async fn run(mut self, ctx: RoleContext) {
+        self.housekeep();
+        while !ctx.stop.is_stopped() {
+            let mut did_work = false;
+            let mut last_window_id = 0;
+            while let Some(msg) = self.results.pop() {
+                self.append(&msg);
+                last_window_id = msg.window.window_id;
+                // A full return ring (more buffers than it holds): free this one here.
+                let _ = self.back.try_push(msg);
+                did_work = true;
+            }
+            if did_work && let Err(e) = self.file.flush() {
+                self.write_errors_total += 1;
+                eprintln!("flashpointd: journal: flush failed: {e}");
+            }
+            if did_work {
+                // Only once the lines are in the file: the drain waits for this.
+                self.shared.journal_window_id.store(last_window_id, Ordering::Release);
+            }
+            if self.kit.housekeeping.due_at(Instant::now()) {
+                self.housekeep();
+            }
+            self.kit.idler.idle(did_work).perform(ctx.park_mode).await;
+        }
+        let _ = self.file.flush();
+    }
+
+    fn append(&mut self, msg: &ResultMsg) {
+        let mut line = super::journal::window_json(msg).to_string();
+        line.push('\n');
+        match self.file.write_all(line.as_bytes()) {
+            Ok(()) => {
+                self.bytes_written_total += line.len() as u64;
+                self.windows_written_total += 1;
+            }
+            Err(e) => {
+                self.write_errors_total += 1;
+                eprintln!("flashpointd: journal: append of window {} failed: {e}", msg.window.window_id);
+            }
+        }
+        line.pop();
+        let mut latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+        if latest.len() == self.shared.latest_max {
+            latest.pop_front();
+        }
+        latest.push_back(line);
+    }
+
+    fn housekeep(&mut self) {
+        let idle = self.kit.idler.counters();
+        let Self { results, results_labels, back, back_labels, kit, .. } = self;
+        let (w, b, e) = (self.windows_written_total, self.bytes_written_total, self.write_errors_total);
+        let none = &kit.none;
+        kit.publisher.publish(|s| {
+            s.ring_rx(results_labels, results.counters());
+            s.ring_tx(back_labels, back.counters(), back.occupancy());
+            s.idle(none, idle);
+            s.counter(&JOURNAL_WINDOWS_WRITTEN_TOTAL, none, w);
+            s.counter(&JOURNAL_WRITTEN_BYTES_TOTAL, none, b);
+            s.counter(&JOURNAL_WRITE_ERRORS_TOTAL, none, e);
+        });
+        kit.heartbeat.beat();
+    }
+}
