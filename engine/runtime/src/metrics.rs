@@ -11,6 +11,10 @@
 //!
 //! The admin side ([`MetricsHub::render_prometheus`], [`MetricsHub::render_json`]) copies
 //! each slot under the lock and renders outside it. Every series carries a `shard` label;
+//! every histogram is also rendered merged across shards (HdrHistogram `add` of the copied
+//! snapshots, per set of other labels) as the series `shard="all"` ([`SHARD_ALL`]), so a
+//! stage's latency quantiles are over all its shards. The merge is done at render time, on
+//! the admin side, never by a shard.
 //! Prometheus names follow `fpn_<subject>_<action>_<unit>`, counters end in `_total`,
 //! latency histograms end in `_seconds` and are recorded in nanoseconds, rendered in seconds.
 
@@ -28,6 +32,9 @@ pub const HISTOGRAM_NS_MIN: u64 = 1;
 pub const HISTOGRAM_NS_MAX: u64 = 60_000_000_000;
 /// Significant figures kept by every histogram.
 pub const HISTOGRAM_SIGFIG: u8 = 3;
+
+/// The `shard` label value of a histogram merged across shards (a shard may not be named so).
+pub const SHARD_ALL: &str = "all";
 
 /// Upper bounds (ns) of the Prometheus buckets rendered for every histogram, then `+Inf`.
 pub const BUCKET_BOUNDS_NS: [u64; 25] = [
@@ -472,6 +479,7 @@ impl MetricsHub {
     /// If `shard` is already registered.
     pub fn register(&self, shard: &str) -> ShardPublisher {
         let mut slots = lock(&self.slots);
+        assert!(shard != SHARD_ALL, "shard name {SHARD_ALL:?} is reserved for merged histograms");
         assert!(slots.iter().all(|s| s.shard != shard), "shard {shard:?} registered twice");
         let slot =
             Arc::new(ShardSlot { shard: shard.to_string(), snapshot: Mutex::new(Snapshot::default()) });
@@ -501,10 +509,35 @@ impl MetricsHub {
         groups.into_values().collect()
     }
 
+    /// Groups as [`MetricsHub::grouped`], each histogram metric followed by its series merged
+    /// across shards (`shard="all"`, one per set of other labels, in first-seen order).
+    fn grouped_with_merged(&self) -> Vec<Group> {
+        let mut groups = self.grouped();
+        for (desc, series) in &mut groups {
+            if desc.kind != MetricKind::Histogram {
+                continue;
+            }
+            let mut merged: Vec<Series> = Vec::new();
+            for (_, s) in series.iter() {
+                let SeriesValue::Histogram(h) = &s.value else { continue };
+                match merged.iter_mut().find(|m| m.labels == s.labels) {
+                    Some(Series { value: SeriesValue::Histogram(m), .. }) => m.merge(h),
+                    _ => merged.push(Series {
+                        desc: s.desc,
+                        labels: s.labels.clone(),
+                        value: SeriesValue::Histogram(h.clone()),
+                    }),
+                }
+            }
+            series.extend(merged.into_iter().map(|m| (SHARD_ALL.to_string(), m)));
+        }
+        groups
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
-        for (desc, series) in self.grouped() {
+        for (desc, series) in self.grouped_with_merged() {
             let _ = writeln!(out, "# HELP {} {}", desc.name, escape_help(desc.help));
             let _ = writeln!(out, "# TYPE {} {}", desc.name, desc.kind.as_str());
             for (shard, series) in series {
@@ -536,7 +569,7 @@ impl MetricsHub {
     /// {"labels","count","sum_seconds","p50_seconds","p99_seconds","p999_seconds","max_seconds"}]}]}`.
     pub fn render_json(&self) -> String {
         let metrics: Vec<serde_json::Value> = self
-            .grouped()
+            .grouped_with_merged()
             .into_iter()
             .map(|(desc, series)| {
                 let series: Vec<serde_json::Value> = series
@@ -688,6 +721,86 @@ mod tests {
         let latency = metrics.iter().find(|m| m["name"] == "fpn_test_handle_seconds").unwrap();
         assert_eq!(latency["series"][0]["count"], 1);
         assert!((latency["series"][0]["p50_seconds"].as_f64().unwrap() - 2e-6).abs() < 1e-8);
+    }
+
+    /// The series lines of `name{shard="<shard>"...}` in `text`, without the shard label.
+    fn series_lines(text: &str, name: &str, shard: &str) -> Vec<String> {
+        let prefix = format!("shard=\"{shard}\"");
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(&prefix))
+            .map(|l| l.replacen(&prefix, "", 1))
+            .collect()
+    }
+
+    fn value(line: &str) -> f64 {
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn histograms_are_also_rendered_merged_across_shards() {
+        let hub = MetricsHub::new();
+        hub.describe(&[&TEST_LATENCY_SECONDS]);
+        let ring = Labels::new(&[("ring", "r")]);
+        let (mut a, mut b) = (hub.register("builder0"), hub.register("builder1"));
+        let (mut ha, mut hb) = (Histogram::new(), Histogram::new());
+        for ns in [300, 800, 2_000, 40_000] {
+            ha.record_ns(ns);
+        }
+        for ns in [90, 800, 7_000_000, 3_000_000_000] {
+            hb.record_ns(ns);
+        }
+        a.publish(|s| {
+            s.histogram(&TEST_LATENCY_SECONDS, &Labels::none(), &ha);
+            s.histogram(&TEST_LATENCY_SECONDS, &ring, &ha);
+        });
+        b.publish(|s| s.histogram(&TEST_LATENCY_SECONDS, &Labels::none(), &hb));
+        let text = hub.render_prometheus();
+        let name = TEST_LATENCY_SECONDS.name;
+
+        // Per shard, unchanged.
+        let (la, lb) = (series_lines(&text, name, "builder0"), series_lines(&text, name, "builder1"));
+        let all = series_lines(&text, name, SHARD_ALL);
+        // Unlabelled: buckets, sum and count of the merged series are the sums of the shards'.
+        let unlabelled = |lines: &[String]| -> Vec<String> {
+            lines.iter().filter(|l| !l.contains("ring=")).cloned().collect()
+        };
+        let (ua, ub, uall) = (unlabelled(&la), unlabelled(&lb), unlabelled(&all));
+        assert_eq!(ua.len(), BUCKET_BOUNDS_NS.len() + 3);
+        assert_eq!(uall.len(), ua.len());
+        for ((x, y), m) in ua.iter().zip(&ub).zip(&uall) {
+            assert_eq!(x.rsplit_once(' ').unwrap().0, m.rsplit_once(' ').unwrap().0, "same series");
+            assert!((value(x) + value(y) - value(m)).abs() < 1e-12, "{x} + {y} != {m}");
+        }
+        assert!(uall.iter().any(|l| l == &format!("{name}_count{{}} 8")), "{uall:?}");
+        let sum_s = (300 + 800 + 2_000 + 40_000 + 90 + 800 + 7_000_000 + 3_000_000_000u64) as f64 / 1e9;
+        assert!(
+            uall.iter()
+                .any(|l| l.starts_with(&format!("{name}_sum{{}}")) && (value(l) - sum_s).abs() < 1e-12)
+        );
+        // Other labels are kept apart: the `ring` series has one shard, so its merge is a copy.
+        let ring_all: Vec<&String> = all.iter().filter(|l| l.contains("ring=")).collect();
+        assert_eq!(ring_all.len(), BUCKET_BOUNDS_NS.len() + 3);
+        assert!(ring_all.iter().any(|l| l.ends_with("_count{,ring=\"r\"} 4")), "{ring_all:?}");
+
+        // The same merge in the JSON form.
+        let json: serde_json::Value = serde_json::from_str(&hub.render_json()).unwrap();
+        let m = json["metrics"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap();
+        let merged = m["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["labels"]["shard"] == SHARD_ALL && s["labels"].get("ring").is_none())
+            .unwrap();
+        assert_eq!(merged["count"], 8);
+        assert!((merged["max_seconds"].as_f64().unwrap() - 3.0).abs() < 0.01);
+        // Counters are not merged.
+        assert!(!text.contains("fpn_metrics_publish_skip_total{shard=\"all\"}"));
+    }
+
+    #[test]
+    #[should_panic(expected = "reserved")]
+    fn the_merged_shard_name_is_reserved() {
+        let _ = MetricsHub::new().register(SHARD_ALL);
     }
 
     #[test]

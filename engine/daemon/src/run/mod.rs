@@ -7,7 +7,8 @@ mod admin;
 pub mod alloc_probe;
 mod journal;
 mod metrics;
-mod rings;
+/// Public for the benches (`benches/e2e.rs`), which wire the cores over the same adapters.
+pub mod rings;
 mod roles;
 mod shared;
 mod signals;
