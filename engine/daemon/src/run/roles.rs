@@ -177,6 +177,15 @@ impl IntakeRole {
     fn handle_submits(&mut self) -> bool {
         let mut did_work = false;
         for _ in 0..BUDGET {
+            // A full window (or a close marker still waiting for ring room) would refuse every
+            // record of the next frame as `overloaded`; leave the frames in the submit ring
+            // until the clock has closed the window, so submitters wait instead of retrying.
+            if self.core.wants_close() || self.core.has_pending() {
+                if self.clock.is_none() {
+                    self.shared.close_request.0.store(true, Ordering::Relaxed);
+                }
+                break;
+            }
             let Some(next) = self.submits.peek() else { break };
             if self.answers.slots_free() < next.records + 1 {
                 break;

@@ -497,3 +497,55 @@ fn notifies_ready_then_watchdog_then_stopping() {
     }
     assert_eq!(rest.last().map(String::as_str), Some("STOPPING=1"), "{rest:?}");
 }
+
+/// A window that fills up must not refuse whole frames: while the intake's window is full it
+/// leaves frames in the submit ring until the clock closes the window. With a 32-record
+/// window and concurrent submitters of 16-record frames, every frame starts in a window with
+/// room, so each gets at least one accepted receipt.
+#[test]
+fn a_full_window_makes_frames_wait_rather_than_refusing_them_whole() {
+    let dir = scratch_dir("full-window");
+    let env = [
+        ("FPN_WINDOW_RECORDS_MAX", "32".to_string()),
+        ("FPN_WINDOW_KEYS_MAX", "256".to_string()),
+        ("FPN_WINDOW_BIDS_MAX", "32".to_string()),
+    ];
+    let mut d = Daemon::start_with(dir, 1000, 1, &env);
+    let addr = d.addr.clone();
+    let submitters: Vec<_> = (0..6u64)
+        .map(|t| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut worst = usize::MAX;
+                for f in 0..12u64 {
+                    let mut buf = Vec::new();
+                    let mut w = FrameWriter::new(&mut buf, 1200);
+                    for r in 0..16u64 {
+                        let nonce = f * 16 + r;
+                        let keys = [t << 32 | nonce];
+                        let intent = Intent {
+                            client_id: t + 1,
+                            nonce,
+                            sent_ns: 0,
+                            profit: 1,
+                            priority: 0,
+                            keys: &keys,
+                        };
+                        w.push_intent(&intent).unwrap();
+                    }
+                    w.finish();
+                    let (status, body) = http(&addr, "POST", "/submit?format=json", &buf);
+                    assert_eq!(status, 200);
+                    let v: Value = serde_json::from_slice(&body).unwrap();
+                    let ok = v["receipts"].as_array().unwrap().iter().filter(|r| r["status"] == "ok").count();
+                    worst = worst.min(ok);
+                }
+                worst
+            })
+        })
+        .collect();
+    for s in submitters {
+        assert!(s.join().unwrap() >= 1, "a frame was refused whole while the window was full");
+    }
+    assert_eq!(d.terminate(), Some(0));
+}
