@@ -193,6 +193,8 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
             windows_closed_total: 0,
             counters: ReceiptCounters::default(),
             latency: Histogram::new(),
+            book_seen: u64::MAX,
+            closes_handled: 0,
         };
         states.push((Role::Intake, i, RoleState::Intake(Box::new(role))));
     }

@@ -82,6 +82,43 @@ impl LoopKit {
     }
 }
 
+/// One role's part of the loop; [`run_role`] is the loop (`docs/runtime.md`): read `now`
+/// once, do the work, housekeeping when due, then idle with the role's strategy.
+trait RoleLoop {
+    /// Whether the loop body is inside the no-allocation probe (the hot roles).
+    const HOT: bool = true;
+
+    fn kit(&mut self) -> &mut LoopKit;
+
+    /// One iteration's work at `now` (ns); whether anything was done.
+    fn step(&mut self, now: u64) -> bool;
+
+    /// Publish metrics and beat the heartbeat.
+    fn housekeep(&mut self);
+
+    /// After the stop flag, before the task ends.
+    fn finish(&mut self) {}
+}
+
+async fn run_role<R: RoleLoop>(mut role: R, ctx: RoleContext) {
+    role.housekeep();
+    while !ctx.stop.is_stopped() {
+        if R::HOT {
+            super::alloc_probe::enter();
+        }
+        let did_work = role.step(now_ns());
+        if role.kit().housekeeping.due_at(Instant::now()) {
+            role.housekeep();
+        }
+        let action = role.kit().idler.idle(did_work);
+        if R::HOT {
+            super::alloc_probe::leave();
+        }
+        action.perform(ctx.park_mode).await;
+    }
+    role.finish();
+}
+
 fn publish_tx<T>(s: &mut Snapshot, q: &TxQ<T>) {
     s.ring_tx(&q.labels, q.tx.counters(), q.tx.occupancy());
 }
@@ -113,6 +150,10 @@ pub struct IntakeRole {
     pub windows_closed_total: u64,
     pub counters: ReceiptCounters,
     pub latency: Histogram,
+    /// The merger's last book count applied (`u64::MAX`: none yet).
+    pub book_seen: u64,
+    /// Last window id whose close this intake applied (intakes other than 0).
+    pub closes_handled: u64,
 }
 
 struct IntakeRings<'a> {
@@ -132,46 +173,68 @@ impl IntakeSink for IntakeRings<'_> {
     }
 }
 
+impl RoleLoop for IntakeRole {
+    fn kit(&mut self) -> &mut LoopKit {
+        &mut self.kit
+    }
+
+    fn step(&mut self, now: u64) -> bool {
+        for q in &mut self.to_builder {
+            q.now_ns = now;
+        }
+        self.to_merger.now_ns = now;
+        let mut did_work = false;
+
+        let book = self.shared.book_open[self.index].0.load(Ordering::Relaxed);
+        if book != self.book_seen {
+            let (open, taken) = unpack_book(book);
+            self.core.set_book_open(open, taken);
+            self.book_seen = book;
+        }
+        if self.core.has_pending() {
+            let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
+            did_work |= self.core.poll_pending(&mut sink).is_ok();
+        }
+
+        did_work |= self.handle_submits();
+        if self.clock.is_some() {
+            did_work |= self.poll_clock(now);
+        } else {
+            did_work |= self.follow_closes();
+        }
+
+        did_work
+    }
+
+    fn housekeep(&mut self) {
+        let Self { kit, to_builder, to_merger, submits, answers, counters, latency, .. } = self;
+        let (frames, closed, idle) = (self.frames_total, self.windows_closed_total, kit.idler.counters());
+        let (sl, al, none) = (&self.submits_labels, &self.answers_labels, &kit.none);
+        let is_clock = self.clock.is_some();
+        kit.publisher.publish(|s| {
+            for q in to_builder.iter() {
+                publish_tx(s, q);
+            }
+            publish_tx(s, to_merger);
+            s.ring_rx(sl, submits.counters());
+            s.ring_tx(al, answers.counters(), answers.occupancy());
+            s.idle(none, idle);
+            s.counter(&INTAKE_FRAMES_TOTAL, none, frames);
+            if is_clock {
+                s.counter(&WINDOWS_CLOSED_TOTAL, none, closed);
+            }
+            counters.publish(s, none);
+            s.histogram(&INTAKE_LATENCY_SECONDS, none, latency);
+        });
+        kit.heartbeat.beat();
+    }
+}
+
 impl IntakeRole {
     pub async fn run(mut self, ctx: RoleContext) {
-        let mut book_seen = u64::MAX;
-        let mut handled = self.core.window_id() - 1;
-        self.housekeep();
-        while !ctx.stop.is_stopped() {
-            super::alloc_probe::enter();
-            let now = now_ns();
-            for q in &mut self.to_builder {
-                q.now_ns = now;
-            }
-            self.to_merger.now_ns = now;
-            let mut did_work = false;
-
-            let book = self.shared.book_open[self.index].0.load(Ordering::Relaxed);
-            if book != book_seen {
-                let (open, taken) = unpack_book(book);
-                self.core.set_book_open(open, taken);
-                book_seen = book;
-            }
-            if self.core.has_pending() {
-                let mut sink =
-                    IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
-                did_work |= self.core.poll_pending(&mut sink).is_ok();
-            }
-
-            did_work |= self.handle_submits();
-            if self.clock.is_some() {
-                did_work |= self.poll_clock(now);
-            } else {
-                did_work |= self.follow_closes(&mut handled);
-            }
-
-            if self.kit.housekeeping.due_at(Instant::now()) {
-                self.housekeep();
-            }
-            let action = self.kit.idler.idle(did_work);
-            super::alloc_probe::leave();
-            action.perform(ctx.park_mode).await;
-        }
+        self.book_seen = u64::MAX;
+        self.closes_handled = self.core.window_id() - 1;
+        run_role(self, ctx).await
     }
 
     fn handle_submits(&mut self) -> bool {
@@ -246,43 +309,20 @@ impl IntakeRole {
 
     /// Intakes 1..N: apply the board's closes in order (one at a time, none while a marker of
     /// the previous one is still pending).
-    fn follow_closes(&mut self, handled: &mut u64) -> bool {
+    fn follow_closes(&mut self) -> bool {
         let mut did_work = false;
-        while *handled < self.shared.board.latest() && !self.core.has_pending() {
-            let close = self.shared.board.get(*handled + 1);
+        while self.closes_handled < self.shared.board.latest() && !self.core.has_pending() {
+            let close = self.shared.board.get(self.closes_handled + 1);
             let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
             let _ = self.core.handle_window(close, &mut sink);
-            *handled += 1;
-            self.shared.board.set_handled(self.index, *handled);
+            self.closes_handled += 1;
+            self.shared.board.set_handled(self.index, self.closes_handled);
             did_work = true;
         }
         if self.core.wants_close() {
             self.shared.close_request.0.store(true, Ordering::Relaxed);
         }
         did_work
-    }
-
-    fn housekeep(&mut self) {
-        let Self { kit, to_builder, to_merger, submits, answers, counters, latency, .. } = self;
-        let (frames, closed, idle) = (self.frames_total, self.windows_closed_total, kit.idler.counters());
-        let (sl, al, none) = (&self.submits_labels, &self.answers_labels, &kit.none);
-        let is_clock = self.clock.is_some();
-        kit.publisher.publish(|s| {
-            for q in to_builder.iter() {
-                publish_tx(s, q);
-            }
-            publish_tx(s, to_merger);
-            s.ring_rx(sl, submits.counters());
-            s.ring_tx(al, answers.counters(), answers.occupancy());
-            s.idle(none, idle);
-            s.counter(&INTAKE_FRAMES_TOTAL, none, frames);
-            if is_clock {
-                s.counter(&WINDOWS_CLOSED_TOTAL, none, closed);
-            }
-            counters.publish(s, none);
-            s.histogram(&INTAKE_LATENCY_SECONDS, none, latency);
-        });
-        kit.heartbeat.beat();
     }
 }
 
@@ -299,30 +339,24 @@ pub struct BuilderRole {
     pub kit: LoopKit,
 }
 
-impl BuilderRole {
-    pub async fn run(mut self, ctx: RoleContext) {
-        self.housekeep();
-        while !ctx.stop.is_stopped() {
-            super::alloc_probe::enter();
-            let now = now_ns();
-            for q in &mut self.inputs {
-                q.now_ns = now;
-            }
-            self.out.now_ns = now;
-            self.back.now_ns = now;
-            let mut did_work = false;
-            while let Some(w) = fpn_engine::shard::Source::pop(&mut self.back) {
-                self.core.handle_returned(w);
-                did_work = true;
-            }
-            did_work |= self.core.poll(&mut self.inputs, &mut self.out, BUDGET);
-            if self.kit.housekeeping.due_at(Instant::now()) {
-                self.housekeep();
-            }
-            let action = self.kit.idler.idle(did_work);
-            super::alloc_probe::leave();
-            action.perform(ctx.park_mode).await;
+impl RoleLoop for BuilderRole {
+    fn kit(&mut self) -> &mut LoopKit {
+        &mut self.kit
+    }
+
+    fn step(&mut self, now: u64) -> bool {
+        for q in &mut self.inputs {
+            q.now_ns = now;
         }
+        self.out.now_ns = now;
+        self.back.now_ns = now;
+        let mut did_work = false;
+        while let Some(w) = fpn_engine::shard::Source::pop(&mut self.back) {
+            self.core.handle_returned(w);
+            did_work = true;
+        }
+        did_work |= self.core.poll(&mut self.inputs, &mut self.out, BUDGET);
+        did_work
     }
 
     fn housekeep(&mut self) {
@@ -338,6 +372,12 @@ impl BuilderRole {
             s.idle(none, idle);
         });
         kit.heartbeat.beat();
+    }
+}
+
+impl BuilderRole {
+    pub async fn run(self, ctx: RoleContext) {
+        run_role(self, ctx).await
     }
 }
 
@@ -442,30 +482,24 @@ pub struct MergerRole {
     pub kit: LoopKit,
 }
 
-impl MergerRole {
-    pub async fn run(mut self, ctx: RoleContext) {
-        self.housekeep();
-        while !ctx.stop.is_stopped() {
-            super::alloc_probe::enter();
-            let now = now_ns();
-            for q in &mut self.intakes {
-                q.now_ns = now;
-            }
-            for q in &mut self.shards {
-                q.now_ns = now;
-            }
-            for q in &mut self.out.shard_back {
-                q.now_ns = now;
-            }
-            let mut did_work = self.out.flush_waiting();
-            did_work |= self.core.poll(&mut self.intakes, &mut self.shards, &mut self.out, BUDGET);
-            if self.kit.housekeeping.due_at(Instant::now()) {
-                self.housekeep();
-            }
-            let action = self.kit.idler.idle(did_work);
-            super::alloc_probe::leave();
-            action.perform(ctx.park_mode).await;
+impl RoleLoop for MergerRole {
+    fn kit(&mut self) -> &mut LoopKit {
+        &mut self.kit
+    }
+
+    fn step(&mut self, now: u64) -> bool {
+        for q in &mut self.intakes {
+            q.now_ns = now;
         }
+        for q in &mut self.shards {
+            q.now_ns = now;
+        }
+        for q in &mut self.out.shard_back {
+            q.now_ns = now;
+        }
+        let mut did_work = self.out.flush_waiting();
+        did_work |= self.core.poll(&mut self.intakes, &mut self.shards, &mut self.out, BUDGET);
+        did_work
     }
 
     fn housekeep(&mut self) {
@@ -495,6 +529,12 @@ impl MergerRole {
     }
 }
 
+impl MergerRole {
+    pub async fn run(self, ctx: RoleContext) {
+        run_role(self, ctx).await
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Journal
 
@@ -514,33 +554,59 @@ pub struct JournalRole {
     pub write_errors_total: u64,
 }
 
-impl JournalRole {
-    pub async fn run(mut self, ctx: RoleContext) {
-        self.housekeep();
-        while !ctx.stop.is_stopped() {
-            let mut did_work = false;
-            let mut last_window_id = 0;
-            while let Some(msg) = self.results.pop() {
-                self.append(&msg);
-                last_window_id = msg.window.window_id;
-                // A full return ring (more buffers than it holds): free this one here.
-                let _ = self.back.try_push(msg);
-                did_work = true;
-            }
-            if did_work && let Err(e) = self.file.flush() {
-                self.write_errors_total += 1;
-                eprintln!("flashpointd: journal: flush failed: {e}");
-            }
-            if did_work {
-                // Only once the lines are in the file: the drain waits for this.
-                self.shared.journal_window_id.store(last_window_id, Ordering::Release);
-            }
-            if self.kit.housekeeping.due_at(Instant::now()) {
-                self.housekeep();
-            }
-            self.kit.idler.idle(did_work).perform(ctx.park_mode).await;
+impl RoleLoop for JournalRole {
+    /// The journal formats JSON and writes a file: it allocates by design, off the hot cores.
+    const HOT: bool = false;
+
+    fn kit(&mut self) -> &mut LoopKit {
+        &mut self.kit
+    }
+
+    fn step(&mut self, _now: u64) -> bool {
+        let mut did_work = false;
+        let mut last_window_id = 0;
+        while let Some(msg) = self.results.pop() {
+            self.append(&msg);
+            last_window_id = msg.window.window_id;
+            // A full return ring (more buffers than it holds): free this one here.
+            let _ = self.back.try_push(msg);
+            did_work = true;
         }
+        if did_work && let Err(e) = self.file.flush() {
+            self.write_errors_total += 1;
+            eprintln!("flashpointd: journal: flush failed: {e}");
+        }
+        if did_work {
+            // Only once the lines are in the file: the drain waits for this.
+            self.shared.journal_window_id.store(last_window_id, Ordering::Release);
+        }
+        did_work
+    }
+
+    fn housekeep(&mut self) {
+        let idle = self.kit.idler.counters();
+        let Self { results, results_labels, back, back_labels, kit, .. } = self;
+        let (w, b, e) = (self.windows_written_total, self.bytes_written_total, self.write_errors_total);
+        let none = &kit.none;
+        kit.publisher.publish(|s| {
+            s.ring_rx(results_labels, results.counters());
+            s.ring_tx(back_labels, back.counters(), back.occupancy());
+            s.idle(none, idle);
+            s.counter(&JOURNAL_WINDOWS_WRITTEN_TOTAL, none, w);
+            s.counter(&JOURNAL_WRITTEN_BYTES_TOTAL, none, b);
+            s.counter(&JOURNAL_WRITE_ERRORS_TOTAL, none, e);
+        });
+        kit.heartbeat.beat();
+    }
+
+    fn finish(&mut self) {
         let _ = self.file.flush();
+    }
+}
+
+impl JournalRole {
+    pub async fn run(self, ctx: RoleContext) {
+        run_role(self, ctx).await
     }
 
     fn append(&mut self, msg: &ResultMsg) {
@@ -562,21 +628,5 @@ impl JournalRole {
             latest.pop_front();
         }
         latest.push_back(line);
-    }
-
-    fn housekeep(&mut self) {
-        let idle = self.kit.idler.counters();
-        let Self { results, results_labels, back, back_labels, kit, .. } = self;
-        let (w, b, e) = (self.windows_written_total, self.bytes_written_total, self.write_errors_total);
-        let none = &kit.none;
-        kit.publisher.publish(|s| {
-            s.ring_rx(results_labels, results.counters());
-            s.ring_tx(back_labels, back.counters(), back.occupancy());
-            s.idle(none, idle);
-            s.counter(&JOURNAL_WINDOWS_WRITTEN_TOTAL, none, w);
-            s.counter(&JOURNAL_WRITTEN_BYTES_TOTAL, none, b);
-            s.counter(&JOURNAL_WRITE_ERRORS_TOTAL, none, e);
-        });
-        kit.heartbeat.beat();
     }
 }
