@@ -11,6 +11,7 @@ pub mod decode;
 pub mod encode;
 pub mod reason;
 pub mod record;
+pub mod session;
 
 pub use decode::{
     BlockRef, ClearingRef, IntentRef, RecordRef, Records, decode_frame, peek_frame_len, validate_bid,
