@@ -112,9 +112,11 @@ pub struct AdminSection {
 pub struct ProverSection {
     pub enabled: bool,
     pub workers: u64,
-    /// `coalesce` or `skip-to-newest`.
+    /// `coalesce` or `skip`.
     pub mode: String,
     pub queue_capacity: u64,
+    pub span_max: u64,
+    pub jobs_max: u64,
 }
 
 /// Placeholder for the transport: present so the file's shape is stable.
@@ -221,7 +223,14 @@ impl Config {
             cores: default_lists(basis.profile, cpus, shards),
             idle: PerRole::from_fn(|role| basis.profile.idle(role).to_string()),
             admin: AdminSection { addr: "127.0.0.1:9464".into(), enabled: true },
-            prover: ProverSection { enabled: true, workers: 1, mode: "coalesce".into(), queue_capacity: 64 },
+            prover: ProverSection {
+                enabled: true,
+                workers: 1,
+                mode: "coalesce".into(),
+                queue_capacity: 64,
+                span_max: 16,
+                jobs_max: 256,
+            },
             quic: QuicSection { listen: "127.0.0.1:4433".into(), connections_max: 1_024 },
         }
     }
