@@ -138,7 +138,8 @@ pub fn spawn(
     })
 }
 
-fn prove(keys: &CircuitKeys, witness: &ClearingWitness) -> Result<ProofFiles, String> {
+/// One job's work on a worker: pre-check, proof, snarkjs JSON.
+pub fn prove(keys: &CircuitKeys, witness: &ClearingWitness) -> Result<ProofFiles, String> {
     let (proof, timings) = prove_clearing_timed(&keys.pk, witness, &mut OsRng).map_err(|e| e.to_string())?;
     Ok(ProofFiles {
         proof: snarkjs::proof_to_json(&proof.proof),

@@ -46,7 +46,8 @@ pub fn config_text(data_dir: &std::path::Path, window_ms: u64, shards: usize) ->
         "[engine]\nprofile = \"test\"\ndata_dir = {dir:?}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n\
          [window]\nwindow_ms = {window_ms}\n\n[builder]\nshards = {shards}\n\n\
          [cores]\nintake = [{hot}]\nbuilder = [{hot}]\nauction = [{rest}]\nprover = [{rest}]\n\
-         journal = [{rest}]\nadmin = [{rest}]\n",
+         journal = [{rest}]\nadmin = [{rest}]\n\n\
+         [prover]\nenabled = false\n",
         dir = data_dir.display().to_string(),
     )
 }
@@ -69,19 +70,19 @@ pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>)
 }
 
 /// The running daemon; killed on drop if the test did not stop it (a failing test).
-struct Daemon {
+pub struct Daemon {
     child: Option<Child>,
-    dir: PathBuf,
-    addr: String,
+    pub dir: PathBuf,
+    pub addr: String,
     config: PathBuf,
 }
 
 impl Daemon {
-    fn start(name: &str, window_ms: u64, shards: usize) -> Daemon {
+    pub fn start(name: &str, window_ms: u64, shards: usize) -> Daemon {
         Daemon::start_with(scratch_dir(name), window_ms, shards, &[])
     }
 
-    fn start_with(dir: PathBuf, window_ms: u64, shards: usize, env: &[(&str, String)]) -> Daemon {
+    pub fn start_with(dir: PathBuf, window_ms: u64, shards: usize, env: &[(&str, String)]) -> Daemon {
         let config = dir.join("flashpointd.toml");
         std::fs::write(&config, config_text(&dir.join("data"), window_ms, shards)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_flashpointd"))
@@ -115,31 +116,31 @@ impl Daemon {
         d
     }
 
-    fn stderr(&self) -> String {
+    pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
-    fn assert_running(&mut self) {
+    pub fn assert_running(&mut self) {
         if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
             panic!("flashpointd exited early with {status}: {}", self.stderr());
         }
     }
 
-    fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
         http(&self.addr, method, path, body)
     }
 
-    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
         self.request("GET", path, b"")
     }
 
-    fn submit_json(&self, frame: &[u8]) -> (u16, Value) {
+    pub fn submit_json(&self, frame: &[u8]) -> (u16, Value) {
         let (status, body) = self.request("POST", "/submit?format=json", frame);
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
     /// SIGTERM, then the exit code (killed after 40 s).
-    fn terminate(&mut self) -> Option<i32> {
+    pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take().unwrap();
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -157,7 +158,7 @@ impl Daemon {
         }
     }
 
-    fn journal(&self) -> Vec<Value> {
+    pub fn journal(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.dir.join("data").join("journal.jsonl")).unwrap();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
