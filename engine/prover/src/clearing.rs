@@ -30,17 +30,18 @@ pub const PRICING_UNIFORM: u8 = 1;
 /// Public inputs of the clearing circuit, in the order of [`ClearingPublic::to_field_elements`].
 pub const PUBLIC_INPUTS_COUNT: usize = 12;
 /// Windows one proof may cover (a span, `docs/proofs.md`): `windows_count` is in
-/// `1..=SPAN_WINDOWS_MAX`.
-pub const SPAN_WINDOWS_MAX: u32 = 64;
+/// `1..=SPAN_WINDOWS_MAX`. Empty windows inside a span count, so the bound is generous: 1,024
+/// windows of 20 ms are about 20 s.
+pub const SPAN_WINDOWS_MAX: u32 = 1_024;
 
 /// Bits for `u64` quantities (sequence numbers, totals, the fee).
 const U64_BITS: usize = 64;
 /// `PPM_ONE < 2^20`.
 const PPM_BITS: usize = 20;
-/// `SPAN_WINDOWS_MAX · PPM_ONE < 2^26`: the bound of the fee remainder of a span.
-const SPAN_REM_BITS: usize = 26;
-/// `SPAN_WINDOWS_MAX − 1 < 2^6`.
-const SPAN_BITS: usize = 6;
+/// `SPAN_WINDOWS_MAX · PPM_ONE < 2^30`: the bound of the fee remainder of a span.
+const SPAN_REM_BITS: usize = 30;
+/// `SPAN_WINDOWS_MAX − 1 < 2^10`.
+const SPAN_BITS: usize = 10;
 
 /// One entry of the block, in block order (ascending `seq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -469,7 +470,7 @@ impl ConstraintSynthesizer<Fr> for ClearingCircuit {
         enforce_bits(&reserve, AMOUNT_BITS)?;
         enforce_bits(&uniform_price, AMOUNT_BITS)?;
         enforce_boolean(&pricing)?;
-        // 1 ≤ windows_count ≤ 64, and the span starts at window 0 or later.
+        // 1 ≤ windows_count ≤ 1024, and the span starts at window 0 or later.
         enforce_bits(&(&windows_count - FpVar::one()), SPAN_BITS)?;
         enforce_bits(&(&window_id - &windows_count + FpVar::one()), U64_BITS)?;
 
@@ -514,7 +515,7 @@ impl ConstraintSynthesizer<Fr> for ClearingCircuit {
         enforce_bits(&surplus, U64_BITS)?;
         // fee_ppm · surplus = fee · 10^6 + rem, 0 ≤ rem < n · 10^6 (n = windows_count): for one
         // window fee = floor(fee_ppm · surplus / 10^6); for a span, the fee is within n of it,
-        // as the sum of n floors is. Both sides stay below 2^84 as integers (rem < 2^26), so
+        // as the sum of n floors is. Both sides stay below 2^84 as integers (rem < 2^30), so
         // the field equation is exact.
         let ppm_one = Fr::from(PPM_ONE);
         let product = Fr::from(p.fee_ppm) * (Fr::from(p.total) - Fr::from(p.fifo_total));

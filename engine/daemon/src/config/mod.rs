@@ -228,7 +228,7 @@ impl Config {
                 workers: 1,
                 mode: "coalesce".into(),
                 queue_capacity: 64,
-                span_max: 16,
+                span_max: 1_024,
                 jobs_max: 256,
             },
             quic: QuicSection { listen: "127.0.0.1:4433".into(), connections_max: 1_024 },

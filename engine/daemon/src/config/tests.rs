@@ -289,7 +289,7 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
         ("prover.workers=0", "prover.workers = 0 (flag --set): must be in 1..=64"),
         ("prover.mode=drop", r#"prover.mode = "drop" (flag --set): must be one of "coalesce", "skip""#),
         ("prover.queue_capacity=0", "prover.queue_capacity = 0 (flag --set): must be in 1..=65536"),
-        ("prover.span_max=65", "prover.span_max = 65 (flag --set): must be in 1..=64"),
+        ("prover.span_max=1025", "prover.span_max = 1025 (flag --set): must be in 1..=1024"),
         ("prover.jobs_max=0", "prover.jobs_max = 0 (flag --set): must be in 1..=65536"),
         ("quic.listen=:4433", r#"quic.listen = ":4433" (flag --set): must be an IP address and port"#),
         ("quic.connections_max=0", "quic.connections_max = 0 (flag --set): must be in 1..=1000000"),

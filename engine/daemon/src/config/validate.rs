@@ -94,7 +94,7 @@ pub struct ProverSettings {
     pub mode: ProverMode,
     /// Windows waiting for a worker, at most (older ones are skipped and counted).
     pub queue_capacity: usize,
-    /// Windows one span proof covers, at most (`1..=64`, the circuit's bound).
+    /// Windows one span proof covers, at most (`1..=1024`, the circuit's bound).
     pub span_max: usize,
     /// Proof jobs kept for the admin API (the oldest finished ones are evicted).
     pub jobs_max: usize,
@@ -120,7 +120,7 @@ pub const RING_CAPACITY_MAX: u64 = 1 << 24;
 pub const RESULTS_CAPACITY_MAX: u64 = 1 << 20;
 pub const PROVER_WORKERS_MAX: u64 = 64;
 pub const PROVER_QUEUE_CAPACITY_MAX: u64 = 65_536;
-pub const PROVER_SPAN_MAX_MAX: u64 = 64;
+pub const PROVER_SPAN_MAX_MAX: u64 = fpn_prover::SPAN_WINDOWS_MAX as u64;
 pub const PROVER_JOBS_MAX_MAX: u64 = 65_536;
 pub const CONNECTIONS_MAX_MAX: u64 = 1_000_000;
 
