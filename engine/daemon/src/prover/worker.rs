@@ -125,10 +125,13 @@ pub fn spawn(
                 continue;
             };
             let start = Instant::now();
-            let result = match loaded {
+            // A panic inside arkworks must fail this job, not leave it `proving` forever with
+            // the worker gone.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match loaded {
                 Ok(k) => prove(k, &job.witness),
                 Err(e) => Err(format!("no keys: {e}")),
-            };
+            }))
+            .unwrap_or_else(|_| Err("the prover panicked".to_string()));
             let answer = WorkerDone { job_id: job.job_id, result, elapsed: start.elapsed() };
             // The done ring holds one answer per job the dispatcher may give this worker.
             if done.try_push(answer).is_err() {

@@ -305,3 +305,52 @@ impl ProverRole {
         run_role(self, ctx).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fpn_prover::ClearingWitness;
+    use fpn_runtime::heartbeat::Heartbeats;
+    use fpn_runtime::metrics::MetricsHub;
+
+    use super::*;
+    use crate::config::{Flag, Inputs, load};
+    use crate::cores::CpuSet;
+    use crate::run::now_ns;
+
+    /// The dispatcher with a real worker: a window goes in over the journal's feed, its proof
+    /// comes out on the announcement ring and in the job table.
+    #[test]
+    fn a_proven_window_is_announced() {
+        let dir = std::env::temp_dir().join(format!("fpn-dispatcher-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let flags = vec![Flag::Set(format!("engine.data_dir={}", dir.display()))];
+        let settings = load(&Inputs { flags, ..Inputs::default() }, &CpuSet::host()).unwrap().settings;
+        let (_, mut beats) = Heartbeats::new(vec!["prover".to_string()]);
+        let hub = MetricsHub::new();
+        let kit = LoopKit::new(*settings.idle.get(Role::Prover), hub.register("prover"), beats.remove(0));
+        let ProverStart { mut role, shared, threads, mut feed } = start(&settings, kit).unwrap();
+        let mut announcements = shared.take_announcements().expect("the consumer end, once");
+        assert!(shared.take_announcements().is_none());
+
+        let witness = ClearingWitness { window_id: 1, ..ClearingWitness::sample() };
+        let input = WindowInput { window_id: 1, closed_ns: now_ns(), witness: Ok(witness) };
+        assert!(feed.tx.try_push(input).is_ok());
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let announced = loop {
+            role.step(now_ns());
+            if let Some(a) = announcements.pop() {
+                break a;
+            }
+            assert!(Instant::now() < deadline, "no announcement within 300 s");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(
+            announced,
+            ProofAnnouncement { job_id: 1, first_window_id: 1, last_window_id: 1, ok: true }
+        );
+        assert_eq!(shared.table().get(1).unwrap().status, crate::prover::jobs::JobStatus::Done);
+        assert_eq!((role.windows_proven_total, role.lag.count()), (1, 1));
+        threads.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
