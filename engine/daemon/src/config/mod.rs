@@ -157,11 +157,15 @@ impl Profile {
     pub const fn idle(self, role: Role) -> &'static str {
         match (self, role) {
             (Profile::Tuned, Role::Intake | Role::Builder | Role::Auction) => "spin",
-            (Profile::Tuned, Role::Prover | Role::Journal) => "spin-then-park:50us:500us",
+            (Profile::Tuned, Role::Journal) => "spin-then-park:50us:500us",
             (Profile::Default, Role::Intake | Role::Builder | Role::Auction) => "spin-then-park:50us:200us",
-            (Profile::Default, Role::Prover | Role::Journal) => "park:1ms",
+            (Profile::Default, Role::Journal) => "park:1ms",
             (Profile::Test, Role::Intake | Role::Builder | Role::Auction) => "park:200us",
-            (Profile::Test, Role::Prover | Role::Journal) => "park:1ms",
+            (Profile::Test, Role::Journal) => "park:1ms",
+            // The prover's dispatcher hands out proofs that take a second: reacting within
+            // 10 ms costs nothing, polling every 1 ms cost 4-10 % of a CPU on an idle daemon
+            // (BENCHMARKS.md, "Prover pool").
+            (_, Role::Prover) => "park:10ms",
             (_, Role::Admin) => "park:10ms",
         }
     }
