@@ -65,6 +65,9 @@ pub struct TestServerConfig {
     pub datagram_frame_max: u16,
     /// Publish a window result this often; `None`: never.
     pub window: Option<Duration>,
+    /// Refuse with a welcome and then CONNECTION_CLOSE (the protocol), or with the
+    /// CONNECTION_CLOSE alone (what a client sees when the welcome is lost to the close).
+    pub welcome_on_refusal: bool,
 }
 
 impl Default for TestServerConfig {
@@ -75,6 +78,7 @@ impl Default for TestServerConfig {
             keys: None,
             datagram_frame_max: fpn_wire::DATAGRAM_FRAME_LEN_MAX as u16,
             window: None,
+            welcome_on_refusal: true,
         }
     }
 }
@@ -84,8 +88,8 @@ impl Default for TestServerConfig {
 pub struct TestServerStats {
     pub sessions_total: AtomicU64,
     pub sessions_refused_total: AtomicU64,
-    pub records_datagram_total: AtomicU64,
-    pub records_stream_total: AtomicU64,
+    pub frames_datagram_total: AtomicU64,
+    pub frames_stream_total: AtomicU64,
     pub records_accepted_total: AtomicU64,
     pub windows_published_total: AtomicU64,
 }
@@ -109,6 +113,7 @@ struct SessionHandle {
 struct State {
     keys: Option<HashMap<Vec<u8>, u64>>,
     datagram_frame_max: u16,
+    welcome_on_refusal: bool,
     seq_next: AtomicU64,
     /// (client, nonce) → seq of every accepted intent or bid, and whether it is open.
     records: Mutex<HashMap<(u64, u64), (u64, bool)>>,
@@ -171,6 +176,7 @@ impl TestServer {
         let state = Arc::new(State {
             keys: config.keys,
             datagram_frame_max: config.datagram_frame_max,
+            welcome_on_refusal: config.welcome_on_refusal,
             seq_next: AtomicU64::new(1),
             records: Mutex::new(HashMap::new()),
             window: Mutex::new(Window { id: 1, ..Window::default() }),
@@ -310,11 +316,13 @@ fn authenticate(state: &State, key: &[u8]) -> Option<u64> {
     }
 }
 
-async fn refuse(conn: &quinn::Connection, control: &mut quinn::SendStream, reason: Reason) {
-    let _ = control.write_all(&Welcome::refused(reason).encode()).await;
-    let _ = control.finish();
-    // Give the welcome a moment to leave before the close discards it.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+async fn refuse(state: &State, conn: &quinn::Connection, control: &mut quinn::SendStream, reason: Reason) {
+    if state.welcome_on_refusal {
+        let _ = control.write_all(&Welcome::refused(reason).encode()).await;
+        let _ = control.finish();
+        // Give the welcome a moment to leave before the close discards it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     conn.close(VarInt::from_u64(app_error(reason)).expect("small code"), reason.as_str().as_bytes());
 }
 
@@ -328,13 +336,13 @@ async fn serve(incoming: quinn::Incoming, state: Arc<State>) {
                 Some(id) => break (id, hello.subscribe_all()),
                 None => {
                     state.stats.sessions_refused_total.fetch_add(1, Ordering::Relaxed);
-                    refuse(&conn, &mut control, Reason::Unauthorized).await;
+                    refuse(&state, &conn, &mut control, Reason::Unauthorized).await;
                     return;
                 }
             },
             Err(HelloError::Refused(reason)) => {
                 state.stats.sessions_refused_total.fetch_add(1, Ordering::Relaxed);
-                refuse(&conn, &mut control, reason).await;
+                refuse(&state, &conn, &mut control, reason).await;
                 return;
             }
             Err(HelloError::Incomplete(_)) => {}
@@ -371,7 +379,7 @@ async fn serve(incoming: quinn::Incoming, state: Arc<State>) {
         let (conn, state, results) = (conn.clone(), state.clone(), results.clone());
         tasks.spawn(async move {
             while let Ok(datagram) = conn.read_datagram().await {
-                state.stats.records_datagram_total.fetch_add(1, Ordering::Relaxed);
+                state.stats.frames_datagram_total.fetch_add(1, Ordering::Relaxed);
                 let receipts = handle_frame(&state, client_id, &datagram);
                 send_receipts_datagrams(&conn, &results, &receipts).await;
             }
@@ -424,7 +432,7 @@ async fn read_records_stream(
         if recv.read_exact(&mut frame[FRAME_HEADER_LEN..]).await.is_err() {
             return;
         }
-        state.stats.records_stream_total.fetch_add(1, Ordering::Relaxed);
+        state.stats.frames_stream_total.fetch_add(1, Ordering::Relaxed);
         let receipts = handle_frame(&state, client_id, &frame);
         write_receipts(&results, &receipts).await;
         if let [Receipt { status: Err(reason), for_kind: None, .. }] = receipts[..] {

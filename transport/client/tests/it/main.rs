@@ -99,6 +99,43 @@ async fn a_refused_key_is_a_typed_error() {
 }
 
 #[tokio::test]
+async fn a_close_without_a_welcome_still_gives_the_reason() {
+    let config_server = TestServerConfig { welcome_on_refusal: false, ..TestServerConfig::default() };
+    let server = TestServer::start(config_server).await.unwrap();
+    match Client::connect(config(server.addr(), server.fingerprint(), "alice")).await {
+        Err(ConnectError::Refused(Reason::Unauthorized)) => {}
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn datagram_frames_respect_the_welcome_limit() {
+    let server =
+        TestServer::start(TestServerConfig { datagram_frame_max: 300, ..TestServerConfig::default() })
+            .await
+            .unwrap();
+    let (client, mut events) =
+        Client::connect(config(server.addr(), server.fingerprint(), "7")).await.unwrap();
+    assert_eq!(client.session().unwrap().datagram_frame_max, 300);
+    // 56-byte intents, 5 to a 300-byte frame.
+    let keys = [1u64];
+    let records = intents(7, 1..21, &keys);
+    assert_eq!(client.send_records(&records, Via::Datagram).await, Ok(4));
+    let got = receipts(&mut events, 20).await;
+    assert!(got.values().all(|(r, via)| r.status.is_ok() && *via == Via::Datagram));
+    let frames = server.stats().frames_datagram_total.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(frames, 4);
+    assert_eq!(client.send_datagram(&[0u8; 301]).await, Err(SendError::TooLarge { len: 301, max: 300 }));
+    // A record larger than the limit cannot be sent as a datagram at all.
+    let many: Vec<u64> = (0..40).collect();
+    let big = intents(7, 100..101, &many);
+    assert!(matches!(client.send_records(&big, Via::Datagram).await, Err(SendError::RecordTooLarge(_))));
+    client.close().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn datagram_records_get_datagram_receipts() {
     let server = TestServer::start(TestServerConfig::default()).await.unwrap();
     let (client, mut events) =
