@@ -13,6 +13,7 @@ pub mod server;
 pub mod tls;
 pub mod udp;
 
+pub use quinn_proto;
 pub use server::{Admit, Auth, Counters, Limits, Server, ServerConfig, Transmit, receipt_template};
 
 #[cfg(test)]

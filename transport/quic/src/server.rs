@@ -645,6 +645,15 @@ impl Server {
         }
     }
 
+    /// Closes every connection with `reason` (at shutdown); poll transmits to send the closes.
+    pub fn close_all(&mut self, now: Instant, reason: Reason) {
+        for slot in 0..self.sessions.len() {
+            let Some(s) = self.sessions[slot].as_mut() else { continue };
+            s.conn.close(now, varint(app_error(reason)), Bytes::new());
+            self.process_conn(now, slot);
+        }
+    }
+
     /// Timers of every connection that are due, and refused sessions to close.
     pub fn handle_timeouts(&mut self, now: Instant) {
         if self.next_timeout.is_none_or(|t| t > now) {

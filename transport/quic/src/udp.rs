@@ -24,6 +24,8 @@ pub const RECV_BATCH: usize = 32;
 /// Bytes per message buffer: a full GRO batch (64 KiB).
 pub const RECV_BUF_LEN: usize = 64 * 1024;
 const CMSG_SPACE: usize = 128;
+/// Socket receive and send buffers asked for.
+pub const SOCKET_BUFFER_BYTES: libc::c_int = 4 << 20;
 
 /// Which receive timestamps to ask the kernel for (`quic.rx_timestamps`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,8 +178,13 @@ impl UdpSocket {
         } else {
             let _ = setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE);
         }
-        let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20 as libc::c_int);
-        let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20 as libc::c_int);
+        // The FORCE variants pass `net.core.rmem_max` (with CAP_NET_ADMIN); else the capped one.
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER_BYTES).is_err() {
+            let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER_BYTES);
+        }
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SOCKET_BUFFER_BYTES).is_err() {
+            let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, SOCKET_BUFFER_BYTES);
+        }
         let _ = setsockopt(&fd, libc::SOL_UDP, UDP_GRO, 1 as libc::c_int);
         let flags = match timestamps {
             TimestampMode::Off => 0,
