@@ -81,6 +81,7 @@ impl Client {
         let bind: SocketAddr =
             if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().expect("addr");
         let socket = UdpSocket::bind(bind)?;
+        crate::udp::set_buffers(&socket, crate::udp::SOCKET_BUFFER_BYTES);
         let crypto = client_crypto_pinned(options.pin, &options.alpn)
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto)

@@ -157,6 +157,24 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// Sets `fd`'s receive and send buffers to `bytes` (past `net.core.rmem_max` where allowed).
+pub fn set_buffers(fd: &impl AsRawFd, bytes: libc::c_int) {
+    let set = |name, value: libc::c_int| {
+        // SAFETY: `value` lives across the call and its size is passed.
+        let r = unsafe {
+            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, name, (&value as *const libc::c_int).cast(), 4)
+        };
+        r == 0
+    };
+    // The FORCE variants pass `net.core.rmem_max` (with CAP_NET_ADMIN); else the capped one.
+    if !set(libc::SO_RCVBUFFORCE, bytes) {
+        set(libc::SO_RCVBUF, bytes);
+    }
+    if !set(libc::SO_SNDBUFFORCE, bytes) {
+        set(libc::SO_SNDBUF, bytes);
+    }
+}
+
 impl UdpSocket {
     /// Binds `addr` non-blocking, with `SO_REUSEPORT` when `reuseport` (every intake socket
     /// of the group sets it), UDP GRO, the requested receive timestamps, don't-fragment (for
@@ -178,13 +196,7 @@ impl UdpSocket {
         } else {
             let _ = setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE);
         }
-        // The FORCE variants pass `net.core.rmem_max` (with CAP_NET_ADMIN); else the capped one.
-        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER_BYTES).is_err() {
-            let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER_BYTES);
-        }
-        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SOCKET_BUFFER_BYTES).is_err() {
-            let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, SOCKET_BUFFER_BYTES);
-        }
+        set_buffers(&fd, SOCKET_BUFFER_BYTES);
         let _ = setsockopt(&fd, libc::SOL_UDP, UDP_GRO, 1 as libc::c_int);
         let flags = match timestamps {
             TimestampMode::Off => 0,

@@ -68,11 +68,7 @@ pub type Bound = (Vec<(Server, UdpSocket)>, SocketAddr, Identity);
 /// Binds one socket per intake on `quic.listen` (the first picks the port if it is 0; the
 /// others join its `SO_REUSEPORT` group), loads or makes the TLS identity, and builds one
 /// sans-IO server per intake.
-pub fn bind(
-    q: &QuicSettings,
-    data_dir: &Path,
-    intakes_n: usize,
-) -> Result<Bound, RunError> {
+pub fn bind(q: &QuicSettings, data_dir: &Path, intakes_n: usize) -> Result<Bound, RunError> {
     let identity = match &q.cert_key {
         Some((cert, key)) => load_pem(cert, key),
         None => load_or_generate(&data_dir.join(TLS_DIR)),

@@ -181,7 +181,7 @@ fn quic_datagrams_and_streams_every_record_answered_and_in_one_block() {
     assert_eq!((welcome.status, welcome.client_id), (Ok(()), 11));
     let len_max = (welcome.datagram_frame_max as usize).min(a.datagram_max());
     let t = Instant::now();
-    let mut by_dgram = send_all(&mut a, &intent_frames(11, 1, n, len_max), true, 2_000);
+    let mut by_dgram = send_all(&mut a, &intent_frames(11, 1, n, len_max), true, 1_000);
     let dgram_s = t.elapsed().as_secs_f64();
     let mut b = Client::connect(addr, &options(pin, "12")).unwrap();
     let t = Instant::now();
@@ -204,8 +204,8 @@ fn quic_datagrams_and_streams_every_record_answered_and_in_one_block() {
     await_blocks(&mut a, &mut by_dgram);
     await_blocks(&mut b, &mut by_stream);
 
-    let (_, metrics) = d.get("/metrics");
-    let metrics = String::from_utf8(metrics).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // a metrics publish (every 100 ms)
+    let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
     assert!(metric_sum(&metrics, "fpn_quic_frames_total") > 0);
     assert!(metric_sum(&metrics, "fpn_quic_rx_to_ring_latency_seconds_count") >= 2 * n as u64);
     a.close();
@@ -340,24 +340,35 @@ fn quic_refusals_keys_rate_limits_and_malformed_records() {
     reasons.sort_by_key(|r| r.code());
     assert_eq!(reasons, vec![Reason::BadMagic, Reason::UnsupportedVersion, Reason::Truncated]);
 
-    let (_, metrics) = d.get("/metrics");
-    let metrics = String::from_utf8(metrics).unwrap();
-    assert!(metric_sum(&metrics, "fpn_quic_udp_garbage_total") >= 50, "garbage counted");
-    let rejected = |reason: &str| {
-        metrics
-            .lines()
-            .filter(|l| {
-                l.starts_with("fpn_records_rejected_total") && l.contains(&format!("reason=\"{reason}\""))
-            })
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-            .sum::<u64>()
+    // Shards publish metrics every 100 ms: wait for the numbers to catch up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
+        if metric_sum(&metrics, "fpn_quic_udp_garbage_total") >= 50 && rejected(&metrics, "bad_magic") >= 1
+            || Instant::now() >= deadline
+        {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(rejected("rate_limited") >= limited as u64);
-    assert!(rejected("client_mismatch") >= 1 && rejected("bad_magic") >= 1);
+    assert!(metric_sum(&metrics, "fpn_quic_udp_garbage_total") >= 50, "garbage counted");
+    assert!(rejected(&metrics, "rate_limited") >= limited as u64);
+    assert!(rejected(&metrics, "client_mismatch") >= 1 && rejected(&metrics, "bad_magic") >= 1);
     assert!(metric_sum(&metrics, "fpn_quic_sessions_total") >= 4);
     flood.close();
     calm.close();
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+}
+
+/// `fpn_records_rejected_total` for `reason`, over every shard.
+fn rejected(metrics: &str, reason: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("fpn_records_rejected_total") && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
 }
 
 fn merge(mut a: Seen, b: Seen) -> Seen {
