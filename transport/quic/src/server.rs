@@ -118,8 +118,9 @@ pub struct ServerConfig {
 
 /// Where the engine side takes records.
 pub trait Admit {
-    /// Whether records may be taken now. While `false` they wait in QUIC's buffers (stream
-    /// data under flow control; datagrams in the connection's receive buffer).
+    /// Whether the next frame may be taken now (asked before each frame). While `false`
+    /// frames wait in QUIC's buffers (stream data under flow control; datagrams in the
+    /// connection's receive buffer).
     fn ready(&mut self) -> bool;
     /// One record of a structurally valid frame, already checked for the session's client id
     /// and its token bucket. `None`: answered later through [`Server::handle_late_receipt`].
@@ -747,12 +748,8 @@ impl Session {
         }
         let mut more = false;
         if matches!(self.phase, Phase::Open | Phase::AwaitHello) {
-            if admit.ready() {
-                more |= self.read_datagrams(slot, &mut ctx, admit);
-                more |= self.read_streams(slot, &mut ctx, admit);
-            } else {
-                more = true;
-            }
+            more |= self.read_datagrams(slot, &mut ctx, admit);
+            more |= self.read_streams(slot, &mut ctx, admit);
         }
         self.flush_receipts(&mut ctx);
         self.flush_outbox(now, &mut ctx);
@@ -868,6 +865,10 @@ impl Session {
 
     fn read_datagrams(&mut self, slot: usize, ctx: &mut Ctx<'_>, admit: &mut impl Admit) -> bool {
         for _ in 0..RECORDS_BUDGET {
+            // Asked per frame: one datagram's records must fit the engine's queues.
+            if !admit.ready() {
+                return true;
+            }
             let Some(payload) = self.conn.datagrams().recv() else { return false };
             ctx.counters.frames_datagram_total += 1;
             let rx_ns = self.last_rx_ns;
@@ -934,7 +935,7 @@ impl Session {
                 if rest.len() < len {
                     break;
                 }
-                if frames == RECORDS_BUDGET {
+                if frames == RECORDS_BUDGET || !admit.ready() {
                     more = true;
                     break;
                 }

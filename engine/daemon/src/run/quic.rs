@@ -31,6 +31,9 @@ use crate::config::{QuicAuth, QuicSettings, RxTimestamps};
 pub const QUIC_ADDR_FILE: &str = "quic.addr";
 /// Directory of the generated TLS pair, under `engine.data_dir`.
 pub const TLS_DIR: &str = "tls";
+/// Records of the largest stream frame (64 KiB of 48-byte records), the ring room a frame
+/// needs at most.
+pub const FRAME_RECORDS_MAX: usize = 64 * 1024 / 48 + 1;
 
 /// Who sent a record the merger answers later (a book cancel): answers go back the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +125,9 @@ pub struct QuicAdmit<'a, 'r> {
     pub rx_to_ring: &'a mut Histogram,
     pub now_ns: u64,
     pub draining: bool,
+    /// Free slots every output ring must have before a frame is taken: the records of one
+    /// frame then never meet a full ring (`overloaded`) but wait in QUIC's buffers.
+    pub room_min: usize,
     /// Set when the window is full and this intake does not own the clock.
     pub close_request: Option<&'a AtomicBool>,
 }
@@ -135,7 +141,9 @@ impl Admit for QuicAdmit<'_, '_> {
         if full && let Some(flag) = self.close_request {
             flag.store(true, Ordering::Relaxed);
         }
-        !full
+        let room = self.sink.to_builder.iter().all(|q| q.tx.slots_free() >= self.room_min)
+            && self.sink.to_merger.tx.slots_free() >= self.room_min;
+        !full && room
     }
 
     fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {

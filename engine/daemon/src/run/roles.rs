@@ -20,7 +20,7 @@ use fpn_runtime::ring::{Rx, Tx};
 use fpn_wire::{Reason, Receipt};
 
 use super::metrics::*;
-use super::quic::{Origin, QuicAdmit, QuicIntake, QuicLabels};
+use super::quic::{self, Origin, QuicAdmit, QuicIntake, QuicLabels};
 use super::rings::{RxQ, TxQ, now_ns};
 use super::shared::{Shared, pack_book, unpack_book};
 
@@ -355,6 +355,7 @@ impl IntakeRole {
         let mut did_work = q.io.poll_results(now);
         let draining = self.shared.draining.load(Ordering::Acquire);
         let close_request = self.clock.is_none().then_some(&self.shared.close_request.0);
+        let room_min = quic::FRAME_RECORDS_MAX.min(self.to_merger.tx.capacity() / 2);
         let QuicIntake { io, stamps, rx_to_ring, .. } = &mut **q;
         let mut admit = QuicAdmit {
             core: &mut self.core,
@@ -365,6 +366,7 @@ impl IntakeRole {
             rx_to_ring,
             now_ns: now,
             draining,
+            room_min,
             close_request,
         };
         did_work |= io.poll_io(&mut admit);

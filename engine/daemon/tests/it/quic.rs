@@ -1,8 +1,7 @@
 //! The QUIC intake of the real daemon on loopback: intents over datagrams and over a stream,
 //! every one answered and every accepted one in exactly one block; refusals with reasons.
 //!
-//! Counts: `FPN_IT_QUIC_RECORDS` (default 20,000 per path; the issue asks for 100,000, which
-//! also passes but takes minutes on the shared 2-CPU dev VM in a debug build).
+//! Counts: `FPN_IT_QUIC_RECORDS` intents per path (default 100,000).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
@@ -15,7 +14,7 @@ use fpn_wire::{FrameWriter, Intent, Reason, RecordRef, decode_frame};
 use crate::daemon::{Daemon, config_text, metric_sum, scratch_dir};
 
 fn records_n() -> usize {
-    std::env::var("FPN_IT_QUIC_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000)
+    std::env::var("FPN_IT_QUIC_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
 }
 
 fn start(name: &str, quic: &str) -> (Daemon, SocketAddr, [u8; 32]) {
