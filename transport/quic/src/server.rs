@@ -298,6 +298,9 @@ impl Server {
         }
         server_config.transport_config(Arc::new(transport));
         server_config.max_incoming(l.conns_max.max(1));
+        // A migrated connection's new 4-tuple could hash to another intake's socket
+        // (`SO_REUSEPORT`), whose endpoint does not know it.
+        server_config.migration(false);
         let server_config = Arc::new(server_config);
         // No fixed-bit greasing (RFC 9287): every packet to us then has the bit set, which is
         // what `handle_datagram` checks to drop non-QUIC bytes early.
@@ -610,7 +613,7 @@ impl Server {
                 } else {
                     s.stream_receipts.push(receipt);
                 }
-                note_window(s, &receipt);
+                note_window(&mut s.windows, &receipt);
                 s.pending = true;
                 if !self.pending.contains(&origin.slot) {
                     self.pending.push(origin.slot);
@@ -717,13 +720,60 @@ fn release_client(clients: &mut HashMap<u64, ClientState>, client_id: u64) {
     }
 }
 
-fn note_window(s: &mut Session, receipt: &Receipt) {
-    if receipt.status.is_ok() && receipt.window_id != 0 && s.windows.back() != Some(&receipt.window_id) {
-        if s.windows.len() == SESSION_WINDOWS_MAX {
-            s.windows.pop_front();
+fn note_window(windows: &mut VecDeque<u64>, receipt: &Receipt) {
+    if receipt.status.is_ok() && receipt.window_id != 0 && windows.back() != Some(&receipt.window_id) {
+        if windows.len() == SESSION_WINDOWS_MAX {
+            windows.pop_front();
         }
-        s.windows.push_back(receipt.window_id);
+        windows.push_back(receipt.window_id);
     }
+}
+
+/// One wire frame of a session: the frame's structure, then for each record the transport's
+/// checks (a session must be open: `client_id` is `Some`; the record's client id must be
+/// the session's; `take_token` must give a token) and the engine (`admit`). Every record's
+/// answer goes to `answer` in record order: `Some(receipt)`, or `None` when the engine
+/// answers later. `Err`: the frame is refused whole (nothing was answered).
+///
+/// This is the intake's handling of untrusted bytes after QUIC; the fuzz target
+/// `quic_datagram` drives it with arbitrary datagram payloads.
+pub fn handle_frame(
+    bytes: &[u8],
+    rx_ns: u64,
+    client_id: Option<u64>,
+    counters: &mut Counters,
+    take_token: &mut dyn FnMut() -> bool,
+    admit: &mut impl Admit,
+    mut answer: impl FnMut(Option<Receipt>),
+) -> Result<(), Reason> {
+    let records = decode_frame(bytes)?;
+    for record in records {
+        let mut receipt = receipt_template(record, rx_ns);
+        let refusal = match client_id {
+            None => {
+                counters.records_unauthorized_total += 1;
+                Some(Reason::Unauthorized)
+            }
+            Some(id) if record.kind().is_client_kind() && receipt.client_id != id => {
+                counters.records_client_mismatch_total += 1;
+                Some(Reason::ClientMismatch)
+            }
+            Some(_) if !take_token() => {
+                counters.records_rate_limited_total += 1;
+                Some(Reason::RateLimited)
+            }
+            Some(_) => None,
+        };
+        answer(match refusal {
+            Some(reason) => {
+                receipt.status = Err(reason);
+                admit.refused(&receipt);
+                Some(receipt)
+            }
+            None => admit.admit(rx_ns, record),
+        });
+    }
+    Ok(())
 }
 
 /// What a session's record handling borrows from the server.
@@ -994,42 +1044,19 @@ impl Session {
         ctx: &mut Ctx<'_>,
         admit: &mut impl Admit,
     ) -> Result<(), Reason> {
-        let records = decode_frame(bytes)?;
-        for record in records {
-            let mut receipt = receipt_template(record, rx_ns);
-            let refusal = if self.phase != Phase::Open {
-                ctx.counters.records_unauthorized_total += 1;
-                Some(Reason::Unauthorized)
-            } else if record.kind().is_client_kind() && receipt.client_id != self.client_id {
-                ctx.counters.records_client_mismatch_total += 1;
-                Some(Reason::ClientMismatch)
-            } else if !take_token(ctx, self.client_id) {
-                ctx.counters.records_rate_limited_total += 1;
-                Some(Reason::RateLimited)
-            } else {
-                None
-            };
-            let answered = match refusal {
-                Some(reason) => {
-                    receipt.status = Err(reason);
-                    admit.refused(&receipt);
-                    Some(receipt)
-                }
-                None => admit.admit(rx_ns, record),
-            };
-            match answered {
-                Some(r) => {
-                    note_window(self, &r);
-                    if datagram {
-                        self.dgram_receipts.push(r);
-                    } else {
-                        self.stream_receipts.push(r);
-                    }
-                }
-                None => ctx.late.push_back(LateOrigin { slot, generation: self.generation, datagram }),
+        let client_id = (self.phase == Phase::Open).then_some(self.client_id);
+        let Ctx { limits, clients, counters, now_ns, late, .. } = ctx;
+        let mut bucket = || take_token(limits, clients, *now_ns, self.client_id);
+        let (dgram, stream) = (&mut self.dgram_receipts, &mut self.stream_receipts);
+        let windows = &mut self.windows;
+        let generation = self.generation;
+        handle_frame(bytes, rx_ns, client_id, counters, &mut bucket, admit, |answered| match answered {
+            Some(r) => {
+                note_window(windows, &r);
+                if datagram { dgram.push(r) } else { stream.push(r) }
             }
-        }
-        Ok(())
+            None => late.push_back(LateOrigin { slot, generation, datagram }),
+        })
     }
 
     fn refuse_frame(
@@ -1133,15 +1160,14 @@ impl Session {
 }
 
 /// Takes one token from `client_id`'s bucket.
-fn take_token(ctx: &mut Ctx<'_>, client_id: u64) -> bool {
-    let l = ctx.limits;
+fn take_token(l: &Limits, clients: &mut HashMap<u64, ClientState>, now_ns: u64, client_id: u64) -> bool {
     if l.rate_per_s == 0 {
         return true;
     }
-    let Some(c) = ctx.clients.get_mut(&client_id) else { return true };
+    let Some(c) = clients.get_mut(&client_id) else { return true };
     const UNIT: u128 = 1_000_000_000;
-    let elapsed = ctx.now_ns.saturating_sub(c.topped_ns);
-    c.topped_ns = ctx.now_ns;
+    let elapsed = now_ns.saturating_sub(c.topped_ns);
+    c.topped_ns = now_ns;
     let cap = u128::from(l.burst.max(1)) * UNIT;
     c.tokens_n = (c.tokens_n + u128::from(elapsed) * u128::from(l.rate_per_s)).min(cap);
     if c.tokens_n >= UNIT {
