@@ -46,7 +46,10 @@ fn main() {
                 };
                 let mut c = Client::connect(addr, &options).expect("connect");
                 let len_max = if datagram { c.datagram_max().min(1_200) } else { 16 * 1024 };
-                let base = Instant::now().elapsed().as_nanos() as u64 ^ (client << 48);
+                // Nonces unique across runs against one daemon (its de-duplication remembers them).
+                let wall =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let base = (wall.as_millis() as u64) << 24 ^ client << 58;
                 let mut sent_at = vec![Instant::now(); records as usize];
                 let mut t =
                     Tally { latencies: Vec::with_capacity(records as usize), answered: 0, accepted: 0 };

@@ -559,8 +559,10 @@ impl Server {
 
     /// Reads hellos, datagrams and stream frames of the sessions that have some, and hands
     /// their records to `admit` (only while `admit.ready()`).
+    /// Returns whether anything moved (a hello, a frame, a receipt or window written), so a
+    /// loop whose engine is not ready for more does not count waiting frames as work.
     pub fn poll_records(&mut self, now: Instant, admit: &mut impl Admit) -> bool {
-        let mut did_work = false;
+        let before = self.progress();
         let mut i = 0;
         while i < self.pending.len() {
             let slot = self.pending[i];
@@ -568,7 +570,6 @@ impl Server {
                 self.pending.swap_remove(i);
                 continue;
             };
-            did_work = true;
             s.pending = false;
             let ctx = Ctx {
                 limits: &self.config.limits,
@@ -596,7 +597,21 @@ impl Server {
             // Events raised by what was written (e.g. a close) are handled at once.
             self.process_conn(now, slot);
         }
-        did_work
+        self.progress() != before
+    }
+
+    fn progress(&self) -> u64 {
+        let c = &self.counters;
+        c.frames_datagram_total
+            + c.frames_stream_total
+            + c.sessions_opened_total
+            + c.sessions_refused_unauthorized_total
+            + c.sessions_refused_overloaded_total
+            + c.sessions_refused_bad_hello_total
+            + c.receipts_datagram_total
+            + c.receipts_stream_total
+            + c.receipts_fallback_total
+            + c.windows_pushed_total
     }
 
     /// A receipt the merger answered for a record [`Admit::admit`] took with `None`; receipts

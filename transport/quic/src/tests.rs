@@ -348,3 +348,23 @@ fn subscribe_all_gets_windows_without_records() {
     assert!(got);
     assert!(quiet.next_frame(Duration::from_millis(300)).unwrap().is_none());
 }
+
+#[test]
+fn retry_under_load_and_connection_limits() {
+    // retry_above 0: every new client passes a Retry first (quinn's client follows it).
+    let limits = Limits { retry_above: 0, conns_max: 2, conns_per_ip: 2, ..Limits::default() };
+    let h = Harness::start(Auth::Open, limits);
+    let a = Client::connect(h.addr, &h.options("1")).unwrap();
+    assert_eq!(a.welcome.unwrap().status, Ok(()));
+    let b = Client::connect(h.addr, &h.options("2")).unwrap();
+    assert_eq!(b.welcome.unwrap().status, Ok(()));
+    // A third connection from this IP is over both limits: refused in the handshake.
+    let mut options = h.options("3");
+    options.timeout = Duration::from_secs(5);
+    assert!(Client::connect(h.addr, &options).is_err());
+    let c = h.counters();
+    assert!(c.retries_total >= 2, "{c:?}");
+    assert_eq!(c.conns_refused_max_total + c.conns_refused_ip_total, 1, "{c:?}");
+    a.close();
+    b.close();
+}
