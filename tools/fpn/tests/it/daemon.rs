@@ -396,3 +396,35 @@ fn status_reads_readiness_and_metrics() {
     let out = fpn(&["status", "--admin", &nobody]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn datagram_records_without_receipts_are_resent() {
+    // Every 3rd datagram is lost each way: some records never arrive (their resend is
+    // accepted), some receipts never arrive (their resend is refused duplicate_nonce, which
+    // means accepted before).
+    let config = TestServerConfig { datagram_loss_every: 3, ..TestServerConfig::default() };
+    let server = ThreadedTestServer::start(config).unwrap();
+    let dir = data_dir(&server, "resend");
+    let lines: String = (1..=200)
+        .map(|n| format!("{{\"client_id\": 7, \"nonce\": {n}, \"profit\": {n}, \"keys\": [{n}]}}\n"))
+        .collect();
+    let path = file("lossy.jsonl", &lines);
+    let args = ["submit", "--data-dir", dir.to_str().unwrap(), "--input", path.to_str().unwrap()];
+    let out = fpn(&[&args[..], &["--json", "--timeout", "60", "--quiet", "0.5", "--resends", "20"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json_of(&out);
+    assert_eq!(v["accepted"], 200);
+    assert!(v["resends"].as_u64().unwrap() >= 1);
+    let statuses: Vec<&str> =
+        v["records"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert!(statuses.contains(&"accepted_before"), "{statuses:?}");
+
+    // Without resends the losses show as records without receipts (exit 1).
+    let path = file("lossy2.jsonl", &lines.replace("\"client_id\": 7", "\"client_id\": 8"));
+    let args = ["submit", "--data-dir", dir.to_str().unwrap(), "--input", path.to_str().unwrap()];
+    let out = fpn(&[&args[..], &["--json", "--timeout", "2", "--resends", "0"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json_of(&out);
+    assert!(v["no_receipt"].as_u64().unwrap() > 0);
+    assert_eq!(v["resends"], 0);
+}
