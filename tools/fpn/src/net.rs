@@ -273,8 +273,8 @@ pub struct Sending {
 
 /// Sends `records` (packed into frames) while collecting their receipts, then waits until
 /// each has its receipt, the timeout passes, or the connection ends. Receipts are read while
-/// sending: a large file sent as datagrams would otherwise overflow the receive buffers and
-/// lose receipts. Datagram records still without a receipt when the receipts pause are sent
+/// sending, so a large file does not fill the client's bounded event channel (which would
+/// leave receipt datagrams to quinn's receive buffer, which drops the oldest). Datagram records still without a receipt when the receipts pause are sent
 /// again with the same nonce, up to `resends_max` rounds; a resend answered
 /// `duplicate_nonce` got in the first time and is reported `accepted_before`. `lines` gives
 /// each record's input line, if any.
