@@ -445,3 +445,76 @@ pub async fn send_and_collect(
         error,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(data_dir: PathBuf) -> ConnectFlags {
+        ConnectFlags {
+            addr: None,
+            data_dir,
+            pin: None,
+            ca: None,
+            server_name: "localhost".to_string(),
+            key: None,
+            timeout: 10.0,
+        }
+    }
+
+    #[test]
+    fn defaults_come_from_the_data_dir_then_the_built_in_address() {
+        let dir = std::env::temp_dir().join(format!("fpn-net-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let f = flags(dir.clone());
+        assert_eq!(f.addr().unwrap(), ADDR_DEFAULT.parse().unwrap());
+        assert_eq!(f.trust().unwrap_err().code, 2, "no pin, no CA: a usage error");
+        assert_eq!(f.config(None).unwrap_err().code, 2, "no key, no client id");
+
+        std::fs::create_dir_all(dir.join("tls")).unwrap();
+        std::fs::write(dir.join("quic.addr"), "127.0.0.1:5555\n").unwrap();
+        let pin = Fingerprint::of_der(b"cert");
+        std::fs::write(dir.join("tls/cert.sha256"), format!("{pin}\n")).unwrap();
+        let config = f.config(Some(7)).unwrap();
+        assert_eq!(config.addr, "127.0.0.1:5555".parse().unwrap());
+        assert_eq!(config.trust, Trust::Pin(pin));
+        assert_eq!(config.api_key, b"7");
+
+        // Flags win over the files.
+        let f = ConnectFlags { addr: Some("[::1]:6000".to_string()), key: Some("k".to_string()), ..f };
+        let config = f.config(Some(7)).unwrap();
+        assert_eq!(config.addr, "[::1]:6000".parse().unwrap());
+        assert_eq!(config.api_key, b"k");
+
+        std::fs::write(dir.join("tls/cert.sha256"), "not hex\n").unwrap();
+        assert_eq!(flags(dir.clone()).trust().unwrap_err().code, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn receipts_match_records_by_kind_and_nonce_or_cancelled_seq() {
+        use fpn_client::{Cancel, Intent};
+        let keys = [1u64];
+        let intent = Record::Intent(Intent {
+            client_id: 7,
+            nonce: 5,
+            sent_ns: 0,
+            profit: 1,
+            priority: 0,
+            keys: &keys,
+        });
+        let by_seq = Record::Cancel(Cancel { client_id: 7, target: CancelTarget::Seq(42) });
+        let receipt = |kind, nonce, seq| Receipt {
+            client_id: 7,
+            nonce,
+            seq,
+            window_id: 1,
+            rx_ns: 0,
+            status: Ok(()),
+            for_kind: kind,
+        };
+        assert_eq!(match_of_receipt(&receipt(Some(Kind::Intent), 5, 9)), Some(match_of_record(&intent)));
+        assert_eq!(match_of_receipt(&receipt(Some(Kind::Cancel), 0, 42)), Some(match_of_record(&by_seq)));
+        assert_eq!(match_of_receipt(&receipt(None, 0, 0)), None, "a frame refused whole names no record");
+    }
+}
