@@ -102,7 +102,7 @@ impl Default for Limits {
             retry_above: 64,
             datagram_frame_max: fpn_wire::DATAGRAM_FRAME_LEN_MAX as u16,
             stream_frame_max: 64 * 1024,
-            result_backlog_max: 64 << 20,
+            result_backlog_max: 16 << 20,
         }
     }
 }
@@ -203,6 +203,8 @@ struct Session {
     windows: VecDeque<u64>,
     last_rx_ns: u64,
     close_at: Option<(Instant, u64)>,
+    /// Counted in its client's connections (released when the session is removed).
+    counted: bool,
     /// Has data for `poll_records`.
     pending: bool,
     /// Queued in `Server::dirty` (may have packets to send).
@@ -432,6 +434,7 @@ impl Server {
                     windows: VecDeque::new(),
                     last_rx_ns: rx_ns,
                     close_at: None,
+                    counted: false,
                     pending: false,
                     dirty: false,
                 };
@@ -487,8 +490,6 @@ impl Server {
                     if s.phase == Phase::Handshaking {
                         self.counters.handshakes_failed_total += 1;
                         self.handshakes -= 1;
-                    } else if s.phase == Phase::Open {
-                        release_client(&mut self.clients, s.client_id);
                     }
                     s.phase = Phase::Closing;
                 }
@@ -543,10 +544,11 @@ impl Server {
         let Some(s) = self.sessions[slot].take() else { return };
         self.counters.conns_closed_total += 1;
         self.sessions_open -= 1;
-        match s.phase {
-            Phase::Handshaking => self.handshakes -= 1,
-            Phase::Open => release_client(&mut self.clients, s.client_id),
-            Phase::AwaitHello | Phase::Closing => {}
+        if s.phase == Phase::Handshaking {
+            self.handshakes -= 1;
+        }
+        if s.counted {
+            release_client(&mut self.clients, s.client_id, 4 * self.config.limits.conns_max);
         }
         if let Some(n) = self.per_ip.get_mut(&s.ip) {
             *n -= 1;
@@ -729,9 +731,14 @@ impl Server {
     }
 }
 
-fn release_client(clients: &mut HashMap<u64, ClientState>, client_id: u64) {
+/// A session of `client_id` ended. Its bucket is kept for the client's next connection (a
+/// reconnect does not refill it), unless the table holds more than `kept_max` clients.
+fn release_client(clients: &mut HashMap<u64, ClientState>, client_id: u64, kept_max: usize) {
     if let Some(c) = clients.get_mut(&client_id) {
         c.conns = c.conns.saturating_sub(1);
+        if c.conns == 0 && clients.len() > kept_max {
+            clients.remove(&client_id);
+        }
     }
 }
 
@@ -859,6 +866,7 @@ impl Session {
                             Err(Reason::Overloaded)
                         } else {
                             state.conns += 1;
+                            self.counted = true;
                             self.client_id = client_id;
                             self.subscribe_all = hello.subscribe_all();
                             Ok(())

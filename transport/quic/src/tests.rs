@@ -368,3 +368,19 @@ fn retry_under_load_and_connection_limits() {
     a.close();
     b.close();
 }
+
+#[test]
+fn a_closed_session_gives_its_client_slot_back() {
+    let limits = Limits { conns_per_client: 1, ..Limits::default() };
+    let h = Harness::start(Auth::Open, limits);
+    let a = Client::connect(h.addr, &h.options("5")).unwrap();
+    assert_eq!(a.welcome.unwrap().status, Ok(()));
+    a.close();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.counters().conns_closed_total < 1 {
+        assert!(Instant::now() < deadline, "the closed connection was never removed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let b = Client::connect(h.addr, &h.options("5")).unwrap();
+    assert_eq!(b.welcome.unwrap().status, Ok(()));
+}
