@@ -79,6 +79,9 @@ pub struct Limits {
     pub conns_per_ip: u32,
     pub conns_max: usize,
     pub idle_timeout: Duration,
+    /// A connection that sends no hello this long after its handshake is closed
+    /// `unauthorized` (keep-alives would otherwise hold it open forever).
+    pub hello_timeout: Duration,
     /// Handshakes in flight above which new clients must pass a Retry first.
     pub retry_above: usize,
     /// Largest frame taken in one datagram.
@@ -99,6 +102,7 @@ impl Default for Limits {
             conns_per_ip: 64,
             conns_max: 1024,
             idle_timeout: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(10),
             retry_above: 64,
             datagram_frame_max: fpn_wire::DATAGRAM_FRAME_LEN_MAX as u16,
             stream_frame_max: 64 * 1024,
@@ -147,6 +151,8 @@ pub struct Counters {
     pub sessions_refused_unauthorized_total: u64,
     pub sessions_refused_overloaded_total: u64,
     pub sessions_refused_bad_hello_total: u64,
+    /// Connections closed for sending no hello within `Limits::hello_timeout`.
+    pub sessions_hello_timeout_total: u64,
     pub conns_closed_total: u64,
     pub conns_idle_timeout_total: u64,
     pub frames_datagram_total: u64,
@@ -475,6 +481,10 @@ impl Server {
                     if s.phase == Phase::Handshaking {
                         s.phase = Phase::AwaitHello;
                         self.handshakes -= 1;
+                        // No hello in time: closed `unauthorized` (cleared by the welcome).
+                        let at = now + self.config.limits.hello_timeout;
+                        s.close_at = Some((at, app_error(Reason::Unauthorized)));
+                        self.next_timeout = Some(self.next_timeout.map_or(at, |n| n.min(at)));
                     }
                 }
                 Event::ConnectionLost { reason } => {
@@ -687,6 +697,10 @@ impl Server {
                 && at <= now
             {
                 s.close_at = None;
+                if s.phase == Phase::AwaitHello {
+                    self.counters.sessions_hello_timeout_total += 1;
+                    s.phase = Phase::Closing;
+                }
                 s.conn.close(now, varint(code), Bytes::new());
             }
             if s.conn.poll_timeout().is_some_and(|t| t <= now) {
@@ -897,6 +911,7 @@ impl Session {
             Ok(()) => {
                 ctx.counters.sessions_opened_total += 1;
                 self.phase = Phase::Open;
+                self.close_at = None;
                 self.result = self.conn.streams().open(Dir::Uni);
                 debug_assert!(self.result.is_some(), "the client allows a uni stream");
             }
