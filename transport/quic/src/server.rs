@@ -79,6 +79,9 @@ pub struct Limits {
     pub conns_per_ip: u32,
     pub conns_max: usize,
     pub idle_timeout: Duration,
+    /// A connection that sends no hello this long after its handshake is closed
+    /// `unauthorized` (keep-alives would otherwise hold it open forever).
+    pub hello_timeout: Duration,
     /// Handshakes in flight above which new clients must pass a Retry first.
     pub retry_above: usize,
     /// Largest frame taken in one datagram.
@@ -99,10 +102,11 @@ impl Default for Limits {
             conns_per_ip: 64,
             conns_max: 1024,
             idle_timeout: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(10),
             retry_above: 64,
             datagram_frame_max: fpn_wire::DATAGRAM_FRAME_LEN_MAX as u16,
             stream_frame_max: 64 * 1024,
-            result_backlog_max: 64 << 20,
+            result_backlog_max: 16 << 20,
         }
     }
 }
@@ -147,6 +151,8 @@ pub struct Counters {
     pub sessions_refused_unauthorized_total: u64,
     pub sessions_refused_overloaded_total: u64,
     pub sessions_refused_bad_hello_total: u64,
+    /// Connections closed for sending no hello within `Limits::hello_timeout`.
+    pub sessions_hello_timeout_total: u64,
     pub conns_closed_total: u64,
     pub conns_idle_timeout_total: u64,
     pub frames_datagram_total: u64,
@@ -203,6 +209,8 @@ struct Session {
     windows: VecDeque<u64>,
     last_rx_ns: u64,
     close_at: Option<(Instant, u64)>,
+    /// Counted in its client's connections (released when the session is removed).
+    counted: bool,
     /// Has data for `poll_records`.
     pending: bool,
     /// Queued in `Server::dirty` (may have packets to send).
@@ -432,6 +440,7 @@ impl Server {
                     windows: VecDeque::new(),
                     last_rx_ns: rx_ns,
                     close_at: None,
+                    counted: false,
                     pending: false,
                     dirty: false,
                 };
@@ -472,6 +481,10 @@ impl Server {
                     if s.phase == Phase::Handshaking {
                         s.phase = Phase::AwaitHello;
                         self.handshakes -= 1;
+                        // No hello in time: closed `unauthorized` (cleared by the welcome).
+                        let at = now + self.config.limits.hello_timeout;
+                        s.close_at = Some((at, app_error(Reason::Unauthorized)));
+                        self.next_timeout = Some(self.next_timeout.map_or(at, |n| n.min(at)));
                     }
                 }
                 Event::ConnectionLost { reason } => {
@@ -487,8 +500,6 @@ impl Server {
                     if s.phase == Phase::Handshaking {
                         self.counters.handshakes_failed_total += 1;
                         self.handshakes -= 1;
-                    } else if s.phase == Phase::Open {
-                        release_client(&mut self.clients, s.client_id);
                     }
                     s.phase = Phase::Closing;
                 }
@@ -543,10 +554,11 @@ impl Server {
         let Some(s) = self.sessions[slot].take() else { return };
         self.counters.conns_closed_total += 1;
         self.sessions_open -= 1;
-        match s.phase {
-            Phase::Handshaking => self.handshakes -= 1,
-            Phase::Open => release_client(&mut self.clients, s.client_id),
-            Phase::AwaitHello | Phase::Closing => {}
+        if s.phase == Phase::Handshaking {
+            self.handshakes -= 1;
+        }
+        if s.counted {
+            release_client(&mut self.clients, s.client_id, 4 * self.config.limits.conns_max);
         }
         if let Some(n) = self.per_ip.get_mut(&s.ip) {
             *n -= 1;
@@ -685,6 +697,10 @@ impl Server {
                 && at <= now
             {
                 s.close_at = None;
+                if s.phase == Phase::AwaitHello {
+                    self.counters.sessions_hello_timeout_total += 1;
+                    s.phase = Phase::Closing;
+                }
                 s.conn.close(now, varint(code), Bytes::new());
             }
             if s.conn.poll_timeout().is_some_and(|t| t <= now) {
@@ -729,9 +745,14 @@ impl Server {
     }
 }
 
-fn release_client(clients: &mut HashMap<u64, ClientState>, client_id: u64) {
+/// A session of `client_id` ended. Its bucket is kept for the client's next connection (a
+/// reconnect does not refill it), unless the table holds more than `kept_max` clients.
+fn release_client(clients: &mut HashMap<u64, ClientState>, client_id: u64, kept_max: usize) {
     if let Some(c) = clients.get_mut(&client_id) {
         c.conns = c.conns.saturating_sub(1);
+        if c.conns == 0 && clients.len() > kept_max {
+            clients.remove(&client_id);
+        }
     }
 }
 
@@ -859,6 +880,7 @@ impl Session {
                             Err(Reason::Overloaded)
                         } else {
                             state.conns += 1;
+                            self.counted = true;
                             self.client_id = client_id;
                             self.subscribe_all = hello.subscribe_all();
                             Ok(())
@@ -889,6 +911,7 @@ impl Session {
             Ok(()) => {
                 ctx.counters.sessions_opened_total += 1;
                 self.phase = Phase::Open;
+                self.close_at = None;
                 self.result = self.conn.streams().open(Dir::Uni);
                 debug_assert!(self.result.is_some(), "the client allows a uni stream");
             }
