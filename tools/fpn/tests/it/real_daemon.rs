@@ -186,6 +186,13 @@ fn the_cli_against_the_real_daemon() {
         .collect();
     assert_eq!(kinds, ["block", "clearing", "block", "clearing"]);
 
+    // The daemon's self-signed certificate as a CA file instead of the pin.
+    let ca = data.join("tls/cert.pem");
+    let args = ["submit", "--data-dir", d, "--ca", ca.to_str().unwrap(), "--client-id", "7", "--nonce", "3"];
+    let out =
+        fpn(&[&args[..], &["--profit", "5", "--resource", "2", "--stream", "--timeout", "60"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
     let out = fpn(&["status", "--data-dir", d, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
