@@ -43,7 +43,7 @@ pub fn config_text(data_dir: &std::path::Path, window_ms: u64, shards: usize) ->
     let cpus = allowed_cpus();
     let (hot, rest) = (cpus[0], *cpus.last().unwrap());
     format!(
-        "[engine]\nprofile = \"test\"\ndata_dir = {dir:?}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n\
+        "[engine]\nprofile = \"test\"\ndata_dir = {dir:?}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"127.0.0.1:0\"\n\n\
          [window]\nwindow_ms = {window_ms}\n\n[builder]\nshards = {shards}\n\n\
          [cores]\nintake = [{hot}]\nbuilder = [{hot}]\nauction = [{rest}]\nprover = [{rest}]\n\
          journal = [{rest}]\nadmin = [{rest}]\n\n\
@@ -83,8 +83,14 @@ impl Daemon {
     }
 
     pub fn start_with(dir: PathBuf, window_ms: u64, shards: usize, env: &[(&str, String)]) -> Daemon {
+        let text = config_text(&dir.join("data"), window_ms, shards);
+        Daemon::start_text(dir, &text, env)
+    }
+
+    /// Starts with the config file `text` (see [`config_text`]).
+    pub fn start_text(dir: PathBuf, text: &str, env: &[(&str, String)]) -> Daemon {
         let config = dir.join("flashpointd.toml");
-        std::fs::write(&config, config_text(&dir.join("data"), window_ms, shards)).unwrap();
+        std::fs::write(&config, text).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_flashpointd"))
             .arg("--config")
             .arg(&config)

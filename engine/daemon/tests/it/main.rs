@@ -7,5 +7,6 @@ mod inproc;
 mod intakes;
 mod no_alloc;
 mod prover;
+mod quic;
 
 fn main() {}
