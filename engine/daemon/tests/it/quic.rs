@@ -444,3 +444,34 @@ fn fpn_client_library_against_the_daemon() {
     c.close();
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
 }
+
+/// A cancel of a bid in the book is answered by the merger; the answer comes back through
+/// the intake to the QUIC session that sent the cancel.
+#[test]
+fn quic_book_cancel_is_answered_by_the_merger() {
+    use fpn_wire::{Bid, Cancel, CancelTarget};
+
+    // Bids under the reserve never win: they stay open in the book.
+    let (mut d, addr, pin) = start("quic-book-cancel", "rate_per_s = 0\n\n[auction]\nreserve = 100");
+    let mut c = Client::connect(addr, &options(pin, "41")).unwrap();
+    let mut frame = Vec::new();
+    let mut w = FrameWriter::new(&mut frame, 64 * 1024);
+    for nonce in 1..=100u64 {
+        w.push_bid(&Bid { client_id: 41, nonce, sent_ns: 1, amount: 10, priority: nonce as u32 }).unwrap();
+    }
+    w.finish();
+    let bids = send_all(&mut c, &[(frame, 100)], false, 100);
+    assert!(bids.receipts.values().all(|r| r.0.is_ok()), "bids accepted");
+    std::thread::sleep(Duration::from_millis(200)); // the bids' window closes: they are in the book
+    let mut frame = Vec::new();
+    let mut w = FrameWriter::new(&mut frame, 1_200);
+    w.push_cancel(&Cancel { client_id: 41, target: CancelTarget::Nonce(100) }).unwrap(); // open in the book
+    w.push_cancel(&Cancel { client_id: 41, target: CancelTarget::Nonce(500) }).unwrap(); // never sent
+    w.finish();
+    let seen = send_all(&mut c, &[(frame, 2)], true, 10);
+    assert_eq!(seen.receipts[&100].0, Ok(()), "the open bid is cancelled in the book");
+    assert_eq!(seen.receipts[&100].1, bids.receipts[&100].1, "the receipt names the bid's seq");
+    assert_eq!(seen.receipts[&500].0, Err(Reason::NotFound));
+    c.close();
+    assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+}
