@@ -475,3 +475,25 @@ fn quic_book_cancel_is_answered_by_the_merger() {
     c.close();
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
 }
+
+/// A second daemon on a QUIC port in use exits 1 (it must not join the first one's
+/// `SO_REUSEPORT` group and take half its connections).
+#[test]
+fn a_quic_port_in_use_stops_the_start() {
+    let (mut d, addr, _) = start("quic-port-a", "");
+    let dir = scratch_dir("quic-port-b");
+    let text = config_text(&dir.join("data"), 20, 1)
+        .replace("[quic]\nlisten = \"127.0.0.1:0\"\n", &format!("[quic]\nlisten = \"{addr}\"\n"));
+    let config = dir.join("flashpointd.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashpointd"))
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("QUIC intake on {addr}")), "{stderr}");
+    assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+}
