@@ -533,7 +533,7 @@ pub(crate) fn validate(
                 plan.roles.iter().filter(|r| *r != instance).map(RoleInstance::to_string).collect();
             warnings.push(format!(
                 "cpu {}: {instance} spins (idle.{} = \"spin\") but shares the CPU with {}; they run only \
-                 when the kernel preempts it. Give spinning roles a CPU each or use spin-then-park.",
+                 at its yields and the CPU never idles. Give spinning roles a CPU each or use spin-then-park.",
                 plan.cpu,
                 instance.role,
                 others.join(", "),
