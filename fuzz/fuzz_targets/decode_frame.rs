@@ -27,6 +27,9 @@ fuzz_target!(|data: &[u8]| {
             }
             RecordRef::Block(b) => assert_eq!(b.entries.len(), b.fixed.entries_count.get() as usize),
             RecordRef::Clearing(c) => assert_eq!(c.winners.len(), c.fixed.winners_count.get() as usize),
+            RecordRef::Proof(p) => {
+                let _ = validate_proof(p);
+            }
         }
     }
     assert_eq!(seen, declared);

@@ -256,7 +256,9 @@ impl Engine {
                     }
                 };
             }
-            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) => Err(Reason::UnknownKind),
+            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => {
+                Err(Reason::UnknownKind)
+            }
         };
         match admitted {
             Ok(a) => {
@@ -373,7 +375,7 @@ pub(crate) fn receipt_template(record: RecordRef<'_>, rx_ns: u64) -> Receipt {
             (c.client_id.get(), if c.mode == CANCEL_BY_NONCE { c.target.get() } else { 0 })
         }
         // Engine → client kinds are not input.
-        RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) => (0, 0),
+        RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => (0, 0),
     };
     Receipt { client_id, nonce, seq: 0, window_id: 0, rx_ns, status: Ok(()), for_kind: Some(kind) }
 }

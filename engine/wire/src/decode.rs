@@ -33,6 +33,7 @@ pub enum RecordRef<'a> {
     Receipt(&'a ReceiptWire),
     Block(BlockRef<'a>),
     Clearing(ClearingRef<'a>),
+    Proof(&'a ProofWire),
 }
 
 impl RecordRef<'_> {
@@ -44,6 +45,7 @@ impl RecordRef<'_> {
             RecordRef::Receipt(_) => Kind::Receipt,
             RecordRef::Block(_) => Kind::Block,
             RecordRef::Clearing(_) => Kind::Clearing,
+            RecordRef::Proof(_) => Kind::Proof,
         }
     }
 }
@@ -148,6 +150,19 @@ pub fn validate_cancel(cancel: &CancelWire) -> Result<(), Reason> {
     }
 }
 
+/// Content rules of a proof announcement: reserved zero, status done or failed (other
+/// values are reserved), and a failed one's proof bytes zero.
+pub fn validate_proof(proof: &ProofWire) -> Result<(), Reason> {
+    if proof.header.reserved.get() != 0 || proof.reserved != [0; 7] {
+        return Err(Reason::ReservedNonzero);
+    }
+    match proof.status {
+        PROOF_DONE => Ok(()),
+        PROOF_FAILED if proof.proof == [0; PROOF_BYTES_LEN] => Ok(()),
+        _ => Err(Reason::ReservedNonzero),
+    }
+}
+
 /// Checks a frame's structure and returns its records. See the module doc.
 pub fn decode_frame(buf: &[u8]) -> Result<Records<'_>, Reason> {
     let (header, body) = FrameHeader::ref_from_prefix(buf).map_err(|_| Reason::Truncated)?;
@@ -223,6 +238,7 @@ fn check_record_header(buf: &[u8]) -> Result<usize, Reason> {
         Kind::Bid => BID_LEN,
         Kind::Cancel => CANCEL_LEN,
         Kind::Receipt => RECEIPT_LEN,
+        Kind::Proof => PROOF_LEN,
         Kind::Block => {
             let f = BlockWire::ref_from_prefix(buf).map_err(|_| Reason::BadLength)?.0;
             BLOCK_FIXED_LEN + BLOCK_ENTRY_LEN * f.entries_count.get() as usize
@@ -260,6 +276,7 @@ impl<'a> Iterator for Records<'a> {
             Kind::Bid => RecordRef::Bid(BidWire::ref_from_bytes(record).ok()?),
             Kind::Cancel => RecordRef::Cancel(CancelWire::ref_from_bytes(record).ok()?),
             Kind::Receipt => RecordRef::Receipt(ReceiptWire::ref_from_bytes(record).ok()?),
+            Kind::Proof => RecordRef::Proof(ProofWire::ref_from_bytes(record).ok()?),
             Kind::Block => {
                 let (fixed, tail) = BlockWire::ref_from_prefix(record).ok()?;
                 RecordRef::Block(BlockRef { fixed, entries: <[BlockEntryWire]>::ref_from_bytes(tail).ok()? })

@@ -92,6 +92,16 @@ pub struct ClearingSummary {
     pub order: u8,
 }
 
+/// A proof announcement to encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProofAnnounce {
+    pub window_first: u64,
+    pub window_last: u64,
+    pub job_id: u64,
+    /// The compressed proof, or `None` when the job failed (wire: status 1, zero bytes).
+    pub proof: Option<[u8; PROOF_BYTES_LEN]>,
+}
+
 impl BlockEntryWire {
     pub fn new(seq: u64, client_id: u64, profit: u64, payout: u64) -> BlockEntryWire {
         BlockEntryWire {
@@ -323,6 +333,22 @@ impl<'b> FrameWriter<'b> {
             self.buf.extend_from_slice(x.as_bytes());
         }
         assert_eq!(self.buf.len() - start, len, "iterator reported a wrong length");
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn push_proof(&mut self, proof: &ProofAnnounce) -> Result<(), FrameFull> {
+        self.reserve(PROOF_LEN)?;
+        let wire = ProofWire {
+            header: record_header(Kind::Proof, PROOF_LEN),
+            window_first: U64::new(proof.window_first),
+            window_last: U64::new(proof.window_last),
+            job_id: U64::new(proof.job_id),
+            status: if proof.proof.is_some() { PROOF_DONE } else { PROOF_FAILED },
+            reserved: [0; 7],
+            proof: proof.proof.unwrap_or([0; PROOF_BYTES_LEN]),
+        };
+        self.buf.extend_from_slice(wire.as_bytes());
         self.count += 1;
         Ok(())
     }

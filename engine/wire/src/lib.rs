@@ -15,10 +15,11 @@ pub mod session;
 
 pub use decode::{
     BlockRef, ClearingRef, IntentRef, RecordRef, Records, decode_frame, peek_frame_len, validate_bid,
-    validate_cancel,
+    validate_cancel, validate_proof,
 };
 pub use encode::{
-    Bid, BlockSummary, Cancel, CancelTarget, ClearingSummary, FrameFull, FrameWriter, Intent, Receipt,
+    Bid, BlockSummary, Cancel, CancelTarget, ClearingSummary, FrameFull, FrameWriter, Intent, ProofAnnounce,
+    Receipt,
 };
 pub use reason::Reason;
 pub use record::*;

@@ -24,6 +24,7 @@ pub enum Kind {
     Receipt = 0x81,
     Block = 0x82,
     Clearing = 0x83,
+    Proof = 0x84,
 }
 
 impl Kind {
@@ -35,6 +36,7 @@ impl Kind {
             0x81 => Kind::Receipt,
             0x82 => Kind::Block,
             0x83 => Kind::Clearing,
+            0x84 => Kind::Proof,
             _ => return None,
         })
     }
@@ -52,6 +54,7 @@ impl Kind {
             Kind::Receipt => "receipt",
             Kind::Block => "block",
             Kind::Clearing => "clearing",
+            Kind::Proof => "proof",
         }
     }
 }
@@ -219,6 +222,32 @@ pub struct WinnerWire {
     pub price: U64,
 }
 
+/// Bytes of a Groth16 proof over BN254, ark-serialize compressed (A in G1, B in G2, C in G1).
+pub const PROOF_BYTES_LEN: usize = 128;
+/// Proof status: the proof is ready.
+pub const PROOF_DONE: u8 = 0;
+/// Proof status: the job failed; the proof bytes are zero.
+pub const PROOF_FAILED: u8 = 1;
+
+/// Proof (kind 0x84): 168 bytes. The clearing proof of windows `window_first ..=
+/// window_last` is ready (or failed). Its public inputs and the verifying key come from the
+/// admin endpoint (`GET /proofs/{job_id}/proof`, `GET /proofs/vk`).
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct ProofWire {
+    pub header: RecordHeader,
+    pub window_first: U64,
+    pub window_last: U64,
+    /// The prover's job id (`GET /proofs/{job_id}`).
+    pub job_id: U64,
+    /// [`PROOF_DONE`] or [`PROOF_FAILED`].
+    pub status: u8,
+    /// Reserved, zero.
+    pub reserved: [u8; 7],
+    /// The compressed Groth16 proof; zeros when failed.
+    pub proof: [u8; PROOF_BYTES_LEN],
+}
+
 pub const FRAME_HEADER_LEN: usize = size_of::<FrameHeader>();
 pub const RECORD_HEADER_LEN: usize = size_of::<RecordHeader>();
 pub const INTENT_FIXED_LEN: usize = size_of::<IntentWire>();
@@ -229,6 +258,7 @@ pub const BLOCK_FIXED_LEN: usize = size_of::<BlockWire>();
 pub const BLOCK_ENTRY_LEN: usize = size_of::<BlockEntryWire>();
 pub const CLEARING_FIXED_LEN: usize = size_of::<ClearingWire>();
 pub const WINNER_LEN: usize = size_of::<WinnerWire>();
+pub const PROOF_LEN: usize = size_of::<ProofWire>();
 
 const _: () = {
     assert!(FRAME_HEADER_LEN == 12);
@@ -241,4 +271,5 @@ const _: () = {
     assert!(BLOCK_ENTRY_LEN == 32);
     assert!(CLEARING_FIXED_LEN == 40);
     assert!(WINNER_LEN == 32);
+    assert!(PROOF_LEN == 168);
 };

@@ -1,5 +1,5 @@
 //! `fpn watch`: subscribe to every window's result (`subscribe_all`) and print blocks and
-//! clearings as they are published, until Ctrl-C, `--count` windows or `--duration`.
+//! clearings as they are published, and proof announcements as proofs finish, until Ctrl-C, `--count` windows or `--duration`.
 //!
 //! The session reconnects by itself if the daemon restarts (said on stderr); windows
 //! published while disconnected are not replayed. Exit 0 when stopped by a limit or Ctrl-C,
@@ -28,7 +28,7 @@ pub struct WatchArgs {
     /// Stop after this many seconds.
     #[arg(long, value_parser = parse_seconds)]
     pub duration: Option<f64>,
-    /// One JSON object a line (`"type": "block"` or `"clearing"`).
+    /// One JSON object a line (`"type": "block"`, `"clearing"` or `"proof"`).
     #[arg(long)]
     pub json: bool,
 }
@@ -108,6 +108,30 @@ fn clearing_line(c: &Clearing, json: bool) -> String {
     )
 }
 
+fn proof_line(window_first: u64, window_last: u64, job_id: u64, proof: Option<&[u8]>, json: bool) -> String {
+    let hex: Option<String> = proof.map(|p| p.iter().map(|b| format!("{b:02x}")).collect());
+    if json {
+        return json!({
+            "type": "proof",
+            "window_first": window_first,
+            "window_last": window_last,
+            "job_id": job_id,
+            "status": if hex.is_some() { "done" } else { "failed" },
+            "proof": hex,
+        })
+        .to_string();
+    }
+    let windows = if window_first == window_last {
+        format!("window {window_first}")
+    } else {
+        format!("windows {window_first}..={window_last}")
+    };
+    match hex {
+        Some(hex) => format!("{windows}: proof ready, job {job_id}, {}…", &hex[..16]),
+        None => format!("{windows}: proof failed, job {job_id}"),
+    }
+}
+
 pub fn run(args: &WatchArgs) -> Result<Done, UsageError> {
     let mut config = args.connect.config(Some(args.client_id))?;
     config.subscribe_all = true;
@@ -146,6 +170,9 @@ pub fn run(args: &WatchArgs) -> Result<Done, UsageError> {
                     windows += 1;
                     clearing_line(&c, json)
                 }
+                Some(Event::Proof { window_first, window_last, job_id, proof }) => {
+                    proof_line(window_first, window_last, job_id, proof.as_ref().map(|p| &p[..]), json)
+                }
                 Some(Event::Disconnected { error, .. }) => {
                     eprintln!("fpn: disconnected ({error}); reconnecting");
                     continue;
@@ -177,4 +204,29 @@ pub fn run(args: &WatchArgs) -> Result<Done, UsageError> {
             None => Ok(Done { text: String::new(), code: 0 }),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proof_lines() {
+        let proof = [0xab; 128];
+        assert_eq!(
+            proof_line(5, 5, 3, Some(&proof), false),
+            "window 5: proof ready, job 3, abababababababab…"
+        );
+        assert_eq!(proof_line(5, 6, 4, None, false), "windows 5..=6: proof failed, job 4");
+        let v: serde_json::Value = serde_json::from_str(&proof_line(5, 6, 3, Some(&proof), true)).unwrap();
+        assert_eq!(v["type"], "proof");
+        assert_eq!(
+            (v["window_first"].as_u64(), v["window_last"].as_u64(), v["job_id"].as_u64()),
+            (Some(5), Some(6), Some(3))
+        );
+        assert_eq!(v["status"], "done");
+        assert_eq!(v["proof"].as_str().map(str::len), Some(256));
+        let v: serde_json::Value = serde_json::from_str(&proof_line(7, 7, 9, None, true)).unwrap();
+        assert_eq!((v["status"].as_str(), v["proof"].is_null()), (Some("failed"), true));
+    }
 }

@@ -372,7 +372,7 @@ pub async fn send_and_collect(
                 Event::BadFrame { reason, .. } => {
                     frames_refused.push(format!("server sent a bad frame: {}", reason.as_str()))
                 }
-                Event::Connected { .. } | Event::Block(_) | Event::Clearing(_) => {}
+                Event::Connected { .. } | Event::Block(_) | Event::Clearing(_) | Event::Proof { .. } => {}
             }
         }
         frames_total += frames_sent.get();

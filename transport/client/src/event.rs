@@ -1,7 +1,10 @@
 //! What the server sends, decoded into owned values.
 
 use fpn_wire::session::Welcome;
-use fpn_wire::{BlockSummary, ClearingSummary, Kind, Reason, Receipt, RecordRef, decode_frame};
+use fpn_wire::{
+    BlockSummary, ClearingSummary, Kind, PROOF_BYTES_LEN, PROOF_DONE, Reason, Receipt, RecordRef,
+    decode_frame, validate_proof,
+};
 
 /// Where a frame came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,16 @@ pub enum Event {
     },
     Block(Block),
     Clearing(Clearing),
+    /// The clearing proof of windows `window_first ..= window_last` is ready (`docs/wire.md`,
+    /// kind 0x84), sent to `subscribe_all` sessions. Its public inputs and the verifying key
+    /// are on the admin endpoint (`GET /proofs/{job_id}/proof`, `GET /proofs/vk`).
+    Proof {
+        window_first: u64,
+        window_last: u64,
+        job_id: u64,
+        /// The Groth16 proof, ark-serialize compressed; `None` when the job failed.
+        proof: Option<[u8; PROOF_BYTES_LEN]>,
+    },
     /// A frame from the server that does not decode (or a record that makes no sense coming
     /// from a server). Kept visible rather than dropped silently.
     BadFrame {
@@ -159,6 +172,18 @@ pub fn decode_server_frame(frame: &[u8], via: Via, out: &mut Vec<Event>) {
                         .collect(),
                 }));
             }
+            RecordRef::Proof(p) => {
+                if let Err(reason) = validate_proof(p) {
+                    out.push(Event::BadFrame { via, reason });
+                    continue;
+                }
+                out.push(Event::Proof {
+                    window_first: p.window_first.get(),
+                    window_last: p.window_last.get(),
+                    job_id: p.job_id.get(),
+                    proof: (p.status == PROOF_DONE).then_some(p.proof),
+                });
+            }
             RecordRef::Intent(_) | RecordRef::Bid(_) | RecordRef::Cancel(_) => {
                 out.push(Event::BadFrame { via, reason: Reason::UnknownKind });
             }
@@ -169,10 +194,10 @@ pub fn decode_server_frame(frame: &[u8], via: Via, out: &mut Vec<Event>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fpn_wire::{BlockEntryWire, FrameWriter, WinnerWire};
+    use fpn_wire::{BlockEntryWire, FrameWriter, ProofAnnounce, WinnerWire};
 
     #[test]
-    fn decodes_receipts_blocks_and_clearings() {
+    fn decodes_receipts_blocks_clearings_and_proofs() {
         let mut frame = Vec::new();
         let mut w = FrameWriter::new(&mut frame, 1 << 16);
         let receipt = Receipt {
@@ -190,6 +215,9 @@ mod tests {
         w.push_block(&block, &[BlockEntryWire::new(42, 7, 10, 10)]).unwrap();
         let clearing = ClearingSummary { window_id: 5, revenue: 3, ..Default::default() };
         w.push_clearing(&clearing, &[WinnerWire::new(44, 7, 5, 3)]).unwrap();
+        w.push_proof(&ProofAnnounce { window_first: 4, window_last: 5, job_id: 2, proof: Some([9; 128]) })
+            .unwrap();
+        w.push_proof(&ProofAnnounce { window_first: 6, window_last: 6, job_id: 3, proof: None }).unwrap();
         w.finish();
         let mut out = Vec::new();
         decode_server_frame(&frame, Via::Stream, &mut out);
@@ -205,6 +233,8 @@ mod tests {
                     summary: clearing,
                     winners: vec![Winner { seq: 44, client_id: 7, amount: 5, price: 3 }]
                 }),
+                Event::Proof { window_first: 4, window_last: 5, job_id: 2, proof: Some([9; 128]) },
+                Event::Proof { window_first: 6, window_last: 6, job_id: 3, proof: None },
             ]
         );
         out.clear();

@@ -167,6 +167,8 @@ pub struct Counters {
     /// Datagram receipts that went on the result stream (datagram send buffer full).
     pub receipts_fallback_total: u64,
     pub windows_pushed_total: u64,
+    /// Proof announcement frames written to result streams.
+    pub proofs_pushed_total: u64,
     pub sessions_backlog_closed_total: u64,
     pub late_receipts_orphaned_total: u64,
 }
@@ -278,7 +280,9 @@ pub fn receipt_template(record: RecordRef<'_>, rx_ns: u64) -> Receipt {
                 (c.client_id.get(), 0, c.target.get())
             }
         }
-        RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) => (0, 0, 0),
+        RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => {
+            (0, 0, 0)
+        }
     };
     Receipt { client_id, nonce, seq, window_id: 0, rx_ns, status: Ok(()), for_kind: Some(kind) }
 }
@@ -624,6 +628,7 @@ impl Server {
             + c.receipts_stream_total
             + c.receipts_fallback_total
             + c.windows_pushed_total
+            + c.proofs_pushed_total
     }
 
     /// A receipt the merger answered for a record [`Admit::admit`] took with `None`; receipts
@@ -672,6 +677,24 @@ impl Server {
                 if !self.pending.contains(&slot) {
                     self.pending.push(slot);
                 }
+            }
+        }
+    }
+
+    /// A proof announcement (`docs/wire.md`, kind 0x84): `frame` goes on the result stream of
+    /// every `subscribe_all` session. Sessions that only had records in the proven windows do
+    /// not get it: the server forgets a session's windows once their results are pushed.
+    pub fn handle_proof(&mut self, frame: &[u8]) {
+        for (slot, entry) in self.sessions.iter_mut().enumerate() {
+            let Some(s) = entry.as_mut() else { continue };
+            if s.phase != Phase::Open || !s.subscribe_all {
+                continue;
+            }
+            s.outbox.extend_from_slice(frame);
+            self.counters.proofs_pushed_total += 1;
+            s.pending = true;
+            if !self.pending.contains(&slot) {
+                self.pending.push(slot);
             }
         }
     }

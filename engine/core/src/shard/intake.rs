@@ -237,7 +237,9 @@ impl IntakeCore {
                     Ok(()) => self.cancel(by_nonce, client_id, target, receipt, sink),
                 };
             }
-            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) => Err(Reason::UnknownKind),
+            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => {
+                Err(Reason::UnknownKind)
+            }
         };
         match admitted {
             Ok(seq) => {

@@ -110,6 +110,17 @@ fn clearing_example_decodes() {
 }
 
 #[test]
+fn proof_example_decodes() {
+    let bytes = doc_bytes("proof");
+    assert_eq!(bytes.len(), 180);
+    let recs: Vec<_> = decode_frame(&bytes).unwrap().collect();
+    let RecordRef::Proof(p) = recs[0] else { panic!("not a proof") };
+    validate_proof(p).unwrap();
+    assert_eq!((p.window_first.get(), p.window_last.get(), p.job_id.get(), p.status), (5, 6, 3, PROOF_DONE));
+    assert_eq!(p.proof, super::examples::proof_bytes());
+}
+
+#[test]
 fn reason_table_matches_the_code() {
     let md = wire_md();
     let table: Vec<(u8, String)> = md

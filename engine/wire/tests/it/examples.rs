@@ -14,6 +14,7 @@ pub const EXAMPLES: &[Example] = &[
     Example { name: "receipts", encode: receipts },
     Example { name: "block", encode: block },
     Example { name: "clearing", encode: clearing },
+    Example { name: "proof", encode: proof },
 ];
 
 pub fn intent(buf: &mut Vec<u8>) {
@@ -90,5 +91,17 @@ pub fn clearing(buf: &mut Vec<u8>) {
         &[WinnerWire::new(44, 7, 900, 900)],
     )
     .unwrap();
+    w.finish();
+}
+
+/// The placeholder proof bytes of the example: 0, 1, .., 127.
+pub fn proof_bytes() -> [u8; PROOF_BYTES_LEN] {
+    std::array::from_fn(|i| i as u8)
+}
+
+pub fn proof(buf: &mut Vec<u8>) {
+    let mut w = FrameWriter::new(buf, 1 << 20);
+    w.push_proof(&ProofAnnounce { window_first: 5, window_last: 6, job_id: 3, proof: Some(proof_bytes()) })
+        .unwrap();
     w.finish();
 }

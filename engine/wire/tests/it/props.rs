@@ -94,6 +94,9 @@ fn consume(bytes: &[u8]) -> Result<usize, Reason> {
             RecordRef::Clearing(c) => {
                 let _: u64 = c.winners.iter().map(|w| w.price.get()).fold(0, u64::wrapping_add);
             }
+            RecordRef::Proof(p) => {
+                let _ = validate_proof(p);
+            }
         }
     }
     Ok(n)
@@ -279,4 +282,91 @@ proptest! {
         prop_assert_eq!(verdict == Err(Reason::DuplicateResource), naive_dup);
         prop_assert_eq!(verdict.is_ok(), !naive_dup);
     }
+}
+
+fn proof_announce() -> impl Strategy<Value = ProofAnnounce> {
+    (any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>(), prop::array::uniform32(any::<u8>())).prop_map(
+        |(window_first, window_last, job_id, ok, seed)| {
+            let mut bytes = [0u8; PROOF_BYTES_LEN];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = seed[i % 32] ^ (i as u8);
+            }
+            ProofAnnounce { window_first, window_last, job_id, proof: ok.then_some(bytes) }
+        },
+    )
+}
+
+proptest! {
+    /// Proof announcements, alone or several to a frame, decode to what was encoded.
+    #[test]
+    fn proof_round_trip(proofs in prop::collection::vec(proof_announce(), 1..6)) {
+        let mut bytes = Vec::new();
+        let mut w = FrameWriter::new(&mut bytes, 1 << 16);
+        for p in &proofs {
+            w.push_proof(p).unwrap();
+        }
+        w.finish();
+        let decoded: Vec<_> = decode_frame(&bytes).unwrap().collect();
+        prop_assert_eq!(decoded.len(), proofs.len());
+        for (rec, p) in decoded.iter().zip(&proofs) {
+            let RecordRef::Proof(w) = rec else { panic!("not a proof") };
+            prop_assert_eq!(validate_proof(w), Ok(()));
+            let got = ProofAnnounce {
+                window_first: w.window_first.get(),
+                window_last: w.window_last.get(),
+                job_id: w.job_id.get(),
+                proof: (w.status == PROOF_DONE).then_some(w.proof),
+            };
+            prop_assert_eq!(&got, p);
+        }
+    }
+}
+
+fn one_proof(proof: Option<[u8; PROOF_BYTES_LEN]>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut w = FrameWriter::new(&mut bytes, 1 << 16);
+    w.push_proof(&ProofAnnounce { window_first: 3, window_last: 4, job_id: 9, proof }).unwrap();
+    w.finish();
+    bytes
+}
+
+fn proof_verdict(bytes: &[u8]) -> Result<(), Reason> {
+    let recs: Vec<_> = decode_frame(bytes)?.collect();
+    let RecordRef::Proof(p) = recs[0] else { panic!("not a proof") };
+    validate_proof(p)
+}
+
+#[test]
+fn proof_refusals_have_their_reasons() {
+    let good = one_proof(Some([7; PROOF_BYTES_LEN]));
+    assert_eq!(good.len(), FRAME_HEADER_LEN + PROOF_LEN);
+    assert_eq!(proof_verdict(&good), Ok(()));
+    assert_eq!(proof_verdict(&one_proof(None)), Ok(()));
+    // The record length must be exactly 168.
+    for len in [PROOF_LEN - 8, PROOF_LEN + 8] {
+        let mut bytes = good.clone();
+        bytes[FRAME_HEADER_LEN + 4..FRAME_HEADER_LEN + 8].copy_from_slice(&(len as u32).to_le_bytes());
+        if len > PROOF_LEN {
+            bytes.extend_from_slice(&[0; 8]);
+        }
+        let frame_len = bytes.len() as u32;
+        bytes[8..12].copy_from_slice(&frame_len.to_le_bytes());
+        assert_eq!(decode_frame(&bytes).err(), Some(Reason::BadLength), "record len {len}");
+    }
+    // Truncated inside the proof bytes.
+    assert!(decode_frame(&good[..good.len() - 1]).is_err());
+    // Reserved bytes (record header, after the status), an unknown status, and a failed
+    // proof with bytes.
+    let rec = FRAME_HEADER_LEN;
+    for at in [rec + 2, rec + 3, rec + 33, rec + 39] {
+        let mut bytes = good.clone();
+        bytes[at] = 1;
+        assert_eq!(proof_verdict(&bytes), Err(Reason::ReservedNonzero), "byte {at}");
+    }
+    let mut bytes = good.clone();
+    bytes[rec + 32] = 2;
+    assert_eq!(proof_verdict(&bytes), Err(Reason::ReservedNonzero));
+    let mut bytes = one_proof(None);
+    bytes[rec + 40] = 1;
+    assert_eq!(proof_verdict(&bytes), Err(Reason::ReservedNonzero));
 }
