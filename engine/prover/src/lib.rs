@@ -33,8 +33,9 @@ pub use keys::{CIRCUIT_VERSION, CircuitId, CircuitKeys, KeyError, KeyStore, circ
 pub use mul::{MulCircuit, MulPublic, MulWitness};
 pub use poseidon::{entries_commitment, winners_commitment};
 pub use prove::{
-    ClearingProof, MulProof, ProveError, ProveTimings, VerifyError, constraint_counts, prove_clearing,
-    prove_clearing_timed, prove_mul, verify_clearing, verify_mul, verify_raw,
+    ClearingProof, MulProof, PROOF_COMPRESSED_LEN, ProveError, ProveTimings, VerifyError, constraint_counts,
+    proof_from_compressed, proof_to_compressed, prove_clearing, prove_clearing_timed, prove_mul,
+    verify_clearing, verify_mul, verify_raw,
 };
 
 /// Number of R1CS constraints plus public inputs (including the constant one) a circuit may

@@ -11,6 +11,7 @@ use ark_relations::gr1cs::{
     ConstraintSynthesizer, ConstraintSystem, Matrix, OptimizationGoal, R1CS_PREDICATE_LABEL, SynthesisError,
     SynthesisMode,
 };
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use ark_std::rand::{CryptoRng, RngCore};
 use thiserror::Error;
 
@@ -220,6 +221,24 @@ pub fn verify_raw(
         return Err(VerifyError::PublicInputCount { expected, got: inputs.len() });
     }
     Ok(Groth16::<Bn254>::verify_proof(pvk, proof, inputs)?)
+}
+
+/// Bytes of a Groth16 proof over BN254, ark-serialize compressed: A (G1, 32), B (G2, 64),
+/// C (G1, 32). The proof record of the client transport carries these (`docs/wire.md`, 0x84).
+pub const PROOF_COMPRESSED_LEN: usize = 128;
+
+/// The proof, ark-serialize compressed.
+pub fn proof_to_compressed(proof: &Proof<Bn254>) -> [u8; PROOF_COMPRESSED_LEN] {
+    let mut out = [0u8; PROOF_COMPRESSED_LEN];
+    debug_assert_eq!(proof.compressed_size(), PROOF_COMPRESSED_LEN);
+    proof.serialize_compressed(&mut out[..]).expect("a BN254 Groth16 proof compresses to 128 bytes");
+    out
+}
+
+/// A proof from its compressed bytes; `None` if they are not a valid proof (points off the
+/// curve or outside the subgroup).
+pub fn proof_from_compressed(bytes: &[u8; PROOF_COMPRESSED_LEN]) -> Option<Proof<Bn254>> {
+    Proof::<Bn254>::deserialize_compressed(&bytes[..]).ok()
 }
 
 /// `(constraints, public inputs including the constant one, witness variables)` of a circuit.

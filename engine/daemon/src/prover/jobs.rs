@@ -49,6 +49,8 @@ pub struct ProofFiles {
     pub proof: Value,
     /// `public.json`.
     pub public: Value,
+    /// The proof, ark-serialize compressed (the client transport's proof record).
+    pub compressed: [u8; fpn_prover::PROOF_COMPRESSED_LEN],
     pub timings: ProveTimings,
 }
 
@@ -284,7 +286,12 @@ mod tests {
     use super::*;
 
     fn files() -> ProofFiles {
-        ProofFiles { proof: json!({}), public: json!([]), timings: ProveTimings::default() }
+        ProofFiles {
+            proof: json!({}),
+            public: json!([]),
+            compressed: [0; 128],
+            timings: ProveTimings::default(),
+        }
     }
 
     #[test]

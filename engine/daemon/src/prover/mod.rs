@@ -17,6 +17,7 @@ pub mod worker;
 
 use std::sync::{Arc, Mutex};
 
+use fpn_prover::PROOF_COMPRESSED_LEN;
 use fpn_runtime::metrics::MetricDesc;
 use fpn_runtime::ring::Rx;
 
@@ -24,20 +25,21 @@ use jobs::JobTable;
 use worker::KeySlot;
 
 /// "Proof ready (or failed) for windows `first ..= last`": one per finished window job, in
-/// finishing order, on the announcement ring. The consumer end is in
-/// [`ProverShared::announcements`]; the client transport takes it at start-up to push these
-/// to subscribers. While nobody takes it the ring fills and further announcements are
-/// counted as dropped (`fpn_prover_announcements_dropped_total`), never waited for.
+/// finishing order, pushed to one announcement ring per consumer (each QUIC intake takes one
+/// at start-up and writes a proof record to its `subscribe_all` sessions). A full ring drops
+/// the announcement for that consumer and counts it
+/// (`fpn_prover_announcements_dropped_total`), never waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProofAnnouncement {
     pub job_id: u64,
     pub first_window_id: u64,
     pub last_window_id: u64,
-    /// `true`: done, fetch `GET /proofs/{job_id}/proof`; `false`: the job failed.
-    pub ok: bool,
+    /// The Groth16 proof, ark-serialize compressed, when the job is done (also
+    /// `GET /proofs/{job_id}/proof`); `None` when it failed.
+    pub proof: Option<[u8; PROOF_COMPRESSED_LEN]>,
 }
 
-/// Slots of the announcement ring.
+/// Slots of each announcement ring (announcements come about once a second at most).
 pub const ANNOUNCEMENTS_CAPACITY: usize = 256;
 
 /// What the dispatcher, the workers and the admin routes share.
@@ -45,8 +47,8 @@ pub const ANNOUNCEMENTS_CAPACITY: usize = 256;
 pub struct ProverShared {
     pub table: Mutex<JobTable>,
     pub keys: Arc<KeySlot>,
-    /// The consumer end of the announcement ring, until someone takes it.
-    pub announcements: Mutex<Option<Rx<ProofAnnouncement>>>,
+    /// The consumer ends of the announcement rings not taken yet, one per consumer.
+    pub announcements: Mutex<Vec<Rx<ProofAnnouncement>>>,
     /// The auction reserve (`auction.reserve`), for witnesses of journal lines.
     pub reserve: u64,
 }
@@ -56,9 +58,10 @@ impl ProverShared {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the consumer end of the announcement ring (once; `None` afterwards).
+    /// Takes the consumer end of one announcement ring: each consumer once, `None` when
+    /// every ring has its consumer.
     pub fn take_announcements(&self) -> Option<Rx<ProofAnnouncement>> {
-        self.announcements.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.announcements.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 }
 
@@ -86,7 +89,7 @@ pub static JOBS_EVICTED_TOTAL: MetricDesc =
     MetricDesc::counter("fpn_prover_jobs_evicted_total", "Finished proof jobs evicted from the job table.");
 pub static ANNOUNCEMENTS_DROPPED_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_prover_announcements_dropped_total",
-    "Proof announcements dropped because the announcement ring was full (no consumer yet).",
+    "Proof announcements dropped because a consumer's announcement ring was full (counted per ring).",
 );
 pub static QUEUE_WINDOWS: MetricDesc =
     MetricDesc::gauge("fpn_prover_queue_windows", "Windows waiting for a prover worker.");

@@ -19,7 +19,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ark_std::rand::rngs::OsRng;
-use fpn_prover::{CircuitId, CircuitKeys, ClearingWitness, KeyStore, prove_clearing_timed, snarkjs};
+use fpn_prover::{
+    CircuitId, CircuitKeys, ClearingWitness, KeyStore, proof_to_compressed, prove_clearing_timed, snarkjs,
+};
 use fpn_runtime::ring::{Rx, Tx};
 
 use super::jobs::ProofFiles;
@@ -147,6 +149,7 @@ pub fn prove(keys: &CircuitKeys, witness: &ClearingWitness) -> Result<ProofFiles
     Ok(ProofFiles {
         proof: snarkjs::proof_to_json(&proof.proof),
         public: snarkjs::public_to_json(&proof.public_inputs.to_field_elements()),
+        compressed: proof_to_compressed(&proof.proof),
         timings,
     })
 }

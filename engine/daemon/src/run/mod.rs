@@ -263,6 +263,8 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
                         tx_buf: Vec::with_capacity(64 * 1024),
                         results,
                         results_back,
+                        announcements: None,
+                        proof_buf: Vec::with_capacity(quic::PROOF_FRAME_LEN),
                         close_to_here: Histogram::new(),
                         publish_to_push: Histogram::new(),
                         recv_errors_total: 0,
@@ -333,9 +335,23 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     // (started here, proving nothing until the keys are loaded on worker 0; READY does not
     // wait for that).
     let prover = if settings.prover.enabled {
-        let start =
-            prover::start(settings, kit("prover", Role::Prover, beats.next().expect("one beat per role")))
-                .map_err(io("starting the prover workers", "".as_ref()))?;
+        let prover_kit = kit("prover", Role::Prover, beats.next().expect("one beat per role"));
+        // One announcement ring per QUIC intake: proofs reach the sessions of every intake.
+        let quic_intakes = states
+            .iter()
+            .filter(|(_, _, state)| matches!(state, RoleState::Intake(r) if r.quic.is_some()))
+            .count();
+        let start = prover::start(settings, prover_kit, quic_intakes)
+            .map_err(io("starting the prover workers", "".as_ref()))?;
+        for (_, _, state) in &mut states {
+            if let RoleState::Intake(r) = state
+                && let Some(q) = r.quic.as_mut()
+            {
+                q.io.announcements = start.shared.take_announcements();
+                debug_assert!(q.io.announcements.is_some(), "one announcement ring per QUIC intake");
+            }
+        }
+        assert!(start.shared.take_announcements().is_none(), "every announcement ring has its intake");
         journal.prover = Some(start.feed);
         states.push((Role::Prover, 0, RoleState::Prover(Box::new(start.role))));
         Some((start.shared, start.threads))

@@ -92,18 +92,21 @@ pub struct ProverStart {
 }
 
 /// Builds the pool and starts its workers (pinned, idle priority). Nothing waits for the keys.
-pub fn start(settings: &Settings, kit: LoopKit) -> std::io::Result<ProverStart> {
+/// Makes one announcement ring per consumer (`consumers`: the QUIC intakes); each takes its
+/// end with [`ProverShared::take_announcements`].
+pub fn start(settings: &Settings, kit: LoopKit, consumers: usize) -> std::io::Result<ProverStart> {
     let p = &settings.prover;
     let policy = match p.mode {
         ProverMode::Coalesce => Policy::Coalesce { span_max: p.span_max },
         ProverMode::Skip => Policy::Skip,
     };
     let keys = Arc::new(KeySlot::new(settings.data_dir.join(KEYS_DIR)));
-    let (announce, announcements) = ring(ANNOUNCEMENTS_CAPACITY);
+    let (announce, announcements): (Vec<_>, Vec<_>) =
+        (0..consumers).map(|_| ring::<ProofAnnouncement>(ANNOUNCEMENTS_CAPACITY)).unzip();
     let shared = Arc::new(ProverShared {
         table: Mutex::new(JobTable::new(p.jobs_max, p.workers)),
         keys: keys.clone(),
-        announcements: Mutex::new(Some(announcements)),
+        announcements: Mutex::new(announcements.into_iter().rev().collect()),
         reserve: settings.auction.reserve,
     });
     let (feed_tx, windows) = ring(p.queue_capacity);
@@ -126,7 +129,7 @@ pub fn start(settings: &Settings, kit: LoopKit) -> std::io::Result<ProverStart> 
         workers: links,
         shared: shared.clone(),
         announce,
-        announce_labels: label(&[("ring", "prover_announcements")]),
+        announce_labels: (0..consumers).map(|i| label(&[("ring", &format!("prover_quic{i}"))])).collect(),
         kit,
         lag: Histogram::new(),
         prove: std::array::from_fn(|_| Histogram::new()),
@@ -159,8 +162,9 @@ pub struct ProverRole {
     windows_labels: Labels,
     workers: Vec<WorkerLink>,
     shared: Arc<ProverShared>,
-    announce: Tx<ProofAnnouncement>,
-    announce_labels: Labels,
+    /// One announcement ring per consumer.
+    announce: Vec<Tx<ProofAnnouncement>>,
+    announce_labels: Vec<Labels>,
     kit: LoopKit,
     lag: Histogram,
     prove: [Histogram; 4],
@@ -198,6 +202,7 @@ impl RoleLoop for ProverRole {
                 let flight = w.busy.take().expect("a worker answers only the job it was given");
                 debug_assert_eq!(flight.job_id, done.job_id);
                 let ok = done.result.is_ok();
+                let compressed = done.result.as_ref().ok().map(|files| files.compressed);
                 if let Ok(files) = &done.result {
                     let t = files.timings;
                     for (h, d) in self.prove.iter_mut().zip([t.synthesis, t.witness_map, t.msm, done.elapsed])
@@ -217,10 +222,12 @@ impl RoleLoop for ProverRole {
                         job_id: done.job_id,
                         first_window_id: first,
                         last_window_id: last,
-                        ok,
+                        proof: compressed,
                     };
-                    if self.announce.try_push(a).is_err() {
-                        self.announcements_dropped_total += 1;
+                    for tx in &mut self.announce {
+                        if tx.try_push(a).is_err() {
+                            self.announcements_dropped_total += 1;
+                        }
                     }
                 }
             }
@@ -274,7 +281,9 @@ impl RoleLoop for ProverRole {
         let none = &kit.none;
         kit.publisher.publish(|s| {
             s.ring_rx(windows_labels, windows.counters());
-            s.ring_tx(announce_labels, announce.counters(), announce.occupancy());
+            for (labels, tx) in announce_labels.iter().zip(announce.iter()) {
+                s.ring_tx(labels, tx.counters(), tx.occupancy());
+            }
             s.idle(none, idle);
             s.counter(&WINDOWS_RECEIVED_TOTAL, none, c.windows_received_total);
             s.counter(&WINDOWS_EMPTY_TOTAL, none, c.windows_empty_total);
@@ -328,7 +337,7 @@ mod tests {
         let (_, mut beats) = Heartbeats::new(vec!["prover".to_string()]);
         let hub = MetricsHub::new();
         let kit = LoopKit::new(*settings.idle.get(Role::Prover), hub.register("prover"), beats.remove(0));
-        let ProverStart { mut role, shared, threads, mut feed } = start(&settings, kit).unwrap();
+        let ProverStart { mut role, shared, threads, mut feed } = start(&settings, kit, 1).unwrap();
         let mut announcements = shared.take_announcements().expect("the consumer end, once");
         assert!(shared.take_announcements().is_none());
 
@@ -344,11 +353,21 @@ mod tests {
             assert!(Instant::now() < deadline, "no announcement within 300 s");
             std::thread::sleep(Duration::from_millis(5));
         };
+        let job = shared.table().get(1).unwrap().clone();
+        assert_eq!(job.status, crate::prover::jobs::JobStatus::Done);
+        let files = job.files.as_ref().expect("a done job has its files");
         assert_eq!(
             announced,
-            ProofAnnouncement { job_id: 1, first_window_id: 1, last_window_id: 1, ok: true }
+            ProofAnnouncement {
+                job_id: 1,
+                first_window_id: 1,
+                last_window_id: 1,
+                proof: Some(files.compressed)
+            }
         );
-        assert_eq!(shared.table().get(1).unwrap().status, crate::prover::jobs::JobStatus::Done);
+        // The compressed bytes are the proof of proof.json.
+        let from_json = fpn_prover::snarkjs::proof_from_json(&files.proof).unwrap();
+        assert_eq!(fpn_prover::proof_from_compressed(&files.compressed), Some(from_json));
         assert_eq!((role.windows_proven_total, role.lag.count()), (1, 1));
         threads.stop();
         let _ = std::fs::remove_dir_all(&dir);

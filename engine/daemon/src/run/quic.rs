@@ -20,12 +20,13 @@ use fpn_quic::udp::{TimestampMode, UdpSocket};
 use fpn_quic::{Admit, Auth, Limits, Server, ServerConfig};
 use fpn_runtime::metrics::{Histogram, Labels, MetricDesc, Snapshot};
 use fpn_runtime::ring::{Rx, Tx};
-use fpn_wire::{Reason, Receipt, RecordRef};
+use fpn_wire::{FrameWriter, ProofAnnounce, Reason, Receipt, RecordRef};
 
 use super::RunError;
 use super::metrics::ReceiptCounters;
 use super::roles::{IntakeRings, ResultMsg};
 use crate::config::{QuicAuth, QuicSettings, RxTimestamps};
+use crate::prover::ProofAnnouncement;
 
 /// File the bound QUIC address is written to, under `engine.data_dir`.
 pub const QUIC_ADDR_FILE: &str = "quic.addr";
@@ -34,6 +35,8 @@ pub const TLS_DIR: &str = "tls";
 /// Records of the largest stream frame (64 KiB of 48-byte records), the ring room a frame
 /// needs at most.
 pub const FRAME_RECORDS_MAX: usize = 64 * 1024 / 48 + 1;
+/// Bytes of a frame holding one proof announcement.
+pub const PROOF_FRAME_LEN: usize = fpn_wire::FRAME_HEADER_LEN + fpn_wire::PROOF_LEN;
 
 /// Who sent a record the merger answers later (a book cancel): answers go back the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +62,10 @@ pub struct QuicIo {
     /// Published windows from the merger, and their buffers back.
     pub results: Rx<ResultMsg>,
     pub results_back: Tx<ResultMsg>,
+    /// This intake's announcement ring from the prover (`None` with the prover off).
+    pub announcements: Option<Rx<ProofAnnouncement>>,
+    /// One proof frame, encoded here (sized once: 180 bytes).
+    pub proof_buf: Vec<u8>,
     pub close_to_here: Histogram,
     pub publish_to_push: Histogram,
     pub recv_errors_total: u64,
@@ -209,6 +216,20 @@ impl QuicIo {
             let _ = self.results_back.try_push(msg);
             did_work = true;
         }
+        while let Some(a) = self.announcements.as_mut().and_then(Rx::pop) {
+            self.proof_buf.clear();
+            let mut w = FrameWriter::new(&mut self.proof_buf, PROOF_FRAME_LEN);
+            let proof = ProofAnnounce {
+                window_first: a.first_window_id,
+                window_last: a.last_window_id,
+                job_id: a.job_id,
+                proof: a.proof,
+            };
+            w.push_proof(&proof).expect("a proof frame holds one proof record");
+            w.finish();
+            self.server.handle_proof(&self.proof_buf);
+            did_work = true;
+        }
         did_work
     }
 
@@ -300,6 +321,7 @@ impl QuicIo {
             s.counter(&QUIC_RECEIPTS_TOTAL, &labels.receipts[i], v);
         }
         s.counter(&QUIC_WINDOWS_PUSHED_TOTAL, none, c.windows_pushed_total);
+        s.counter(&QUIC_PROOFS_PUSHED_TOTAL, none, c.proofs_pushed_total);
         s.counter(&QUIC_LATE_RECEIPTS_ORPHANED_TOTAL, none, c.late_receipts_orphaned_total);
         s.counter(&QUIC_SEND_DROPPED_TOTAL, none, u.send_dropped_total);
         s.counter(
@@ -389,6 +411,10 @@ pub static QUIC_WINDOWS_PUSHED_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_quic_windows_pushed_total",
     "Block and clearing frames written to result streams.",
 );
+pub static QUIC_PROOFS_PUSHED_TOTAL: MetricDesc = MetricDesc::counter(
+    "fpn_quic_proofs_pushed_total",
+    "Proof announcement frames written to result streams (subscribe_all sessions).",
+);
 pub static QUIC_LATE_RECEIPTS_ORPHANED_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_quic_late_receipts_orphaned_total",
     "Merger receipts whose connection had gone.",
@@ -438,4 +464,4 @@ pub static QUIC_METRICS: [&MetricDesc; 17] = [
     &QUIC_CLOSE_TO_RESULT_SECONDS,
 ];
 
-pub static QUIC_METRICS_MORE: [&MetricDesc; 1] = [&QUIC_PUBLISH_TO_PUSH_SECONDS];
+pub static QUIC_METRICS_MORE: [&MetricDesc; 2] = [&QUIC_PUBLISH_TO_PUSH_SECONDS, &QUIC_PROOFS_PUSHED_TOTAL];

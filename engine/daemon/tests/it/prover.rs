@@ -1,13 +1,15 @@
 //! The prover pool in the real daemon: intents and bids go in through `POST /submit`, a
 //! window's proof comes out of `/proofs`, and `fpn-prover`'s verifier accepts it (and refuses
-//! it with a public input changed).
+//! it with a public input changed). A `subscribe_all` client of the QUIC intake gets the same
+//! proof announced on its result stream.
 
 use std::time::{Duration, Instant};
 
+use fpn_client::{BlockingClient, ClientConfig, Event, Fingerprint, Trust};
 use fpn_prover::snarkjs::{proof_from_json, public_from_json, vk_from_json};
 use fpn_prover::{
     BLOCK_ENTRIES_MAX, ClearingPublic, EntryWitness, Fr, WINNERS_MAX, WinnerWitness, entries_commitment,
-    prepare_verifying_key, verify_raw, winners_commitment,
+    prepare_verifying_key, proof_from_compressed, proof_to_compressed, verify_raw, winners_commitment,
 };
 use serde_json::{Value, json};
 
@@ -57,6 +59,16 @@ fn windows_are_proven_and_the_proofs_verify() {
         ("FPN_AUCTION_TOP_K", "16".to_string()),
     ];
     let mut d = Daemon::start_with(scratch_dir("prover"), 200, 1, &env);
+    // A watcher on the QUIC intake, subscribed to every window (and so to every proof).
+    let data = d.dir.join("data");
+    let addr = std::fs::read_to_string(data.join("quic.addr")).unwrap().trim().parse().unwrap();
+    let pin =
+        fpn_quic::tls::parse_pin(&std::fs::read_to_string(data.join("tls/cert.sha256")).unwrap()).unwrap();
+    let mut config = ClientConfig::new(addr, Trust::Pin(Fingerprint(pin)), "5");
+    config.subscribe_all = true;
+    config.reconnect = None;
+    let watcher = BlockingClient::connect(config).unwrap();
+    watcher.wait_connected(Duration::from_secs(30)).unwrap();
 
     // Before anything is proven: the routes answer.
     assert_eq!(get_json(&d, "/proofs/12345").0, 404);
@@ -89,6 +101,31 @@ fn windows_are_proven_and_the_proofs_verify() {
     let public = verify_job(&d, id);
     assert_eq!(public.window_id, last);
     assert_eq!(u64::from(public.windows_count), last - first + 1);
+
+    // The watcher got the same proof announced (proofs come in finishing order; earlier ones
+    // may precede it).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (window_first, window_last, announced) = loop {
+        assert!(Instant::now() < deadline, "no proof announcement for job {id}: {}", d.stderr());
+        match watcher.recv_event_timeout(Duration::from_millis(200)) {
+            Some(Event::Proof { window_first, window_last, job_id, proof }) if job_id == id => {
+                break (window_first, window_last, proof.expect("job done, so the proof is there"));
+            }
+            Some(Event::Closed { error }) => panic!("watcher closed: {error:?}"),
+            Some(Event::Disconnected { error, .. }) => panic!("watcher disconnected: {error}"),
+            Some(Event::BadFrame { reason, .. }) => panic!("bad frame from the daemon: {reason:?}"),
+            _ => {}
+        }
+    };
+    assert_eq!((window_first, window_last), (first, last));
+    let (_, files) = get_json(&d, &format!("/proofs/{id}/proof"));
+    let proof = proof_from_json(&files["proof"]).unwrap();
+    assert_eq!(announced, proof_to_compressed(&proof), "the announced bytes are /proofs/{id}/proof");
+    let (_, vk) = get_json(&d, "/proofs/vk");
+    let pvk = prepare_verifying_key(&vk_from_json(&vk).unwrap());
+    let inputs = public_from_json(&files["public"]).unwrap();
+    let decompressed = proof_from_compressed(&announced).expect("a valid compressed proof");
+    assert!(verify_raw(&pvk, &inputs, &decompressed).unwrap(), "the announced proof verifies");
 
     // A submitted witness (the sample of docs/proofs.md) and one window by id.
     let sample = json!({"witness": {
@@ -124,6 +161,8 @@ fn windows_are_proven_and_the_proofs_verify() {
     assert!(metric_sum(&metrics, "fpn_prover_windows_proven_total") >= 1, "{metrics}");
     assert!(metrics.contains("fpn_prover_lag_seconds_count{shard=\"prover\"}"), "{metrics}");
     assert_eq!(metric_sum(&metrics, "fpn_prover_keys_ready"), 1);
+    assert!(metric_sum(&metrics, "fpn_quic_proofs_pushed_total") >= 1, "{metrics}");
+    watcher.close();
     let (_, clearing) = get_json(&d, "/clearings/latest");
     assert!(clearing["proof"]["status"].is_string(), "{clearing}");
 

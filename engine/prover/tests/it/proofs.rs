@@ -1,6 +1,7 @@
 use fpn_prover::{
     BLOCK_ENTRIES_MAX, ClearingProof, EntryWitness, Fr, MAX_AMOUNT, MulWitness, ProveError, WitnessError,
-    prove_clearing, prove_clearing_timed, prove_mul, verify_clearing, verify_mul,
+    proof_from_compressed, proof_to_compressed, prove_clearing, prove_clearing_timed, prove_mul,
+    verify_clearing, verify_mul,
 };
 
 use crate::{clearing_keys, mul_keys, rng, sample};
@@ -11,6 +12,10 @@ fn mul_proves_and_verifies() {
     let proof = prove_mul(&keys.pk, MulWitness { x: 3, y: 1 << 40 }, &mut rng(10)).unwrap();
     assert_eq!(proof.public_inputs.z, Fr::from(3u64 << 40));
     assert!(verify_mul(&keys.pvk, &proof).unwrap());
+    // The 128 compressed bytes of the client transport's proof record give the proof back.
+    let bytes = proof_to_compressed(&proof.proof);
+    assert_eq!(proof_from_compressed(&bytes), Some(proof.proof.clone()));
+    assert_eq!(proof_from_compressed(&[0xff; 128]), None);
     let mut wrong = proof.clone();
     wrong.public_inputs.z += Fr::from(1u64);
     assert!(!verify_mul(&keys.pvk, &wrong).unwrap());
