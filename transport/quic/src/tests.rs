@@ -120,6 +120,18 @@ impl Harness {
                         .unwrap();
                         w.finish();
                         server.handle_window(1, &frame);
+                        // And window 1's proof, which only subscribe_all sessions get.
+                        frame.clear();
+                        let mut w = FrameWriter::new(&mut frame, u32::MAX as usize);
+                        let proof = fpn_wire::ProofAnnounce {
+                            window_first: 1,
+                            window_last: 1,
+                            job_id: 1,
+                            proof: Some([5; 128]),
+                        };
+                        w.push_proof(&proof).unwrap();
+                        w.finish();
+                        server.handle_proof(&frame);
                         server.poll_records(now, &mut engine);
                     }
                     server.handle_timeouts(now);
@@ -341,12 +353,25 @@ fn subscribe_all_gets_windows_without_records() {
     let mut quiet = Client::connect(h.addr, &h.options("4")).unwrap();
     h.push_window.store(true, Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut got = false;
-    while !got && Instant::now() < deadline {
-        got = c.next_frame(Duration::from_millis(100)).unwrap().is_some();
+    let (mut block, mut proof) = (false, false);
+    while !(block && proof) && Instant::now() < deadline {
+        if let Some((origin, frame)) = c.next_frame(Duration::from_millis(100)).unwrap() {
+            assert_eq!(origin, Origin::ResultStream);
+            for r in decode_frame(&frame).unwrap() {
+                match r {
+                    RecordRef::Block(_) => block = true,
+                    RecordRef::Proof(p) => {
+                        assert_eq!((p.window_first.get(), p.job_id.get(), p.proof), (1, 1, [5; 128]));
+                        proof = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
-    assert!(got);
+    assert!(block && proof, "the window and its proof reach the subscriber");
     assert!(quiet.next_frame(Duration::from_millis(300)).unwrap().is_none());
+    assert!(h.counters().proofs_pushed_total >= 1);
 }
 
 #[test]
