@@ -297,6 +297,10 @@ pub struct PhaseOutcome {
     pub server_cpu_s: Option<f64>,
     /// Records still unanswered when the drain ended (all of them, warm-up included).
     pub unanswered: u64,
+    /// DATAGRAM frames QUIC received on the client's connections. More than the answer
+    /// datagrams the client read means the client's own receive buffer overflowed (a
+    /// client too slow to read), not that the server failed to answer.
+    pub client_quic_rx_dgrams: Option<u64>,
 }
 
 impl PhaseOutcome {
@@ -447,6 +451,8 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
     for r in receivers {
         r.abort();
     }
+    let client_quic_rx_dgrams =
+        (!quic.is_empty()).then(|| quic.iter().map(|s| s.conn.stats().frame_rx.datagram).sum::<u64>());
     for s in &quic {
         s.conn.close(0u32.into(), b"done");
     }
@@ -465,6 +471,7 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
         client_cpu_s: cpu1.0 - cpu0.0,
         server_cpu_s: cpu0.1.zip(cpu1.1).map(|(a, b)| b - a),
         unanswered: 0,
+        client_quic_rx_dgrams,
     };
     for t in trackers {
         let t = t.borrow();

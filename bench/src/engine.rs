@@ -140,8 +140,12 @@ impl Server {
         self.child.wait().ok()
     }
 
-    /// The engine's `/metrics`, parsed.
-    pub fn metrics(&self) -> Result<Metrics, String> {
+    /// The engine's `/metrics`, parsed. The admin address is read when first needed: the
+    /// daemon may write it after its QUIC address.
+    pub fn metrics(&mut self) -> Result<Metrics, String> {
+        if self.admin.is_none() {
+            self.admin = read_trimmed(&self.dir.join("admin.addr")).and_then(|a| a.parse().ok());
+        }
         let admin = self.admin.ok_or_else(|| format!("{}: no admin endpoint", self.name))?;
         Ok(Metrics::parse(&http_get(admin, "/metrics")?))
     }
@@ -153,13 +157,19 @@ impl Drop for Server {
     }
 }
 
+/// What the harness sets on the engine before the caller's `--set`s: the largest datagram
+/// frame it takes (so 16 records fit, and the same frames go to every target) and no
+/// per-client rate limit (the bench measures the engine, not its token bucket).
+pub const ENGINE_SETS: [&str; 3] =
+    ["quic.listen=127.0.0.1:0", "quic.datagram_frame_max=1400", "quic.rate_per_s=0"];
+
 /// `flashpointd` with a fresh data dir under `dir`, the admin endpoint and the QUIC intake
-/// on free loopback ports, `sets` as `--set KEY=VALUE` (they win over the defaults here).
+/// on free loopback ports, [`ENGINE_SETS`], then `sets` as `--set KEY=VALUE` (later wins).
 /// `FPN_*` variables of the harness's environment pass through.
 pub fn engine_command(bin: &Path, dir: &Path, sets: &[String]) -> Command {
     let mut cmd = Command::new(bin);
-    cmd.arg("--data-dir").arg(dir).args(["--admin-addr", "127.0.0.1:0", "--set", "quic.listen=127.0.0.1:0"]);
-    for s in sets {
+    cmd.arg("--data-dir").arg(dir).args(["--admin-addr", "127.0.0.1:0"]);
+    for s in ENGINE_SETS.iter().copied().chain(sets.iter().map(String::as_str)) {
         cmd.arg("--set").arg(s);
     }
     cmd

@@ -124,9 +124,9 @@ impl std::fmt::Display for TooSmall {
 impl FrameGen {
     /// Intents draw 2..=6 keys (64–96 bytes) uniformly, capped so that every frame of
     /// `records_per_dgram` records fits `frame_len_max`: each record gets an equal share of the
-    /// frame. At 16 records a 1,548-byte frame allows all sizes, the 1,434 bytes of a QUIC
-    /// datagram at a 1,472-byte UDP payload cap intents at 5 keys (88 bytes), 1,200 bytes at
-    /// 3 keys (72 bytes). The summary reports the mean record size actually sent.
+    /// frame. At 16 records a 1,548-byte frame allows all sizes; the 1,400 bytes the engine
+    /// takes at most cap intents at 4 keys (80 bytes), its default 1,200 at 3 keys (72 bytes).
+    /// The summary reports the mean record size actually sent.
     pub fn new(shape: &Shape, frame_len_max: usize, seed: u64) -> Result<FrameGen, TooSmall> {
         let too_small = TooSmall { frame_len_max, records_per_dgram: shape.records_per_dgram };
         let share = frame_len_max.checked_sub(FRAME_HEADER_LEN).ok_or(too_small)?

@@ -52,9 +52,9 @@ struct ShapeArgs {
     #[arg(long, default_value_t = 1472)]
     mtu: u16,
     /// Largest frame the client sends, for every target (QUIC sessions may cap it lower).
-    /// 1,434 is what a QUIC datagram carries at a 1,472-byte UDP payload: 16 records of
-    /// 64–88 bytes.
-    #[arg(long, default_value_t = 1434)]
+    /// 1,400 is the most the engine takes (`quic.datagram_frame_max`, which the harness sets
+    /// to 1,400): 16 records of 64–80 bytes.
+    #[arg(long, default_value_t = 1400)]
     frame_max: usize,
     /// Seconds to wait for the last answers.
     #[arg(long, default_value_t = 2.0)]
@@ -103,7 +103,9 @@ struct RunArgs {
     search_steps: u32,
     #[arg(long, default_value = "target/release/flashpointd")]
     engine_bin: PathBuf,
-    /// Engine setting, `KEY=VALUE` (repeatable), passed as `--set`.
+    /// Engine setting, `KEY=VALUE` (repeatable), passed as `--set` after the harness's own
+    /// (`quic.datagram_frame_max=1400`, `quic.rate_per_s=0`: the engine's capacity, not its
+    /// rate limiter), so they win.
     #[arg(long = "engine-set")]
     engine_sets: Vec<String>,
     /// Seconds to wait for the engine's quic.addr.
@@ -154,7 +156,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 1472)]
     mtu: u16,
     /// The welcome's largest datagram frame.
-    #[arg(long, default_value_t = 1434)]
+    #[arg(long, default_value_t = 1400)]
     frame_max: u16,
     /// CPUs to run on (the harness pins its children itself).
     #[arg(long)]
@@ -215,11 +217,11 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
     let (mut search_warmup, mut search_duration) = (secs(0.5), secs(2.0));
     let mut steps = a.search_steps;
     if a.quick {
-        base.warmup = secs(0.5);
-        base.duration = secs(2.0);
-        search_warmup = secs(0.3);
-        search_duration = secs(1.0);
-        steps = steps.min(7);
+        base.warmup = secs(0.3);
+        base.duration = secs(1.5);
+        search_warmup = secs(0.2);
+        search_duration = secs(0.8);
+        steps = steps.min(6);
     }
     let opts = SuiteOpts {
         targets: a.targets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),

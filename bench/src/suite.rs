@@ -323,7 +323,7 @@ fn machine() -> Value {
         .and_then(|v| v.parse::<u64>().ok());
     json!({
         "cpu": model,
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "cpus": cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
         "mem_gib": mem_kib.map(|k| (k as f64 / 1048576.0 * 10.0).round() / 10.0),
         "kernel": read("/proc/sys/kernel/osrelease"),
         "loadavg_at_start": read("/proc/loadavg"),

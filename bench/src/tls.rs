@@ -54,7 +54,7 @@ pub fn server_config(initial_mtu: u16) -> (quinn::ServerConfig, String) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen with ring");
     let der = CertificateDer::from(cert.cert.der().to_vec());
     let sha = cert_sha256_hex(&der);
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("ring supports TLS 1.3")

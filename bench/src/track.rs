@@ -42,6 +42,8 @@ pub struct Counts {
     pub bad_answers: u64,
     /// Receipts that came on the result stream rather than in a datagram.
     pub via_stream: u64,
+    /// Answer datagrams the client read.
+    pub answer_dgrams: u64,
 }
 
 fn bump(v: &mut Vec<(u8, u64)>, code: u8) {
@@ -76,6 +78,7 @@ impl Counts {
         self.unmatched += o.unmatched;
         self.bad_answers += o.bad_answers;
         self.via_stream += o.via_stream;
+        self.answer_dgrams += o.answer_dgrams;
     }
 }
 
@@ -172,6 +175,7 @@ impl Tracker {
     /// An answer frame (receipts) received at `now_ns`, in a datagram or (`via_stream`) on
     /// the result stream.
     pub fn handle_answer_frame(&mut self, frame: &[u8], via_stream: bool, now_ns: u64) {
+        self.counts.answer_dgrams += u64::from(!via_stream);
         let Ok(records) = decode_frame(frame) else {
             self.counts.bad_answers += 1;
             return;

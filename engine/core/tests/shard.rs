@@ -498,7 +498,7 @@ mod alloc_free {
             self.entries += result.block.entries.len();
         }
 
-        fn receipt(&mut self, receipt: Receipt) {
+        fn receipt(&mut self, _intake: usize, receipt: Receipt) {
             self.receipts.push(receipt);
         }
 

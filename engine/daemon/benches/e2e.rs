@@ -159,7 +159,7 @@ impl MergerOutput for MergerCount {
         self.last_window_id = result.window.window_id;
     }
 
-    fn receipt(&mut self, _receipt: Receipt) {}
+    fn receipt(&mut self, _intake: usize, _receipt: Receipt) {}
 
     fn book_open(&mut self, _intake: usize, _open: usize, _taken_total: u64) {}
 

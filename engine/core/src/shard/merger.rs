@@ -16,8 +16,9 @@ use crate::window::PendingBid;
 pub trait MergerOutput {
     /// A window's result, in window order. Copy what you need before returning.
     fn window_result(&mut self, result: &WindowResult);
-    /// The answer to a [`BookCancel`].
-    fn receipt(&mut self, receipt: Receipt);
+    /// The answer to a [`BookCancel`] from intake `intake` (answered in the order that
+    /// intake sent its book cancels).
+    fn receipt(&mut self, intake: usize, receipt: Receipt);
     /// Intake `intake`'s open book bids and how many of its bids the merger has taken in
     /// (cumulative); forward to [`crate::shard::IntakeCore::set_book_open`].
     fn book_open(&mut self, intake: usize, open: usize, taken_total: u64);
@@ -191,7 +192,7 @@ impl Merger {
             }
             ToMerger::CancelBook(c) => {
                 let receipt = self.cancel_book(c, out);
-                out.receipt(receipt);
+                out.receipt(intake, receipt);
             }
             ToMerger::Close(close) => {
                 assert_eq!(close.window_id, self.window_id, "close markers arrive in window order");

@@ -128,7 +128,7 @@ impl MergerOutput for MergerQueues<'_> {
         self.results.push(result.clone());
     }
 
-    fn receipt(&mut self, receipt: Receipt) {
+    fn receipt(&mut self, _intake: usize, receipt: Receipt) {
         self.receipts.push(receipt);
     }
 

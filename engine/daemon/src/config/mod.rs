@@ -21,8 +21,8 @@ use crate::cores::{CpuSet, PerRole, Role, default_lists};
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{Flag, Inputs, Loaded, NON_KEY_VARS, env_var_name, key_paths, load};
 pub use validate::{
-    AdminSettings, AuctionSettings, BidOrder, BuilderSettings, Pricing, ProverMode, ProverSettings,
-    QuicSettings, RingSettings, Settings, WindowSettings,
+    AdminSettings, AuctionSettings, BidOrder, BuilderSettings, Pricing, ProverMode, ProverSettings, QuicAuth,
+    QuicSettings, RingSettings, RxTimestamps, Settings, WindowSettings,
 };
 
 /// The whole configuration file. Every field is always present after loading: the defaults
@@ -117,12 +117,29 @@ pub struct ProverSection {
     pub queue_capacity: u64,
 }
 
-/// Placeholder for the transport: present so the file's shape is stable.
+/// The QUIC intake (`docs/transport.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuicSection {
+    pub enabled: bool,
     pub listen: String,
     pub connections_max: u64,
+    pub conns_per_client: u64,
+    pub conns_per_ip: u64,
+    /// PEM paths; both empty: a self-signed pair in `<data_dir>/tls/`.
+    pub cert: String,
+    pub key: String,
+    /// `open` or `keys`.
+    pub auth: String,
+    /// With `auth = "keys"`: lines `<client_id> <api key>`.
+    pub keys_file: String,
+    pub rate_per_s: u64,
+    pub burst: u64,
+    pub idle_timeout_ms: u64,
+    pub retry_above: u64,
+    pub datagram_frame_max: u64,
+    /// `software`, `hardware` or `off`.
+    pub rx_timestamps: String,
 }
 
 /// A set of defaults for one kind of machine.
@@ -222,7 +239,23 @@ impl Config {
             idle: PerRole::from_fn(|role| basis.profile.idle(role).to_string()),
             admin: AdminSection { addr: "127.0.0.1:9464".into(), enabled: true },
             prover: ProverSection { enabled: true, workers: 1, mode: "coalesce".into(), queue_capacity: 64 },
-            quic: QuicSection { listen: "127.0.0.1:4433".into(), connections_max: 1_024 },
+            quic: QuicSection {
+                enabled: true,
+                listen: "127.0.0.1:4433".into(),
+                connections_max: 1_024,
+                conns_per_client: 16,
+                conns_per_ip: 256,
+                cert: String::new(),
+                key: String::new(),
+                auth: "open".into(),
+                keys_file: String::new(),
+                rate_per_s: 1_000_000,
+                burst: 100_000,
+                idle_timeout_ms: 30_000,
+                retry_above: 64,
+                datagram_frame_max: 1_200,
+                rx_timestamps: "software".into(),
+            },
         }
     }
 }

@@ -94,10 +94,39 @@ pub struct ProverSettings {
     pub queue_capacity: usize,
 }
 
+/// How API keys are checked (`quic.auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuicAuth {
+    /// The key is the client id in decimal (development; the daemon warns).
+    Open,
+    /// Key → client id, read from `quic.keys_file` at start.
+    Keys(BTreeMap<Vec<u8>, u64>),
+}
+
+/// Which receive timestamps the intake sockets ask for (`quic.rx_timestamps`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxTimestamps {
+    Off,
+    Software,
+    Hardware,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuicSettings {
+    pub enabled: bool,
     pub listen: SocketAddr,
     pub connections_max: usize,
+    pub conns_per_client: u32,
+    pub conns_per_ip: u32,
+    /// Certificate and key PEM files; `None`: generated in `<data_dir>/tls/`.
+    pub cert_key: Option<(PathBuf, PathBuf)>,
+    pub auth: QuicAuth,
+    pub rate_per_s: u32,
+    pub burst: u32,
+    pub idle_timeout_ms: u64,
+    pub retry_above: usize,
+    pub datagram_frame_max: u16,
+    pub rx_timestamps: RxTimestamps,
 }
 
 pub const WINDOW_MS_MAX: u64 = 1_000;
@@ -115,6 +144,14 @@ pub const RESULTS_CAPACITY_MAX: u64 = 1 << 20;
 pub const PROVER_WORKERS_MAX: u64 = 64;
 pub const PROVER_QUEUE_CAPACITY_MAX: u64 = 65_536;
 pub const CONNECTIONS_MAX_MAX: u64 = 1_000_000;
+pub const RATE_PER_S_MAX: u64 = u32::MAX as u64;
+pub const IDLE_TIMEOUT_MS_MAX: u64 = 3_600_000;
+/// The smallest datagram frame that holds a header and one 48-byte record; the largest that
+/// fits a 1,500-byte Ethernet MTU after IP, UDP and QUIC overhead.
+pub const DATAGRAM_FRAME_MIN: u64 = 64;
+pub const DATAGRAM_FRAME_MAX_MAX: u64 = 1_400;
+/// Keys in `quic.keys_file`, at most.
+pub const QUIC_KEYS_MAX: usize = 1 << 20;
 
 const NS_PER_MS: u64 = 1_000_000;
 
@@ -192,6 +229,57 @@ fn fee_rate(check: &mut Check<'_>, text: &str) -> FeeRate {
         check.fail("builder.fee_rate", format!("{text:?}"), problem.into());
         FeeRate::ZERO
     })
+}
+
+/// Reads `quic.keys_file`: one `<client_id> <api key>` per line (blank lines and lines
+/// starting with `#` skipped); ids ≥ 1, keys 1..=256 bytes without spaces, each key once.
+fn keys_file(check: &mut Check<'_>, path: &str) -> BTreeMap<Vec<u8>, u64> {
+    let key = "quic.keys_file";
+    let mut keys = BTreeMap::new();
+    if path.is_empty() {
+        check.fail(key, "\"\"".into(), "must name a file when quic.auth = \"keys\"".into());
+        return keys;
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            check.fail(key, format!("{path:?}"), format!("cannot be read: {e}"));
+            return keys;
+        }
+    };
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line.split_once(char::is_whitespace).and_then(|(id, api_key)| {
+            let id = id.parse::<u64>().ok().filter(|&id| id >= 1)?;
+            let api_key = api_key.trim();
+            (1..=fpn_wire::session::API_KEY_LEN_MAX)
+                .contains(&api_key.len())
+                .then(|| (api_key.as_bytes().to_vec(), id))
+        });
+        match parsed {
+            Some((api_key, id)) if keys.len() < QUIC_KEYS_MAX => {
+                if keys.insert(api_key, id).is_some() {
+                    check.fail(key, format!("{path:?}"), format!("line {}: a key listed twice", n + 1));
+                }
+            }
+            Some(_) => {
+                check.fail(key, format!("{path:?}"), format!("more than {QUIC_KEYS_MAX} keys"));
+                break;
+            }
+            None => check.fail(
+                key,
+                format!("{path:?}"),
+                format!("line {}: expected `<client_id ≥ 1> <api key of 1..=256 bytes>`", n + 1),
+            ),
+        }
+    }
+    if keys.is_empty() {
+        check.fail(key, format!("{path:?}"), "lists no key".into());
+    }
+    keys
 }
 
 /// Checks one role's CPU list: non-empty, no repeats, every CPU allowed.
@@ -310,9 +398,57 @@ pub(crate) fn validate(
         queue_capacity: c.size("prover.queue_capacity", p.queue_capacity, 1, PROVER_QUEUE_CAPACITY_MAX),
     };
 
+    let q = &config.quic;
+    let cert_key = match (q.cert.is_empty(), q.key.is_empty()) {
+        (true, true) => None,
+        (false, false) => {
+            for (key, path) in [("quic.cert", &q.cert), ("quic.key", &q.key)] {
+                if let Err(e) = std::fs::metadata(path) {
+                    c.fail(key, format!("{path:?}"), format!("cannot be read: {e}"));
+                }
+            }
+            Some((PathBuf::from(&q.cert), PathBuf::from(&q.key)))
+        }
+        (false, true) => {
+            c.fail("quic.key", "\"\"".into(), "must be set when quic.cert is set".into());
+            None
+        }
+        (true, false) => {
+            c.fail("quic.cert", "\"\"".into(), "must be set when quic.key is set".into());
+            None
+        }
+    };
+    let auth = match c.choice("quic.auth", &q.auth, &[("open", false), ("keys", true)]) {
+        false => QuicAuth::Open,
+        true => QuicAuth::Keys(keys_file(&mut c, &q.keys_file)),
+    };
     let quic = QuicSettings {
-        listen: c.socket_addr("quic.listen", &config.quic.listen),
-        connections_max: c.size("quic.connections_max", config.quic.connections_max, 1, CONNECTIONS_MAX_MAX),
+        enabled: q.enabled,
+        listen: c.socket_addr("quic.listen", &q.listen),
+        connections_max: c.size("quic.connections_max", q.connections_max, 1, CONNECTIONS_MAX_MAX),
+        conns_per_client: c.range("quic.conns_per_client", q.conns_per_client, 1, CONNECTIONS_MAX_MAX) as u32,
+        conns_per_ip: c.range("quic.conns_per_ip", q.conns_per_ip, 1, CONNECTIONS_MAX_MAX) as u32,
+        cert_key,
+        auth,
+        rate_per_s: c.range("quic.rate_per_s", q.rate_per_s, 0, RATE_PER_S_MAX) as u32,
+        burst: c.range("quic.burst", q.burst, 1, RATE_PER_S_MAX) as u32,
+        idle_timeout_ms: c.range("quic.idle_timeout_ms", q.idle_timeout_ms, 1, IDLE_TIMEOUT_MS_MAX),
+        retry_above: c.size("quic.retry_above", q.retry_above, 0, CONNECTIONS_MAX_MAX),
+        datagram_frame_max: c.range(
+            "quic.datagram_frame_max",
+            q.datagram_frame_max,
+            DATAGRAM_FRAME_MIN,
+            DATAGRAM_FRAME_MAX_MAX,
+        ) as u16,
+        rx_timestamps: c.choice(
+            "quic.rx_timestamps",
+            &q.rx_timestamps,
+            &[
+                ("software", RxTimestamps::Software),
+                ("hardware", RxTimestamps::Hardware),
+                ("off", RxTimestamps::Off),
+            ],
+        ),
     };
 
     let idle = PerRole::from_fn(|role| {

@@ -7,6 +7,7 @@ mod admin;
 pub mod alloc_probe;
 mod journal;
 mod metrics;
+mod quic;
 /// Public for the benches (`benches/e2e.rs`), which wire the cores over the same adapters.
 pub mod rings;
 mod roles;
@@ -66,6 +67,8 @@ pub enum RunError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("admin endpoint on {addr}: {source}")]
     Admin { addr: SocketAddr, source: std::io::Error },
+    #[error("QUIC intake on {addr}: {source}")]
+    Quic { addr: SocketAddr, source: std::io::Error },
     #[error("executors: {0}")]
     Exec(#[from] exec::ExecError),
     #[error("a shard stopped: {0}")]
@@ -124,10 +127,35 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         .open(&journal_path)
         .map_err(io("opening journal", &journal_path))?;
 
+    // The QUIC intake: sockets bound and the TLS identity ready before anything starts, so an
+    // address in use or a bad certificate stops the start here.
+    let mut quic_servers = Vec::new();
+    if settings.quic.enabled {
+        let (servers, addr, identity) = quic::bind(&settings.quic, &settings.data_dir, n)?;
+        let addr_path = settings.data_dir.join(quic::QUIC_ADDR_FILE);
+        std::fs::write(&addr_path, format!("{addr}\n")).map_err(io("writing", &addr_path))?;
+        eprintln!(
+            "flashpointd: QUIC intake on {addr} (written to {}), ALPN fpn/1, certificate sha256 {}{}",
+            addr_path.display(),
+            identity.sha256_hex(),
+            if identity.generated { " (generated)" } else { "" },
+        );
+        if settings.quic.auth == crate::config::QuicAuth::Open {
+            eprintln!(
+                "flashpointd: warning: quic.auth = \"open\": any client may claim any client id (development only)"
+            );
+        }
+        quic_servers = servers;
+    }
+
     let first_window_id = 1;
     let shared = Arc::new(Shared::new(n, first_window_id, LATEST_WINDOWS_MAX));
     let hub = Arc::new(MetricsHub::new());
     hub.describe(&DAEMON_METRICS);
+    if settings.quic.enabled {
+        hub.describe(&quic::QUIC_METRICS);
+        hub.describe(&quic::QUIC_METRICS_MORE);
+    }
 
     let role_names: Vec<String> = (0..n)
         .map(|i| format!("intake{i}"))
@@ -162,7 +190,8 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     let answers_cap = cap.max((SUBMIT_BODY_BYTES_MAX / fpn_wire::RECORD_HEADER_LEN + 1).next_power_of_two());
     let (submit_tx, mut submit_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| ring::<Submit>(cap)).unzip();
     let (mut answers_tx, answers_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| ring::<Answer>(answers_cap)).unzip();
-    let (receipts_tx, receipts_rx) = ring::<fpn_wire::Receipt>(cap);
+    let (receipts_tx, mut receipts_rx): (Vec<_>, Vec<_>) =
+        (0..n).map(|_| ring::<fpn_wire::Receipt>(cap)).unzip();
     let (results_tx, results_rx) = ring::<ResultMsg>(settings.rings.results_capacity);
     let (mut pool_tx, pool_rx) = ring::<ResultMsg>(settings.rings.results_capacity + RESULT_POOL);
     let w = &shard_config.engine;
@@ -171,6 +200,27 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         let buf = ResultMsg { bytes: Vec::with_capacity(bytes_reserve), ..ResultMsg::default() };
         pool_tx.try_push(buf).expect("the pool ring holds the pool");
     }
+    // Merger → each intake's QUIC sessions: published windows, with their own buffer pools.
+    let mut quic_results = Vec::new();
+    let mut quic_ends = Vec::new();
+    for i in 0..quic_servers.len() {
+        let (tx, rx) = ring::<ResultMsg>(settings.rings.results_capacity);
+        let (mut back_tx, pool_rx) = ring::<ResultMsg>(settings.rings.results_capacity + RESULT_POOL);
+        for _ in 0..RESULT_POOL {
+            let buf = ResultMsg { bytes: Vec::with_capacity(bytes_reserve), ..ResultMsg::default() };
+            back_tx.try_push(buf).expect("the pool ring holds the pool");
+        }
+        quic_results.push(roles::QuicResults {
+            tx,
+            labels: Labels::new(&[("ring", &format!("merger_quic{i}"))]),
+            pool: pool_rx,
+            pool_labels: Labels::new(&[("ring", &format!("quic{i}_merger"))]),
+            waiting: VecDeque::with_capacity(RESULT_POOL),
+        });
+        quic_ends.push((rx, back_tx));
+    }
+    let mut quic_servers = quic_servers.into_iter();
+    let mut quic_ends = quic_ends.into_iter();
 
     // Cores and roles, in heartbeat-name order.
     let mut states: Vec<(Role, usize, RoleState)> = Vec::new();
@@ -195,6 +245,29 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
             latency: Histogram::new(),
             book_seen: u64::MAX,
             closes_handled: 0,
+            merger_receipts: receipts_rx.remove(0),
+            merger_receipts_labels: Labels::new(&[("ring", &format!("merger_intake{i}"))]),
+            origins: VecDeque::with_capacity(cap),
+            quic: quic_servers.next().map(|(server, socket)| {
+                let (results, results_back) = quic_ends.next().expect("one result ring per QUIC intake");
+                Box::new(quic::QuicIntake {
+                    io: quic::QuicIo {
+                        server,
+                        socket,
+                        tx_buf: Vec::with_capacity(64 * 1024),
+                        results,
+                        results_back,
+                        close_to_here: Histogram::new(),
+                        publish_to_push: Histogram::new(),
+                        recv_errors_total: 0,
+                        send_errors_total: 0,
+                    },
+                    stamps: Vec::with_capacity(shard_config.records_cap()),
+                    rx_to_ring: Histogram::new(),
+                    ring_to_close: Histogram::new(),
+                })
+            }),
+            quic_labels: quic::QuicLabels::default(),
         };
         states.push((Role::Intake, i, RoleState::Intake(Box::new(role))));
     }
@@ -224,8 +297,9 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
             pool_labels: Labels::new(&[("ring", "journal_merger")]),
             bytes_reserve,
             receipts: receipts_tx,
-            receipts_labels: Labels::new(&[("ring", "merger_answers")]),
+            receipts_labels: (0..n).map(|i| Labels::new(&[("ring", &format!("merger_intake{i}"))])).collect(),
             receipts_waiting: VecDeque::with_capacity(cap),
+            quic_results,
             shared: shared.clone(),
             counters: ReceiptCounters::default(),
             windows_published_total: 0,
@@ -290,7 +364,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         .name("fpn-receipts".into())
         .spawn({
             let (submit, stop) = (submit.clone(), collector_stop.clone());
-            move || submit.collect(answers_rx, receipts_rx, &stop)
+            move || submit.collect(answers_rx, &stop)
         })
         .map_err(io("spawning the receipt collector", "".as_ref()))?;
 

@@ -20,6 +20,7 @@ use fpn_runtime::ring::{Rx, Tx};
 use fpn_wire::{Reason, Receipt};
 
 use super::metrics::*;
+use super::quic::{self, Origin, QuicAdmit, QuicIntake, QuicLabels};
 use super::rings::{RxQ, TxQ, now_ns};
 use super::shared::{Shared, pack_book, unpack_book};
 
@@ -154,11 +155,18 @@ pub struct IntakeRole {
     pub book_seen: u64,
     /// Last window id whose close this intake applied (intakes other than 0).
     pub closes_handled: u64,
+    /// The merger's answers to this intake's book cancels, in the order they were sent.
+    pub merger_receipts: Rx<Receipt>,
+    pub merger_receipts_labels: Labels,
+    /// Where each book cancel still waiting for the merger came from (same order).
+    pub origins: VecDeque<Origin>,
+    pub quic: Option<Box<QuicIntake>>,
+    pub quic_labels: QuicLabels,
 }
 
-struct IntakeRings<'a> {
-    to_builder: &'a mut [TxQ<ToBuilder>],
-    to_merger: &'a mut TxQ<ToMerger>,
+pub struct IntakeRings<'a> {
+    pub to_builder: &'a mut [TxQ<ToBuilder>],
+    pub to_merger: &'a mut TxQ<ToMerger>,
 }
 
 impl IntakeSink for IntakeRings<'_> {
@@ -176,6 +184,12 @@ impl IntakeSink for IntakeRings<'_> {
 impl RoleLoop for IntakeRole {
     fn kit(&mut self) -> &mut LoopKit {
         &mut self.kit
+    }
+
+    fn finish(&mut self) {
+        if let Some(q) = &mut self.quic {
+            q.io.close_all();
+        }
     }
 
     fn step(&mut self, now: u64) -> bool {
@@ -196,7 +210,9 @@ impl RoleLoop for IntakeRole {
             did_work |= self.core.poll_pending(&mut sink).is_ok();
         }
 
+        did_work |= self.handle_merger_receipts();
         did_work |= self.handle_submits();
+        did_work |= self.poll_quic(now);
         if self.clock.is_some() {
             did_work |= self.poll_clock(now);
         } else {
@@ -207,9 +223,21 @@ impl RoleLoop for IntakeRole {
     }
 
     fn housekeep(&mut self) {
-        let Self { kit, to_builder, to_merger, submits, answers, counters, latency, .. } = self;
+        let Self {
+            kit,
+            to_builder,
+            to_merger,
+            submits,
+            answers,
+            counters,
+            latency,
+            merger_receipts,
+            quic,
+            ..
+        } = self;
         let (frames, closed, idle) = (self.frames_total, self.windows_closed_total, kit.idler.counters());
         let (sl, al, none) = (&self.submits_labels, &self.answers_labels, &kit.none);
+        let (ml, ql) = (&self.merger_receipts_labels, &self.quic_labels);
         let is_clock = self.clock.is_some();
         kit.publisher.publish(|s| {
             for q in to_builder.iter() {
@@ -225,6 +253,10 @@ impl RoleLoop for IntakeRole {
             }
             counters.publish(s, none);
             s.histogram(&INTAKE_LATENCY_SECONDS, none, latency);
+            s.ring_rx(ml, merger_receipts.counters());
+            if let Some(q) = quic {
+                q.publish(s, ql);
+            }
         });
         kit.heartbeat.beat();
     }
@@ -255,12 +287,19 @@ impl IntakeRole {
             }
             let sub = self.submits.pop().expect("peeked");
             let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
-            let answers = &mut self.answers;
-            let counters = &mut self.counters;
-            let result = self.core.handle_frame(now_ns(), sub.rx_ns, &sub.frame, &mut sink, |r| {
-                counters.count(r.status);
-                let pushed = answers.try_push(Answer::Receipt(r));
-                debug_assert!(pushed.is_ok(), "room was checked before the frame was taken");
+            let now = now_ns();
+            // As `IntakeCore::handle_frame`, but noting where each book cancel came from.
+            let result = fpn_wire::decode_frame(&sub.frame).map(|records| {
+                for record in records {
+                    match self.core.handle_record(now, sub.rx_ns, record, &mut sink) {
+                        Some(r) => {
+                            self.counters.count(r.status);
+                            let pushed = self.answers.try_push(Answer::Receipt(r));
+                            debug_assert!(pushed.is_ok(), "room was checked before the frame was taken");
+                        }
+                        None => self.origins.push_back(Origin::Admin),
+                    }
+                }
             });
             self.frames_total += 1;
             self.latency.record_ns(now_ns().saturating_sub(sub.rx_ns).max(1));
@@ -275,6 +314,62 @@ impl IntakeRole {
         if self.shared.drain_requested.load(Ordering::Acquire) && self.submits.is_empty() {
             self.shared.input_done[self.index].0.store(true, Ordering::Release);
         }
+        did_work
+    }
+
+    /// The merger's answers to book cancels: to the admin side or the QUIC session that sent
+    /// the cancel, in order. An admin answer waits for room in the answer ring.
+    fn handle_merger_receipts(&mut self) -> bool {
+        let mut did_work = false;
+        for _ in 0..BUDGET {
+            if self.merger_receipts.peek().is_none() {
+                break;
+            }
+            let origin = self.origins.front().copied();
+            if origin == Some(Origin::Admin) && self.answers.slots_free() == 0 {
+                break;
+            }
+            let r = self.merger_receipts.pop().expect("peeked");
+            self.origins.pop_front();
+            match origin {
+                Some(Origin::Admin) => {
+                    let pushed = self.answers.try_push(Answer::Receipt(r));
+                    debug_assert!(pushed.is_ok(), "room was checked");
+                }
+                Some(Origin::Quic) => {
+                    if let Some(q) = &mut self.quic {
+                        q.io.server.handle_late_receipt(r);
+                    }
+                }
+                None => debug_assert!(false, "a merger receipt nobody asked for"),
+            }
+            did_work = true;
+        }
+        did_work
+    }
+
+    /// The QUIC intake: published windows out, datagrams in (records to the core), timers,
+    /// datagrams out.
+    fn poll_quic(&mut self, now: u64) -> bool {
+        let Some(q) = self.quic.as_mut() else { return false };
+        let mut did_work = q.io.poll_results(now);
+        let draining = self.shared.draining.load(Ordering::Acquire);
+        let close_request = self.clock.is_none().then_some(&self.shared.close_request.0);
+        let room_min = quic::FRAME_RECORDS_MAX.min(self.to_merger.tx.capacity() / 2);
+        let QuicIntake { io, stamps, rx_to_ring, .. } = &mut **q;
+        let mut admit = QuicAdmit {
+            core: &mut self.core,
+            sink: IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger },
+            counters: &mut self.counters,
+            origins: &mut self.origins,
+            stamps,
+            rx_to_ring,
+            now_ns: now,
+            draining,
+            room_min,
+            close_request,
+        };
+        did_work |= io.poll_io(&mut admit);
         did_work
     }
 
@@ -299,6 +394,9 @@ impl IntakeRole {
         let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
         // A marker that does not fit its ring stays pending in the core (never dropped).
         let _ = self.core.handle_window(close, &mut sink);
+        if let Some(q) = &mut self.quic {
+            q.window_closed(close.closed_ns);
+        }
         shared.board.publish(close);
         self.windows_closed_total += 1;
         if drain {
@@ -315,6 +413,9 @@ impl IntakeRole {
             let close = self.shared.board.get(self.closes_handled + 1);
             let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
             let _ = self.core.handle_window(close, &mut sink);
+            if let Some(q) = &mut self.quic {
+                q.window_closed(close.closed_ns);
+            }
             self.closes_handled += 1;
             self.shared.board.set_handled(self.index, self.closes_handled);
             did_work = true;
@@ -396,14 +497,26 @@ pub struct MergerRings {
     pub pool: Rx<ResultMsg>,
     pub pool_labels: Labels,
     pub bytes_reserve: usize,
-    pub receipts: Tx<Receipt>,
-    pub receipts_labels: Labels,
-    pub receipts_waiting: VecDeque<Receipt>,
+    /// Book-cancel answers, one ring per intake.
+    pub receipts: Vec<Tx<Receipt>>,
+    pub receipts_labels: Vec<Labels>,
+    pub receipts_waiting: VecDeque<(usize, Receipt)>,
+    /// Published windows for each intake's QUIC sessions (empty without QUIC).
+    pub quic_results: Vec<QuicResults>,
     pub shared: Arc<Shared>,
     pub counters: ReceiptCounters,
     pub windows_published_total: u64,
     pub buffers_allocated_total: u64,
     pub publish_latency: Histogram,
+}
+
+/// Merger → one intake's QUIC side: published windows, with a pool of buffers coming back.
+pub struct QuicResults {
+    pub tx: Tx<ResultMsg>,
+    pub labels: Labels,
+    pub pool: Rx<ResultMsg>,
+    pub pool_labels: Labels,
+    pub waiting: VecDeque<ResultMsg>,
 }
 
 impl MergerOutput for MergerRings {
@@ -416,6 +529,23 @@ impl MergerOutput for MergerRings {
         result.encode(&mut msg.bytes);
         msg.window = result.window;
         msg.published_ns = now_ns();
+        for q in &mut self.quic_results {
+            let mut copy = q.pool.pop().unwrap_or_else(|| {
+                self.buffers_allocated_total += 1;
+                ResultMsg { bytes: Vec::with_capacity(self.bytes_reserve), ..ResultMsg::default() }
+            });
+            copy.bytes.clear();
+            copy.bytes.extend_from_slice(&msg.bytes);
+            copy.window = msg.window;
+            copy.published_ns = msg.published_ns;
+            if q.waiting.is_empty() {
+                if let Err(full) = q.tx.try_push(copy) {
+                    q.waiting.push_back(full.into_inner());
+                }
+            } else {
+                q.waiting.push_back(copy);
+            }
+        }
         self.publish_latency.record_ns(msg.published_ns.saturating_sub(result.window.closed_ns).max(1));
         self.windows_published_total += 1;
         self.shared.merger_window_id.store(result.window.window_id, Ordering::Release);
@@ -428,14 +558,15 @@ impl MergerOutput for MergerRings {
         }
     }
 
-    fn receipt(&mut self, receipt: Receipt) {
+    fn receipt(&mut self, intake: usize, receipt: Receipt) {
         self.counters.count(receipt.status);
+        // One queue for all intakes keeps each intake's answers in order.
         if self.receipts_waiting.is_empty() {
-            if let Err(full) = self.receipts.try_push(receipt) {
-                self.receipts_waiting.push_back(full.into_inner());
+            if let Err(full) = self.receipts[intake].try_push(receipt) {
+                self.receipts_waiting.push_back((intake, full.into_inner()));
             }
         } else {
-            self.receipts_waiting.push_back(receipt);
+            self.receipts_waiting.push_back((intake, receipt));
         }
     }
 
@@ -462,12 +593,21 @@ impl MergerRings {
             }
             did_work = true;
         }
-        while let Some(r) = self.receipts_waiting.pop_front() {
-            if let Err(full) = self.receipts.try_push(r) {
-                self.receipts_waiting.push_front(full.into_inner());
+        while let Some((intake, r)) = self.receipts_waiting.pop_front() {
+            if let Err(full) = self.receipts[intake].try_push(r) {
+                self.receipts_waiting.push_front((intake, full.into_inner()));
                 break;
             }
             did_work = true;
+        }
+        for q in &mut self.quic_results {
+            while let Some(msg) = q.waiting.pop_front() {
+                if let Err(full) = q.tx.try_push(msg) {
+                    q.waiting.push_front(full.into_inner());
+                    break;
+                }
+                did_work = true;
+            }
         }
         did_work
     }
@@ -518,7 +658,13 @@ impl RoleLoop for MergerRole {
             }
             s.ring_tx(&out.results_labels, out.results.counters(), out.results.occupancy());
             s.ring_rx(&out.pool_labels, out.pool.counters());
-            s.ring_tx(&out.receipts_labels, out.receipts.counters(), out.receipts.occupancy());
+            for (tx, labels) in out.receipts.iter().zip(&out.receipts_labels) {
+                s.ring_tx(labels, tx.counters(), tx.occupancy());
+            }
+            for q in &out.quic_results {
+                s.ring_tx(&q.labels, q.tx.counters(), q.tx.occupancy());
+                s.ring_rx(&q.pool_labels, q.pool.counters());
+            }
             s.idle(none, idle);
             out.counters.publish(s, none);
             s.counter(&WINDOWS_PUBLISHED_TOTAL, none, out.windows_published_total);

@@ -228,7 +228,7 @@ impl SubmitPath {
     }
 
     /// The collector: drains every answer ring until `stop`, waking the waiting requests.
-    pub fn collect(&self, mut answers: Vec<Rx<Answer>>, mut merger: Rx<Receipt>, stop: &AtomicBool) {
+    pub fn collect(&self, mut answers: Vec<Rx<Answer>>, stop: &AtomicBool) {
         while !stop.load(Ordering::Acquire) {
             let mut got = false;
             let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
@@ -249,12 +249,6 @@ impl SubmitPath {
                             }
                         }
                     }
-                }
-            }
-            while let Some(r) = merger.pop() {
-                got = true;
-                if let Some(w) = waiters.get_mut(&r.rx_ns) {
-                    w.receipts.push(r);
                 }
             }
             if got {

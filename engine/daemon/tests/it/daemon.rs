@@ -43,7 +43,7 @@ pub fn config_text(data_dir: &std::path::Path, window_ms: u64, shards: usize) ->
     let cpus = allowed_cpus();
     let (hot, rest) = (cpus[0], *cpus.last().unwrap());
     format!(
-        "[engine]\nprofile = \"test\"\ndata_dir = {dir:?}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n\
+        "[engine]\nprofile = \"test\"\ndata_dir = {dir:?}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"127.0.0.1:0\"\n\n\
          [window]\nwindow_ms = {window_ms}\n\n[builder]\nshards = {shards}\n\n\
          [cores]\nintake = [{hot}]\nbuilder = [{hot}]\nauction = [{rest}]\nprover = [{rest}]\n\
          journal = [{rest}]\nadmin = [{rest}]\n",
@@ -69,10 +69,10 @@ pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>)
 }
 
 /// The running daemon; killed on drop if the test did not stop it (a failing test).
-struct Daemon {
+pub struct Daemon {
     child: Option<Child>,
-    dir: PathBuf,
-    addr: String,
+    pub dir: PathBuf,
+    pub addr: String,
     config: PathBuf,
 }
 
@@ -82,8 +82,14 @@ impl Daemon {
     }
 
     fn start_with(dir: PathBuf, window_ms: u64, shards: usize, env: &[(&str, String)]) -> Daemon {
+        let text = config_text(&dir.join("data"), window_ms, shards);
+        Daemon::start_text(dir, &text, env)
+    }
+
+    /// Starts with the config file `text` (see [`config_text`]).
+    pub fn start_text(dir: PathBuf, text: &str, env: &[(&str, String)]) -> Daemon {
         let config = dir.join("flashpointd.toml");
-        std::fs::write(&config, config_text(&dir.join("data"), window_ms, shards)).unwrap();
+        std::fs::write(&config, text).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_flashpointd"))
             .arg("--config")
             .arg(&config)
@@ -115,21 +121,21 @@ impl Daemon {
         d
     }
 
-    fn stderr(&self) -> String {
+    pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
-    fn assert_running(&mut self) {
+    pub fn assert_running(&mut self) {
         if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
             panic!("flashpointd exited early with {status}: {}", self.stderr());
         }
     }
 
-    fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
         http(&self.addr, method, path, body)
     }
 
-    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
         self.request("GET", path, b"")
     }
 
@@ -139,7 +145,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit code (killed after 40 s).
-    fn terminate(&mut self) -> Option<i32> {
+    pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take().unwrap();
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -157,7 +163,7 @@ impl Daemon {
         }
     }
 
-    fn journal(&self) -> Vec<Value> {
+    pub fn journal(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.dir.join("data").join("journal.jsonl")).unwrap();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }

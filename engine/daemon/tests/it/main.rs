@@ -6,5 +6,6 @@ mod daemon;
 mod inproc;
 mod intakes;
 mod no_alloc;
+mod quic;
 
 fn main() {}

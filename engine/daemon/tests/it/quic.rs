@@ -1,0 +1,377 @@
+//! The QUIC intake of the real daemon on loopback: intents over datagrams and over a stream,
+//! every one answered and every accepted one in exactly one block; refusals with reasons.
+//!
+//! Counts: `FPN_IT_QUIC_RECORDS` intents per path (default 100,000).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use fpn_quic::client::{Client, ClientOptions, Origin};
+use fpn_wire::session::{ALPN, reason_of_app_error};
+use fpn_wire::{FrameWriter, Intent, Reason, RecordRef, decode_frame};
+
+use crate::daemon::{Daemon, config_text, metric_sum, scratch_dir};
+
+fn records_n() -> usize {
+    std::env::var("FPN_IT_QUIC_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+}
+
+fn start(name: &str, quic: &str) -> (Daemon, SocketAddr, [u8; 32]) {
+    let dir = scratch_dir(name);
+    let text = config_text(&dir.join("data"), 20, 1).replace(
+        "[quic]\nlisten = \"127.0.0.1:0\"\n",
+        &format!("[quic]\nlisten = \"127.0.0.1:0\"\n{quic}\n"),
+    );
+    let d = Daemon::start_text(dir, &text, &[]);
+    let data = d.dir.join("data");
+    let addr = std::fs::read_to_string(data.join("quic.addr")).unwrap().trim().parse().unwrap();
+    let pin =
+        fpn_quic::tls::parse_pin(&std::fs::read_to_string(data.join("tls/cert.sha256")).unwrap()).unwrap();
+    (d, addr, pin)
+}
+
+fn options(pin: [u8; 32], key: &str) -> ClientOptions {
+    ClientOptions {
+        pin,
+        alpn: ALPN.to_vec(),
+        api_key: key.as_bytes().to_vec(),
+        flags: 0,
+        timeout: Duration::from_secs(30),
+    }
+}
+
+/// Frames of intents of `client`, nonces from `first`, each intent with two keys of its own
+/// (no conflicts: every accepted intent must make its block), at most `len_max` bytes each.
+fn intent_frames(client: u64, first: u64, count: usize, len_max: usize) -> Vec<(Vec<u8>, usize)> {
+    let mut out = Vec::new();
+    let mut nonce = first;
+    let end = first + count as u64;
+    while nonce < end {
+        let mut buf = Vec::new();
+        let mut w = FrameWriter::new(&mut buf, len_max);
+        while nonce < end {
+            let keys = [client << 40 | nonce << 1, client << 40 | nonce << 1 | 1];
+            let intent = Intent {
+                client_id: client,
+                nonce,
+                sent_ns: 1,
+                profit: 1 + nonce % 1000,
+                priority: 0,
+                keys: &keys,
+            };
+            if w.push_intent(&intent).is_err() {
+                break;
+            }
+            nonce += 1;
+        }
+        let n = w.count() as usize;
+        w.finish();
+        out.push((buf, n));
+    }
+    out
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// nonce → (status, seq, window_id).
+    receipts: HashMap<u64, (Result<(), Reason>, u64, u64)>,
+    frames_refused: Vec<Reason>,
+    /// Every block entry seen on the result stream: seq → times seen.
+    block_seqs: HashMap<u64, usize>,
+    blocks: usize,
+    by_datagram: usize,
+    by_stream: usize,
+    /// Receipts for a nonce already answered (a record sent twice).
+    repeated: usize,
+}
+
+impl Seen {
+    fn take(&mut self, origin: Origin, frame: &[u8]) {
+        match origin {
+            Origin::Datagram => self.by_datagram += 1,
+            Origin::ResultStream => self.by_stream += 1,
+        }
+        for record in decode_frame(frame).expect("the server sends valid frames") {
+            match record {
+                RecordRef::Receipt(r) => {
+                    let status = match r.status {
+                        0 => Ok(()),
+                        c => Err(Reason::from_code(c).unwrap()),
+                    };
+                    if r.for_kind == 0 {
+                        self.frames_refused.push(status.unwrap_err());
+                    } else {
+                        let prev =
+                            self.receipts.insert(r.nonce.get(), (status, r.seq.get(), r.window_id.get()));
+                        if prev.is_some() {
+                            self.repeated += 1;
+                        }
+                    }
+                }
+                RecordRef::Block(b) => {
+                    self.blocks += 1;
+                    for e in b.entries {
+                        *self.block_seqs.entry(e.seq.get()).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn answered(&self) -> usize {
+        self.receipts.len() + self.frames_refused.len() + self.repeated
+    }
+}
+
+/// Sends `frames` (datagrams or the data stream) keeping at most `in_flight_max` records
+/// unanswered, then waits for the rest of the receipts.
+fn send_all(c: &mut Client, frames: &[(Vec<u8>, usize)], datagram: bool, in_flight_max: usize) -> Seen {
+    let mut seen = Seen::default();
+    let total: usize = frames.iter().map(|f| f.1).sum();
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for (frame, n) in frames {
+        while sent - seen.answered() + n > in_flight_max {
+            assert!(Instant::now() < deadline, "stalled at {} of {sent} answered", seen.answered());
+            if let Some((o, f)) = c.next_frame(Duration::from_millis(20)).unwrap() {
+                seen.take(o, &f);
+            }
+        }
+        if datagram {
+            c.send_datagram(frame).unwrap();
+        } else {
+            c.send_stream(frame).unwrap();
+        }
+        sent += n;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.answered() < total {
+        assert!(Instant::now() < deadline, "{} of {total} answered; lost {:?}", seen.answered(), c.lost());
+        if let Some((o, f)) = c.next_frame(Duration::from_millis(50)).unwrap() {
+            seen.take(o, &f);
+        }
+    }
+    seen
+}
+
+/// Reads the result stream until every accepted seq of `seen` was in a block.
+fn await_blocks(c: &mut Client, seen: &mut Seen) {
+    let accepted: Vec<u64> = seen.receipts.values().filter(|r| r.0.is_ok()).map(|r| r.1).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !accepted.iter().all(|s| seen.block_seqs.contains_key(s)) {
+        assert!(Instant::now() < deadline, "blocks missing after 60 s");
+        if let Some((o, f)) = c.next_frame(Duration::from_millis(50)).unwrap() {
+            seen.take(o, &f);
+        }
+    }
+    for s in &accepted {
+        assert_eq!(seen.block_seqs[s], 1, "seq {s} in one block on the result stream");
+    }
+}
+
+#[test]
+fn quic_datagrams_and_streams_every_record_answered_and_in_one_block() {
+    let n = records_n();
+    let (mut d, addr, pin) = start("quic-volume", "rate_per_s = 0");
+    let mut a = Client::connect(addr, &options(pin, "11")).unwrap();
+    let welcome = a.welcome.unwrap();
+    assert_eq!((welcome.status, welcome.client_id), (Ok(()), 11));
+    let len_max = (welcome.datagram_frame_max as usize).min(a.datagram_max());
+    let t = Instant::now();
+    let mut by_dgram = send_all(&mut a, &intent_frames(11, 1, n, len_max), true, 1_000);
+    let dgram_s = t.elapsed().as_secs_f64();
+    let mut b = Client::connect(addr, &options(pin, "12")).unwrap();
+    let t = Instant::now();
+    let mut by_stream = send_all(&mut b, &intent_frames(12, 1, n, 16 * 1024), false, 8_000);
+    let stream_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "quic: {n} intents by datagram in {dgram_s:.2} s ({:.0}/s), {n} by stream in {stream_s:.2} s ({:.0}/s)",
+        n as f64 / dgram_s,
+        n as f64 / stream_s
+    );
+    for (name, seen) in [("datagram", &by_dgram), ("stream", &by_stream)] {
+        assert_eq!(seen.receipts.len(), n, "{name}: one receipt per intent");
+        assert!(seen.frames_refused.is_empty(), "{name}: {:?}", seen.frames_refused);
+        assert_eq!(seen.repeated, 0, "{name}: one receipt per nonce");
+        let refused: Vec<_> = seen.receipts.values().filter(|r| r.0.is_err()).take(5).collect();
+        assert!(refused.is_empty(), "{name}: refused {refused:?}");
+    }
+    assert!(by_dgram.by_datagram > 0, "datagram records are answered by datagram");
+    assert_eq!(by_stream.by_datagram, 0, "stream records are answered on the result stream");
+    await_blocks(&mut a, &mut by_dgram);
+    await_blocks(&mut b, &mut by_stream);
+
+    std::thread::sleep(Duration::from_millis(300)); // a metrics publish (every 100 ms)
+    let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
+    assert!(metric_sum(&metrics, "fpn_quic_frames_total") > 0);
+    assert!(metric_sum(&metrics, "fpn_quic_rx_to_ring_latency_seconds_count") >= 2 * n as u64);
+    a.close();
+    b.close();
+    assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+
+    // The journal: every accepted seq in exactly one block.
+    let mut in_blocks: BTreeMap<u64, usize> = BTreeMap::new();
+    for w in d.journal() {
+        for e in w["block"]["entries"].as_array().unwrap() {
+            *in_blocks.entry(e["seq"].as_u64().unwrap()).or_default() += 1;
+        }
+    }
+    let accepted: HashSet<u64> =
+        by_dgram.receipts.values().chain(by_stream.receipts.values()).map(|r| r.1).collect();
+    assert_eq!(accepted.len(), 2 * n);
+    for s in &accepted {
+        assert_eq!(in_blocks.get(s), Some(&1), "seq {s} in exactly one journal block");
+    }
+    assert_eq!(in_blocks.len(), 2 * n, "nothing else in the blocks");
+}
+
+#[test]
+fn quic_refusals_keys_rate_limits_and_malformed_records() {
+    let dir = scratch_dir("quic-keys-file");
+    let keys = dir.join("keys");
+    std::fs::write(&keys, "# client api-key\n21 key-twenty-one\n22 key-twenty-two\n").unwrap();
+    let quic = format!(
+        "auth = \"keys\"\nkeys_file = {:?}\nrate_per_s = 200\nburst = 100",
+        keys.display().to_string()
+    );
+    let (mut d, addr, pin) = start("quic-refusals", &quic);
+
+    // A wrong key: refused welcome, then the close with 0x100 + unauthorized.
+    let mut bad = Client::connect(addr, &options(pin, "key-twenty-three")).unwrap();
+    assert_eq!(bad.welcome.unwrap().status, Err(Reason::Unauthorized));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bad.lost().is_none() && Instant::now() < deadline {
+        bad.drive(Duration::from_millis(10)).unwrap();
+    }
+    match bad.lost() {
+        Some(fpn_quic::quinn_proto::ConnectionError::ApplicationClosed(c)) => {
+            assert_eq!(reason_of_app_error(c.error_code.into_inner()), Some(Reason::Unauthorized))
+        }
+        other => panic!("{other:?}"),
+    }
+    // The open-mode key form is no key here.
+    assert_eq!(
+        Client::connect(addr, &options(pin, "21")).unwrap().welcome.unwrap().status,
+        Err(Reason::Unauthorized)
+    );
+    // A wrong ALPN fails the handshake.
+    let mut wrong_alpn = options(pin, "key-twenty-one");
+    wrong_alpn.alpn = b"h3".to_vec();
+    wrong_alpn.timeout = Duration::from_secs(10);
+    assert!(Client::connect(addr, &wrong_alpn).is_err());
+    // Garbage UDP at the port: counted, nothing answers, nobody is hurt.
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..50u8 {
+        junk.send_to(&[i & 0x3f; 100], addr).unwrap();
+        junk.send_to(&[], addr).unwrap();
+    }
+
+    // A flooding client against its bucket (burst 100, 200/s) while a second client's
+    // intents, paced under its own bucket, all land.
+    let mut flood = Client::connect(addr, &options(pin, "key-twenty-one")).unwrap();
+    let mut calm = Client::connect(addr, &options(pin, "key-twenty-two")).unwrap();
+    assert_eq!(calm.welcome.unwrap().client_id, 22);
+    let flood_seen = send_all(&mut flood, &intent_frames(21, 1, 3_000, 1_200), true, 3_000);
+    let limited = flood_seen.receipts.values().filter(|r| r.0 == Err(Reason::RateLimited)).count();
+    let ok = flood_seen.receipts.values().filter(|r| r.0.is_ok()).count();
+    assert_eq!(limited + ok, 3_000);
+    assert!(limited >= 1_500, "flood: {ok} ok, {limited} rate_limited");
+    let mut calm_seen = Seen::default();
+    for f in intent_frames(22, 1, 200, 1_200).chunks(1) {
+        calm_seen = merge(calm_seen, send_all(&mut calm, f, true, 100));
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    assert_eq!(calm_seen.receipts.len(), 200);
+    assert!(
+        calm_seen.receipts.values().all(|r| r.0.is_ok()),
+        "{:?}",
+        calm_seen.receipts.values().find(|r| r.0.is_err())
+    );
+
+    // Malformed records, each with its documented reason.
+    std::thread::sleep(Duration::from_millis(600)); // refill calm's bucket
+    let mut frame = Vec::new();
+    let mut w = FrameWriter::new(&mut frame, 1_200);
+    let k = [1u64 << 50];
+    w.push_intent(&Intent { client_id: 22, nonce: 1_001, sent_ns: 1, profit: 0, priority: 0, keys: &k })
+        .unwrap();
+    w.push_intent(&Intent { client_id: 22, nonce: 1_002, sent_ns: 1, profit: 5, priority: 0, keys: &[7, 7] })
+        .unwrap();
+    w.push_intent(&Intent { client_id: 21, nonce: 1_003, sent_ns: 1, profit: 5, priority: 0, keys: &k })
+        .unwrap();
+    w.push_intent(&Intent {
+        client_id: 22,
+        nonce: 1_004,
+        sent_ns: 1,
+        profit: 5,
+        priority: 0,
+        keys: &[1 << 51],
+    })
+    .unwrap();
+    w.push_intent(&Intent {
+        client_id: 22,
+        nonce: 1_004,
+        sent_ns: 1,
+        profit: 5,
+        priority: 0,
+        keys: &[1 << 52],
+    })
+    .unwrap();
+    w.finish();
+    let seen = send_all(&mut calm, &[(frame.clone(), 5)], true, 10);
+    assert_eq!(seen.receipts[&1_001].0, Err(Reason::ZeroAmount));
+    assert_eq!(seen.receipts[&1_002].0, Err(Reason::DuplicateResource));
+    assert_eq!(seen.receipts[&1_003].0, Err(Reason::ClientMismatch));
+    // The first 1_004 is accepted; its repeat in the same frame is the duplicate (receipts
+    // are keyed by nonce here, so the later one is what remains).
+    assert_eq!(seen.receipts[&1_004].0, Err(Reason::DuplicateNonce));
+    // Whole-frame refusals: an unknown record version, a truncated datagram, bad magic.
+    let mut version = frame.clone();
+    version[13] = 9;
+    let truncated = frame[..frame.len() - 5].to_vec();
+    let mut magic = frame.clone();
+    magic[0] = b'X';
+    let whole = [(version, 1), (truncated, 1), (magic, 1)];
+    let seen = send_all(&mut calm, &whole, true, 10);
+    let mut reasons = seen.frames_refused.clone();
+    reasons.sort_by_key(|r| r.code());
+    assert_eq!(reasons, vec![Reason::BadMagic, Reason::UnsupportedVersion, Reason::Truncated]);
+
+    // Shards publish metrics every 100 ms: wait for the numbers to catch up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
+        if metric_sum(&metrics, "fpn_quic_udp_garbage_total") >= 50 && rejected(&metrics, "bad_magic") >= 1
+            || Instant::now() >= deadline
+        {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(metric_sum(&metrics, "fpn_quic_udp_garbage_total") >= 50, "garbage counted");
+    assert!(rejected(&metrics, "rate_limited") >= limited as u64);
+    assert!(rejected(&metrics, "client_mismatch") >= 1 && rejected(&metrics, "bad_magic") >= 1);
+    assert!(metric_sum(&metrics, "fpn_quic_sessions_total") >= 4);
+    flood.close();
+    calm.close();
+    assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+}
+
+/// `fpn_records_rejected_total` for `reason`, over every shard.
+fn rejected(metrics: &str, reason: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("fpn_records_rejected_total") && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+fn merge(mut a: Seen, b: Seen) -> Seen {
+    a.receipts.extend(b.receipts);
+    a.frames_refused.extend(b.frames_refused);
+    a
+}

@@ -1,0 +1,20 @@
+//! The QUIC intake of `flashpointd` (`docs/transport.md`, the `fpn/1` protocol).
+//!
+//! - [`server`]: the sans-IO [`Server`] (quinn-proto endpoint, sessions, limits, receipts).
+//! - [`udp`]: the thin UDP driver (recvmmsg + GRO + SO_TIMESTAMPING, sendmsg + GSO).
+//! - [`tls`]: the certificate (PEM files, or self-signed at first start) and rustls configs
+//!   on the `ring` provider.
+//! - [`client`]: a small blocking client on quinn-proto, for tests and tools.
+//!
+//! This crate never imports the engine: records go to the engine through [`Admit`].
+
+pub mod client;
+pub mod server;
+pub mod tls;
+pub mod udp;
+
+pub use quinn_proto;
+pub use server::{Admit, Auth, Counters, Limits, Server, ServerConfig, Transmit, receipt_template};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! The server's TLS identity: a certificate and key from PEM files, or a self-signed pair
+//! generated at first start into `<data_dir>/tls/` and reused afterwards; its SHA-256 (of the
+//! DER certificate) is what clients pin. rustls runs on the `ring` provider.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use sha2::{Digest, Sha256};
+
+/// File names under `<data_dir>/tls/`.
+pub const GENERATED_CERT_FILE: &str = "cert.pem";
+pub const GENERATED_KEY_FILE: &str = "key.pem";
+pub const CERT_SHA256_FILE: &str = "cert.sha256";
+
+/// Why the TLS identity could not be loaded or made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Pem { path: PathBuf, message: String },
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(String),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// A certificate chain and its key, plus the SHA-256 of the leaf certificate's DER.
+#[derive(Debug)]
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub sha256: [u8; 32],
+    /// Whether this start generated the pair.
+    pub generated: bool,
+}
+
+impl Identity {
+    pub fn sha256_hex(&self) -> String {
+        hex(&self.sha256)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of a DER certificate.
+pub fn cert_sha256(der: &[u8]) -> [u8; 32] {
+    Sha256::digest(der).into()
+}
+
+fn pem_err(path: &Path) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError {
+    let path = path.to_path_buf();
+    move |e| TlsError::Pem { path, message: e.to_string() }
+}
+
+/// Loads a PEM certificate chain and a PEM private key.
+pub fn load_pem(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(pem_err(cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_err(cert))?;
+    let Some(leaf) = chain.first() else {
+        return Err(TlsError::Pem { path: cert.to_path_buf(), message: "no certificate in the file".into() });
+    };
+    let sha256 = cert_sha256(leaf);
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err(key))?;
+    Ok(Identity { chain, key, sha256, generated: false })
+}
+
+/// The pair in `<dir>` (`cert.pem`, `key.pem`), generated self-signed for `localhost`,
+/// `127.0.0.1` and `::1` if absent. Writes `cert.sha256` (hex, newline) either way.
+pub fn load_or_generate(dir: &Path) -> Result<Identity, TlsError> {
+    let (cert_path, key_path) = (dir.join(GENERATED_CERT_FILE), dir.join(GENERATED_KEY_FILE));
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Io { what, path, source }
+    };
+    let mut identity = if cert_path.exists() && key_path.exists() {
+        load_pem(&cert_path, &key_path)?
+    } else {
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        let ck = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+        // Key first, owner-only: a reader never sees a certificate without its key.
+        write_private(&key_path, ck.key_pair.serialize_pem().as_bytes()).map_err(io("writing", &key_path))?;
+        std::fs::write(&cert_path, ck.cert.pem()).map_err(io("writing", &cert_path))?;
+        let mut identity = load_pem(&cert_path, &key_path)?;
+        identity.generated = true;
+        identity
+    };
+    let sha_path = dir.join(CERT_SHA256_FILE);
+    std::fs::write(&sha_path, format!("{}\n", identity.sha256_hex())).map_err(io("writing", &sha_path))?;
+    identity.chain.shrink_to_fit();
+    Ok(identity)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
+}
+
+/// The `ring` provider, shared by server and client configs.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// rustls server config: TLS 1.3 only, ALPN `fpn/1` only (a client offering another ALPN, or
+/// none, fails the handshake with `no_application_protocol`).
+pub fn server_crypto(identity: &Identity) -> Result<rustls::ServerConfig, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    config.alpn_protocols = vec![fpn_wire::session::ALPN.to_vec()];
+    config.max_early_data_size = 0;
+    Ok(config)
+}
+
+/// Client-side certificate check by pin: the leaf's SHA-256 must equal `pin`; the handshake
+/// signature is still verified with the leaf's key.
+#[derive(Debug)]
+pub struct PinVerifier {
+    pin: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl PinVerifier {
+    pub fn new(pin: [u8; 32]) -> PinVerifier {
+        PinVerifier { pin, provider: provider() }
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if cert_sha256(end_entity) == self.pin {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// rustls client config that trusts the certificate with SHA-256 `pin`, offering `alpn`.
+pub fn client_crypto_pinned(pin: [u8; 32], alpn: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinVerifier::new(pin)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// Parses 64 hex digits.
+pub fn parse_pin(hex_text: &str) -> Option<[u8; 32]> {
+    let t = hex_text.trim();
+    if t.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_pair_is_reused_and_its_digest_written() {
+        let dir = std::env::temp_dir().join(format!("fpn-quic-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = load_or_generate(&dir).unwrap();
+        assert!(first.generated);
+        let second = load_or_generate(&dir).unwrap();
+        assert!(!second.generated);
+        assert_eq!(first.sha256, second.sha256);
+        let written = std::fs::read_to_string(dir.join(CERT_SHA256_FILE)).unwrap();
+        assert_eq!(parse_pin(&written), Some(first.sha256));
+        server_crypto(&second).unwrap();
+        client_crypto_pinned(second.sha256, fpn_wire::session::ALPN).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
