@@ -118,6 +118,29 @@ impl Server {
         Ok(server)
     }
 
+    /// Waits until the daemon's admin endpoint says ready (`GET /health/ready` → 200): the
+    /// daemon writes `quic.addr` when it binds, before its intake loop runs.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.admin.is_none() {
+                self.admin = read_trimmed(&self.dir.join("admin.addr")).and_then(|a| a.parse().ok());
+            }
+            if let Some(admin) = self.admin
+                && http_get(admin, "/health/ready").is_ok()
+            {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("{} exited ({status}) before ready", self.name));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{}: not ready after {} s", self.name, timeout.as_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -325,6 +348,26 @@ impl Metrics {
         out
     }
 
+    /// Every nonzero counter whose name starts with `prefix`, summed over shards, keyed by
+    /// name and its other labels.
+    pub fn counters_with_prefix(&self, prefix: &str) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.values {
+            let Some((name, labels)) = k.split_once('{') else { continue };
+            if !name.starts_with(prefix) || !name.ends_with("_total") || labels.contains("shard=\"all\"") {
+                continue;
+            }
+            let rest: Vec<&str> = labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|p| !p.is_empty() && !p.starts_with("shard="))
+                .collect();
+            *out.entry(format!("{name}{{{}}}", rest.join(","))).or_insert(0.0) += v;
+        }
+        out.retain(|_, v| *v != 0.0);
+        out
+    }
+
     /// The merged (`shard="all"`) histograms that saw samples.
     pub fn stages(&self) -> impl Iterator<Item = (&String, &PromHistogram)> {
         self.histograms.iter().filter(|(k, h)| k.contains("shard=\"all\"") && h.count > 0.0)
@@ -355,6 +398,8 @@ fpn_intake_handle_latency_seconds_count{shard="all"} 100
         let by = m.counter_by("fpn_records_rejected_total", "reason");
         assert_eq!(by.get("duplicate_nonce"), Some(&5.0));
         assert_eq!(by.get("rate_limited"), Some(&7.0));
+        let c = m.counters_with_prefix("fpn_records_");
+        assert_eq!(c.get("fpn_records_rejected_total{reason=\"duplicate_nonce\"}"), Some(&5.0));
         let (name, h) = m.stages().next().unwrap();
         assert_eq!(name, "fpn_intake_handle_latency_seconds{shard=\"all\"}");
         assert_eq!(h.count, 100.0);

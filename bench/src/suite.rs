@@ -101,7 +101,7 @@ fn start_server(name: &str, o: &SuiteOpts) -> Result<(Server, Target), String> {
                 return Err(format!("{} not built", o.engine_bin.display()));
             }
             let cmd = engine_command(&o.engine_bin, &dir, &o.engine_sets);
-            let s = Server::start(
+            let mut s = Server::start(
                 name,
                 cmd,
                 &dir,
@@ -110,6 +110,7 @@ fn start_server(name: &str, o: &SuiteOpts) -> Result<(Server, Target), String> {
                 &o.server_cpus,
                 o.engine_start_timeout,
             )?;
+            s.wait_ready(o.engine_start_timeout)?;
             let t = Target::Quic { addr: s.addr, pin: s.pin, stats: false, answers: true };
             Ok((s, t))
         }
@@ -183,15 +184,20 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
         // de-duplication must not see them as replays.
         *phase_no += 1;
         opts.client_id_base = *phase_no * 1000 + 1;
-        let before = if engine { server.metrics().ok() } else { None };
+        let before = if engine && phase == "fixed" {
+            server.metrics().map_err(|e| eprintln!("fpn-bench: engine /metrics: {e}")).ok()
+        } else {
+            None
+        };
         match run_phase(&target, &shape, &opts).await {
             Ok(outcome) => {
                 eprintln!("fpn-bench: {name} {phase}: {}", one_line(&outcome, engine));
                 if let (Some(before), true) = (before, phase == "fixed") {
                     // Housekeeping publishes every 100 ms: let the last of the phase land.
                     tokio::time::sleep(Duration::from_millis(250)).await;
-                    if let Ok(after) = server.metrics() {
-                        run.engine_stages = Some(stages_json(&after.since(&before)));
+                    match server.metrics() {
+                        Ok(after) => run.engine_stages = Some(stages_json(&after.since(&before))),
+                        Err(e) => eprintln!("fpn-bench: engine /metrics: {e}"),
                     }
                 }
                 run.phases.push((phase.clone(), outcome));
@@ -307,6 +313,7 @@ fn stages_json(m: &Metrics) -> Value {
     json!({
         "stages": stages,
         "accepted": m.counter_by("fpn_records_accepted_total", "").values().sum::<f64>(),
+        "quic_counters": m.counters_with_prefix("fpn_quic_"),
         "rejected_by_reason": m.counter_by("fpn_records_rejected_total", "reason").into_iter().filter(|(_, v)| *v > 0.0).collect::<std::collections::BTreeMap<_, _>>(),
     })
 }

@@ -149,3 +149,39 @@ fn engine_start_reports_a_daemon_that_exits_or_never_listens() {
     assert!(err.contains("no quic.addr"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The engine target against the real daemon: it starts, becomes ready, takes the fpn/1
+/// session, answers every record with an accepted receipt and shows the records in its
+/// `/metrics`. Needs the daemon built: `cargo build --release -p flashpointd` (or a debug
+/// build), then `cargo test -p fpn-bench -- --ignored engine_target`.
+#[test]
+#[ignore = "needs target/{release,debug}/flashpointd built"]
+fn engine_target_answers_every_record() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = ["release", "debug"]
+        .iter()
+        .map(|p| root.join("target").join(p).join("flashpointd"))
+        .find(|p| p.exists())
+        .expect("build flashpointd first");
+    let dir = temp_dir("daemon");
+    let cpus = fpn_bench::procstat::allowed_cpus();
+    let cmd = engine_command(&bin, &dir, &["engine.profile=test".into()]);
+    let timeout = Duration::from_secs(30);
+    let mut server =
+        Server::start("engine", cmd, &dir, "quic.addr", Some("tls/cert.sha256"), &cpus, timeout).unwrap();
+    server.wait_ready(timeout).unwrap();
+    assert!(server.pin.is_some(), "the daemon writes its certificate digest");
+    let before = server.metrics().unwrap();
+    let target = Target::Quic { addr: server.addr, pin: server.pin, stats: false, answers: true };
+    let o = in_local(run_phase(&target, &shape(2), &ClientOpts { client_id_base: 1001, ..opts() })).unwrap();
+    assert_eq!(o.frame_len_max, 1400, "quic.datagram_frame_max as the harness sets it");
+    assert_eq!(o.unanswered, 0, "{:?}", o.counts);
+    assert_eq!(o.counts.measured_accepted, o.counts.measured_sent, "{:?}", o.counts);
+    std::thread::sleep(Duration::from_millis(300));
+    let d = server.metrics().unwrap().since(&before);
+    let accepted: f64 = d.counter_by("fpn_records_accepted_total", "").values().sum();
+    assert_eq!(accepted as u64, o.counts.sent_records);
+    assert!(d.stages().count() > 0);
+    assert!(server.stop().is_some_and(|s| s.success()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
