@@ -353,7 +353,7 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
         Target::Quic { addr, pin, .. } => {
             let bind: SocketAddr =
                 if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().expect("literal");
-            let ep = quinn::Endpoint::client(bind).map_err(|e| format!("client endpoint: {e}"))?;
+            let ep = procstat::quinn_endpoint(bind, None).map_err(|e| format!("client endpoint: {e}"))?;
             let config = crate::tls::client_config(*pin, opts.initial_mtu);
             for c in 0..conns {
                 let s =

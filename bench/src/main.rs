@@ -111,6 +111,10 @@ struct RunArgs {
     /// Seconds to wait for the engine's quic.addr.
     #[arg(long, default_value_t = 20.0)]
     engine_start_timeout: f64,
+    /// Nice value for the client and every server (inherited). On a machine shared with
+    /// other work, `-20` keeps the measured processes from waiting behind it (needs root).
+    #[arg(long, allow_hyphen_values = true)]
+    nice: Option<i32>,
 }
 
 #[derive(Args, Debug)]
@@ -249,6 +253,9 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     pin(&client_cpus, "client")?;
+    if let Some(n) = a.nice {
+        fpn_bench::procstat::set_nice(n).map_err(|e| format!("--nice {n}: {e}"))?;
+    }
     let rt = local_runtime();
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, suite::run(&opts)).map(drop)

@@ -75,22 +75,53 @@ pub fn allowed_cpus() -> Vec<usize> {
         .unwrap_or_else(|| vec![0])
 }
 
-/// Asks for 4 MiB socket buffers each way (the kernel caps it at `net.core.*mem_max`), so a
-/// burst is not dropped by a 208 KiB default receive buffer. Best effort.
+/// Asks for 4 MiB socket buffers each way, as the engine's intake does, so a burst (or a
+/// client descheduled for a few ms) is not dropped by a 208 KiB default receive buffer:
+/// `SO_*BUFFORCE` where privileged, else `SO_*BUF` (capped at `net.core.*mem_max`). Best
+/// effort.
 pub fn grow_socket_buffers(sock: &impl AsRawFd) {
     let size: libc::c_int = 4 << 20;
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+    let set = |opt: libc::c_int| {
         // SAFETY: a valid fd, and a pointer to a c_int of the length passed.
-        unsafe {
+        let rc = unsafe {
             libc::setsockopt(
                 sock.as_raw_fd(),
                 libc::SOL_SOCKET,
                 opt,
                 (&size as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
+            )
+        };
+        rc == 0
+    };
+    for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+        if !set(force) {
+            set(plain);
         }
     }
+}
+
+/// A quinn endpoint on `addr` with [`grow_socket_buffers`] applied to its socket.
+pub fn quinn_endpoint(
+    addr: std::net::SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    let sock = std::net::UdpSocket::bind(addr)?;
+    grow_socket_buffers(&sock);
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        sock,
+        std::sync::Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// Sets this process's nice value (children started later inherit it). Negative values
+/// need privileges.
+pub fn set_nice(nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority on our own process; no memory is passed.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 #[cfg(test)]

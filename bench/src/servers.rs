@@ -48,7 +48,7 @@ pub async fn serve_quic(
     sha_file: Option<&Path>,
 ) -> io::Result<()> {
     let (config, sha) = crate::tls::server_config(initial_mtu);
-    let endpoint = quinn::Endpoint::server(config, bind)?;
+    let endpoint = procstat::quinn_endpoint(bind, Some(config))?;
     let local = endpoint.local_addr()?;
     if let Some(p) = sha_file {
         write_file_atomic(p, &format!("{sha}\n"))?;
