@@ -92,9 +92,23 @@ impl Clock {
 /// The sender keeps busy-yielding when the next datagram is due within this.
 const SPIN_BELOW_NS: u64 = 1_500_000;
 
+/// When a sender stops early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimits {
+    /// Give up (the client cannot offer this rate) when this far behind the schedule.
+    pub give_up_lag_ns: u64,
+    /// Stop at this time whatever is left (the blast phase).
+    pub stop_at_ns: u64,
+}
+
+impl SendLimits {
+    pub const NONE: SendLimits = SendLimits { give_up_lag_ns: u64::MAX, stop_at_ns: u64::MAX };
+}
+
 /// Sends every datagram of `schedule` at (or as soon as possible after) its intended time.
-/// Gives up (returns `Ok(false)`) when it is more than `give_up_lag_ns` behind: the client
-/// cannot offer this rate, and catching up would only make the phase longer.
+/// Gives up (returns `Ok(false)`) when it is more than `limits.give_up_lag_ns` behind:
+/// catching up would only make the phase longer. Stops (returns `Ok(true)`) at
+/// `limits.stop_at_ns`.
 pub async fn send_loop<D: Datagrams>(
     link: D,
     frames: Rc<FrameGen>,
@@ -102,12 +116,16 @@ pub async fn send_loop<D: Datagrams>(
     schedule: Schedule,
     tracker: Rc<RefCell<Tracker>>,
     clock: Clock,
-    give_up_lag_ns: u64,
+    limits: SendLimits,
 ) -> io::Result<bool> {
     for j in 0..schedule.dgrams {
         let due = schedule.intended_ns(j);
-        if clock.now_ns().saturating_sub(due) > give_up_lag_ns {
+        let now = clock.now_ns();
+        if now.saturating_sub(due) > limits.give_up_lag_ns {
             return Ok(false);
+        }
+        if now >= limits.stop_at_ns {
+            return Ok(true);
         }
         loop {
             let now = clock.now_ns();
@@ -276,6 +294,9 @@ pub struct ClientOpts {
     pub server_pid: Option<u32>,
     /// A sender this far behind its schedule stops (see [`send_loop`]).
     pub give_up_lag: Duration,
+    /// Blast: never give up, send as fast as possible up to the rate, stop at the phase's
+    /// end; the phase's figure is throughput over the whole phase ([`PhaseOutcome::blast_per_s`]).
+    pub blast: bool,
 }
 
 /// What one phase measured.
@@ -317,6 +338,21 @@ impl PhaseOutcome {
             _ if accepted_only => self.counts.measured_accepted as f64 / secs,
             _ => self.counts.measured_answered as f64 / secs,
         }
+    }
+
+    /// Throughput over the whole phase (warm-up included, as the sink counts): what the sink
+    /// received, or what came back accepted (engine) or answered, per second; and what the
+    /// client managed to send per second. For the blast phase, where the client sends as fast
+    /// as it can: when `sent` is not clearly above the server's figure, the client, not the
+    /// server, was the limit.
+    pub fn blast_per_s(&self, accepted_only: bool) -> (f64, f64) {
+        let secs = self.shape.total().as_secs_f64();
+        let got = match self.server_records {
+            Some(n) if self.counts.answered_all == 0 => n,
+            _ if accepted_only => self.counts.accepted_all,
+            _ => self.counts.answered_all,
+        };
+        (got as f64 / secs, self.counts.sent_records as f64 / secs)
     }
 
     /// Share of the sent records the sink did not count (lost in a buffer on the way).
@@ -378,7 +414,11 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
     let measure_to = shape.total().as_nanos() as u64;
     // Start a little in the future so that every task is spawned before the first send.
     let clock = Clock::starting_at(Instant::now() + Duration::from_millis(20));
-    let give_up = opts.give_up_lag.as_nanos() as u64;
+    let limits = if opts.blast {
+        SendLimits { give_up_lag_ns: u64::MAX, stop_at_ns: shape.total().as_nanos() as u64 }
+    } else {
+        SendLimits { give_up_lag_ns: opts.give_up_lag.as_nanos() as u64, stop_at_ns: u64::MAX }
+    };
     let mut trackers = Vec::new();
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
@@ -406,7 +446,7 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
                     schedule,
                     tracker,
                     clock,
-                    give_up,
+                    limits,
                 )));
             }
             Target::Udp { .. } => {
@@ -419,7 +459,7 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
                     schedule,
                     tracker,
                     clock,
-                    give_up,
+                    limits,
                 )));
             }
         }

@@ -76,8 +76,8 @@ struct RunArgs {
     /// Comma-separated: udp-echo, quic-sink, quic-echo, engine.
     #[arg(long, default_value = "udp-echo,quic-sink,quic-echo,engine")]
     targets: String,
-    /// Comma-separated: fixed, burst, mix, conns, saturation.
-    #[arg(long, default_value = "fixed,burst,mix,conns,saturation")]
+    /// Comma-separated: fixed, burst, mix, conns, blast, saturation.
+    #[arg(long, default_value = "fixed,burst,mix,conns,blast,saturation")]
     phases: String,
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -93,6 +93,9 @@ struct RunArgs {
     /// Connections in the many-connections phase.
     #[arg(long, default_value_t = 64)]
     many_conns: u32,
+    /// The blast phase sends as fast as the client can, up to this rate (records/s).
+    #[arg(long, default_value_t = 4_000_000.0)]
+    blast_rate: f64,
     /// Saturation: the corrected p99 must stay within this many milliseconds.
     #[arg(long, default_value_t = 10.0)]
     p99_bound_ms: f64,
@@ -222,10 +225,10 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
     let mut steps = a.search_steps;
     if a.quick {
         base.warmup = secs(0.3);
-        base.duration = secs(1.5);
+        base.duration = secs(1.2);
         search_warmup = secs(0.2);
-        search_duration = secs(0.8);
-        steps = steps.min(6);
+        search_duration = secs(0.6);
+        steps = steps.min(5);
     }
     let opts = SuiteOpts {
         targets: a.targets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
@@ -237,6 +240,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         burst: a.burst,
         bids_per_mille: a.bids_per_mille,
         many_conns: if a.quick { a.many_conns.min(16) } else { a.many_conns },
+        blast_rate: a.blast_rate,
         p99_bound: secs(a.p99_bound_ms / 1e3),
         search_from: a.search_from,
         search_steps: steps,
@@ -285,6 +289,7 @@ fn cmd_load(a: LoadArgs) -> Result<(), String> {
         seed: a.shape.seed,
         server_pid: None,
         give_up_lag: secs(1.0),
+        blast: false,
     };
     let rt = local_runtime();
     let local = tokio::task::LocalSet::new();

@@ -65,6 +65,10 @@ pub fn phase_json(o: &PhaseOutcome, accepted_only: bool) -> Value {
     json!({
         "offered_per_s": o.offered_per_s(),
         "achieved_per_s": (o.achieved_per_s(accepted_only)).round(),
+        "whole_phase_per_s": {
+            "server": o.blast_per_s(accepted_only).0.round(),
+            "client_sent": o.blast_per_s(accepted_only).1.round(),
+        },
         "conns": o.shape.conns,
         "records_per_dgram": o.shape.records_per_dgram,
         "burst": o.shape.burst,

@@ -22,7 +22,7 @@ use crate::svg::{Curve, plot};
 pub const TARGETS: [&str; 4] = ["udp-echo", "quic-sink", "quic-echo", "engine"];
 
 /// Phases, in order.
-pub const PHASES: [&str; 5] = ["fixed", "burst", "mix", "conns", "saturation"];
+pub const PHASES: [&str; 6] = ["fixed", "burst", "mix", "conns", "blast", "saturation"];
 
 #[derive(Debug, Clone)]
 pub struct SuiteOpts {
@@ -36,6 +36,8 @@ pub struct SuiteOpts {
     pub burst: u32,
     pub bids_per_mille: u32,
     pub many_conns: u32,
+    /// The blast phase's ceiling rate: the client sends as fast as it can up to it.
+    pub blast_rate: f64,
     /// Saturation: the p99 bound, the first rate, the most steps, each step's shape.
     pub p99_bound: Duration,
     pub search_from: f64,
@@ -164,6 +166,7 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
         seed: o.seed,
         server_pid: Some(server.pid()),
         give_up_lag: Duration::from_secs(1),
+        blast: false,
     };
     for phase in &o.phases {
         let shape = match phase.as_str() {
@@ -171,6 +174,7 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
             "burst" => Shape { burst: o.burst, ..o.base.clone() },
             "mix" => Shape { bids_per_mille: o.bids_per_mille, ..o.base.clone() },
             "conns" => Shape { conns: o.many_conns, ..o.base.clone() },
+            "blast" => Shape { rate_per_s: o.blast_rate, ..o.base.clone() },
             "saturation" => {
                 run.saturation = Some(saturate(&target, o, &mut opts, engine, phase_no).await);
                 continue;
@@ -184,6 +188,7 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
         // de-duplication must not see them as replays.
         *phase_no += 1;
         opts.client_id_base = *phase_no * 1000 + 1;
+        opts.blast = phase == "blast";
         let before = if engine && phase == "fixed" {
             server.metrics().map_err(|e| eprintln!("fpn-bench: engine /metrics: {e}")).ok()
         } else {
@@ -191,7 +196,12 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
         };
         match run_phase(&target, &shape, &opts).await {
             Ok(outcome) => {
-                eprintln!("fpn-bench: {name} {phase}: {}", one_line(&outcome, engine));
+                if opts.blast {
+                    let (got, sent) = outcome.blast_per_s(engine);
+                    eprintln!("fpn-bench: {name} blast: client sent {} -> {}", fmt_rate(sent), fmt_rate(got));
+                } else {
+                    eprintln!("fpn-bench: {name} {phase}: {}", one_line(&outcome, engine));
+                }
                 if let (Some(before), true) = (before, phase == "fixed") {
                     // Housekeeping publishes every 100 ms: let the last of the phase land.
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -225,6 +235,7 @@ async fn saturate(
     phase_no: &mut u64,
 ) -> Saturation {
     let bound_us = o.p99_bound.as_secs_f64() * 1e6;
+    opts.blast = false;
     let mut sat = Saturation { best_rate: None, best_achieved: None, best_p99_us: None, steps: Vec::new() };
     let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
     let mut rate = o.search_from;
@@ -377,8 +388,11 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
         }
     }
     let rate = fmt_rate(o.base.rate_per_s);
-    let title =
-        format!("round trip from intended send time, {rate}, {} records/datagram", o.base.records_per_dgram);
+    let title = format!(
+        "round trip from intended send time, {rate}, {} records/datagram (load avg {} at start)",
+        o.base.records_per_dgram,
+        machine["loadavg_at_start"].as_str().and_then(|l| l.split_whitespace().next()).unwrap_or("?")
+    );
     write(&o.out.join("percentiles.svg"), &plot(&title, &curves))?;
 
     // The table.
@@ -402,6 +416,20 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
     for r in &runs {
         let engine = r.name == "engine";
         for (p, out) in &r.phases {
+            if p == "blast" {
+                let (got, sent) = out.blast_per_s(engine);
+                let _ = writeln!(
+                    t,
+                    "{:<10} {:<10} {:>11} {:>11}   (as fast as the client can, up to {}; offered = what the client sent{})",
+                    r.name,
+                    p,
+                    fmt_rate(sent),
+                    fmt_rate(got),
+                    fmt_rate(out.offered_per_s()),
+                    if got >= 0.95 * sent { "; client-bound: the server kept up" } else { "" }
+                );
+                continue;
+            }
             let q = |q: f64| lat_us(out, q).map_or("-".into(), fmt_us);
             let max =
                 if out.corrected.is_empty() { "-".into() } else { fmt_us(out.corrected.max() as f64 / 1e3) };
@@ -472,6 +500,21 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
             ratios.insert(format!("{num}/{den} {p}"), Value::Object(row));
         }
     }
+    let blast = |t: &str| find(t, "blast").map(|o| o.blast_per_s(t == "engine"));
+    for (num, den) in [("engine", "quic-sink"), ("engine", "quic-echo"), ("quic-echo", "quic-sink")] {
+        if let (Some((a, _)), Some((b, b_sent))) = (blast(num), blast(den)) {
+            let bound =
+                if b >= 0.95 * b_sent { " (the baseline kept up with the client: client-bound)" } else { "" };
+            let _ = writeln!(
+                t,
+                "  {num} / {den} blast throughput {:.2}x ({} / {}){bound}",
+                a / b,
+                fmt_rate(a),
+                fmt_rate(b)
+            );
+            ratios.insert(format!("{num}/{den} blast throughput"), json!((a / b * 1000.0).round() / 1000.0));
+        }
+    }
     for (num, den) in [("engine", "quic-sink"), ("quic-sink", "udp-echo"), ("quic-echo", "quic-sink")] {
         if let (Some(a), Some(b)) = (sat(num), sat(den)) {
             let _ = writeln!(
@@ -491,11 +534,24 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
     let mut checks = serde_json::Map::new();
     let _ = writeln!(t, "\nissue #4 targets (16 records per datagram):");
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    if let (Some((e, _)), Some((s, s_sent))) = (blast("engine"), blast("quic-sink")) {
+        let bound = if s >= 0.95 * s_sent { " (client-bound: the sink kept up with the client)" } else { "" };
+        let _ = writeln!(
+            t,
+            "  engine accepts >= 90% of bare quinn receiver records/s (blast): {:.1}% -> {}{bound}",
+            e / s * 100.0,
+            verdict(e / s >= 0.9)
+        );
+        checks.insert(
+            "accept_rate_vs_sink_blast".into(),
+            json!({"ratio": e / s, "met": e / s >= 0.9, "client_bound": !bound.is_empty()}),
+        );
+    }
     match (sat("engine"), sat("quic-sink")) {
         (Some(e), Some(s)) => {
             let _ = writeln!(
                 t,
-                "  engine accepts >= 90% of bare quinn receiver records/s: {:.1}% -> {}",
+                "  engine accepts >= 90% of bare quinn receiver records/s (saturation): {:.1}% -> {}",
                 e / s * 100.0,
                 verdict(e / s >= 0.9)
             );

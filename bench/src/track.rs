@@ -44,6 +44,9 @@ pub struct Counts {
     pub via_stream: u64,
     /// Answer datagrams the client read.
     pub answer_dgrams: u64,
+    /// Records answered, and accepted, over the whole phase (warm-up included).
+    pub answered_all: u64,
+    pub accepted_all: u64,
 }
 
 fn bump(v: &mut Vec<(u8, u64)>, code: u8) {
@@ -79,6 +82,8 @@ impl Counts {
         self.bad_answers += o.bad_answers;
         self.via_stream += o.via_stream;
         self.answer_dgrams += o.answer_dgrams;
+        self.answered_all += o.answered_all;
+        self.accepted_all += o.accepted_all;
     }
 }
 
@@ -158,6 +163,8 @@ impl Tracker {
             return;
         }
         self.answered[word] |= bit;
+        self.counts.answered_all += 1;
+        self.counts.accepted_all += u64::from(status == 0);
         if !self.measured(j) {
             return;
         }

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fpn_bench::client::{Clock, Datagrams, recv_loop, send_loop};
+use fpn_bench::client::{Clock, Datagrams, SendLimits, recv_loop, send_loop};
 use fpn_bench::echo::answer_frames;
 use fpn_bench::load::{FrameGen, Schedule, Shape};
 use fpn_bench::track::Tracker;
@@ -88,8 +88,9 @@ fn corrected_percentiles_see_an_injected_stall_and_naive_ones_do_not() {
     local.block_on(&rt, async {
         let clock = Clock::starting_at(Instant::now());
         let receiver = tokio::task::spawn_local(recv_loop(server.clone(), tracker.clone(), clock));
-        let done =
-            send_loop(server.clone(), frames, 7, schedule, tracker.clone(), clock, u64::MAX).await.unwrap();
+        let done = send_loop(server.clone(), frames, 7, schedule, tracker.clone(), clock, SendLimits::NONE)
+            .await
+            .unwrap();
         assert!(done);
         let deadline = Instant::now() + Duration::from_secs(2);
         while tracker.borrow().outstanding() > 0 && Instant::now() < deadline {

@@ -39,6 +39,7 @@ fn opts() -> ClientOpts {
         seed: 1,
         server_pid: None,
         give_up_lag: Duration::from_secs(5),
+        blast: false,
     }
 }
 
