@@ -1,5 +1,6 @@
 //! Feeding JSON-lines records to an [`Engine`] as wire frames, the way a network client would.
-//! Shared by `build`, `clear` and `zk prove`.
+//! Shared by `build`, `clear` and `zk prove`; the line → record mapping is also what `submit`
+//! and `bid` send to a daemon.
 
 use std::collections::HashMap;
 
@@ -51,6 +52,23 @@ fn send(engine: &mut Engine, fed: &mut Fed, line: usize, rx_ns: u64, frame: &[u8
         .map_err(|reason| usage(format!("line {line}: frame refused: {reason}")))
 }
 
+/// The wire intent of a line; `keys` holds the line's key values ([`crate::jsonl::Key::value`]).
+pub fn intent_record<'k>(intent: &IntentLine, keys: &'k [u64], sent_ns: u64) -> Intent<'k> {
+    Intent {
+        client_id: intent.client_id,
+        nonce: intent.nonce,
+        sent_ns,
+        profit: intent.profit,
+        priority: intent.priority,
+        keys,
+    }
+}
+
+/// The wire bid of a line (`at_ms` is not on the wire: the engine stamps arrival itself).
+pub fn bid_record(bid: &BidLine, sent_ns: u64) -> Bid {
+    Bid { client_id: bid.client_id, nonce: bid.nonce, sent_ns, amount: bid.amount, priority: bid.priority }
+}
+
 /// Sends every intent line as a one-record frame, in file order (the FIFO order).
 pub fn intents(engine: &mut Engine, lines: &[(usize, IntentLine)], fed: &mut Fed) -> Result<(), UsageError> {
     let mut frame = Vec::with_capacity(1024);
@@ -60,15 +78,8 @@ pub fn intents(engine: &mut Engine, lines: &[(usize, IntentLine)], fed: &mut Fed
         keys.extend(intent.keys.iter().map(|k| k.value()));
         frame.clear();
         let mut w = FrameWriter::new(&mut frame, 1 << 16);
-        w.push_intent(&Intent {
-            client_id: intent.client_id,
-            nonce: intent.nonce,
-            sent_ns: 0,
-            profit: intent.profit,
-            priority: intent.priority,
-            keys: &keys,
-        })
-        .map_err(|_| usage(format!("line {line}: record too large")))?;
+        w.push_intent(&intent_record(intent, &keys, 0))
+            .map_err(|_| usage(format!("line {line}: record too large")))?;
         w.finish();
         send(engine, fed, *line, 0, &frame)?;
     }
@@ -81,14 +92,7 @@ pub fn bids(engine: &mut Engine, lines: &[(usize, BidLine)], fed: &mut Fed) -> R
     for (line, bid) in lines {
         frame.clear();
         let mut w = FrameWriter::new(&mut frame, 1 << 16);
-        w.push_bid(&Bid {
-            client_id: bid.client_id,
-            nonce: bid.nonce,
-            sent_ns: 0,
-            amount: bid.amount,
-            priority: bid.priority,
-        })
-        .expect("one bid fits a frame");
+        w.push_bid(&bid_record(bid, 0)).expect("one bid fits a frame");
         w.finish();
         send(engine, fed, *line, bid.at_ms.saturating_mul(NS_PER_MS), &frame)?;
     }

@@ -78,6 +78,15 @@ impl Client {
     /// Connects, sends the hello and waits for the welcome (which may be a refusal: check
     /// `welcome.status`).
     pub fn connect(server: SocketAddr, options: &ClientOptions) -> Result<Client, ClientError> {
+        Client::start(server, options, true)
+    }
+
+    /// Completes the QUIC handshake only, and says no hello (tests of the hello timeout).
+    pub fn connect_without_hello(server: SocketAddr, options: &ClientOptions) -> Result<Client, ClientError> {
+        Client::start(server, options, false)
+    }
+
+    fn start(server: SocketAddr, options: &ClientOptions, hello: bool) -> Result<Client, ClientError> {
         let bind: SocketAddr =
             if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().expect("addr");
         let socket = UdpSocket::bind(bind)?;
@@ -129,6 +138,9 @@ impl Client {
                 return Err(ClientError::Timeout("handshake"));
             }
             client.drive(Duration::from_millis(5))?;
+        }
+        if !hello {
+            return Ok(client);
         }
         let control =
             client.conn.streams().open(Dir::Bi).ok_or(ClientError::Timeout("the control stream"))?;

@@ -14,7 +14,9 @@ pub mod tls;
 pub mod udp;
 
 pub use quinn_proto;
-pub use server::{Admit, Auth, Counters, Limits, Server, ServerConfig, Transmit, receipt_template};
+pub use server::{
+    Admit, Auth, Counters, Limits, Server, ServerConfig, Transmit, handle_frame, receipt_template,
+};
 
 #[cfg(test)]
 mod tests;

@@ -79,6 +79,9 @@ pub struct Limits {
     pub conns_per_ip: u32,
     pub conns_max: usize,
     pub idle_timeout: Duration,
+    /// A connection that sends no hello this long after its handshake is closed
+    /// `unauthorized` (keep-alives would otherwise hold it open forever).
+    pub hello_timeout: Duration,
     /// Handshakes in flight above which new clients must pass a Retry first.
     pub retry_above: usize,
     /// Largest frame taken in one datagram.
@@ -99,10 +102,11 @@ impl Default for Limits {
             conns_per_ip: 64,
             conns_max: 1024,
             idle_timeout: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(10),
             retry_above: 64,
             datagram_frame_max: fpn_wire::DATAGRAM_FRAME_LEN_MAX as u16,
             stream_frame_max: 64 * 1024,
-            result_backlog_max: 64 << 20,
+            result_backlog_max: 16 << 20,
         }
     }
 }
@@ -147,6 +151,8 @@ pub struct Counters {
     pub sessions_refused_unauthorized_total: u64,
     pub sessions_refused_overloaded_total: u64,
     pub sessions_refused_bad_hello_total: u64,
+    /// Connections closed for sending no hello within `Limits::hello_timeout`.
+    pub sessions_hello_timeout_total: u64,
     pub conns_closed_total: u64,
     pub conns_idle_timeout_total: u64,
     pub frames_datagram_total: u64,
@@ -203,6 +209,8 @@ struct Session {
     windows: VecDeque<u64>,
     last_rx_ns: u64,
     close_at: Option<(Instant, u64)>,
+    /// Counted in its client's connections (released when the session is removed).
+    counted: bool,
     /// Has data for `poll_records`.
     pending: bool,
     /// Queued in `Server::dirty` (may have packets to send).
@@ -298,6 +306,9 @@ impl Server {
         }
         server_config.transport_config(Arc::new(transport));
         server_config.max_incoming(l.conns_max.max(1));
+        // A migrated connection's new 4-tuple could hash to another intake's socket
+        // (`SO_REUSEPORT`), whose endpoint does not know it.
+        server_config.migration(false);
         let server_config = Arc::new(server_config);
         // No fixed-bit greasing (RFC 9287): every packet to us then has the bit set, which is
         // what `handle_datagram` checks to drop non-QUIC bytes early.
@@ -429,6 +440,7 @@ impl Server {
                     windows: VecDeque::new(),
                     last_rx_ns: rx_ns,
                     close_at: None,
+                    counted: false,
                     pending: false,
                     dirty: false,
                 };
@@ -469,6 +481,10 @@ impl Server {
                     if s.phase == Phase::Handshaking {
                         s.phase = Phase::AwaitHello;
                         self.handshakes -= 1;
+                        // No hello in time: closed `unauthorized` (cleared by the welcome).
+                        let at = now + self.config.limits.hello_timeout;
+                        s.close_at = Some((at, app_error(Reason::Unauthorized)));
+                        self.next_timeout = Some(self.next_timeout.map_or(at, |n| n.min(at)));
                     }
                 }
                 Event::ConnectionLost { reason } => {
@@ -484,8 +500,6 @@ impl Server {
                     if s.phase == Phase::Handshaking {
                         self.counters.handshakes_failed_total += 1;
                         self.handshakes -= 1;
-                    } else if s.phase == Phase::Open {
-                        release_client(&mut self.clients, s.client_id);
                     }
                     s.phase = Phase::Closing;
                 }
@@ -540,10 +554,11 @@ impl Server {
         let Some(s) = self.sessions[slot].take() else { return };
         self.counters.conns_closed_total += 1;
         self.sessions_open -= 1;
-        match s.phase {
-            Phase::Handshaking => self.handshakes -= 1,
-            Phase::Open => release_client(&mut self.clients, s.client_id),
-            Phase::AwaitHello | Phase::Closing => {}
+        if s.phase == Phase::Handshaking {
+            self.handshakes -= 1;
+        }
+        if s.counted {
+            release_client(&mut self.clients, s.client_id, 4 * self.config.limits.conns_max);
         }
         if let Some(n) = self.per_ip.get_mut(&s.ip) {
             *n -= 1;
@@ -556,8 +571,10 @@ impl Server {
 
     /// Reads hellos, datagrams and stream frames of the sessions that have some, and hands
     /// their records to `admit` (only while `admit.ready()`).
+    /// Returns whether anything moved (a hello, a frame, a receipt or window written), so a
+    /// loop whose engine is not ready for more does not count waiting frames as work.
     pub fn poll_records(&mut self, now: Instant, admit: &mut impl Admit) -> bool {
-        let mut did_work = false;
+        let before = self.progress();
         let mut i = 0;
         while i < self.pending.len() {
             let slot = self.pending[i];
@@ -565,7 +582,6 @@ impl Server {
                 self.pending.swap_remove(i);
                 continue;
             };
-            did_work = true;
             s.pending = false;
             let ctx = Ctx {
                 limits: &self.config.limits,
@@ -593,7 +609,21 @@ impl Server {
             // Events raised by what was written (e.g. a close) are handled at once.
             self.process_conn(now, slot);
         }
-        did_work
+        self.progress() != before
+    }
+
+    fn progress(&self) -> u64 {
+        let c = &self.counters;
+        c.frames_datagram_total
+            + c.frames_stream_total
+            + c.sessions_opened_total
+            + c.sessions_refused_unauthorized_total
+            + c.sessions_refused_overloaded_total
+            + c.sessions_refused_bad_hello_total
+            + c.receipts_datagram_total
+            + c.receipts_stream_total
+            + c.receipts_fallback_total
+            + c.windows_pushed_total
     }
 
     /// A receipt the merger answered for a record [`Admit::admit`] took with `None`; receipts
@@ -610,7 +640,7 @@ impl Server {
                 } else {
                     s.stream_receipts.push(receipt);
                 }
-                note_window(s, &receipt);
+                note_window(&mut s.windows, &receipt);
                 s.pending = true;
                 if !self.pending.contains(&origin.slot) {
                     self.pending.push(origin.slot);
@@ -667,6 +697,10 @@ impl Server {
                 && at <= now
             {
                 s.close_at = None;
+                if s.phase == Phase::AwaitHello {
+                    self.counters.sessions_hello_timeout_total += 1;
+                    s.phase = Phase::Closing;
+                }
                 s.conn.close(now, varint(code), Bytes::new());
             }
             if s.conn.poll_timeout().is_some_and(|t| t <= now) {
@@ -711,19 +745,71 @@ impl Server {
     }
 }
 
-fn release_client(clients: &mut HashMap<u64, ClientState>, client_id: u64) {
+/// A session of `client_id` ended. Its bucket is kept for the client's next connection (a
+/// reconnect does not refill it), unless the table holds more than `kept_max` clients.
+fn release_client(clients: &mut HashMap<u64, ClientState>, client_id: u64, kept_max: usize) {
     if let Some(c) = clients.get_mut(&client_id) {
         c.conns = c.conns.saturating_sub(1);
+        if c.conns == 0 && clients.len() > kept_max {
+            clients.remove(&client_id);
+        }
     }
 }
 
-fn note_window(s: &mut Session, receipt: &Receipt) {
-    if receipt.status.is_ok() && receipt.window_id != 0 && s.windows.back() != Some(&receipt.window_id) {
-        if s.windows.len() == SESSION_WINDOWS_MAX {
-            s.windows.pop_front();
+fn note_window(windows: &mut VecDeque<u64>, receipt: &Receipt) {
+    if receipt.status.is_ok() && receipt.window_id != 0 && windows.back() != Some(&receipt.window_id) {
+        if windows.len() == SESSION_WINDOWS_MAX {
+            windows.pop_front();
         }
-        s.windows.push_back(receipt.window_id);
+        windows.push_back(receipt.window_id);
     }
+}
+
+/// One wire frame of a session: the frame's structure, then for each record the transport's
+/// checks (a session must be open: `client_id` is `Some`; the record's client id must be
+/// the session's; `take_token` must give a token) and the engine (`admit`). Every record's
+/// answer goes to `answer` in record order: `Some(receipt)`, or `None` when the engine
+/// answers later. `Err`: the frame is refused whole (nothing was answered).
+///
+/// This is the intake's handling of untrusted bytes after QUIC; the fuzz target
+/// `quic_datagram` drives it with arbitrary datagram payloads.
+pub fn handle_frame(
+    bytes: &[u8],
+    rx_ns: u64,
+    client_id: Option<u64>,
+    counters: &mut Counters,
+    take_token: &mut dyn FnMut() -> bool,
+    admit: &mut impl Admit,
+    mut answer: impl FnMut(Option<Receipt>),
+) -> Result<(), Reason> {
+    let records = decode_frame(bytes)?;
+    for record in records {
+        let mut receipt = receipt_template(record, rx_ns);
+        let refusal = match client_id {
+            None => {
+                counters.records_unauthorized_total += 1;
+                Some(Reason::Unauthorized)
+            }
+            Some(id) if record.kind().is_client_kind() && receipt.client_id != id => {
+                counters.records_client_mismatch_total += 1;
+                Some(Reason::ClientMismatch)
+            }
+            Some(_) if !take_token() => {
+                counters.records_rate_limited_total += 1;
+                Some(Reason::RateLimited)
+            }
+            Some(_) => None,
+        };
+        answer(match refusal {
+            Some(reason) => {
+                receipt.status = Err(reason);
+                admit.refused(&receipt);
+                Some(receipt)
+            }
+            None => admit.admit(rx_ns, record),
+        });
+    }
+    Ok(())
 }
 
 /// What a session's record handling borrows from the server.
@@ -794,6 +880,7 @@ impl Session {
                             Err(Reason::Overloaded)
                         } else {
                             state.conns += 1;
+                            self.counted = true;
                             self.client_id = client_id;
                             self.subscribe_all = hello.subscribe_all();
                             Ok(())
@@ -824,6 +911,7 @@ impl Session {
             Ok(()) => {
                 ctx.counters.sessions_opened_total += 1;
                 self.phase = Phase::Open;
+                self.close_at = None;
                 self.result = self.conn.streams().open(Dir::Uni);
                 debug_assert!(self.result.is_some(), "the client allows a uni stream");
             }
@@ -994,42 +1082,19 @@ impl Session {
         ctx: &mut Ctx<'_>,
         admit: &mut impl Admit,
     ) -> Result<(), Reason> {
-        let records = decode_frame(bytes)?;
-        for record in records {
-            let mut receipt = receipt_template(record, rx_ns);
-            let refusal = if self.phase != Phase::Open {
-                ctx.counters.records_unauthorized_total += 1;
-                Some(Reason::Unauthorized)
-            } else if record.kind().is_client_kind() && receipt.client_id != self.client_id {
-                ctx.counters.records_client_mismatch_total += 1;
-                Some(Reason::ClientMismatch)
-            } else if !take_token(ctx, self.client_id) {
-                ctx.counters.records_rate_limited_total += 1;
-                Some(Reason::RateLimited)
-            } else {
-                None
-            };
-            let answered = match refusal {
-                Some(reason) => {
-                    receipt.status = Err(reason);
-                    admit.refused(&receipt);
-                    Some(receipt)
-                }
-                None => admit.admit(rx_ns, record),
-            };
-            match answered {
-                Some(r) => {
-                    note_window(self, &r);
-                    if datagram {
-                        self.dgram_receipts.push(r);
-                    } else {
-                        self.stream_receipts.push(r);
-                    }
-                }
-                None => ctx.late.push_back(LateOrigin { slot, generation: self.generation, datagram }),
+        let client_id = (self.phase == Phase::Open).then_some(self.client_id);
+        let Ctx { limits, clients, counters, now_ns, late, .. } = ctx;
+        let mut bucket = || take_token(limits, clients, *now_ns, self.client_id);
+        let (dgram, stream) = (&mut self.dgram_receipts, &mut self.stream_receipts);
+        let windows = &mut self.windows;
+        let generation = self.generation;
+        handle_frame(bytes, rx_ns, client_id, counters, &mut bucket, admit, |answered| match answered {
+            Some(r) => {
+                note_window(windows, &r);
+                if datagram { dgram.push(r) } else { stream.push(r) }
             }
-        }
-        Ok(())
+            None => late.push_back(LateOrigin { slot, generation, datagram }),
+        })
     }
 
     fn refuse_frame(
@@ -1133,15 +1198,14 @@ impl Session {
 }
 
 /// Takes one token from `client_id`'s bucket.
-fn take_token(ctx: &mut Ctx<'_>, client_id: u64) -> bool {
-    let l = ctx.limits;
+fn take_token(l: &Limits, clients: &mut HashMap<u64, ClientState>, now_ns: u64, client_id: u64) -> bool {
     if l.rate_per_s == 0 {
         return true;
     }
-    let Some(c) = ctx.clients.get_mut(&client_id) else { return true };
+    let Some(c) = clients.get_mut(&client_id) else { return true };
     const UNIT: u128 = 1_000_000_000;
-    let elapsed = ctx.now_ns.saturating_sub(c.topped_ns);
-    c.topped_ns = ctx.now_ns;
+    let elapsed = now_ns.saturating_sub(c.topped_ns);
+    c.topped_ns = now_ns;
     let cap = u128::from(l.burst.max(1)) * UNIT;
     c.tokens_n = (c.tokens_n + u128::from(elapsed) * u128::from(l.rate_per_s)).min(cap);
     if c.tokens_n >= UNIT {

@@ -348,3 +348,57 @@ fn subscribe_all_gets_windows_without_records() {
     assert!(got);
     assert!(quiet.next_frame(Duration::from_millis(300)).unwrap().is_none());
 }
+
+#[test]
+fn retry_under_load_and_connection_limits() {
+    // retry_above 0: every new client passes a Retry first (quinn's client follows it).
+    let limits = Limits { retry_above: 0, conns_max: 2, conns_per_ip: 2, ..Limits::default() };
+    let h = Harness::start(Auth::Open, limits);
+    let a = Client::connect(h.addr, &h.options("1")).unwrap();
+    assert_eq!(a.welcome.unwrap().status, Ok(()));
+    let b = Client::connect(h.addr, &h.options("2")).unwrap();
+    assert_eq!(b.welcome.unwrap().status, Ok(()));
+    // A third connection from this IP is over both limits: refused in the handshake.
+    let mut options = h.options("3");
+    options.timeout = Duration::from_secs(5);
+    assert!(Client::connect(h.addr, &options).is_err());
+    let c = h.counters();
+    assert!(c.retries_total >= 2, "{c:?}");
+    assert_eq!(c.conns_refused_max_total + c.conns_refused_ip_total, 1, "{c:?}");
+    a.close();
+    b.close();
+}
+
+#[test]
+fn a_closed_session_gives_its_client_slot_back() {
+    let limits = Limits { conns_per_client: 1, ..Limits::default() };
+    let h = Harness::start(Auth::Open, limits);
+    let a = Client::connect(h.addr, &h.options("5")).unwrap();
+    assert_eq!(a.welcome.unwrap().status, Ok(()));
+    a.close();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.counters().conns_closed_total < 1 {
+        assert!(Instant::now() < deadline, "the closed connection was never removed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let b = Client::connect(h.addr, &h.options("5")).unwrap();
+    assert_eq!(b.welcome.unwrap().status, Ok(()));
+}
+
+#[test]
+fn a_connection_without_hello_is_closed() {
+    let limits = Limits { hello_timeout: Duration::from_millis(300), ..Limits::default() };
+    let h = Harness::start(Auth::Open, limits);
+    let mut c = crate::client::Client::connect_without_hello(h.addr, &h.options("1")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.lost().is_none() && Instant::now() < deadline {
+        c.drive(Duration::from_millis(10)).unwrap();
+    }
+    match c.lost() {
+        Some(ConnectionError::ApplicationClosed(close)) => {
+            assert_eq!(reason_of_app_error(close.error_code.into_inner()), Some(Reason::Unauthorized))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.counters().sessions_hello_timeout_total, 1);
+}

@@ -294,6 +294,16 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
         ("prover.queue_capacity=0", "prover.queue_capacity = 0 (flag --set): must be in 1..=65536"),
         ("quic.listen=:4433", r#"quic.listen = ":4433" (flag --set): must be an IP address and port"#),
         ("quic.connections_max=0", "quic.connections_max = 0 (flag --set): must be in 1..=1000000"),
+        ("quic.auth=token", r#"quic.auth = "token" (flag --set): must be one of "open", "keys""#),
+        ("quic.cert=/etc/fpn/cert.pem", "needs quic.key too (set both or neither)"),
+        ("quic.key=/etc/fpn/key.pem", "needs quic.cert too (set both or neither)"),
+        ("quic.datagram_frame_max=1500", "quic.datagram_frame_max = 1500 (flag --set): must be in 64..=1400"),
+        ("quic.burst=0", "quic.burst = 0 (flag --set): must be in 1..=4294967295"),
+        ("quic.idle_timeout_ms=0", "quic.idle_timeout_ms = 0 (flag --set): must be in 1..=3600000"),
+        (
+            "quic.rx_timestamps=ptp",
+            r#"quic.rx_timestamps = "ptp" (flag --set): must be one of "software", "hardware", "off""#,
+        ),
         // Type errors, found before validation.
         (
             "window.window_ms=20ms",
@@ -314,6 +324,32 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
         );
         assert!(errs[0].contains(want), "{set}: {:?} does not contain {want:?}", errs[0]);
     }
+}
+
+#[test]
+fn quic_keys_file_is_read_and_checked() {
+    let dir = std::env::temp_dir().join(format!("fpn-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good");
+    std::fs::write(&good, "# id key\n7 alpha\n\n9 beta-2\n").unwrap();
+    let inputs = |path: &std::path::Path| Inputs {
+        flags: sets(&["quic.auth=keys", &format!("quic.keys_file={}", path.display())]),
+        ..Inputs::default()
+    };
+    let s = load(&inputs(&good), &cpus(2)).unwrap().settings;
+    let mut want = std::collections::BTreeMap::new();
+    want.insert(b"alpha".to_vec(), 7);
+    want.insert(b"beta-2".to_vec(), 9);
+    assert_eq!(s.quic.auth, QuicAuth::Keys(want));
+    let bad = dir.join("bad");
+    std::fs::write(&bad, "7 alpha\n0 zero\nnokey\n8 alpha\n").unwrap();
+    let errs = errors(inputs(&bad));
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(errs.iter().all(|e| e.starts_with("quic.keys_file = ")), "{errs:?}");
+    assert!(errs[2].contains("line 4: a key listed twice"), "{errs:?}");
+    let errs = errors(Inputs { flags: sets(&["quic.auth=keys"]), ..Inputs::default() });
+    assert!(errs[0].contains("must name a file"), "{errs:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

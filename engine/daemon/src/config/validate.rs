@@ -410,11 +410,11 @@ pub(crate) fn validate(
             Some((PathBuf::from(&q.cert), PathBuf::from(&q.key)))
         }
         (false, true) => {
-            c.fail("quic.key", "\"\"".into(), "must be set when quic.cert is set".into());
+            c.fail("quic.cert", format!("{:?}", q.cert), "needs quic.key too (set both or neither)".into());
             None
         }
         (true, false) => {
-            c.fail("quic.cert", "\"\"".into(), "must be set when quic.key is set".into());
+            c.fail("quic.key", format!("{:?}", q.key), "needs quic.cert too (set both or neither)".into());
             None
         }
     };

@@ -274,6 +274,7 @@ impl QuicIo {
             c.sessions_refused_overloaded_total,
             c.sessions_refused_bad_hello_total,
             c.sessions_backlog_closed_total,
+            c.sessions_hello_timeout_total,
         ];
         for (i, v) in sessions.into_iter().enumerate() {
             s.counter(&QUIC_SESSIONS_TOTAL, &labels.sessions[i], v);
@@ -340,7 +341,7 @@ impl Default for QuicLabels {
             ),
             sessions: make(
                 "outcome",
-                &["opened", "unauthorized", "overloaded", "bad_hello", "backlog_closed"],
+                &["opened", "unauthorized", "overloaded", "bad_hello", "backlog_closed", "hello_timeout"],
             ),
             frames: make("source", &["datagram", "stream", "refused"]),
             refused: make("reason", &["rate_limited", "client_mismatch", "unauthorized"]),

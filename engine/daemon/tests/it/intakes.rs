@@ -59,3 +59,81 @@ fn two_intakes_share_the_window_clock_and_lose_nothing() {
     assert!(text.lines().count() > 5, "several windows closed while records arrived");
     assert_eq!(counted, accepted.len() as u64, "every accepted intent and bid in exactly one window");
 }
+
+/// Two intakes, each with its own QUIC socket in one `SO_REUSEPORT` group: 16 connections
+/// spread over both (by 4-tuple), every intent answered, seqs unique across intakes.
+#[test]
+fn two_intakes_share_the_quic_port() {
+    use fpn_quic::client::{Client, ClientOptions};
+
+    let (mut s, data) = settings("two-intakes-quic", 5, 1);
+    let cpu = s.core_map.cpu_of(Role::Intake, 0).unwrap();
+    let counts = PerRole { intake: 2, builder: 1, auction: 1, prover: 0, journal: 1, admin: 1 };
+    let lists = PerRole::from_fn(|_| vec![cpu]);
+    s.core_map = CoreMap::resolve(&lists, &counts);
+    let mut d = InProcess::start(s, data.clone());
+    let addr = std::fs::read_to_string(data.join("quic.addr")).unwrap().trim().parse().unwrap();
+    let pin =
+        fpn_quic::tls::parse_pin(&std::fs::read_to_string(data.join("tls/cert.sha256")).unwrap()).unwrap();
+    let mut seqs = BTreeSet::new();
+    let mut clients = Vec::new();
+    for client in 1..=16u64 {
+        let options = ClientOptions {
+            pin,
+            alpn: fpn_wire::session::ALPN.to_vec(),
+            api_key: client.to_string().into_bytes(),
+            flags: 0,
+            timeout: Duration::from_secs(30),
+        };
+        clients.push((client, Client::connect(addr, &options).unwrap()));
+    }
+    for (client, c) in &mut clients {
+        let mut buf = Vec::new();
+        let mut w = fpn_wire::FrameWriter::new(&mut buf, 64 * 1024);
+        for nonce in 1..=300u64 {
+            let keys = [*client << 32 | nonce];
+            let i = fpn_wire::Intent {
+                client_id: *client,
+                nonce,
+                sent_ns: 1,
+                profit: 3,
+                priority: 0,
+                keys: &keys,
+            };
+            w.push_intent(&i).unwrap();
+        }
+        w.finish();
+        c.send_stream(&buf).unwrap();
+    }
+    for (_, c) in &mut clients {
+        let mut got = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while got < 300 {
+            assert!(std::time::Instant::now() < deadline, "{got} of 300 receipts");
+            let Some((_, f)) = c.next_frame(Duration::from_millis(20)).unwrap() else { continue };
+            for r in fpn_wire::decode_frame(&f).unwrap() {
+                if let fpn_wire::RecordRef::Receipt(r) = r {
+                    assert_eq!(r.status, 0, "accepted");
+                    assert!(seqs.insert(r.seq.get()), "seqs are unique across intakes");
+                    got += 1;
+                }
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = String::from_utf8(http(&d.addr, "GET", "/metrics", b"").1).unwrap();
+    for shard in ["intake0", "intake1"] {
+        let frames =
+            metric_sum(&metrics, &format!("fpn_quic_sessions_total{{shard=\"{shard}\",outcome=\"opened\"}}"));
+        assert!(
+            frames > 0,
+            "{shard} took QUIC sessions:\n{}",
+            metrics.lines().filter(|l| l.starts_with("fpn_quic_sessions")).collect::<Vec<_>>().join("\n")
+        );
+    }
+    for (_, c) in clients {
+        c.close();
+    }
+    let result = d.stop();
+    assert!(result.is_ok(), "{result:?}");
+}

@@ -85,3 +85,84 @@ fn hot_loops_do_not_allocate_after_ready() {
     assert!(metric_sum(&metrics, "fpn_merger_windows_published_total") > 10);
     assert_eq!(after - before, 0, "allocations in hot loops after READY");
 }
+
+/// The QUIC path is not allocation-free: quinn-proto takes each UDP datagram as an owned
+/// `BytesMut` (the server copies it in), hands DATAGRAM payloads and stream chunks out as
+/// `Bytes`, and queues outgoing datagrams as `Bytes`; its connection state grows vectors on
+/// the way. This measures the allocations in the hot loops per record over QUIC after READY
+/// (printed), and fails only on an order-of-magnitude regression.
+#[test]
+fn quic_path_allocations_per_record_are_measured() {
+    use fpn_quic::client::{Client, ClientOptions};
+
+    let (settings, data) = crate::inproc::settings("no-alloc-quic", 5, 1);
+    let d = InProcess::start(settings, data);
+    let addr = std::fs::read_to_string(d.data.join("quic.addr")).unwrap().trim().parse().unwrap();
+    let pin = std::fs::read_to_string(d.data.join("tls/cert.sha256")).unwrap();
+    let options = ClientOptions {
+        pin: fpn_quic::tls::parse_pin(&pin).unwrap(),
+        alpn: fpn_wire::session::ALPN.to_vec(),
+        api_key: b"5".to_vec(),
+        flags: 0,
+        timeout: Duration::from_secs(30),
+    };
+    let mut c = Client::connect(addr, &options).unwrap();
+    let intents = |first: u64, n: u64, len_max: usize| {
+        let mut out = Vec::new();
+        let mut nonce = first;
+        while nonce < first + n {
+            let mut buf = Vec::new();
+            let mut w = fpn_wire::FrameWriter::new(&mut buf, len_max);
+            while nonce < first + n {
+                let keys = [nonce];
+                let i =
+                    fpn_wire::Intent { client_id: 5, nonce, sent_ns: 1, profit: 1, priority: 0, keys: &keys };
+                if w.push_intent(&i).is_err() {
+                    break;
+                }
+                nonce += 1;
+            }
+            w.finish();
+            out.push(buf);
+        }
+        out
+    };
+    let receipts = |c: &mut Client, want: usize| {
+        let mut got = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while got < want && std::time::Instant::now() < deadline {
+            if let Some((_, f)) = c.next_frame(Duration::from_millis(20)).unwrap() {
+                got += fpn_wire::decode_frame(&f)
+                    .unwrap()
+                    .filter(|r| matches!(r, fpn_wire::RecordRef::Receipt(_)))
+                    .count();
+            }
+        }
+        got
+    };
+    // Warm the connection up (handshake, MTU, first windows).
+    for f in intents(1, 200, 1_200) {
+        c.send_datagram(&f).unwrap();
+    }
+    assert_eq!(receipts(&mut c, 200), 200);
+    std::thread::sleep(Duration::from_millis(100));
+
+    for (what, datagram, len_max) in [("datagram", true, 1_200), ("stream", false, 16 * 1024)] {
+        let first = if datagram { 10_000 } else { 20_000 };
+        let frames = intents(first, 2_000, len_max);
+        let before = HOT_ALLOCS.load(Ordering::Relaxed);
+        for f in &frames {
+            if datagram { c.send_datagram(f).unwrap() } else { c.send_stream(f).unwrap() }
+        }
+        assert_eq!(receipts(&mut c, 2_000), 2_000);
+        let allocs = HOT_ALLOCS.load(Ordering::Relaxed) - before;
+        eprintln!(
+            "QUIC {what}: {allocs} allocations in hot loops for 2000 records in {} frames ({:.2} per record, {:.1} per frame)",
+            frames.len(),
+            allocs as f64 / 2_000.0,
+            allocs as f64 / frames.len() as f64
+        );
+        assert!(allocs < 2_000 * 50, "{allocs} allocations for 2000 records");
+    }
+    c.close();
+}

@@ -375,3 +375,72 @@ fn merge(mut a: Seen, b: Seen) -> Seen {
     a.frames_refused.extend(b.frames_refused);
     a
 }
+
+/// The client library of the other side (`fpn-client`, quinn on tokio) against this server:
+/// receipts by datagram and on the result stream, and the blocks of its windows.
+#[test]
+fn fpn_client_library_against_the_daemon() {
+    use fpn_client::{BlockingClient, ClientConfig, Event, Fingerprint, Trust, Via};
+
+    let (mut d, addr, pin) = start("quic-fpn-client", "rate_per_s = 0");
+    let mut config = ClientConfig::new(addr, Trust::Pin(Fingerprint(pin)), "31");
+    config.reconnect = None;
+    let c = BlockingClient::connect(config).unwrap();
+    assert_eq!(c.client_id(), Some(31));
+    let n = 5_000;
+    // nonce → (status, seq, via)
+    let mut receipts: HashMap<u64, (Result<(), Reason>, u64, Via)> = HashMap::new();
+    let mut block_seqs: HashMap<u64, usize> = HashMap::new();
+    let take = |c: &BlockingClient,
+                wait: Duration,
+                receipts: &mut HashMap<_, _>,
+                blocks: &mut HashMap<u64, usize>| {
+        match c.recv_event_timeout(wait) {
+            Some(Event::Receipt { receipt, via }) => {
+                assert!(receipts.insert(receipt.nonce, (receipt.status, receipt.seq, via)).is_none());
+            }
+            Some(Event::Block(b)) => {
+                for e in &b.entries {
+                    *blocks.entry(e.seq).or_default() += 1;
+                }
+            }
+            Some(Event::Closed { error }) => panic!("closed: {error:?}"),
+            Some(Event::BadFrame { via, reason }) => {
+                panic!("bad frame from the server via {via:?}: {reason:?}")
+            }
+            _ => {}
+        }
+    };
+    let plan = [
+        (intent_frames(31, 1, n, 1_000), Via::Datagram),
+        (intent_frames(31, 100_001, n, 16 * 1024), Via::Stream),
+    ];
+    let mut sent = 0;
+    for (frames, via) in &plan {
+        for (f, k) in frames {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while sent - receipts.len() > 1_000 {
+                assert!(Instant::now() < deadline, "receipts stalled at {}", receipts.len());
+                take(&c, Duration::from_millis(20), &mut receipts, &mut block_seqs);
+            }
+            c.send_frame(f, *via).unwrap();
+            sent += k;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let accepted: Vec<u64> = receipts.values().filter(|r| r.0.is_ok()).map(|r| r.1).collect();
+        if receipts.len() == 2 * n && accepted.iter().all(|s| block_seqs.contains_key(s)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} receipts, {} block entries", receipts.len(), block_seqs.len());
+        take(&c, Duration::from_millis(20), &mut receipts, &mut block_seqs);
+    }
+    assert!(receipts.values().all(|r| r.0.is_ok()), "{:?}", receipts.values().find(|r| r.0.is_err()));
+    let by_datagram = receipts.iter().filter(|(nonce, r)| **nonce < 100_001 && r.2 == Via::Datagram).count();
+    assert!(by_datagram > 0, "datagram records answered by datagram");
+    assert!(receipts.iter().filter(|(nonce, _)| **nonce >= 100_001).all(|(_, r)| r.2 == Via::Stream));
+    assert!(block_seqs.values().all(|&k| k == 1), "each block once");
+    c.close();
+    assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+}

@@ -1,5 +1,7 @@
 //! `fpn` run as a user would: the built binary, real files, exit codes and output.
 
+mod daemon;
+
 use std::io::Write;
 use std::process::{Command, Output};
 

@@ -1,0 +1,214 @@
+//! What the server sends, decoded into owned values.
+
+use fpn_wire::session::Welcome;
+use fpn_wire::{BlockSummary, ClearingSummary, Kind, Reason, Receipt, RecordRef, decode_frame};
+
+/// Where a frame came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A QUIC datagram: fast, may be lost.
+    Datagram,
+    /// A stream: reliable and ordered.
+    Stream,
+}
+
+/// One intent of a published block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockEntry {
+    pub seq: u64,
+    pub client_id: u64,
+    pub profit: u64,
+    pub payout: u64,
+}
+
+/// A published block (`docs/wire.md`, kind 0x82).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub summary: BlockSummary,
+    pub entries: Vec<BlockEntry>,
+}
+
+/// One winner of an auction clearing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Winner {
+    pub seq: u64,
+    pub client_id: u64,
+    pub amount: u64,
+    pub price: u64,
+}
+
+/// A published auction clearing (`docs/wire.md`, kind 0x83).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clearing {
+    pub summary: ClearingSummary,
+    pub winners: Vec<Winner>,
+}
+
+/// What a client's event receiver yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A session is open: the first one (epoch 0) and each one after a reconnect. Records
+    /// sent on an earlier epoch without a receipt may need resending (see the crate doc).
+    Connected {
+        epoch: u64,
+        welcome: Welcome,
+    },
+    /// The session of this epoch ended; the client reconnects unless told not to.
+    Disconnected {
+        epoch: u64,
+        error: String,
+    },
+    /// The client stopped for good: closed by the caller, reconnect off or given up, or a
+    /// permanent refusal. No event follows.
+    Closed {
+        error: Option<String>,
+    },
+    /// The answer to one record, matched to it by (for_kind, nonce).
+    Receipt {
+        receipt: Receipt,
+        via: Via,
+    },
+    Block(Block),
+    Clearing(Clearing),
+    /// A frame from the server that does not decode (or a record that makes no sense coming
+    /// from a server). Kept visible rather than dropped silently.
+    BadFrame {
+        via: Via,
+        reason: Reason,
+    },
+}
+
+/// Decodes one frame from the server into events, appended to `out`.
+pub fn decode_server_frame(frame: &[u8], via: Via, out: &mut Vec<Event>) {
+    let records = match decode_frame(frame) {
+        Ok(records) => records,
+        Err(reason) => {
+            out.push(Event::BadFrame { via, reason });
+            return;
+        }
+    };
+    for record in records {
+        match record {
+            RecordRef::Receipt(r) => {
+                let status = match r.status {
+                    0 => Ok(()),
+                    code => match Reason::from_code(code) {
+                        Some(reason) => Err(reason),
+                        None => {
+                            out.push(Event::BadFrame { via, reason: Reason::UnknownKind });
+                            continue;
+                        }
+                    },
+                };
+                let receipt = Receipt {
+                    client_id: r.client_id.get(),
+                    nonce: r.nonce.get(),
+                    seq: r.seq.get(),
+                    window_id: r.window_id.get(),
+                    rx_ns: r.rx_ns.get(),
+                    status,
+                    for_kind: Kind::from_u8(r.for_kind),
+                };
+                out.push(Event::Receipt { receipt, via });
+            }
+            RecordRef::Block(b) => {
+                let f = b.fixed;
+                out.push(Event::Block(Block {
+                    summary: BlockSummary {
+                        window_id: f.window_id.get(),
+                        total: f.total.get(),
+                        fifo_total: f.fifo_total.get(),
+                        surplus: f.surplus.get(),
+                        fee: f.fee.get(),
+                        upper_bound: f.upper_bound.get(),
+                        fee_ppm: f.fee_ppm.get(),
+                        builder: f.builder,
+                        exact: f.exact != 0,
+                    },
+                    entries: b
+                        .entries
+                        .iter()
+                        .map(|e| BlockEntry {
+                            seq: e.seq.get(),
+                            client_id: e.client_id.get(),
+                            profit: e.profit.get(),
+                            payout: e.payout.get(),
+                        })
+                        .collect(),
+                }));
+            }
+            RecordRef::Clearing(c) => {
+                let f = c.fixed;
+                out.push(Event::Clearing(Clearing {
+                    summary: ClearingSummary {
+                        window_id: f.window_id.get(),
+                        uniform_price: f.uniform_price.get(),
+                        revenue: f.revenue.get(),
+                        pricing: f.pricing,
+                        order: f.order,
+                    },
+                    winners: c
+                        .winners
+                        .iter()
+                        .map(|w| Winner {
+                            seq: w.seq.get(),
+                            client_id: w.client_id.get(),
+                            amount: w.amount.get(),
+                            price: w.price.get(),
+                        })
+                        .collect(),
+                }));
+            }
+            RecordRef::Intent(_) | RecordRef::Bid(_) | RecordRef::Cancel(_) => {
+                out.push(Event::BadFrame { via, reason: Reason::UnknownKind });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fpn_wire::{BlockEntryWire, FrameWriter, WinnerWire};
+
+    #[test]
+    fn decodes_receipts_blocks_and_clearings() {
+        let mut frame = Vec::new();
+        let mut w = FrameWriter::new(&mut frame, 1 << 16);
+        let receipt = Receipt {
+            client_id: 7,
+            nonce: 1,
+            seq: 42,
+            window_id: 5,
+            rx_ns: 9,
+            status: Err(Reason::DuplicateNonce),
+            for_kind: Some(Kind::Intent),
+        };
+        w.push_receipt(&receipt).unwrap();
+        let block =
+            BlockSummary { window_id: 5, total: 10, fifo_total: 10, exact: true, ..Default::default() };
+        w.push_block(&block, &[BlockEntryWire::new(42, 7, 10, 10)]).unwrap();
+        let clearing = ClearingSummary { window_id: 5, revenue: 3, ..Default::default() };
+        w.push_clearing(&clearing, &[WinnerWire::new(44, 7, 5, 3)]).unwrap();
+        w.finish();
+        let mut out = Vec::new();
+        decode_server_frame(&frame, Via::Stream, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                Event::Receipt { receipt, via: Via::Stream },
+                Event::Block(Block {
+                    summary: block,
+                    entries: vec![BlockEntry { seq: 42, client_id: 7, profit: 10, payout: 10 }]
+                }),
+                Event::Clearing(Clearing {
+                    summary: clearing,
+                    winners: vec![Winner { seq: 44, client_id: 7, amount: 5, price: 3 }]
+                }),
+            ]
+        );
+        out.clear();
+        decode_server_frame(&frame[..20], Via::Datagram, &mut out);
+        assert_eq!(out, vec![Event::BadFrame { via: Via::Datagram, reason: Reason::Truncated }]);
+    }
+}

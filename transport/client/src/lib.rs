@@ -1,0 +1,53 @@
+//! `fpn-client`: a Flashpoint client over QUIC, the `fpn/1` protocol of `docs/transport.md`.
+//!
+//! - [`Client`] (tokio) and [`BlockingClient`] (plain threads) open a session: QUIC handshake
+//!   with ALPN `fpn/1`, the server authenticated by a certificate pin ([`Trust::Pin`], the
+//!   SHA-256 of its DER) or a CA file; then a hello on the first bidirectional stream and the
+//!   server's welcome. A refused welcome is [`ConnectError::Refused`] with its
+//!   [`fpn_wire::Reason`].
+//! - Records go out as datagrams ([`Client::send_datagram`], one frame each, at most the
+//!   welcome's `datagram_frame_max` and what the path carries) or on one unidirectional
+//!   records stream ([`Client::send_stream`]). [`pack_frames`] and
+//!   [`Client::send_records`] pack intents, bids and cancels with `fpn_wire::FrameWriter`.
+//! - Everything the server sends arrives as owned [`Event`]s on one bounded receiver:
+//!   receipts (from datagrams and from the result stream), blocks and clearings (from the
+//!   result stream), and the session's comings and goings.
+//!
+//! # Reconnect, and what may be lost
+//!
+//! When the connection is lost (idle timeout, the server restarting, a network change), the
+//! driver emits [`Event::Disconnected`], reconnects with capped exponential backoff
+//! ([`Backoff`]), says hello again and emits [`Event::Connected`] with the next epoch. Sends
+//! in between fail with [`SendError::NotConnected`]. The client keeps no copy of what it sent,
+//! so after a reconnect the caller decides what to resend:
+//!
+//! - **Datagrams** are unreliable even on a healthy connection: a record sent in a datagram,
+//!   or its receipt, may be lost. Any record without a receipt may or may not have reached
+//!   the engine.
+//! - **Stream records** are delivered in order while the connection lives, but a record
+//!   written just before a loss may never have been read, and its receipt (on the result
+//!   stream) may never arrive.
+//!
+//! In both cases resend every record that has no receipt, with its **same nonce**. The
+//! engine de-duplicates (client, nonce): a resend of a record that did get in is refused
+//! `duplicate_nonce`, which the caller reads as "accepted before". A cancel resent after its
+//! target was cancelled answers `not_found`. Window results (blocks and clearings) published
+//! while disconnected are not replayed.
+
+mod blocking;
+mod client;
+mod event;
+mod pack;
+mod tls;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use blocking::BlockingClient;
+pub use client::{Backoff, Client, ClientConfig, ConnectError, Events, SendError, SessionInfo};
+pub use event::{Block, BlockEntry, Clearing, Event, Via, Winner, decode_server_frame};
+pub use pack::{Record, RecordTooLarge, STREAM_FRAME_LEN_MAX, pack_frames};
+pub use tls::{Fingerprint, PinVerifier, Trust};
+
+pub use fpn_wire::session::Welcome;
+pub use fpn_wire::{Bid, Cancel, CancelTarget, Intent, Kind, Reason, Receipt};
