@@ -289,6 +289,29 @@ async fn saturate(
     sat
 }
 
+/// What the table must not hide about a phase: a client that fell behind, records not
+/// answered, refusals, a sink that lost records.
+fn notes(o: &PhaseOutcome) -> String {
+    let mut n = Vec::new();
+    if o.abandoned {
+        n.push("client fell behind >1 s (abandoned)".to_string());
+    }
+    if o.unanswered > 0 {
+        n.push(format!("{} unanswered", o.unanswered));
+    }
+    let rejected: u64 = o.counts.measured_rejected.iter().map(|(_, c)| c).sum();
+    if rejected > 0 {
+        n.push(format!("{rejected} refused"));
+    }
+    if o.counts.via_stream > 0 {
+        n.push(format!("{} receipts via stream", o.counts.via_stream));
+    }
+    if let Some(l) = o.sink_loss().filter(|l| *l > 0.001) {
+        n.push(format!("sink loss {:.1}%", l * 100.0));
+    }
+    n.join("; ")
+}
+
 fn one_line(o: &PhaseOutcome, engine: bool) -> String {
     let lat = |h: &hdrhistogram::Histogram<u64>, q: f64| {
         if h.is_empty() { "-".to_string() } else { fmt_us(h.value_at_quantile(q) as f64 / 1e3) }
@@ -399,7 +422,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<10} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}",
+        "{:<10} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}  notes",
         "target",
         "phase",
         "offered",
@@ -411,7 +434,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
         "p99.99",
         "max",
         "naive p99",
-        "cpu cli/srv"
+        "cpu cli/srv",
     );
     for r in &runs {
         let engine = r.name == "engine";
@@ -446,7 +469,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
             );
             let _ = writeln!(
                 t,
-                "{:<10} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}",
+                "{:<10} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}  {}",
                 r.name,
                 p,
                 fmt_rate(out.offered_per_s()),
@@ -458,7 +481,8 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
                 q(0.9999),
                 max,
                 naive,
-                cpu
+                cpu,
+                notes(out)
             );
         }
         if let Some(s) = &r.saturation {

@@ -6,7 +6,9 @@
 //! 200 ms; measured from the actual send time (naive) they did not wait at all.
 //!
 //! Robust on a busy machine: the stall is 200 ms against sub-millisecond answers, 20 % of
-//! the measured records fall in it, and the bounds leave a factor of 3–4 on each side.
+//! the measured records fall in it, the rate is low enough for a debug build on a loaded
+//! CPU (2,000 datagrams/s), and the bounds leave a factor of 3–4 on each side. A client that
+//! falls behind only raises the corrected figures, which the test bounds from below.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -60,10 +62,10 @@ impl Datagrams for StallingServer {
 
 #[test]
 fn corrected_percentiles_see_an_injected_stall_and_naive_ones_do_not() {
-    // 20,000 records/s in datagrams of 4: one datagram every 200 µs, 0.1 s warm-up, 1 s
-    // measured. The stall starts at datagram 2,500 (0.5 s) and lasts 200 ms.
+    // 8,000 records/s in datagrams of 4: one datagram every 500 µs, 0.1 s warm-up, 1 s
+    // measured. The stall starts at datagram 1,000 (0.5 s) and lasts 200 ms.
     let shape = Shape {
-        rate_per_s: 20_000.0,
+        rate_per_s: 8_000.0,
         conns: 1,
         records_per_dgram: 4,
         burst: 1,
@@ -76,7 +78,7 @@ fn corrected_percentiles_see_an_injected_stall_and_naive_ones_do_not() {
         answers: Rc::default(),
         ready: Rc::default(),
         received: Rc::default(),
-        stall_at: 2_500,
+        stall_at: 1_000,
         stall,
     };
     let schedule = Schedule::new(&shape, 0);
@@ -116,16 +118,15 @@ fn corrected_percentiles_see_an_injected_stall_and_naive_ones_do_not() {
     );
     eprintln!("{report}");
     assert_eq!(t.outstanding(), 0, "every record answered: {report}");
-    assert_eq!(c.len(), 20_000, "{report}");
+    assert_eq!(c.len(), 8_000, "{report}");
     assert_eq!(n.len(), c.len());
     // About 20 % of the measured records were due during the stall: the corrected
     // distribution has them from ~0 to 200 ms, so p90 is near 100 ms and p99 near 200 ms.
     assert!(c.value_at_quantile(0.99) >= 150_000_000, "corrected p99 must see the stall: {report}");
     assert!(c.value_at_quantile(0.9) >= 50_000_000, "corrected p90 must see the stall: {report}");
     assert!(c.max() >= 190_000_000, "{report}");
-    assert!(c.value_at_quantile(0.5) < 50_000_000, "half the records were not near the stall: {report}");
     // The naive distribution does not: only the one datagram caught inside the stalled send
-    // (4 of 20,000 records, 0.02 %) shows it, below p99.9.
+    // (4 of 8,000 records, 0.05 %) shows it, below p99.9.
     assert!(n.value_at_quantile(0.999) < 50_000_000, "naive p99.9 must not see the stall: {report}");
     assert!(n.value_at_quantile(0.99) < 50_000_000, "{report}");
     // The sender's lag shows where the time went.
