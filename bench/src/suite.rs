@@ -120,6 +120,26 @@ fn start_server(name: &str, o: &SuiteOpts) -> Result<(Server, Target), String> {
     }
 }
 
+/// Waits until the server is idle (under 40 % of a CPU over 200 ms, at most 5 s), so a
+/// backlog left by one phase (records queued in its buffers) does not land in the next.
+/// 40 %: the idle engine with the `default` profile uses about a quarter of a CPU for its
+/// parked roles' wake-ups (docs/daemon.md). A server that spins when idle (the `tuned`
+/// profile) just costs the 5 s.
+async fn settle(pid: u32) -> Duration {
+    let start = std::time::Instant::now();
+    let mut last = crate::procstat::cpu_s(pid);
+    while start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = crate::procstat::cpu_s(pid);
+        match (last, now) {
+            (Some(a), Some(b)) if b - a < 0.08 => break,
+            (_, None) => break,
+            _ => last = now,
+        }
+    }
+    start.elapsed()
+}
+
 /// A saturation step passes when the client kept its schedule (send lag p99 within the
 /// bound, no sender gave up) and the server kept up: the sink counted ≥ 99 % of the sent
 /// records; an answering server answered (the engine: accepted) ≥ 97 % of the offered rate
@@ -189,6 +209,10 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
         *phase_no += 1;
         opts.client_id_base = *phase_no * 1000 + 1;
         opts.blast = phase == "blast";
+        let waited = settle(server.pid()).await;
+        if waited > Duration::from_millis(500) {
+            eprintln!("fpn-bench: {name}: waited {:.1} s for the server to go idle", waited.as_secs_f64());
+        }
         let before = if engine && phase == "fixed" {
             server.metrics().map_err(|e| eprintln!("fpn-bench: engine /metrics: {e}")).ok()
         } else {
@@ -240,6 +264,9 @@ async fn saturate(
     let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
     let mut rate = o.search_from;
     for _ in 0..o.search_steps {
+        if let Some(pid) = opts.server_pid {
+            settle(pid).await;
+        }
         *phase_no += 1;
         opts.client_id_base = *phase_no * 1000 + 1;
         let shape = Shape {
