@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod cores;
 pub mod idle;
+pub mod prover;
 pub mod run;
 
 pub use config::{Config, ConfigError, ConfigErrors, Inputs, Loaded, Settings, load};

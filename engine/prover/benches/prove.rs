@@ -30,6 +30,7 @@ fn full_capacity() -> ClearingWitness {
         })
         .collect();
     ClearingWitness {
+        windows_count: 1,
         window_id: 7,
         // fee = total − payouts = surplus at a fee rate of one.
         fee_ppm: 1_000_000,

@@ -28,12 +28,20 @@ pub const PRICING_FIRST_PRICE: u8 = 0;
 /// `AuctionWitness::pricing` for uniform pricing (each winner pays `min(P, bid)`).
 pub const PRICING_UNIFORM: u8 = 1;
 /// Public inputs of the clearing circuit, in the order of [`ClearingPublic::to_field_elements`].
-pub const PUBLIC_INPUTS_COUNT: usize = 11;
+pub const PUBLIC_INPUTS_COUNT: usize = 12;
+/// Windows one proof may cover (a span, `docs/proofs.md`): `windows_count` is in
+/// `1..=SPAN_WINDOWS_MAX`. Empty windows inside a span count, so the bound is generous: 1,024
+/// windows of 20 ms are about 20 s.
+pub const SPAN_WINDOWS_MAX: u32 = 1_024;
 
 /// Bits for `u64` quantities (sequence numbers, totals, the fee).
 const U64_BITS: usize = 64;
 /// `PPM_ONE < 2^20`.
 const PPM_BITS: usize = 20;
+/// `SPAN_WINDOWS_MAX · PPM_ONE < 2^30`: the bound of the fee remainder of a span.
+const SPAN_REM_BITS: usize = 30;
+/// `SPAN_WINDOWS_MAX − 1 < 2^10`.
+const SPAN_BITS: usize = 10;
 
 /// One entry of the block, in block order (ascending `seq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,16 +72,35 @@ pub struct AuctionWitness {
     pub winners: Vec<WinnerWitness>,
 }
 
-/// Everything the prover knows about one window's clearing. Plain integers: the engine
-/// converts its own types.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Everything the prover knows about one window's clearing, or about a span of
+/// `windows_count` consecutive windows ending at `window_id` (entries and winners of the
+/// windows concatenated in window order, totals summed; `docs/proofs.md`, "Spans"). Plain
+/// integers: the engine converts its own types.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClearingWitness {
+    /// The window, or the last window of the span.
     pub window_id: u64,
+    /// `1` for one window; `n` for the span `window_id − n + 1 ..= window_id`.
+    pub windows_count: u32,
     pub fee_ppm: u32,
     pub fifo_total: u64,
     /// At most [`BLOCK_ENTRIES_MAX`], ascending `seq`.
     pub entries: Vec<EntryWitness>,
     pub auction: AuctionWitness,
+}
+
+impl Default for ClearingWitness {
+    /// The empty window 0 (one window, no entries, no winners, first-price).
+    fn default() -> ClearingWitness {
+        ClearingWitness {
+            window_id: 0,
+            windows_count: 1,
+            fee_ppm: 0,
+            fifo_total: 0,
+            entries: Vec::new(),
+            auction: AuctionWitness::default(),
+        }
+    }
 }
 
 /// The public inputs of the clearing circuit.
@@ -95,11 +122,21 @@ pub struct ClearingPublic {
     pub revenue: u64,
     /// [`crate::winners_commitment`] of the winners.
     pub winners_commitment: Fr,
+    /// Windows covered: `window_id − windows_count + 1 ..= window_id`.
+    pub windows_count: u32,
 }
 
 /// A witness that breaks the statement: proving it would fail, so it is refused up front.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum WitnessError {
+    #[error(
+        "windows_count {windows_count} for window {window_id}: must be in 1..={SPAN_WINDOWS_MAX} and at most window_id + 1"
+    )]
+    SpanOutOfRange { window_id: u64, windows_count: u32 },
+    #[error(
+        "span of {windows_count} windows: fee {fee} is not within {windows_count} of floor(fee_ppm {fee_ppm} x surplus {surplus} / 10^6)"
+    )]
+    SpanFeeOutOfRange { windows_count: u32, fee: u64, fee_ppm: u32, surplus: u64 },
     #[error("{what} count {count} exceeds the circuit capacity {max}")]
     CapacityExceeded { what: &'static str, count: usize, max: usize },
     #[error("fee_ppm {0} exceeds {PPM_ONE}")]
@@ -147,6 +184,10 @@ impl ClearingWitness {
         if u64::from(self.fee_ppm) > PPM_ONE {
             return Err(WitnessError::FeeRateOutOfRange(self.fee_ppm));
         }
+        let n = self.windows_count;
+        if n == 0 || n > SPAN_WINDOWS_MAX || u64::from(n - 1) > self.window_id {
+            return Err(WitnessError::SpanOutOfRange { window_id: self.window_id, windows_count: n });
+        }
         let amount = |what: &'static str, value: u64| {
             if value > MAX_AMOUNT { Err(WitnessError::AmountOutOfRange { what, value }) } else { Ok(()) }
         };
@@ -176,10 +217,31 @@ impl ClearingWitness {
         let Some(surplus) = total.checked_sub(self.fifo_total) else {
             return Err(WitnessError::FifoExceedsTotal { fifo_total: self.fifo_total, total });
         };
-        let fee = ((u128::from(surplus) * u128::from(self.fee_ppm)) / u128::from(PPM_ONE)) as u64;
-        if payouts + fee != total {
-            return Err(WitnessError::PayoutSumMismatch { payouts, fee, total });
-        }
+        let product = u128::from(surplus) * u128::from(self.fee_ppm);
+        let floor_fee = (product / u128::from(PPM_ONE)) as u64;
+        let fee = if n == 1 {
+            // One window: the fee is the floor.
+            if payouts + floor_fee != total {
+                return Err(WitnessError::PayoutSumMismatch { payouts, fee: floor_fee, total });
+            }
+            floor_fee
+        } else {
+            // A span: the fee is the sum of the windows' floors, which lies in
+            // (product/10^6 − n, product/10^6]: 0 ≤ product − fee·10^6 < n·10^6.
+            let Some(fee) = total.checked_sub(payouts) else {
+                return Err(WitnessError::PayoutSumMismatch { payouts, fee: floor_fee, total });
+            };
+            let scaled = u128::from(fee) * u128::from(PPM_ONE);
+            if scaled > product || product - scaled >= u128::from(n) * u128::from(PPM_ONE) {
+                return Err(WitnessError::SpanFeeOutOfRange {
+                    windows_count: n,
+                    fee,
+                    fee_ppm: self.fee_ppm,
+                    surplus,
+                });
+            }
+            fee
+        };
 
         amount("reserve", auction.reserve)?;
         amount("uniform_price", auction.uniform_price)?;
@@ -234,13 +296,15 @@ impl ClearingWitness {
             uniform_price: auction.uniform_price,
             revenue,
             winners_commitment: poseidon::winners_commitment(self.window_id, &auction.winners, WINNERS_MAX),
+            windows_count: n,
         })
     }
 }
 
 impl ClearingPublic {
     /// The public inputs in circuit order: `window_id, fee_ppm, fifo_total, total, fee,
-    /// entries_commitment, pricing, reserve, uniform_price, revenue, winners_commitment`.
+    /// entries_commitment, pricing, reserve, uniform_price, revenue, winners_commitment,
+    /// windows_count`.
     pub fn to_field_elements(&self) -> [Fr; PUBLIC_INPUTS_COUNT] {
         [
             Fr::from(self.window_id),
@@ -254,6 +318,7 @@ impl ClearingPublic {
             Fr::from(self.uniform_price),
             Fr::from(self.revenue),
             self.winners_commitment,
+            Fr::from(self.windows_count),
         ]
     }
 
@@ -282,6 +347,7 @@ impl ClearingPublic {
             uniform_price: int(&inputs[8])?,
             revenue: int(&inputs[9])?,
             winners_commitment: inputs[10],
+            windows_count: u32::try_from(int(&inputs[11])?).ok()?,
         })
     }
 }
@@ -389,10 +455,12 @@ impl ConstraintSynthesizer<Fr> for ClearingCircuit {
             uniform_price,
             revenue,
             winners_commitment,
+            windows_count,
         ] = p.to_field_elements().map(input);
         let (window_id, fee_ppm, fifo_total, total, fee) = (window_id?, fee_ppm?, fifo_total?, total?, fee?);
         let (entries_commitment, pricing, reserve, uniform_price, revenue, winners_commitment) =
             (entries_commitment?, pricing?, reserve?, uniform_price?, revenue?, winners_commitment?);
+        let windows_count = windows_count?;
 
         // Ranges of the public integers the arithmetic below relies on.
         enforce_bits(&fee_ppm, PPM_BITS)?;
@@ -402,6 +470,9 @@ impl ConstraintSynthesizer<Fr> for ClearingCircuit {
         enforce_bits(&reserve, AMOUNT_BITS)?;
         enforce_bits(&uniform_price, AMOUNT_BITS)?;
         enforce_boolean(&pricing)?;
+        // 1 ≤ windows_count ≤ 1024, and the span starts at window 0 or later.
+        enforce_bits(&(&windows_count - FpVar::one()), SPAN_BITS)?;
+        enforce_bits(&(&window_id - &windows_count + FpVar::one()), U64_BITS)?;
 
         // Entries.
         let entries_count = w.entries.len().min(BLOCK_ENTRIES_MAX);
@@ -442,8 +513,10 @@ impl ConstraintSynthesizer<Fr> for ClearingCircuit {
         total.enforce_equal(&profit_sum)?;
         let surplus = &total - &fifo_total;
         enforce_bits(&surplus, U64_BITS)?;
-        // fee_ppm · surplus = fee · 10^6 + rem, 0 ≤ rem < 10^6: fee = floor(fee_ppm · surplus /
-        // 10^6). Both sides stay below 2^84 as integers, so the field equation is exact.
+        // fee_ppm · surplus = fee · 10^6 + rem, 0 ≤ rem < n · 10^6 (n = windows_count): for one
+        // window fee = floor(fee_ppm · surplus / 10^6); for a span, the fee is within n of it,
+        // as the sum of n floors is. Both sides stay below 2^84 as integers (rem < 2^30), so
+        // the field equation is exact.
         let ppm_one = Fr::from(PPM_ONE);
         let product = Fr::from(p.fee_ppm) * (Fr::from(p.total) - Fr::from(p.fifo_total));
         let rem_value = {
@@ -451,8 +524,8 @@ impl ConstraintSynthesizer<Fr> for ClearingCircuit {
             big.0[0]
         };
         let rem = witness(rem_value)?;
-        enforce_bits(&rem, PPM_BITS)?;
-        enforce_bits(&(constant(PPM_ONE - 1) - &rem), PPM_BITS)?;
+        enforce_bits(&rem, SPAN_REM_BITS)?;
+        enforce_bits(&(&windows_count * ppm_one - FpVar::one() - &rem), SPAN_REM_BITS)?;
         fee_ppm.mul_equals(&surplus, &(&fee * ppm_one + &rem))?;
         // Σ payout + fee = total.
         (payout_sum + &fee).enforce_equal(&total)?;
@@ -503,6 +576,7 @@ impl ClearingWitness {
     pub fn sample() -> ClearingWitness {
         ClearingWitness {
             window_id: 42,
+            windows_count: 1,
             fee_ppm: 100_000,
             fifo_total: 1_200,
             entries: vec![
@@ -599,6 +673,7 @@ pub(crate) mod tests {
             .collect();
         ClearingWitness {
             window_id: u64::MAX,
+            windows_count: 1,
             fee_ppm: 1_000_000,
             fifo_total,
             entries,
@@ -670,6 +745,70 @@ pub(crate) mod tests {
             reject(|w| w.auction.winners[0].price = 800),
             WitnessError::WrongPrice { seq: 7, price: 800, expected: 500 }
         );
+    }
+
+    /// Two windows at a 10 % fee: surpluses 15 and 15 give fees 1 + 1 = 2, while the floor of
+    /// the summed surplus is 3.
+    fn span_of_two() -> ClearingWitness {
+        ClearingWitness {
+            window_id: 8,
+            windows_count: 2,
+            fee_ppm: 100_000,
+            fifo_total: 0,
+            entries: vec![
+                EntryWitness { seq: 1, profit: 15, payout: 14 },
+                EntryWitness { seq: 4, profit: 15, payout: 14 },
+            ],
+            auction: AuctionWitness::default(),
+        }
+    }
+
+    #[test]
+    fn spans_prove_summed_fees_within_the_window_count() {
+        let span = span_of_two();
+        let public = span.check().unwrap();
+        assert_eq!((public.fee, public.windows_count), (2, 2));
+        assert!(satisfied(ClearingCircuit::new(span.clone()).unwrap()));
+        // The same numbers as one window break the fee rule, natively and in the constraints.
+        let mut one = span.clone();
+        one.windows_count = 1;
+        assert!(matches!(one.check(), Err(WitnessError::PayoutSumMismatch { .. })));
+        let mut claimed = public;
+        claimed.windows_count = 1;
+        assert!(!satisfied(ClearingCircuit::new_unchecked(one, claimed)));
+        // fee 3 (the floor of the sum) is within range too; fee 1 and fee 4 are not.
+        for (payout, ok) in [(14, true), (13, true), (15, false)] {
+            let mut w = span.clone();
+            w.entries[1].payout = payout;
+            assert_eq!(w.check().is_ok(), ok, "payout {payout}");
+        }
+        let mut w = span.clone();
+        w.entries[0].payout = 15;
+        w.entries[1].payout = 14;
+        assert!(matches!(w.check(), Err(WitnessError::SpanFeeOutOfRange { fee: 1, .. })));
+        let mut w = span.clone();
+        w.entries[0].payout = 13;
+        w.entries[1].payout = 13;
+        assert!(matches!(w.check(), Err(WitnessError::SpanFeeOutOfRange { fee: 4, .. })));
+        // The constraints refuse a fee one below the range (fee 1, payouts adjusted).
+        let mut w = span.clone();
+        w.entries[0].payout = 15;
+        let mut claimed = public;
+        claimed.fee = 1;
+        assert!(!satisfied(ClearingCircuit::new_unchecked(w, claimed)));
+        // Span bounds.
+        for (window_id, windows_count) in [(8, 0), (100, SPAN_WINDOWS_MAX + 1), (0, 2)] {
+            let w = ClearingWitness { window_id, windows_count, ..span.clone() };
+            assert!(
+                matches!(w.check(), Err(WitnessError::SpanOutOfRange { .. })),
+                "{window_id} {windows_count}"
+            );
+        }
+        for windows_count in [0, SPAN_WINDOWS_MAX + 1] {
+            let mut claimed = public;
+            claimed.windows_count = windows_count;
+            assert!(!satisfied(ClearingCircuit::new_unchecked(span.clone(), claimed)), "{windows_count}");
+        }
     }
 
     #[test]
@@ -774,6 +913,7 @@ mod properties {
                     .collect();
                 ClearingWitness {
                     window_id,
+                    windows_count: 1,
                     fee_ppm,
                     fifo_total,
                     entries,

@@ -35,7 +35,7 @@ use crate::{Bn254, Fr};
 
 /// Bumped whenever the meaning of a circuit changes without its R1CS changing (for example
 /// the order of public inputs). Part of every circuit digest.
-pub const CIRCUIT_VERSION: u32 = 1;
+pub const CIRCUIT_VERSION: u32 = 2;
 
 /// A cryptographic rng as a trait object, so the setup is compiled once, in this crate.
 trait SetupRng: RngCore + CryptoRng {}

@@ -27,7 +27,7 @@ pub use ark_groth16::{PreparedVerifyingKey, Proof, ProvingKey, VerifyingKey, pre
 pub use clearing::{
     AMOUNT_BITS, AuctionWitness, BLOCK_ENTRIES_MAX, ClearingCircuit, ClearingPublic, ClearingWitness,
     EntryWitness, MAX_AMOUNT, PPM_ONE, PRICING_FIRST_PRICE, PRICING_UNIFORM, PUBLIC_INPUTS_COUNT,
-    WINNERS_MAX, WinnerWitness, WitnessError,
+    SPAN_WINDOWS_MAX, WINNERS_MAX, WinnerWitness, WitnessError,
 };
 pub use keys::{CIRCUIT_VERSION, CircuitId, CircuitKeys, KeyError, KeyStore, circuit_digest};
 pub use mul::{MulCircuit, MulPublic, MulWitness};

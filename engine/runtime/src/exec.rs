@@ -79,7 +79,8 @@ pub struct RoleContext {
     /// The process-wide stop signal.
     pub stop: StopFlag,
     /// How this role parks: [`ParkMode::ThreadSleep`] when it is alone on its executor,
-    /// [`ParkMode::ExecutorTimer`] when it shares the executor with other roles.
+    /// [`ParkMode::Together`] when it shares the executor's task queue with other roles,
+    /// [`ParkMode::ExecutorTimer`] when roles have task queues of their own.
     pub park_mode: ParkMode,
 }
 
@@ -330,10 +331,20 @@ fn run_executor(spec: ExecutorSpec, stop: StopFlag, started_tx: mpsc::SyncSender
     };
     let executor_name: Arc<str> = spec.name.as_str().into();
     let cpu_id = spec.cpu_id;
-    let park_mode = if spec.roles.len() == 1 { ParkMode::ThreadSleep } else { ParkMode::ExecutorTimer };
+    // Roles in the executor's own task queue park together (see `ParkMode`); roles in task
+    // queues of their own only run when the scheduler switches queues, so they keep the timer.
+    let together = spec.roles.len() <= crate::idle::TOGETHER_ROLES_MAX
+        && spec.roles.iter().all(|role| role.shares.is_none());
+    let roles_n = spec.roles.len() as u8;
+    let park_mode = |slot: usize| match spec.roles.len() {
+        1 => ParkMode::ThreadSleep,
+        _ if together => ParkMode::Together { slot: slot as u8, roles: roles_n },
+        _ => ParkMode::ExecutorTimer,
+    };
+    let park_modes: Vec<ParkMode> = (0..spec.roles.len()).map(park_mode).collect();
     executor.run(async move {
         let mut tasks = Vec::with_capacity(spec.roles.len());
-        for role in spec.roles {
+        for (role, park_mode) in spec.roles.into_iter().zip(park_modes) {
             let ctx = RoleContext {
                 executor_name: executor_name.clone(),
                 role_name: role.name.clone(),

@@ -191,15 +191,75 @@ impl Idler {
 /// glommio 0.9 can lose the wake-up of a timer sleep: the executor thread stays blocked in
 /// `io_uring_enter` with the timer expired (glommio issues #326 and #547; reproduced on our
 /// VM within seconds with a 1-3 ms preempt timer, see `examples/glommio_timer_stall.rs` and
-/// `docs/runtime.md`). A role alone on its executor therefore parks with a plain thread
-/// sleep, which cannot lose its wake-up; only roles sharing an executor use the glommio
-/// timer, because a thread sleep would stop their neighbours too.
+/// `docs/runtime.md`; seen once in the daemon with intake and builder sharing a CPU). So no
+/// role of one task queue parks on a glommio timer: a role alone on its executor sleeps the
+/// thread, and roles sharing an executor's queue sleep the thread together, only once every
+/// one of them wants to park. Only roles in task queues of their own use the glommio timer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParkMode {
     /// `glommio::timer::sleep`: the other tasks of the executor keep running.
     ExecutorTimer,
     /// `nanosleep` of the executor thread: stops every task of the executor for the park.
     ThreadSleep,
+    /// Role `slot` of `roles` (at most [`TOGETHER_ROLES_MAX`]) sharing the executor's task
+    /// queue: a park yields to the others until all of them park, and then the thread sleeps
+    /// for the shortest of their parks ([`ParkTogether`]).
+    Together { slot: u8, roles: u8 },
+}
+
+/// Most roles that can park together on one executor.
+pub const TOGETHER_ROLES_MAX: usize = 32;
+
+/// The "park together" state of one executor's roles: which of them want to park, and for
+/// how long. Sans-IO; [`IdleAction::perform`] keeps one per executor thread.
+#[derive(Clone, Copy, Debug)]
+pub struct ParkTogether {
+    wanting: u32,
+    park_ns: [u64; TOGETHER_ROLES_MAX],
+}
+
+impl Default for ParkTogether {
+    fn default() -> Self {
+        ParkTogether { wanting: 0, park_ns: [0; TOGETHER_ROLES_MAX] }
+    }
+}
+
+impl ParkTogether {
+    /// Role `slot` did work or is still spinning: it does not want to park.
+    #[inline]
+    pub fn busy(&mut self, slot: u8) {
+        self.wanting &= !(1u32 << slot);
+    }
+
+    /// Role `slot` of `roles` wants to park for `park`. Returns the sleep once every role
+    /// wants to (the shortest of their parks, so none oversleeps) and starts a new round:
+    /// after the sleep each role looks for work once before the thread sleeps again.
+    pub fn park(&mut self, slot: u8, roles: u8, park: Duration) -> Option<Duration> {
+        debug_assert!(slot < roles && roles as usize <= TOGETHER_ROLES_MAX);
+        self.wanting |= 1u32 << slot;
+        self.park_ns[slot as usize] = park.as_nanos() as u64;
+        let all = if roles as usize == TOGETHER_ROLES_MAX { u32::MAX } else { (1u32 << roles) - 1 };
+        if self.wanting & all != all {
+            return None;
+        }
+        self.wanting = 0;
+        let shortest = self.park_ns[..roles as usize].iter().copied().min().unwrap_or(0);
+        Some(Duration::from_nanos(shortest))
+    }
+}
+
+thread_local! {
+    /// One executor per thread, so this is the executor's [`ParkTogether`].
+    static TOGETHER: std::cell::Cell<ParkTogether> = std::cell::Cell::new(ParkTogether::default());
+}
+
+fn together<R>(f: impl FnOnce(&mut ParkTogether) -> R) -> R {
+    TOGETHER.with(|cell| {
+        let mut state = cell.get();
+        let r = f(&mut state);
+        cell.set(state);
+        r
+    })
 }
 
 impl IdleAction {
@@ -212,6 +272,11 @@ impl IdleAction {
     /// `Park` with [`ParkMode::ExecutorTimer`] panics outside a glommio executor.
     #[inline]
     pub async fn perform(self, park_mode: ParkMode) {
+        if let ParkMode::Together { slot, .. } = park_mode
+            && matches!(self, IdleAction::Continue | IdleAction::Spin)
+        {
+            together(|t| t.busy(slot));
+        }
         match self {
             IdleAction::Continue => {}
             IdleAction::Spin => std::hint::spin_loop(),
@@ -219,6 +284,12 @@ impl IdleAction {
             IdleAction::Park(duration) => match park_mode {
                 ParkMode::ExecutorTimer => glommio::timer::sleep(duration).await,
                 ParkMode::ThreadSleep => std::thread::sleep(duration),
+                ParkMode::Together { slot, roles } => {
+                    if let Some(sleep) = together(|t| t.park(slot, roles, duration)) {
+                        std::thread::sleep(sleep);
+                    }
+                    glommio::executor().yield_now().await;
+                }
             },
         }
     }
@@ -440,5 +511,33 @@ mod tests {
         assert_eq!(idler.step(true, t), IdleAction::Continue);
         assert_eq!(idler.step(true, t), IdleAction::Yield);
         assert_eq!(idler.counters(), IdleCounters { spins_total: 0, yields_total: 1, parks_total: 3 });
+    }
+
+    #[test]
+    fn roles_park_together_only_when_all_want_to_and_for_the_shortest_park() {
+        let ms = Duration::from_millis;
+        let mut t = ParkTogether::default();
+        assert_eq!(t.park(0, 3, ms(10)), None);
+        assert_eq!(t.park(2, 3, ms(1)), None);
+        // Role 0 finds work again: role 1's park does not complete the set.
+        t.busy(0);
+        assert_eq!(t.park(1, 3, ms(5)), None);
+        assert_eq!(t.park(0, 3, ms(10)), Some(ms(1)), "all three: the shortest park");
+        // A new round: every role asks again after the sleep.
+        assert_eq!(t.park(1, 3, ms(5)), None);
+        assert_eq!(t.park(2, 3, ms(2)), None);
+        assert_eq!(t.park(0, 3, ms(10)), Some(ms(2)));
+        // A slot parking twice is still one role.
+        let mut t = ParkTogether::default();
+        assert_eq!(t.park(1, 2, ms(3)), None);
+        assert_eq!(t.park(1, 2, ms(3)), None);
+        assert_eq!(t.park(0, 2, ms(4)), Some(ms(3)));
+        // The widest executor.
+        let mut t = ParkTogether::default();
+        let n = TOGETHER_ROLES_MAX as u8;
+        for slot in 0..n - 1 {
+            assert_eq!(t.park(slot, n, ms(1)), None);
+        }
+        assert_eq!(t.park(n - 1, n, ms(1)), Some(ms(1)));
     }
 }

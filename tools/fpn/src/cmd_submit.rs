@@ -7,6 +7,7 @@
 //! accepted, 1 when one was refused or had no receipt or the connection failed, 2 for usage.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use fpn_client::{Bid, Cancel, CancelTarget, Client, Intent, Record, Via};
@@ -14,7 +15,7 @@ use fpn_client::{Bid, Cancel, CancelTarget, Client, Intent, Record, Via};
 use crate::cmd_build::read_input;
 use crate::feed::{bid_record, intent_record};
 use crate::jsonl::{BidLine, IntentLine, Key, parse_lines};
-use crate::net::{self, ConnectFlags, Report};
+use crate::net::{self, ConnectFlags, Report, Sending, parse_seconds};
 use crate::{Done, UsageError, usage};
 
 #[derive(Debug, Clone, Args)]
@@ -24,14 +25,26 @@ pub struct SendFlags {
     /// Send on the reliable records stream instead of datagrams.
     #[arg(long)]
     pub stream: bool,
+    /// Datagrams: rounds of resending records still without a receipt (same nonce) once the
+    /// receipts pause for --quiet seconds.
+    #[arg(long, default_value_t = 3)]
+    pub resends: u32,
+    /// Datagrams: the pause in the receipts, in seconds, that starts a resend round.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
+    pub quiet: f64,
     /// JSON output.
     #[arg(long)]
     pub json: bool,
 }
 
 impl SendFlags {
-    fn via(&self) -> Via {
-        if self.stream { Via::Stream } else { Via::Datagram }
+    fn sending(&self) -> Sending {
+        Sending {
+            via: if self.stream { Via::Stream } else { Via::Datagram },
+            timeout: self.connect.timeout(),
+            resends_max: self.resends,
+            quiet: Duration::from_secs_f64(self.quiet),
+        }
     }
 }
 
@@ -109,13 +122,11 @@ fn run_records<'k>(
     // A one-shot command does not reconnect: a lost connection is reported (exit 1).
     config.reconnect = None;
     let addr = config.addr;
-    let timeout = send.connect.timeout();
     let report: Report = net::runtime()?.block_on(async {
         let (client, mut events) = Client::connect(config).await.map_err(|e| net::connect_error(addr, e))?;
         let bound = client.client_id().unwrap_or(0);
         let records = build(client_id.unwrap_or(bound))?;
-        let report =
-            net::send_and_collect(&client, &mut events, addr, &records, lines, send.via(), timeout).await;
+        let report = net::send_and_collect(&client, &mut events, addr, &records, lines, send.sending()).await;
         client.close().await;
         report
     })?;

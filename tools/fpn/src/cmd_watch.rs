@@ -22,7 +22,7 @@ pub struct WatchArgs {
     /// Client id for the default open-mode key.
     #[arg(long, default_value_t = 1)]
     pub client_id: u64,
-    /// Stop after this many window results (blocks).
+    /// Stop after this many windows (a window's result is its block, then its clearing).
     #[arg(long)]
     pub count: Option<u64>,
     /// Stop after this many seconds.
@@ -141,11 +141,11 @@ pub fn run(args: &WatchArgs) -> Result<Done, UsageError> {
             };
             let line = match event {
                 None => break,
-                Some(Event::Block(b)) => {
+                Some(Event::Block(b)) => block_line(&b, json),
+                Some(Event::Clearing(c)) => {
                     windows += 1;
-                    block_line(&b, json)
+                    clearing_line(&c, json)
                 }
-                Some(Event::Clearing(c)) => clearing_line(&c, json),
                 Some(Event::Disconnected { error, .. }) => {
                     eprintln!("fpn: disconnected ({error}); reconnecting");
                     continue;

@@ -130,6 +130,7 @@ pub fn witness_of(
     }
     Ok(ClearingWitness {
         window_id: block.window_id,
+        windows_count: 1,
         fee_ppm: block.fee_rate.ppm(),
         fifo_total: block.fifo_total,
         entries: block

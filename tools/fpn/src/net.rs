@@ -2,6 +2,7 @@
 //! connection flags, where their defaults come from, and sending records and collecting their
 //! receipts with `fpn-client`.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -9,8 +10,8 @@ use std::time::Duration;
 
 use clap::Args;
 use fpn_client::{
-    CancelTarget, Client, ClientConfig, ConnectError, Event, Events, Fingerprint, Kind, Receipt, Record,
-    Trust, Via,
+    CancelTarget, Client, ClientConfig, ConnectError, Event, Events, Fingerprint, Kind, Reason, Receipt,
+    Record, STREAM_FRAME_LEN_MAX, Trust, Via, pack_frames,
 };
 use serde::Serialize;
 
@@ -142,7 +143,8 @@ pub struct Outcome {
     pub kind: &'static str,
     pub client_id: u64,
     pub nonce: u64,
-    /// `accepted`, a reason name, or `no_receipt`.
+    /// `accepted`, `accepted_before` (a resend refused `duplicate_nonce`: the first copy got
+    /// in), a reason name, or `no_receipt`.
     pub status: &'static str,
     /// 0 accepted, a reason code, or absent without a receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,6 +161,9 @@ pub struct Report {
     pub client_id: u64,
     pub via: &'static str,
     pub frames: usize,
+    /// Rounds of resending datagram records that had no receipt.
+    pub resends: u32,
+    /// Records accepted, now or (`accepted_before`) by an earlier copy.
     pub accepted: usize,
     pub refused: usize,
     pub no_receipt: usize,
@@ -191,6 +196,9 @@ impl Report {
                     out.push_str(&format!("accepted {what}: seq {seq}, window {window}\n"))
                 }
                 ("no_receipt", ..) => out.push_str(&format!("no receipt for {what}\n")),
+                (ACCEPTED_BEFORE, ..) => {
+                    out.push_str(&format!("accepted {what}: by an earlier copy (resent: duplicate_nonce)\n"))
+                }
                 (reason, ..) => {
                     out.push_str(&format!("refused {what}: {reason} ({})\n", r.code.unwrap_or(0)))
                 }
@@ -210,12 +218,21 @@ impl Report {
             self.refused,
             self.no_receipt
         ));
+        if self.resends > 0 {
+            out.push_str(&format!(
+                "resent the datagram records without a receipt {} time(s)\n",
+                self.resends
+            ));
+        }
         if let Some(e) = &self.error {
             out.push_str(&format!("stopped waiting: {e}\n"));
         }
         Ok(out)
     }
 }
+
+/// The status of a resent record answered `duplicate_nonce`.
+pub const ACCEPTED_BEFORE: &str = "accepted_before";
 
 /// What identifies a receipt's record: kind, and the nonce (or a cancel's target seq).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -242,59 +259,136 @@ fn match_of_receipt(r: &Receipt) -> Option<Match> {
     Some(Match::Nonce(kind, r.nonce))
 }
 
-/// Sends `records` (packed into frames) and waits until each has its receipt, the timeout
-/// passes, or the connection ends. `lines` gives each record's input line, if any.
+/// How records are sent and how long receipts are waited for.
+#[derive(Debug, Clone, Copy)]
+pub struct Sending {
+    pub via: Via,
+    /// After the last send, how long to wait for the receipts.
+    pub timeout: Duration,
+    /// Datagrams only: rounds of resending the records still without a receipt (same nonce).
+    pub resends_max: u32,
+    /// Datagrams only: a pause this long in the receipts after sending starts a resend round.
+    pub quiet: Duration,
+}
+
+/// Sends `records` (packed into frames) while collecting their receipts, then waits until
+/// each has its receipt, the timeout passes, or the connection ends. Receipts are read while
+/// sending, so a large file does not fill the client's bounded event channel (which would
+/// leave receipt datagrams to quinn's receive buffer, which drops the oldest). Datagram records still without a receipt when the receipts pause are sent
+/// again with the same nonce, up to `resends_max` rounds; a resend answered
+/// `duplicate_nonce` got in the first time and is reported `accepted_before`. `lines` gives
+/// each record's input line, if any.
 pub async fn send_and_collect(
     client: &Client,
     events: &mut Events,
     addr: SocketAddr,
     records: &[Record<'_>],
     lines: Option<&[usize]>,
-    via: Via,
-    timeout: Duration,
+    sending: Sending,
 ) -> Result<Report, UsageError> {
-    let frames = client.send_records(records, via).await.map_err(|e| failed("send", e))?;
+    let via = sending.via;
+    let len_max = match via {
+        Via::Datagram => client.session().map_or(0, |s| s.datagram_frame_max),
+        Via::Stream => STREAM_FRAME_LEN_MAX,
+    };
+    if len_max == 0 {
+        return Err(failed("send", "the server takes no datagrams on this connection; use --stream"));
+    }
     let mut pending: HashMap<Match, VecDeque<usize>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
         pending.entry(match_of_record(r)).or_default().push_back(i);
     }
     let mut receipts: Vec<Option<Receipt>> = vec![None; records.len()];
+    let mut resent = vec![false; records.len()];
     let mut waiting = records.len();
     let mut frames_refused = Vec::new();
     let mut error = None;
-    let deadline = tokio::time::Instant::now() + timeout;
-    while waiting > 0 {
-        let event = match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(event)) => event,
-            Ok(None) => break,
-            Err(_) => {
-                error = Some(format!("{waiting} receipt(s) missing after {:.1} s", timeout.as_secs_f64()));
-                break;
+    let mut frames_total = 0;
+    let mut resends = 0u32;
+    let mut round: Vec<Record<'_>> = records.to_vec();
+    'rounds: loop {
+        let mut frames = Vec::new();
+        pack_frames(&round, len_max, &mut frames).map_err(|e| failed("send", e))?;
+        let frames_sent = Cell::new(0usize);
+        let send = async {
+            for frame in &frames {
+                client.send_frame(frame, via).await?;
+                frames_sent.set(frames_sent.get() + 1);
             }
+            Ok::<(), fpn_client::SendError>(())
         };
-        match event {
-            Event::Receipt { receipt, .. } => match match_of_receipt(&receipt) {
-                None => {
-                    frames_refused.push(receipt.status.err().map_or("accepted?", |r| r.as_str()).to_string());
-                }
-                Some(m) => {
-                    if let Some(i) = pending.get_mut(&m).and_then(VecDeque::pop_front) {
-                        receipts[i] = Some(receipt);
-                        waiting -= 1;
+        tokio::pin!(send);
+        let mut sending_now = true;
+        // Both clocks run from the end of sending.
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let (mut deadline, mut quiet_at) = (far, far);
+        let resend = via == Via::Datagram && resends < sending.resends_max;
+        while waiting > 0 || sending_now {
+            let event = tokio::select! {
+                sent = &mut send, if sending_now => {
+                    sending_now = false;
+                    let now = tokio::time::Instant::now();
+                    (deadline, quiet_at) = (now + sending.timeout, now + sending.quiet);
+                    if let Err(e) = sent {
+                        error = Some(format!("send: {e}"));
+                        frames_total += frames_sent.get();
+                        break 'rounds;
                     }
+                    continue;
                 }
-            },
-            Event::Disconnected { error: e, .. } | Event::Closed { error: Some(e) } => {
-                error = Some(format!("connection lost: {e}"));
-                break;
+                event = events.recv() => event,
+                () = tokio::time::sleep_until(quiet_at), if !sending_now && resend => break,
+                () = tokio::time::sleep_until(deadline), if !sending_now => {
+                    error = Some(format!("{waiting} receipt(s) missing after {:.1} s", sending.timeout.as_secs_f64()));
+                    break;
+                }
+            };
+            if !sending_now {
+                quiet_at = tokio::time::Instant::now() + sending.quiet;
             }
-            Event::Closed { error: None } => break,
-            Event::BadFrame { reason, .. } => {
-                frames_refused.push(format!("server sent a bad frame: {}", reason.as_str()))
+            let Some(event) = event else { break };
+            match event {
+                Event::Receipt { receipt, .. } => match match_of_receipt(&receipt) {
+                    None => {
+                        frames_refused
+                            .push(receipt.status.err().map_or("accepted?", |r| r.as_str()).to_string());
+                    }
+                    Some(m) => {
+                        if let Some(i) = pending.get_mut(&m).and_then(VecDeque::pop_front) {
+                            receipts[i] = Some(receipt);
+                            waiting -= 1;
+                        }
+                    }
+                },
+                Event::Disconnected { error: e, .. } | Event::Closed { error: Some(e) } => {
+                    error = Some(format!("connection lost: {e}"));
+                    frames_total += frames_sent.get();
+                    break 'rounds;
+                }
+                Event::Closed { error: None } => {
+                    frames_total += frames_sent.get();
+                    break 'rounds;
+                }
+                Event::BadFrame { reason, .. } => {
+                    frames_refused.push(format!("server sent a bad frame: {}", reason.as_str()))
+                }
+                Event::Connected { .. } | Event::Block(_) | Event::Clearing(_) => {}
             }
-            Event::Connected { .. } | Event::Block(_) | Event::Clearing(_) => {}
+        }
+        frames_total += frames_sent.get();
+        if waiting == 0 || !resend || error.is_some() {
+            break;
+        }
+        resends += 1;
+        round.clear();
+        for (i, record) in records.iter().enumerate() {
+            if receipts[i].is_none() {
+                resent[i] = true;
+                round.push(*record);
+            }
         }
     }
+    let frames = frames_total;
     let outcomes: Vec<Outcome> = records
         .iter()
         .zip(&receipts)
@@ -322,13 +416,17 @@ pub async fn send_and_collect(
                         (o.status, o.code, o.seq, o.window_id) =
                             ("accepted", Some(0), Some(r.seq), Some(r.window_id))
                     }
+                    // The first copy got in; its receipt was lost.
+                    Err(Reason::DuplicateNonce) if resent[i] => {
+                        (o.status, o.code) = (ACCEPTED_BEFORE, Some(Reason::DuplicateNonce.code()))
+                    }
                     Err(reason) => (o.status, o.code) = (reason.as_str(), Some(reason.code())),
                 }
             }
             o
         })
         .collect();
-    let accepted = outcomes.iter().filter(|o| o.status == "accepted").count();
+    let accepted = outcomes.iter().filter(|o| matches!(o.status, "accepted" | ACCEPTED_BEFORE)).count();
     let no_receipt = outcomes.iter().filter(|o| o.status == "no_receipt").count();
     Ok(Report {
         addr: addr.to_string(),
@@ -338,6 +436,7 @@ pub async fn send_and_collect(
             Via::Stream => "stream",
         },
         frames,
+        resends,
         accepted,
         refused: outcomes.len() - accepted - no_receipt,
         no_receipt,
@@ -345,4 +444,77 @@ pub async fn send_and_collect(
         records: outcomes,
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(data_dir: PathBuf) -> ConnectFlags {
+        ConnectFlags {
+            addr: None,
+            data_dir,
+            pin: None,
+            ca: None,
+            server_name: "localhost".to_string(),
+            key: None,
+            timeout: 10.0,
+        }
+    }
+
+    #[test]
+    fn defaults_come_from_the_data_dir_then_the_built_in_address() {
+        let dir = std::env::temp_dir().join(format!("fpn-net-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let f = flags(dir.clone());
+        assert_eq!(f.addr().unwrap(), ADDR_DEFAULT.parse().unwrap());
+        assert_eq!(f.trust().unwrap_err().code, 2, "no pin, no CA: a usage error");
+        assert_eq!(f.config(None).unwrap_err().code, 2, "no key, no client id");
+
+        std::fs::create_dir_all(dir.join("tls")).unwrap();
+        std::fs::write(dir.join("quic.addr"), "127.0.0.1:5555\n").unwrap();
+        let pin = Fingerprint::of_der(b"cert");
+        std::fs::write(dir.join("tls/cert.sha256"), format!("{pin}\n")).unwrap();
+        let config = f.config(Some(7)).unwrap();
+        assert_eq!(config.addr, "127.0.0.1:5555".parse().unwrap());
+        assert_eq!(config.trust, Trust::Pin(pin));
+        assert_eq!(config.api_key, b"7");
+
+        // Flags win over the files.
+        let f = ConnectFlags { addr: Some("[::1]:6000".to_string()), key: Some("k".to_string()), ..f };
+        let config = f.config(Some(7)).unwrap();
+        assert_eq!(config.addr, "[::1]:6000".parse().unwrap());
+        assert_eq!(config.api_key, b"k");
+
+        std::fs::write(dir.join("tls/cert.sha256"), "not hex\n").unwrap();
+        assert_eq!(flags(dir.clone()).trust().unwrap_err().code, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn receipts_match_records_by_kind_and_nonce_or_cancelled_seq() {
+        use fpn_client::{Cancel, Intent};
+        let keys = [1u64];
+        let intent = Record::Intent(Intent {
+            client_id: 7,
+            nonce: 5,
+            sent_ns: 0,
+            profit: 1,
+            priority: 0,
+            keys: &keys,
+        });
+        let by_seq = Record::Cancel(Cancel { client_id: 7, target: CancelTarget::Seq(42) });
+        let receipt = |kind, nonce, seq| Receipt {
+            client_id: 7,
+            nonce,
+            seq,
+            window_id: 1,
+            rx_ns: 0,
+            status: Ok(()),
+            for_kind: kind,
+        };
+        assert_eq!(match_of_receipt(&receipt(Some(Kind::Intent), 5, 9)), Some(match_of_record(&intent)));
+        assert_eq!(match_of_receipt(&receipt(Some(Kind::Cancel), 0, 42)), Some(match_of_record(&by_seq)));
+        assert_eq!(match_of_receipt(&receipt(None, 0, 0)), None, "a frame refused whole names no record");
+    }
 }

@@ -108,7 +108,7 @@ pub enum ConnectError {
     Connect(#[from] quinn::ConnectError),
     #[error("connection: {0}")]
     Connection(ConnectionError),
-    #[error("no welcome within {0:?}")]
+    #[error("no session within {0:?} (handshake, hello, welcome)")]
     Timeout(Duration),
     #[error("bad welcome: {0}")]
     BadWelcome(HelloError),

@@ -13,6 +13,31 @@
 //!   receipts (from datagrams and from the result stream), blocks and clearings (from the
 //!   result stream), and the session's comings and goings.
 //!
+//! ```no_run
+//! use fpn_client::{BlockingClient, ClientConfig, Event, Fingerprint, Intent, Record, Trust, Via};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The daemon writes its address and certificate pin into its data directory.
+//! let addr = std::fs::read_to_string("data/quic.addr")?.trim().parse()?;
+//! let pin = Fingerprint::parse_hex(&std::fs::read_to_string("data/tls/cert.sha256")?)?;
+//! let client = BlockingClient::connect(ClientConfig::new(addr, Trust::Pin(pin), "7"))?;
+//! let keys = [0xA1, 0xB2];
+//! let intent = Intent { client_id: 7, nonce: 1, sent_ns: 0, profit: 2_500, priority: 3, keys: &keys };
+//! client.send_records(&[Record::Intent(intent)], Via::Datagram)?;
+//! while let Some(event) = client.recv_event() {
+//!     if let Event::Receipt { receipt, .. } = event {
+//!         println!("nonce {}: {:?}, seq {}", receipt.nonce, receipt.status, receipt.seq);
+//!         break;
+//!     }
+//! }
+//! client.close();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With tokio, [`Client::connect`] returns the client and its [`Events`] receiver; the calls
+//! are the same, `async`.
+//!
 //! # Reconnect, and what may be lost
 //!
 //! When the connection is lost (idle timeout, the server restarting, a network change), the

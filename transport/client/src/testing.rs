@@ -68,6 +68,9 @@ pub struct TestServerConfig {
     /// Refuse with a welcome and then CONNECTION_CLOSE (the protocol), or with the
     /// CONNECTION_CLOSE alone (what a client sees when the welcome is lost to the close).
     pub welcome_on_refusal: bool,
+    /// Lose every Nth datagram from the client (before reading it) and every Nth receipt
+    /// datagram to it, as a lossy path would; 0: lose nothing.
+    pub datagram_loss_every: u64,
 }
 
 impl Default for TestServerConfig {
@@ -79,6 +82,7 @@ impl Default for TestServerConfig {
             datagram_frame_max: fpn_wire::DATAGRAM_FRAME_LEN_MAX as u16,
             window: None,
             welcome_on_refusal: true,
+            datagram_loss_every: 0,
         }
     }
 }
@@ -114,6 +118,9 @@ struct State {
     keys: Option<HashMap<Vec<u8>, u64>>,
     datagram_frame_max: u16,
     welcome_on_refusal: bool,
+    datagram_loss_every: u64,
+    datagrams_in: AtomicU64,
+    datagrams_out: AtomicU64,
     seq_next: AtomicU64,
     /// (client, nonce) → seq of every accepted intent or bid, and whether it is open.
     records: Mutex<HashMap<(u64, u64), (u64, bool)>>,
@@ -177,6 +184,9 @@ impl TestServer {
             keys: config.keys,
             datagram_frame_max: config.datagram_frame_max,
             welcome_on_refusal: config.welcome_on_refusal,
+            datagram_loss_every: config.datagram_loss_every,
+            datagrams_in: AtomicU64::new(0),
+            datagrams_out: AtomicU64::new(0),
             seq_next: AtomicU64::new(1),
             records: Mutex::new(HashMap::new()),
             window: Mutex::new(Window { id: 1, ..Window::default() }),
@@ -309,6 +319,14 @@ impl Drop for ThreadedTestServer {
     }
 }
 
+impl State {
+    /// Whether the next datagram counted by `counter` is lost on the path.
+    fn lose(&self, counter: &AtomicU64) -> bool {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        self.datagram_loss_every > 0 && n.is_multiple_of(self.datagram_loss_every)
+    }
+}
+
 fn authenticate(state: &State, key: &[u8]) -> Option<u64> {
     match &state.keys {
         Some(keys) => keys.get(key).copied(),
@@ -379,9 +397,12 @@ async fn serve(incoming: quinn::Incoming, state: Arc<State>) {
         let (conn, state, results) = (conn.clone(), state.clone(), results.clone());
         tasks.spawn(async move {
             while let Ok(datagram) = conn.read_datagram().await {
+                if state.lose(&state.datagrams_in) {
+                    continue;
+                }
                 state.stats.frames_datagram_total.fetch_add(1, Ordering::Relaxed);
                 let receipts = handle_frame(&state, client_id, &datagram);
-                send_receipts_datagrams(&conn, &results, &receipts).await;
+                send_receipts_datagrams(&state, &conn, &results, &receipts).await;
             }
         });
     }
@@ -541,6 +562,7 @@ fn receipt_frames(receipts: &[Receipt], len_max: usize) -> Vec<Vec<u8>> {
 }
 
 async fn send_receipts_datagrams(
+    state: &State,
     conn: &quinn::Connection,
     results: &AsyncMutex<quinn::SendStream>,
     receipts: &[Receipt],
@@ -551,6 +573,9 @@ async fn send_receipts_datagrams(
         return;
     }
     for frame in receipt_frames(receipts, len_max) {
+        if state.lose(&state.datagrams_out) {
+            continue;
+        }
         // No room for another datagram: the receipts go on the result stream instead.
         if conn.datagram_send_buffer_space() < frame.len()
             || conn.send_datagram(Bytes::from(frame.clone())).is_err()

@@ -362,6 +362,12 @@ fn retry_under_load_and_connection_limits() {
     let mut options = h.options("3");
     options.timeout = Duration::from_secs(5);
     assert!(Client::connect(h.addr, &options).is_err());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.counters().conns_refused_max_total + h.counters().conns_refused_ip_total == 0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let c = h.counters();
     assert!(c.retries_total >= 2, "{c:?}");
     assert_eq!(c.conns_refused_max_total + c.conns_refused_ip_total, 1, "{c:?}");
@@ -399,6 +405,11 @@ fn a_connection_without_hello_is_closed() {
             assert_eq!(reason_of_app_error(close.error_code.into_inner()), Some(Reason::Unauthorized))
         }
         other => panic!("{other:?}"),
+    }
+    // The driver thread publishes its counters after sending: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.counters().sessions_hello_timeout_total == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(h.counters().sessions_hello_timeout_total, 1);
 }

@@ -4,7 +4,7 @@
 //! `sendmsg` and UDP GSO (`UDP_SEGMENT`). Linux only. All `unsafe` of the crate is here.
 
 use std::io;
-use std::mem::{MaybeUninit, size_of, zeroed};
+use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -254,8 +254,9 @@ impl UdpSocket {
     ) -> io::Result<usize> {
         // SAFETY: all-zero iovec/mmsghdr/sockaddr_storage values are valid; each is filled below.
         let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { zeroed() };
-        let mut names: [MaybeUninit<libc::sockaddr_storage>; RECV_BATCH] =
-            [MaybeUninit::uninit(); RECV_BATCH];
+        // Zeroed, not uninit: the kernel may fill fewer bytes than the storage holds.
+        // SAFETY: as above.
+        let mut names: [libc::sockaddr_storage; RECV_BATCH] = unsafe { zeroed() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { zeroed() };
         let bufs = self.bufs.as_mut_ptr();
@@ -265,7 +266,7 @@ impl UdpSocket {
             let base = unsafe { bufs.add(i * RECV_BUF_LEN) };
             iovs[i] = libc::iovec { iov_base: base.cast(), iov_len: RECV_BUF_LEN };
             let hdr = &mut msgs[i].msg_hdr;
-            hdr.msg_name = names[i].as_mut_ptr().cast();
+            hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
             hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_iov = &mut iovs[i];
             hdr.msg_iovlen = 1;
@@ -301,10 +302,8 @@ impl UdpSocket {
             if hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 self.counters.recv_truncated_total += 1;
             }
-            // SAFETY: the kernel filled `names[i]` (msg_namelen says how much; an unfilled
-            // family is 0 from the zeroed start and maps to None below).
-            let remote = unsafe { names[i].assume_init_ref() };
-            let Some(remote) = from_sockaddr(remote) else { continue };
+            // An unfilled family is 0 from the zeroed start and maps to None.
+            let Some(remote) = from_sockaddr(&names[i]) else { continue };
             let (mut segment, mut rx) = (len, None);
             // SAFETY: `hdr` is the header the kernel just filled; CMSG_* walk its control
             // buffer within `msg_controllen`.

@@ -112,9 +112,11 @@ pub struct AdminSection {
 pub struct ProverSection {
     pub enabled: bool,
     pub workers: u64,
-    /// `coalesce` or `skip-to-newest`.
+    /// `coalesce` or `skip`.
     pub mode: String,
     pub queue_capacity: u64,
+    pub span_max: u64,
+    pub jobs_max: u64,
 }
 
 /// The QUIC intake (`docs/transport.md`).
@@ -172,11 +174,15 @@ impl Profile {
     pub const fn idle(self, role: Role) -> &'static str {
         match (self, role) {
             (Profile::Tuned, Role::Intake | Role::Builder | Role::Auction) => "spin",
-            (Profile::Tuned, Role::Prover | Role::Journal) => "spin-then-park:50us:500us",
+            (Profile::Tuned, Role::Journal) => "spin-then-park:50us:500us",
             (Profile::Default, Role::Intake | Role::Builder | Role::Auction) => "spin-then-park:50us:200us",
-            (Profile::Default, Role::Prover | Role::Journal) => "park:1ms",
+            (Profile::Default, Role::Journal) => "park:1ms",
             (Profile::Test, Role::Intake | Role::Builder | Role::Auction) => "park:200us",
-            (Profile::Test, Role::Prover | Role::Journal) => "park:1ms",
+            (Profile::Test, Role::Journal) => "park:1ms",
+            // The prover's dispatcher hands out proofs that take a second: reacting within
+            // 10 ms costs nothing, polling every 1 ms cost 4-10 % of a CPU on an idle daemon
+            // (BENCHMARKS.md, "Prover pool").
+            (_, Role::Prover) => "park:10ms",
             (_, Role::Admin) => "park:10ms",
         }
     }
@@ -238,7 +244,14 @@ impl Config {
             cores: default_lists(basis.profile, cpus, shards),
             idle: PerRole::from_fn(|role| basis.profile.idle(role).to_string()),
             admin: AdminSection { addr: "127.0.0.1:9464".into(), enabled: true },
-            prover: ProverSection { enabled: true, workers: 1, mode: "coalesce".into(), queue_capacity: 64 },
+            prover: ProverSection {
+                enabled: true,
+                workers: 1,
+                mode: "coalesce".into(),
+                queue_capacity: 64,
+                span_max: 1_024,
+                jobs_max: 256,
+            },
             quic: QuicSection {
                 enabled: true,
                 listen: "127.0.0.1:4433".into(),

@@ -77,13 +77,14 @@ pub struct AdminSettings {
     pub enabled: bool,
 }
 
-/// What the prover does when blocks arrive faster than it proves them.
+/// What the prover pool does when windows arrive faster than it proves them
+/// (`docs/daemon.md`, "Prover pool").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProverMode {
-    /// Proves the queued blocks together in one batch.
+    /// Proves the oldest queued windows together, as one span proof (`docs/proofs.md`).
     Coalesce,
-    /// Drops queued blocks but the newest.
-    SkipToNewest,
+    /// Skips every queued window but the newest, and proves that one.
+    Skip,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +92,12 @@ pub struct ProverSettings {
     pub enabled: bool,
     pub workers: usize,
     pub mode: ProverMode,
+    /// Windows waiting for a worker, at most (older ones are skipped and counted).
     pub queue_capacity: usize,
+    /// Windows one span proof covers, at most (`1..=1024`, the circuit's bound).
+    pub span_max: usize,
+    /// Proof jobs kept for the admin API (the oldest finished ones are evicted).
+    pub jobs_max: usize,
 }
 
 /// How API keys are checked (`quic.auth`).
@@ -143,6 +149,8 @@ pub const RING_CAPACITY_MAX: u64 = 1 << 24;
 pub const RESULTS_CAPACITY_MAX: u64 = 1 << 20;
 pub const PROVER_WORKERS_MAX: u64 = 64;
 pub const PROVER_QUEUE_CAPACITY_MAX: u64 = 65_536;
+pub const PROVER_SPAN_MAX_MAX: u64 = fpn_prover::SPAN_WINDOWS_MAX as u64;
+pub const PROVER_JOBS_MAX_MAX: u64 = 65_536;
 pub const CONNECTIONS_MAX_MAX: u64 = 1_000_000;
 pub const RATE_PER_S_MAX: u64 = u32::MAX as u64;
 pub const IDLE_TIMEOUT_MS_MAX: u64 = 3_600_000;
@@ -393,9 +401,11 @@ pub(crate) fn validate(
         mode: c.choice(
             "prover.mode",
             &p.mode,
-            &[("coalesce", ProverMode::Coalesce), ("skip-to-newest", ProverMode::SkipToNewest)],
+            &[("coalesce", ProverMode::Coalesce), ("skip", ProverMode::Skip)],
         ),
         queue_capacity: c.size("prover.queue_capacity", p.queue_capacity, 1, PROVER_QUEUE_CAPACITY_MAX),
+        span_max: c.size("prover.span_max", p.span_max, 1, PROVER_SPAN_MAX_MAX),
+        jobs_max: c.size("prover.jobs_max", p.jobs_max, 1, PROVER_JOBS_MAX_MAX),
     };
 
     let q = &config.quic;
@@ -523,7 +533,7 @@ pub(crate) fn validate(
                 plan.roles.iter().filter(|r| *r != instance).map(RoleInstance::to_string).collect();
             warnings.push(format!(
                 "cpu {}: {instance} spins (idle.{} = \"spin\") but shares the CPU with {}; they run only \
-                 when the kernel preempts it. Give spinning roles a CPU each or use spin-then-park.",
+                 at its yields and the CPU never idles. Give spinning roles a CPU each or use spin-then-park.",
                 plan.cpu,
                 instance.role,
                 others.join(", "),

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::roles::HOUSEKEEPING_PERIOD;
 use super::shared::Shared;
 use super::submit::SubmitPath;
+use crate::prover::ProverShared;
 
 /// Readiness: READY was sent and every shard's heartbeat advanced since the previous check
 /// (checks are at least three housekeeping periods apart; a request in between gets the
@@ -44,19 +45,36 @@ impl Health {
     }
 }
 
-/// The newest `n` journal lines as a JSON array text, newest first.
-fn latest_array(shared: &Shared, n: usize) -> String {
+/// The newest `n` journal lines as a JSON array text, newest first. With the prover on, each
+/// line gains a `proof` field (`docs/daemon.md`, "Prover pool"), spliced into the text before
+/// its closing brace rather than parsing the line.
+fn latest_array(shared: &Shared, prover: Option<&ProverShared>, n: usize) -> String {
     let latest = shared.latest.lock().unwrap_or_else(|p| p.into_inner());
-    let lines: Vec<&str> = latest.iter().rev().take(n).map(String::as_str).collect();
+    let table = prover.map(ProverShared::table);
+    let lines: Vec<String> = latest
+        .iter()
+        .rev()
+        .take(n)
+        .map(|(window_id, line)| match &table {
+            Some(t) => format!("{},\"proof\":{}}}", &line[..line.len() - 1], t.window_json(*window_id)),
+            None => line.clone(),
+        })
+        .collect();
     format!("[{}]", lines.join(","))
 }
 
-/// A field (`block`, `clearing`) of the newest journal line.
-fn latest_field(shared: &Shared, field: &str) -> Response {
+/// A field (`block`, `clearing`) of the newest journal line; the clearing gains the window's
+/// `proof` field when the prover is on.
+fn latest_field(shared: &Shared, prover: Option<&ProverShared>, field: &str) -> Response {
     let line = shared.latest.lock().unwrap_or_else(|p| p.into_inner()).back().cloned();
     match line {
-        Some(line) => {
-            let value: Value = serde_json::from_str(&line).expect("the journal writes JSON");
+        Some((window_id, line)) => {
+            let mut value: Value = serde_json::from_str(&line).expect("the journal writes JSON");
+            if let Some(p) = prover
+                && field == "clearing"
+            {
+                value[field]["proof"] = p.table().window_json(window_id);
+            }
             Response::json(200, value[field].to_string())
         }
         None => Response::json(404, json!({"error": "no window published yet"}).to_string()),
@@ -78,8 +96,10 @@ pub fn router(
     shared: Arc<Shared>,
     submit: Arc<SubmitPath>,
     health: Arc<Health>,
+    prover: Option<Arc<ProverShared>>,
 ) -> Router {
     let (h1, h2) = (hub.clone(), hub);
+    let (p1, p2) = (prover.clone(), prover);
     let (s1, s2, s3, s4) = (shared.clone(), shared.clone(), shared.clone(), shared);
     let health2 = health.clone();
     Router::new()
@@ -100,10 +120,10 @@ pub fn router(
                 Response::text(503, format!("stalled: {}\n", stalled.join(" ")))
             }
         })
-        .route(Method::Get, "/blocks/latest", move |_| latest_field(&s1, "block"))
-        .route(Method::Get, "/clearings/latest", move |_| latest_field(&s2, "clearing"))
+        .route(Method::Get, "/blocks/latest", move |_| latest_field(&s1, None, "block"))
+        .route(Method::Get, "/clearings/latest", move |_| latest_field(&s2, p1.as_deref(), "clearing"))
         .route(Method::Get, "/windows/latest", move |request| match query_n(request) {
-            Ok(n) => Response::json(200, latest_array(&s3, n)),
+            Ok(n) => Response::json(200, latest_array(&s3, p2.as_deref(), n)),
             Err(e) => Response::json(400, json!({ "error": e }).to_string()),
         })
         .route(Method::Post, "/submit", move |request| submit.handle(request))

@@ -7,6 +7,7 @@ mod admin;
 pub mod alloc_probe;
 mod journal;
 mod metrics;
+mod prover;
 mod quic;
 /// Public for the benches (`benches/e2e.rs`), which wire the cores over the same adapters.
 pub mod rings;
@@ -34,6 +35,7 @@ use fpn_runtime::notify::{Notifier, watchdog_timeout_from_env};
 use fpn_runtime::ring::ring;
 use thiserror::Error;
 
+pub use prover::KEYS_DIR;
 pub use rings::now_ns;
 pub use roles::{Answer, ResultMsg, Submit};
 pub use shared::Shared;
@@ -95,6 +97,7 @@ enum RoleState {
     Builder(Box<BuilderRole>),
     Merger(Box<MergerRole>),
     Journal(Box<JournalRole>),
+    Prover(Box<prover::ProverRole>),
 }
 
 impl RoleState {
@@ -104,6 +107,7 @@ impl RoleState {
             RoleState::Builder(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
             RoleState::Merger(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
             RoleState::Journal(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
+            RoleState::Prover(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
         }
     }
 }
@@ -152,6 +156,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     let shared = Arc::new(Shared::new(n, first_window_id, LATEST_WINDOWS_MAX));
     let hub = Arc::new(MetricsHub::new());
     hub.describe(&DAEMON_METRICS);
+    hub.describe(&crate::prover::PROVER_METRICS);
     if settings.quic.enabled {
         hub.describe(&quic::QUIC_METRICS);
         hub.describe(&quic::QUIC_METRICS_MORE);
@@ -161,6 +166,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         .map(|i| format!("intake{i}"))
         .chain((0..s).map(|k| format!("builder{k}")))
         .chain(["auction".to_string(), "journal".to_string()])
+        .chain(settings.prover.enabled.then(|| "prover".to_string()))
         .collect();
     let (heartbeats, mut beats) = Heartbeats::new(role_names.clone());
     let mut beats = beats.drain(..);
@@ -320,10 +326,26 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         windows_written_total: 0,
         bytes_written_total: 0,
         write_errors_total: 0,
+        prover: None,
+    };
+    let mut journal = journal;
+    // The prover pool: its dispatcher role on prover#0's CPU, its workers on their own threads
+    // (started here, proving nothing until the keys are loaded on worker 0; READY does not
+    // wait for that).
+    let prover = if settings.prover.enabled {
+        let start =
+            prover::start(settings, kit("prover", Role::Prover, beats.next().expect("one beat per role")))
+                .map_err(io("starting the prover workers", "".as_ref()))?;
+        journal.prover = Some(start.feed);
+        states.push((Role::Prover, 0, RoleState::Prover(Box::new(start.role))));
+        Some((start.shared, start.threads))
+    } else {
+        None
     };
     states.push((Role::Journal, 0, RoleState::Journal(Box::new(journal))));
 
-    // One executor per CPU of the core map; the prover and admin instances run no task here.
+    // One executor per CPU of the core map; the admin instance and the prover instances other
+    // than prover#0 (the dispatcher) run no task here.
     let mut specs = Vec::new();
     for plan in &settings.core_map.plans {
         let mut roles = Vec::new();
@@ -371,8 +393,15 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     let admin_server = if settings.admin.enabled {
         let mut config = AdminConfig::new(settings.admin.addr);
         config.body_bytes_max = SUBMIT_BODY_BYTES_MAX;
-        let router = admin::router(hub.clone(), shared.clone(), submit.clone(), health.clone());
-        let server = match AdminServer::start(config, move |r| router.handle(r)) {
+        let prover_shared = prover.as_ref().map(|(p, _)| p.clone());
+        let router =
+            admin::router(hub.clone(), shared.clone(), submit.clone(), health.clone(), prover_shared.clone());
+        let proofs =
+            prover_shared.map(|prover| crate::prover::api::ProofsApi { prover, shared: shared.clone() });
+        let handle = move |r: &fpn_runtime::admin::Request| {
+            proofs.as_ref().and_then(|p| p.handle(r)).unwrap_or_else(|| router.handle(r))
+        };
+        let server = match AdminServer::start(config, handle) {
             Ok(server) => server,
             Err(source) => {
                 executors.stop();
@@ -457,6 +486,9 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     };
     executors.stop();
     let errors = join_errors(executors);
+    if let Some((_, threads)) = prover {
+        threads.stop();
+    }
     collector_stop.store(true, Ordering::Release);
     let _ = collector.join();
     if let Some(server) = admin_server {

@@ -83,6 +83,11 @@ pub fn bind(q: &QuicSettings, data_dir: &Path, intakes_n: usize) -> Result<Bound
         RxTimestamps::Hardware => TimestampMode::Hardware,
     };
     let quic_err = |addr: SocketAddr| move |source| RunError::Quic { addr, source };
+    // `SO_REUSEPORT` would let a second daemon of the same user join this port's group and
+    // take half the connections. A plain bind first fails if anyone holds the port.
+    if q.listen.port() != 0 {
+        drop(std::net::UdpSocket::bind(q.listen).map_err(quic_err(q.listen))?);
+    }
     let first = UdpSocket::bind(q.listen, true, timestamps).map_err(quic_err(q.listen))?;
     let addr = first.local_addr();
     let mut sockets = vec![first];

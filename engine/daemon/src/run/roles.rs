@@ -85,7 +85,7 @@ impl LoopKit {
 
 /// One role's part of the loop; [`run_role`] is the loop (`docs/runtime.md`): read `now`
 /// once, do the work, housekeeping when due, then idle with the role's strategy.
-trait RoleLoop {
+pub(super) trait RoleLoop {
     /// Whether the loop body is inside the no-allocation probe (the hot roles).
     const HOT: bool = true;
 
@@ -101,7 +101,7 @@ trait RoleLoop {
     fn finish(&mut self) {}
 }
 
-async fn run_role<R: RoleLoop>(mut role: R, ctx: RoleContext) {
+pub(super) async fn run_role<R: RoleLoop>(mut role: R, ctx: RoleContext) {
     role.housekeep();
     while !ctx.stop.is_stopped() {
         if R::HOT {
@@ -698,6 +698,9 @@ pub struct JournalRole {
     pub windows_written_total: u64,
     pub bytes_written_total: u64,
     pub write_errors_total: u64,
+    /// The journal → prover ring, when the prover is enabled: each window's witness, or why
+    /// there is none. A full ring drops the window (the pool counts it as `ring_full`).
+    pub prover: Option<super::prover::ProverFeed>,
 }
 
 impl RoleLoop for JournalRole {
@@ -731,7 +734,7 @@ impl RoleLoop for JournalRole {
 
     fn housekeep(&mut self) {
         let idle = self.kit.idler.counters();
-        let Self { results, results_labels, back, back_labels, kit, .. } = self;
+        let Self { results, results_labels, back, back_labels, kit, prover, .. } = self;
         let (w, b, e) = (self.windows_written_total, self.bytes_written_total, self.write_errors_total);
         let none = &kit.none;
         kit.publisher.publish(|s| {
@@ -741,6 +744,9 @@ impl RoleLoop for JournalRole {
             s.counter(&JOURNAL_WINDOWS_WRITTEN_TOTAL, none, w);
             s.counter(&JOURNAL_WRITTEN_BYTES_TOTAL, none, b);
             s.counter(&JOURNAL_WRITE_ERRORS_TOTAL, none, e);
+            if let Some(feed) = prover {
+                s.ring_tx(&feed.labels, feed.tx.counters(), feed.tx.occupancy());
+            }
         });
         kit.heartbeat.beat();
     }
@@ -756,7 +762,11 @@ impl JournalRole {
     }
 
     fn append(&mut self, msg: &ResultMsg) {
-        let mut line = super::journal::window_json(msg).to_string();
+        let value = super::journal::window_json(msg);
+        if let Some(feed) = &mut self.prover {
+            let _ = feed.tx.try_push(crate::prover::witness::window_input(&value, feed.reserve));
+        }
+        let mut line = value.to_string();
         line.push('\n');
         match self.file.write_all(line.as_bytes()) {
             Ok(()) => {
@@ -773,6 +783,6 @@ impl JournalRole {
         if latest.len() == self.shared.latest_max {
             latest.pop_front();
         }
-        latest.push_back(line);
+        latest.push_back((msg.window.window_id, line));
     }
 }

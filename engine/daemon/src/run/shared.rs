@@ -97,9 +97,10 @@ pub struct Shared {
     pub merger_window_id: AtomicU64,
     /// The newest window the journal appended.
     pub journal_window_id: AtomicU64,
-    /// The journal's newest window lines (JSON text, no newline), oldest first, at most
-    /// `latest_max`. Kept as text: a full window's block is megabytes as a parsed value.
-    pub latest: Mutex<VecDeque<String>>,
+    /// The journal's newest window lines (window id, JSON text without newline), oldest
+    /// first, at most `latest_max`. Kept as text: a full window's block is megabytes as a
+    /// parsed value.
+    pub latest: Mutex<VecDeque<(u64, String)>>,
     pub latest_max: usize,
 }
 

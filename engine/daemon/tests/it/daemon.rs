@@ -46,7 +46,8 @@ pub fn config_text(data_dir: &std::path::Path, window_ms: u64, shards: usize) ->
         "[engine]\nprofile = \"test\"\ndata_dir = {dir:?}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"127.0.0.1:0\"\n\n\
          [window]\nwindow_ms = {window_ms}\n\n[builder]\nshards = {shards}\n\n\
          [cores]\nintake = [{hot}]\nbuilder = [{hot}]\nauction = [{rest}]\nprover = [{rest}]\n\
-         journal = [{rest}]\nadmin = [{rest}]\n",
+         journal = [{rest}]\nadmin = [{rest}]\n\n\
+         [prover]\nenabled = false\n",
         dir = data_dir.display().to_string(),
     )
 }
@@ -77,11 +78,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn start(name: &str, window_ms: u64, shards: usize) -> Daemon {
+    pub fn start(name: &str, window_ms: u64, shards: usize) -> Daemon {
         Daemon::start_with(scratch_dir(name), window_ms, shards, &[])
     }
 
-    fn start_with(dir: PathBuf, window_ms: u64, shards: usize, env: &[(&str, String)]) -> Daemon {
+    pub fn start_with(dir: PathBuf, window_ms: u64, shards: usize, env: &[(&str, String)]) -> Daemon {
         let text = config_text(&dir.join("data"), window_ms, shards);
         Daemon::start_text(dir, &text, env)
     }
@@ -139,7 +140,7 @@ impl Daemon {
         self.request("GET", path, b"")
     }
 
-    fn submit_json(&self, frame: &[u8]) -> (u16, Value) {
+    pub fn submit_json(&self, frame: &[u8]) -> (u16, Value) {
         let (status, body) = self.request("POST", "/submit?format=json", frame);
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }

@@ -6,6 +6,7 @@ mod daemon;
 mod inproc;
 mod intakes;
 mod no_alloc;
+mod prover;
 mod quic;
 
 fn main() {}

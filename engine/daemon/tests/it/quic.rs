@@ -444,3 +444,56 @@ fn fpn_client_library_against_the_daemon() {
     c.close();
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
 }
+
+/// A cancel of a bid in the book is answered by the merger; the answer comes back through
+/// the intake to the QUIC session that sent the cancel.
+#[test]
+fn quic_book_cancel_is_answered_by_the_merger() {
+    use fpn_wire::{Bid, Cancel, CancelTarget};
+
+    // Bids under the reserve never win: they stay open in the book.
+    let (mut d, addr, pin) = start("quic-book-cancel", "rate_per_s = 0\n\n[auction]\nreserve = 100");
+    let mut c = Client::connect(addr, &options(pin, "41")).unwrap();
+    let mut frame = Vec::new();
+    let mut w = FrameWriter::new(&mut frame, 64 * 1024);
+    for nonce in 1..=100u64 {
+        w.push_bid(&Bid { client_id: 41, nonce, sent_ns: 1, amount: 10, priority: nonce as u32 }).unwrap();
+    }
+    w.finish();
+    let bids = send_all(&mut c, &[(frame, 100)], false, 100);
+    assert!(bids.receipts.values().all(|r| r.0.is_ok()), "bids accepted");
+    std::thread::sleep(Duration::from_millis(200)); // the bids' window closes: they are in the book
+    let mut frame = Vec::new();
+    let mut w = FrameWriter::new(&mut frame, 1_200);
+    w.push_cancel(&Cancel { client_id: 41, target: CancelTarget::Nonce(100) }).unwrap(); // open in the book
+    w.push_cancel(&Cancel { client_id: 41, target: CancelTarget::Nonce(500) }).unwrap(); // never sent
+    w.finish();
+    let seen = send_all(&mut c, &[(frame, 2)], true, 10);
+    assert_eq!(seen.receipts[&100].0, Ok(()), "the open bid is cancelled in the book");
+    assert_eq!(seen.receipts[&100].1, bids.receipts[&100].1, "the receipt names the bid's seq");
+    assert_eq!(seen.receipts[&500].0, Err(Reason::NotFound));
+    c.close();
+    assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+}
+
+/// A second daemon on a QUIC port in use exits 1 (it must not join the first one's
+/// `SO_REUSEPORT` group and take half its connections).
+#[test]
+fn a_quic_port_in_use_stops_the_start() {
+    let (mut d, addr, _) = start("quic-port-a", "");
+    let dir = scratch_dir("quic-port-b");
+    let text = config_text(&dir.join("data"), 20, 1)
+        .replace("[quic]\nlisten = \"127.0.0.1:0\"\n", &format!("[quic]\nlisten = \"{addr}\"\n"));
+    let config = dir.join("flashpointd.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashpointd"))
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("QUIC intake on {addr}")), "{stderr}");
+    assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+}

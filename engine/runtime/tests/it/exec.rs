@@ -152,6 +152,49 @@ fn roles_sharing_a_cpu_all_make_progress() {
 }
 
 #[test]
+fn roles_sharing_a_queue_park_the_thread_together() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cpu = exec::allowed_cpus().unwrap()[0];
+    let stop = StopFlag::new();
+    stop_after(&stop, Duration::from_secs(20));
+    // Three idle roles in the default task queue, parking 2 ms each: the executor thread
+    // must sleep (a few hundred rounds in a second), not spin through yields (millions).
+    let counts: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+    let modes = Arc::new(Mutex::new(Vec::new()));
+    let roles = (0..3)
+        .map(|index| {
+            let (counts, modes) = (counts.clone(), modes.clone());
+            RoleSpec::new(format!("role-{index}"), move |ctx| async move {
+                modes.lock().unwrap().push(ctx.park_mode);
+                let mut idler = Idler::new(IdleStrategy::Park { park_ns: 2_000_000 });
+                while !ctx.stop.is_stopped() {
+                    counts[index].fetch_add(1, Ordering::Relaxed);
+                    idler.idle(false).perform(ctx.park_mode).await;
+                }
+            })
+        })
+        .collect();
+    let executors = exec::start(vec![ExecutorSpec::new(cpu, "shared", roles)], stop.clone()).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    executors.stop();
+    for (name, result) in executors.join() {
+        result.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let mut modes = modes.lock().unwrap().clone();
+    modes.sort_by_key(|m| match m {
+        ParkMode::Together { slot, .. } => *slot,
+        _ => u8::MAX,
+    });
+    assert_eq!(modes, (0..3).map(|slot| ParkMode::Together { slot, roles: 3 }).collect::<Vec<_>>());
+    let values: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    eprintln!("iterations per role in 1 s: {values:?}");
+    // Each role ran (after every sleep each looks for work once) but the thread slept: at
+    // most one round per 2 ms sleep, plus the start.
+    assert!(values.iter().all(|&v| v >= 5), "a role starved: {values:?}");
+    assert!(values.iter().all(|&v| v <= 1_000), "the thread did not sleep: {values:?}");
+}
+
+#[test]
 fn a_panicking_role_stops_the_other_executors() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let Some((cpu_a, cpu_b)) = two_cpus() else {

@@ -320,15 +320,20 @@ fn watch_prints_window_results_until_count() {
         }
     }
     assert!(seen, "the watcher printed the window of the submitted intent");
-    watch.kill().unwrap();
-    watch.wait().unwrap();
+    // Ctrl-C stops it with exit 0.
+    let int = Command::new("kill").args(["-INT", &watch.id().to_string()]).status().unwrap();
+    assert!(int.success());
+    for line in lines {
+        line.unwrap();
+    }
+    assert_eq!(watch.wait().unwrap().code(), Some(0));
 
     // --count stops it (exit 0); human output.
     let out = fpn(&["watch", "--data-dir", d, "--count", "2", "--duration", "120"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert_eq!(text.lines().filter(|l| l.contains(": block of")).count(), 2, "{text}");
-    assert!(text.contains(": clearing of"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains(": clearing of")).count(), 2, "{text}");
     // --duration stops it too.
     let out = fpn(&["watch", "--data-dir", d, "--duration", "0.5"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -395,4 +400,36 @@ fn status_reads_readiness_and_metrics() {
     drop(closed);
     let out = fpn(&["status", "--admin", &nobody]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn datagram_records_without_receipts_are_resent() {
+    // Every 3rd datagram is lost each way: some records never arrive (their resend is
+    // accepted), some receipts never arrive (their resend is refused duplicate_nonce, which
+    // means accepted before).
+    let config = TestServerConfig { datagram_loss_every: 3, ..TestServerConfig::default() };
+    let server = ThreadedTestServer::start(config).unwrap();
+    let dir = data_dir(&server, "resend");
+    let lines: String = (1..=200)
+        .map(|n| format!("{{\"client_id\": 7, \"nonce\": {n}, \"profit\": {n}, \"keys\": [{n}]}}\n"))
+        .collect();
+    let path = file("lossy.jsonl", &lines);
+    let args = ["submit", "--data-dir", dir.to_str().unwrap(), "--input", path.to_str().unwrap()];
+    let out = fpn(&[&args[..], &["--json", "--timeout", "60", "--quiet", "0.5", "--resends", "20"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json_of(&out);
+    assert_eq!(v["accepted"], 200);
+    assert!(v["resends"].as_u64().unwrap() >= 1);
+    let statuses: Vec<&str> =
+        v["records"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert!(statuses.contains(&"accepted_before"), "{statuses:?}");
+
+    // Without resends the losses show as records without receipts (exit 1).
+    let path = file("lossy2.jsonl", &lines.replace("\"client_id\": 7", "\"client_id\": 8"));
+    let args = ["submit", "--data-dir", dir.to_str().unwrap(), "--input", path.to_str().unwrap()];
+    let out = fpn(&[&args[..], &["--json", "--timeout", "2", "--resends", "0"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json_of(&out);
+    assert!(v["no_receipt"].as_u64().unwrap() > 0);
+    assert_eq!(v["resends"], 0);
 }

@@ -1,6 +1,7 @@
 //! `fpn` run as a user would: the built binary, real files, exit codes and output.
 
 mod daemon;
+mod real_daemon;
 
 use std::io::Write;
 use std::process::{Command, Output};
