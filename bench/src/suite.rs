@@ -600,13 +600,24 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
     }
     match (sat("engine"), sat("quic-sink")) {
         (Some(e), Some(s)) => {
+            // A sink search that ended far below what the sink took in the blast phase was
+            // ended by client stalls (send lag over the bound), not by the sink.
+            let unreliable = blast("quic-sink").is_some_and(|(b, _)| s < 0.5 * b);
             let _ = writeln!(
                 t,
-                "  engine accepts >= 90% of bare quinn receiver records/s (saturation): {:.1}% -> {}",
+                "  engine accepts >= 90% of bare quinn receiver records/s (saturation): {:.1}% -> {}{}",
                 e / s * 100.0,
-                verdict(e / s >= 0.9)
+                verdict(e / s >= 0.9),
+                if unreliable {
+                    " (unreliable: the sink's search ended far below its blast figure, on client stalls)"
+                } else {
+                    ""
+                }
             );
-            checks.insert("accept_rate_vs_sink".into(), json!({"ratio": e / s, "met": e / s >= 0.9}));
+            checks.insert(
+                "accept_rate_vs_sink".into(),
+                json!({"ratio": e / s, "met": e / s >= 0.9, "unreliable": unreliable}),
+            );
         }
         _ => {
             let _ = writeln!(t, "  engine accepts >= 90% of bare quinn receiver records/s: not measured");
