@@ -122,9 +122,10 @@ pub struct ServerConfig {
 
 /// Where the engine side takes records.
 pub trait Admit {
-    /// Whether the next frame may be taken now (asked before each frame). While `false`
-    /// frames wait in QUIC's buffers (stream data under flow control; datagrams in the
-    /// connection's receive buffer).
+    /// Whether the next frame may be taken now (asked before each frame). While `false`,
+    /// stream frames wait in QUIC's buffers (flow control slows the client down), and
+    /// datagram records are answered `overloaded` at once: a datagram left waiting would be
+    /// dropped without a word once the connection's receive buffer is full.
     fn ready(&mut self) -> bool;
     /// One record of a structurally valid frame, already checked for the session's client id
     /// and its token bucket. `None`: answered later through [`Server::handle_late_receipt`].
@@ -160,6 +161,8 @@ pub struct Counters {
     pub frames_refused_total: u64,
     pub streams_stopped_total: u64,
     pub records_rate_limited_total: u64,
+    /// Datagram records answered `overloaded` because the engine could not take a frame.
+    pub records_overloaded_total: u64,
     pub records_client_mismatch_total: u64,
     pub records_unauthorized_total: u64,
     pub receipts_datagram_total: u64,
@@ -835,6 +838,31 @@ pub fn handle_frame(
     Ok(())
 }
 
+/// Answers every record `overloaded` (after the transport's own checks): how a datagram is
+/// handled while the engine cannot take a frame.
+struct RefuseOverloaded<'a, A> {
+    inner: &'a mut A,
+    refused: u64,
+}
+
+impl<A: Admit> Admit for RefuseOverloaded<'_, A> {
+    fn ready(&mut self) -> bool {
+        true
+    }
+
+    fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
+        let mut receipt = receipt_template(record, rx_ns);
+        receipt.status = Err(Reason::Overloaded);
+        self.inner.refused(&receipt);
+        self.refused += 1;
+        Some(receipt)
+    }
+
+    fn refused(&mut self, receipt: &Receipt) {
+        self.inner.refused(receipt);
+    }
+}
+
 /// What a session's record handling borrows from the server.
 struct Ctx<'a> {
     limits: &'a Limits,
@@ -977,9 +1005,7 @@ impl Session {
     fn read_datagrams(&mut self, slot: usize, ctx: &mut Ctx<'_>, admit: &mut impl Admit) -> bool {
         for _ in 0..RECORDS_BUDGET {
             // Asked per frame: one datagram's records must fit the engine's queues.
-            if !admit.ready() {
-                return true;
-            }
+            let ready = admit.ready();
             let Some(payload) = self.conn.datagrams().recv() else { return false };
             ctx.counters.frames_datagram_total += 1;
             let rx_ns = self.last_rx_ns;
@@ -987,7 +1013,13 @@ impl Session {
                 self.refuse_frame(Reason::Oversized, rx_ns, true, ctx, admit);
                 continue;
             }
-            self.handle_frame(&payload, rx_ns, true, slot, ctx, admit);
+            if ready {
+                self.handle_frame(&payload, rx_ns, true, slot, ctx, admit);
+            } else {
+                let mut refuse = RefuseOverloaded { inner: admit, refused: 0 };
+                self.handle_frame(&payload, rx_ns, true, slot, ctx, &mut refuse);
+                ctx.counters.records_overloaded_total += refuse.refused;
+            }
         }
         true
     }

@@ -18,6 +18,8 @@ use crate::{Admit, Auth, Limits, Server, ServerConfig};
 /// Accepts every intent into window 1 with increasing seqs; cancels go "to the merger".
 #[derive(Default)]
 struct ToyEngine {
+    /// Set by the test: the engine cannot take a frame.
+    busy: Arc<AtomicBool>,
     seq: u64,
     refused: usize,
     late: Vec<Receipt>,
@@ -25,10 +27,11 @@ struct ToyEngine {
 
 impl Admit for ToyEngine {
     fn ready(&mut self) -> bool {
-        true
+        !self.busy.load(Ordering::Relaxed)
     }
 
     fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
+        assert!(self.ready(), "a record admitted while the engine is busy");
         let mut r = crate::receipt_template(record, rx_ns);
         match record {
             RecordRef::Intent(i) => match i.validate() {
@@ -60,6 +63,8 @@ struct Harness {
     stop: Arc<AtomicBool>,
     /// Set by the test: push a window result frame for window 1 (and answer late receipts).
     push_window: Arc<AtomicBool>,
+    /// Set by the test: the toy engine's `ready` says no.
+    busy: Arc<AtomicBool>,
     stats: Arc<Mutex<crate::Counters>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -81,11 +86,13 @@ impl Harness {
         let addr = socket.local_addr();
         let stop = Arc::new(AtomicBool::new(false));
         let push_window = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(crate::Counters::default()));
         let thread = std::thread::spawn({
             let (stop, push_window, stats) = (stop.clone(), push_window.clone(), stats.clone());
+            let busy = busy.clone();
             move || {
-                let mut engine = ToyEngine::default();
+                let mut engine = ToyEngine { busy, ..ToyEngine::default() };
                 let mut buf = Vec::with_capacity(64 * 1024);
                 let local_ip = socket.local_ip();
                 let mut inbox: Vec<(SocketAddr, Vec<u8>, u64)> = Vec::new();
@@ -143,7 +150,7 @@ impl Harness {
                 }
             }
         });
-        Harness { addr, pin, stop, push_window, stats, thread: Some(thread) }
+        Harness { addr, pin, stop, push_window, busy, stats, thread: Some(thread) }
     }
 
     fn options(&self, key: &str) -> ClientOptions {
@@ -252,6 +259,47 @@ fn datagram_and_stream_records_get_receipts_and_the_window() {
     let counters = h.counters();
     assert!(counters.receipts_datagram_total >= 2000 - counters.receipts_fallback_total);
     c.close();
+}
+
+#[test]
+fn a_busy_engine_answers_datagrams_overloaded_and_leaves_stream_frames_waiting() {
+    let h = Harness::start(Auth::Open, Limits::default());
+    let mut c = Client::connect(h.addr, &h.options("7")).unwrap();
+    h.busy.store(true, Ordering::Relaxed);
+    for f in 0..20u64 {
+        c.send_datagram(&intents_frame(7, f * 10..f * 10 + 10)).unwrap();
+    }
+    let (got, _, _) = collect(&mut c, 200);
+    assert_eq!(got.len(), 200, "every datagram record answered: {:?}", h.counters());
+    assert!(got.values().all(|s| *s == Err(Reason::Overloaded)), "{got:?}");
+    // Stream frames wait for the engine instead.
+    for f in 0..5u64 {
+        c.send_stream(&intents_frame(7, 1_000 + f * 10..1_000 + f * 10 + 10)).unwrap();
+    }
+    let waiting = collect_for(&mut c, Duration::from_millis(500));
+    assert!(waiting.is_empty(), "stream records answered while busy: {waiting:?}");
+    h.busy.store(false, Ordering::Relaxed);
+    let (got, _, _) = collect(&mut c, 50);
+    assert_eq!(got.len(), 50);
+    assert!(got.values().all(|s| s.is_ok()));
+    let counters = h.counters();
+    assert_eq!(counters.records_overloaded_total, 200);
+    c.close();
+}
+
+/// Every receipt that arrives within `wait`.
+fn collect_for(client: &mut Client, wait: Duration) -> HashMap<u64, Result<(), Reason>> {
+    let deadline = Instant::now() + wait;
+    let mut got = HashMap::new();
+    while Instant::now() < deadline {
+        let Some((_, frame)) = client.next_frame(Duration::from_millis(50)).unwrap() else { continue };
+        for record in decode_frame(&frame).unwrap() {
+            if let RecordRef::Receipt(r) = record {
+                got.insert(r.nonce.get(), Reason::from_code(r.status).map_or(Ok(()), Err));
+            }
+        }
+    }
+    got
 }
 
 #[test]

@@ -138,7 +138,8 @@ pub struct QuicAdmit<'a, 'r> {
     pub now_ns: u64,
     pub draining: bool,
     /// Free slots every output ring must have before a frame is taken: the records of one
-    /// frame then never meet a full ring (`overloaded`) but wait in QUIC's buffers.
+    /// frame never meet a full ring; until there is room, stream frames wait in QUIC's
+    /// buffers and datagram records are answered `overloaded` by the transport.
     pub room_min: usize,
     /// Set when the window is full and this intake does not own the clock.
     pub close_request: Option<&'a AtomicBool>,
@@ -311,8 +312,12 @@ impl QuicIo {
             s.counter(&QUIC_FRAMES_TOTAL, &labels.frames[i], v);
         }
         s.counter(&QUIC_STREAMS_STOPPED_TOTAL, none, c.streams_stopped_total);
-        let refused =
-            [c.records_rate_limited_total, c.records_client_mismatch_total, c.records_unauthorized_total];
+        let refused = [
+            c.records_rate_limited_total,
+            c.records_client_mismatch_total,
+            c.records_unauthorized_total,
+            c.records_overloaded_total,
+        ];
         for (i, v) in refused.into_iter().enumerate() {
             s.counter(&QUIC_RECORDS_REFUSED_TOTAL, &labels.refused[i], v);
         }
@@ -371,7 +376,7 @@ impl Default for QuicLabels {
                 &["opened", "unauthorized", "overloaded", "bad_hello", "backlog_closed", "hello_timeout"],
             ),
             frames: make("source", &["datagram", "stream", "refused"]),
-            refused: make("reason", &["rate_limited", "client_mismatch", "unauthorized"]),
+            refused: make("reason", &["rate_limited", "client_mismatch", "unauthorized", "overloaded"]),
             receipts: make("path", &["datagram", "stream", "fallback"]),
         }
     }
