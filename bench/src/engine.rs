@@ -181,10 +181,13 @@ impl Drop for Server {
 }
 
 /// What the harness sets on the engine before the caller's `--set`s: the largest datagram
-/// frame it takes (so 16 records fit, and the same frames go to every target) and no
-/// per-client rate limit (the bench measures the engine, not its token bucket).
-pub const ENGINE_SETS: [&str; 3] =
-    ["quic.listen=127.0.0.1:0", "quic.datagram_frame_max=1400", "quic.rate_per_s=0"];
+/// frame it takes (so 16 records fit, and the same frames go to every target), no
+/// per-client rate limit (the bench measures the engine, not its token bucket), and no
+/// prover: on the bench's one server CPU its Groth16 proofs (seconds each, measured
+/// 2026-11-21: five in a 10 s phase) would share the CPU with the receipt path being
+/// measured. `--engine-set prover.enabled=true` puts it back.
+pub const ENGINE_SETS: [&str; 4] =
+    ["quic.listen=127.0.0.1:0", "quic.datagram_frame_max=1400", "quic.rate_per_s=0", "prover.enabled=false"];
 
 /// `flashpointd` with a fresh data dir under `dir`, the admin endpoint and the QUIC intake
 /// on free loopback ports, [`ENGINE_SETS`], then `sets` as `--set KEY=VALUE` (later wins).

@@ -110,7 +110,7 @@ struct RunArgs {
     engine_bin: PathBuf,
     /// Engine setting, `KEY=VALUE` (repeatable), passed as `--set` after the harness's own
     /// (`quic.datagram_frame_max=1400`, `quic.rate_per_s=0`: the engine's capacity, not its
-    /// rate limiter), so they win.
+    /// rate limiter; `prover.enabled=false`: the receipt path alone), so they win.
     #[arg(long = "engine-set")]
     engine_sets: Vec<String>,
     /// Seconds to wait for the engine's quic.addr.
