@@ -390,7 +390,8 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
             let bind: SocketAddr =
                 if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().expect("literal");
             let ep = procstat::quinn_endpoint(bind, None).map_err(|e| format!("client endpoint: {e}"))?;
-            let config = crate::tls::client_config(*pin, opts.initial_mtu);
+            let pin = pin.ok_or("no certificate pin for the QUIC target (--pin, or its cert.sha256)")?;
+            let config = crate::tls::client_config(pin, opts.initial_mtu);
             for c in 0..conns {
                 let s =
                     QuicSession::connect(&ep, config.clone(), *addr, opts.client_id_base + c as u64).await?;

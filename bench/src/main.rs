@@ -132,7 +132,7 @@ struct LoadArgs {
     /// Plain UDP (the udp-echo), not QUIC.
     #[arg(long)]
     udp: bool,
-    /// SHA-256 of the server certificate (hex); without it any certificate is accepted.
+    /// SHA-256 of the server certificate (hex); required for a QUIC target.
     #[arg(long)]
     pin: Option<String>,
     /// The server sends no receipts (the quic-sink).

@@ -1,38 +1,23 @@
 //! TLS for the bench: a self-signed certificate for the bare servers, and a client that pins
-//! the server certificate's SHA-256 (or, with no pin, accepts any certificate: loopback only).
+//! the server certificate's SHA-256 (`fpn_tls`, the pin the client library uses too).
 //! rustls with the `ring` provider, TLS 1.3 only, ALPN `fpn/1`, as the engine's intake.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use fpn_tls::{Fingerprint, PinVerifier, provider};
 use fpn_wire::session::ALPN;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use sha2::{Digest, Sha256};
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// SHA-256 of a DER certificate, lower-case hex (the form of `<data_dir>/tls/cert.sha256`).
 pub fn cert_sha256_hex(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect()
+    Fingerprint::of_der(der).to_string()
 }
 
 /// Parses 64 hex digits (surrounding white space and `:` separators allowed).
 pub fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
-    let hex: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
+    Fingerprint::parse_hex(text).ok().map(|f| f.0)
 }
 
 /// The transport settings both ends of the bench use. Datagram buffers are large enough for
@@ -69,11 +54,11 @@ pub fn server_config(initial_mtu: u16) -> (quinn::ServerConfig, String) {
     (server, sha)
 }
 
-/// Client configuration: the certificate is checked against `pin` (SHA-256 of its DER) when
-/// given, else accepted as it is. The handshake signature is always verified.
-pub fn client_config(pin: Option<[u8; 32]>, initial_mtu: u16) -> quinn::ClientConfig {
+/// Client configuration: the certificate is checked against `pin` (SHA-256 of its DER), and
+/// the handshake signature is verified.
+pub fn client_config(pin: [u8; 32], initial_mtu: u16) -> quinn::ClientConfig {
     let provider = provider();
-    let verifier = Arc::new(PinVerifier { pin, provider: provider.clone() });
+    let verifier = Arc::new(PinVerifier::new(Fingerprint(pin), provider.clone()));
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("ring supports TLS 1.3")
@@ -87,62 +72,6 @@ pub fn client_config(pin: Option<[u8; 32]>, initial_mtu: u16) -> quinn::ClientCo
     client
 }
 
-#[derive(Debug)]
-struct PinVerifier {
-    pin: Option<[u8; 32]>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.pin {
-            Some(pin) if Sha256::digest(end_entity.as_ref()).as_slice() != pin => Err(
-                rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure),
-            ),
-            _ => Ok(ServerCertVerified::assertion()),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,7 +80,7 @@ mod tests {
     fn sha256_hex_round_trip() {
         let hex = cert_sha256_hex(b"abc");
         assert_eq!(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(parse_sha256_hex(&format!("{hex}\n")), Some(Sha256::digest(b"abc").into()));
+        assert_eq!(parse_sha256_hex(&format!("{hex}\n")), Some(Fingerprint::of_der(b"abc").0));
         assert_eq!(parse_sha256_hex("ab:cd"), None);
     }
 }

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use fpn_tls::{Fingerprint, PinVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use sha2::{Digest, Sha256};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// File names under `<data_dir>/tls/`.
 pub const GENERATED_CERT_FILE: &str = "cert.pem";
@@ -39,17 +39,13 @@ pub struct Identity {
 
 impl Identity {
     pub fn sha256_hex(&self) -> String {
-        hex(&self.sha256)
+        Fingerprint(self.sha256).to_string()
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-256 of a DER certificate.
 pub fn cert_sha256(der: &[u8]) -> [u8; 32] {
-    Sha256::digest(der).into()
+    Fingerprint::of_der(der).0
 }
 
 fn pem_err(path: &Path) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError {
@@ -105,10 +101,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
-/// The `ring` provider, shared by server and client configs.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+pub use fpn_tls::provider;
 
 /// rustls server config: TLS 1.3 only, ALPN `fpn/1` only (a client offering another ALPN, or
 /// none, fails the handshake with `no_application_protocol`).
@@ -122,86 +115,20 @@ pub fn server_crypto(identity: &Identity) -> Result<rustls::ServerConfig, TlsErr
     Ok(config)
 }
 
-/// Client-side certificate check by pin: the leaf's SHA-256 must equal `pin`; the handshake
-/// signature is still verified with the leaf's key.
-#[derive(Debug)]
-pub struct PinVerifier {
-    pin: [u8; 32],
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl PinVerifier {
-    pub fn new(pin: [u8; 32]) -> PinVerifier {
-        PinVerifier { pin, provider: provider() }
-    }
-}
-
-impl rustls::client::danger::ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if cert_sha256(end_entity) == self.pin {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// rustls client config that trusts the certificate with SHA-256 `pin`, offering `alpn`.
 pub fn client_crypto_pinned(pin: [u8; 32], alpn: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinVerifier::new(pin)))
+        .with_custom_certificate_verifier(Arc::new(PinVerifier::new(Fingerprint(pin), provider())))
         .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
 }
 
-/// Parses 64 hex digits.
+/// Parses the 64 hex digits of a pin (`cert.sha256`).
 pub fn parse_pin(hex_text: &str) -> Option<[u8; 32]> {
-    let t = hex_text.trim();
-    if t.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    Fingerprint::parse_hex(hex_text).ok().map(|f| f.0)
 }
 
 #[cfg(test)]
