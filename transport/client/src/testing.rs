@@ -233,10 +233,7 @@ impl TestServer {
     /// Writes what the daemon writes for clients into `data_dir`: `quic.addr`,
     /// `tls/cert.sha256` and `tls/cert.pem`.
     pub fn write_data_dir(&self, data_dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(data_dir.join("tls"))?;
-        std::fs::write(data_dir.join("quic.addr"), format!("{}\n", self.addr))?;
-        std::fs::write(data_dir.join("tls/cert.sha256"), format!("{}\n", self.fingerprint()))?;
-        std::fs::write(data_dir.join("tls/cert.pem"), &self.cert.cert_pem)
+        write_data_dir(self.addr, &self.cert, data_dir)
     }
 
     /// Closes every connection (application code 0), waits until they are gone and releases
@@ -301,10 +298,7 @@ impl ThreadedTestServer {
 
     /// As [`TestServer::write_data_dir`].
     pub fn write_data_dir(&self, data_dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(data_dir.join("tls"))?;
-        std::fs::write(data_dir.join("quic.addr"), format!("{}\n", self.addr))?;
-        std::fs::write(data_dir.join("tls/cert.sha256"), format!("{}\n", self.fingerprint()))?;
-        std::fs::write(data_dir.join("tls/cert.pem"), &self.cert.cert_pem)
+        write_data_dir(self.addr, &self.cert, data_dir)
     }
 }
 
@@ -646,4 +640,12 @@ async fn publish(state: &State) {
         let _ = results.lock().await.write_all(&frames).await;
     }
     state.stats.windows_published_total.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The files a daemon leaves for its clients, for a test server at `addr` with `cert`.
+fn write_data_dir(addr: SocketAddr, cert: &TestCert, data_dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(data_dir.join("tls"))?;
+    std::fs::write(data_dir.join("quic.addr"), format!("{addr}\n"))?;
+    std::fs::write(data_dir.join("tls/cert.sha256"), format!("{}\n", cert.fingerprint()))?;
+    std::fs::write(data_dir.join("tls/cert.pem"), &cert.cert_pem)
 }
