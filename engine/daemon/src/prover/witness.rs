@@ -5,9 +5,10 @@ use fpn_prover::{
     AuctionWitness, BLOCK_ENTRIES_MAX, ClearingWitness, EntryWitness, PRICING_FIRST_PRICE, PRICING_UNIFORM,
     WINNERS_MAX, WinnerWitness,
 };
+use fpn_wire::{BlockRef, ClearingRef};
 use serde_json::Value;
 
-use super::pool::{SkipReason, WindowInput};
+use super::pool::SkipReason;
 
 fn uint(v: &Value, field: &str) -> Result<u64, String> {
     v.get(field).and_then(Value::as_u64).ok_or_else(|| format!("`{field}`: expected an unsigned integer"))
@@ -86,13 +87,46 @@ pub fn journal_witness(line: &Value, reserve: u64) -> Result<ClearingWitness, Sk
     build().map_err(|_| SkipReason::Unprovable)
 }
 
-/// What the pool gets for one journal line.
-pub fn window_input(line: &Value, reserve: u64) -> WindowInput {
-    WindowInput {
-        window_id: line["window_id"].as_u64().unwrap_or(0),
-        closed_ns: line["closed_ns"].as_u64().unwrap_or(0),
-        witness: journal_witness(line, reserve),
+/// The witness of one window straight from its encoded block and clearing (the journal
+/// role's path: no JSON in between). Same rules as [`journal_witness`].
+pub fn frame_witness(
+    block: Option<BlockRef<'_>>,
+    clearing: Option<ClearingRef<'_>>,
+    reserve: u64,
+) -> Result<ClearingWitness, SkipReason> {
+    let (Some(b), Some(c)) = (block, clearing) else { return Err(SkipReason::Unprovable) };
+    if b.entries.len() > BLOCK_ENTRIES_MAX || c.winners.len() > WINNERS_MAX {
+        return Err(SkipReason::TooLarge);
     }
+    let pricing = c.fixed.pricing;
+    if pricing != PRICING_FIRST_PRICE && pricing != PRICING_UNIFORM {
+        return Err(SkipReason::Unprovable);
+    }
+    Ok(ClearingWitness {
+        window_id: b.fixed.window_id.get(),
+        windows_count: 1,
+        fee_ppm: b.fixed.fee_ppm.get(),
+        fifo_total: b.fixed.fifo_total.get(),
+        entries: b
+            .entries
+            .iter()
+            .map(|e| EntryWitness { seq: e.seq.get(), profit: e.profit.get(), payout: e.payout.get() })
+            .collect(),
+        auction: AuctionWitness {
+            pricing,
+            reserve,
+            uniform_price: if pricing == PRICING_UNIFORM {
+                c.fixed.uniform_price.get().max(reserve)
+            } else {
+                0
+            },
+            winners: c
+                .winners
+                .iter()
+                .map(|w| WinnerWitness { seq: w.seq.get(), amount: w.amount.get(), price: w.price.get() })
+                .collect(),
+        },
+    })
 }
 
 /// A witness given as JSON (`POST /proofs`, `docs/daemon.md`):
@@ -143,11 +177,9 @@ mod tests {
 
     #[test]
     fn journal_lines_become_valid_witnesses() {
-        let input = window_input(&line(), 0);
-        assert_eq!((input.window_id, input.closed_ns), (7, 123));
-        let w = input.witness.unwrap();
+        let w = journal_witness(&line(), 0).unwrap();
         let p = w.check().unwrap();
-        assert_eq!((p.total, p.fee, p.revenue, p.windows_count), (4200, 320, 800, 1));
+        assert_eq!((p.total, p.fee, p.revenue, p.windows_count, w.window_id), (4200, 320, 800, 1, 7));
     }
 
     #[test]

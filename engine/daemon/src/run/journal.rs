@@ -1,8 +1,12 @@
 //! The journal's line format: one JSON object per window (`docs/daemon.md`, "Journal").
+//!
+//! The line is written straight into a reused `String`, keys in alphabetical order (the order
+//! `serde_json`'s map gives, which the tests parse back and compare): building a
+//! `serde_json::Value` tree first cost milliseconds per busy window on the journal's CPU,
+//! which it shares with the intake on small machines.
 
 use fpn_engine::CloseReason;
-use fpn_wire::{RecordRef, decode_frame};
-use serde_json::{Value, json};
+use fpn_wire::{BlockRef, ClearingRef, RecordRef, decode_frame};
 
 use super::roles::ResultMsg;
 
@@ -23,79 +27,242 @@ fn builder_str(code: u8) -> &'static str {
     }
 }
 
-/// The journal line of one window result: the summary counts, the block and the clearing,
-/// decoded back from the encoded frame the merger sent (so the journal shows exactly the
-/// bytes a client would get).
-pub fn window_json(msg: &ResultMsg) -> Value {
-    let w = &msg.window;
-    let mut block = Value::Null;
-    let mut clearing = Value::Null;
-    let records = decode_frame(&msg.bytes).expect("the merger encodes valid frames");
-    for record in records {
+/// The block and the clearing of a window, decoded from the encoded frame the merger sent (so
+/// the journal shows exactly the bytes a client would get).
+pub fn window_records(msg: &ResultMsg) -> (Option<BlockRef<'_>>, Option<ClearingRef<'_>>) {
+    let (mut block, mut clearing) = (None, None);
+    for record in decode_frame(&msg.bytes).expect("the merger encodes valid frames") {
         match record {
-            RecordRef::Block(b) => {
-                let f = b.fixed;
-                let entries: Vec<Value> = b
-                    .entries
-                    .iter()
-                    .map(|e| {
-                        json!({
-                            "seq": e.seq.get(),
-                            "client_id": e.client_id.get(),
-                            "profit": e.profit.get(),
-                            "payout": e.payout.get(),
-                        })
-                    })
-                    .collect();
-                block = json!({
-                    "window_id": f.window_id.get(),
-                    "builder": builder_str(f.builder),
-                    "exact": f.exact != 0,
-                    "total": f.total.get(),
-                    "fifo_total": f.fifo_total.get(),
-                    "surplus": f.surplus.get(),
-                    "fee": f.fee.get(),
-                    "fee_ppm": f.fee_ppm.get(),
-                    "upper_bound": f.upper_bound.get(),
-                    "entries": entries,
-                });
-            }
-            RecordRef::Clearing(c) => {
-                let f = c.fixed;
-                let winners: Vec<Value> = c
-                    .winners
-                    .iter()
-                    .map(|x| {
-                        json!({
-                            "seq": x.seq.get(),
-                            "client_id": x.client_id.get(),
-                            "amount": x.amount.get(),
-                            "price": x.price.get(),
-                        })
-                    })
-                    .collect();
-                clearing = json!({
-                    "window_id": f.window_id.get(),
-                    "pricing": if f.pricing == 0 { "first-price" } else { "uniform" },
-                    "order": if f.order == 0 { "priority-first" } else { "amount-desc" },
-                    "uniform_price": f.uniform_price.get(),
-                    "revenue": f.revenue.get(),
-                    "winners": winners,
-                });
-            }
+            RecordRef::Block(b) => block = Some(b),
+            RecordRef::Clearing(c) => clearing = Some(c),
             _ => {}
         }
     }
-    json!({
-        "window_id": w.window_id,
-        "opened_ns": w.opened_ns,
-        "closed_ns": w.closed_ns,
-        "published_ns": msg.published_ns,
-        "reason": reason_str(w.reason),
-        "intents_count": w.intents_count,
-        "bids_count": w.bids_count,
-        "cancelled_count": w.cancelled_count,
-        "block": block,
-        "clearing": clearing,
-    })
+    (block, clearing)
+}
+
+/// A JSON object written field by field; the caller gives keys in order.
+struct Obj<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> Obj<'a> {
+    fn open(out: &'a mut String) -> Obj<'a> {
+        out.push('{');
+        Obj { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) -> &mut String {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
+    }
+
+    fn u64(&mut self, key: &str, v: u64) {
+        let mut buf = itoa::Buffer::new();
+        self.key(key).push_str(buf.format(v));
+    }
+
+    fn bool(&mut self, key: &str, v: bool) {
+        self.key(key).push_str(if v { "true" } else { "false" });
+    }
+
+    /// `v` must not need escaping (the journal's strings are fixed words).
+    fn str(&mut self, key: &str, v: &str) {
+        let out = self.key(key);
+        out.push('"');
+        out.push_str(v);
+        out.push('"');
+    }
+
+    fn array<T>(&mut self, key: &str, items: &[T], mut item: impl FnMut(&mut Obj<'_>, &T)) {
+        let out = self.key(key);
+        out.push('[');
+        for (i, x) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let mut o = Obj::open(out);
+            item(&mut o, x);
+            o.close();
+        }
+        out.push(']');
+    }
+
+    fn object(&mut self, key: &str, fill: impl FnOnce(&mut Obj<'_>)) {
+        let mut o = Obj::open(self.key(key));
+        fill(&mut o);
+        o.close();
+    }
+
+    fn null(&mut self, key: &str) {
+        self.key(key).push_str("null");
+    }
+
+    fn close(self) {
+        self.out.push('}');
+    }
+}
+
+/// Appends the journal line of one window result to `out` (no newline): the summary counts,
+/// the block and the clearing (`null` when the frame has none).
+pub fn write_line(
+    msg: &ResultMsg,
+    block: Option<BlockRef<'_>>,
+    clearing: Option<ClearingRef<'_>>,
+    out: &mut String,
+) {
+    let w = &msg.window;
+    let mut o = Obj::open(out);
+    o.u64("bids_count", w.bids_count as u64);
+    match block {
+        Some(b) => o.object("block", |o| {
+            let f = b.fixed;
+            o.str("builder", builder_str(f.builder));
+            o.array("entries", b.entries, |o, e| {
+                o.u64("client_id", e.client_id.get());
+                o.u64("payout", e.payout.get());
+                o.u64("profit", e.profit.get());
+                o.u64("seq", e.seq.get());
+            });
+            o.bool("exact", f.exact != 0);
+            o.u64("fee", f.fee.get());
+            o.u64("fee_ppm", f.fee_ppm.get() as u64);
+            o.u64("fifo_total", f.fifo_total.get());
+            o.u64("surplus", f.surplus.get());
+            o.u64("total", f.total.get());
+            o.u64("upper_bound", f.upper_bound.get());
+            o.u64("window_id", f.window_id.get());
+        }),
+        None => o.null("block"),
+    }
+    o.u64("cancelled_count", w.cancelled_count as u64);
+    match clearing {
+        Some(c) => o.object("clearing", |o| {
+            let f = c.fixed;
+            o.str("order", if f.order == 0 { "priority-first" } else { "amount-desc" });
+            o.str("pricing", if f.pricing == 0 { "first-price" } else { "uniform" });
+            o.u64("revenue", f.revenue.get());
+            o.u64("uniform_price", f.uniform_price.get());
+            o.u64("window_id", f.window_id.get());
+            o.array("winners", c.winners, |o, x| {
+                o.u64("amount", x.amount.get());
+                o.u64("client_id", x.client_id.get());
+                o.u64("price", x.price.get());
+                o.u64("seq", x.seq.get());
+            });
+        }),
+        None => o.null("clearing"),
+    }
+    o.u64("closed_ns", w.closed_ns);
+    o.u64("intents_count", w.intents_count as u64);
+    o.u64("opened_ns", w.opened_ns);
+    o.u64("published_ns", msg.published_ns);
+    o.str("reason", reason_str(w.reason));
+    o.u64("window_id", w.window_id);
+    o.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use fpn_engine::WindowSummary;
+    use fpn_wire::{BlockEntryWire, BlockSummary, ClearingSummary, FrameWriter, WinnerWire};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::prover::witness::{frame_witness, journal_witness};
+
+    fn msg(entries: &[(u64, u64, u64, u64)], pricing: u8) -> ResultMsg {
+        let mut bytes = Vec::new();
+        let mut w = FrameWriter::new(&mut bytes, u32::MAX as usize);
+        let block = BlockSummary {
+            window_id: 7,
+            total: entries.iter().map(|e| e.2).sum(),
+            fifo_total: 1000,
+            surplus: 3200,
+            fee: 320,
+            upper_bound: 5000,
+            fee_ppm: 100_000,
+            builder: 2,
+            exact: false,
+        };
+        let block_entries = entries.iter().map(|&(s, c, p, y)| BlockEntryWire::new(s, c, p, y));
+        w.push_block_iter(&block, block_entries.collect::<Vec<_>>().into_iter()).unwrap();
+        let clearing = ClearingSummary { window_id: 7, uniform_price: 0, revenue: 800, pricing, order: 0 };
+        w.push_clearing(&clearing, &[WinnerWire::new(9, 3, 800, 800)]).unwrap();
+        w.finish();
+        let window = WindowSummary {
+            window_id: 7,
+            opened_ns: 100,
+            closed_ns: 123,
+            reason: CloseReason::Deadline,
+            intents_count: 4,
+            bids_count: 1,
+            cancelled_count: 1,
+        };
+        ResultMsg { window, published_ns: 130, bytes }
+    }
+
+    fn line(m: &ResultMsg) -> String {
+        let (block, clearing) = window_records(m);
+        let mut out = String::new();
+        write_line(m, block, clearing, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_line_is_the_documented_object_with_sorted_keys() {
+        let m = msg(&[(3, 1, 1000, 900), (5, 2, 2500, 2300), (11, 1, 700, 680)], 0);
+        let text = line(&m);
+        let expected = json!({
+            "window_id": 7, "opened_ns": 100, "closed_ns": 123, "published_ns": 130, "reason": "deadline",
+            "intents_count": 4, "bids_count": 1, "cancelled_count": 1,
+            "block": {"window_id": 7, "builder": "improved", "exact": false, "total": 4200,
+                      "fifo_total": 1000, "surplus": 3200, "fee": 320, "fee_ppm": 100000, "upper_bound": 5000,
+                      "entries": [{"seq": 3, "client_id": 1, "profit": 1000, "payout": 900},
+                                  {"seq": 5, "client_id": 2, "profit": 2500, "payout": 2300},
+                                  {"seq": 11, "client_id": 1, "profit": 700, "payout": 680}]},
+            "clearing": {"window_id": 7, "pricing": "first-price", "order": "priority-first",
+                         "uniform_price": 0, "revenue": 800,
+                         "winners": [{"seq": 9, "client_id": 3, "amount": 800, "price": 800}]}
+        });
+        let parsed: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(parsed, expected);
+        // Byte for byte what serde_json writes for the same object (keys sorted).
+        assert_eq!(text, expected.to_string());
+    }
+
+    #[test]
+    fn empty_blocks_and_missing_records_are_written() {
+        let m = msg(&[], 1);
+        let parsed: Value = serde_json::from_str(&line(&m)).unwrap();
+        assert_eq!(parsed["block"]["entries"], json!([]));
+        assert_eq!(parsed["clearing"]["pricing"], json!("uniform"));
+        let (block, _) = window_records(&m);
+        let mut text = String::new();
+        write_line(&m, block, None, &mut text);
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["clearing"], Value::Null);
+    }
+
+    #[test]
+    fn the_frame_witness_equals_the_witness_read_back_from_the_line() {
+        for pricing in [0, 1] {
+            let m = msg(&[(3, 1, 1000, 900), (5, 2, 2500, 2300), (11, 1, 700, 680)], pricing);
+            let (block, clearing) = window_records(&m);
+            let from_frame = frame_witness(block, clearing, 50);
+            let from_line = journal_witness(&serde_json::from_str(&line(&m)).unwrap(), 50);
+            assert_eq!(from_frame, from_line);
+            assert_eq!(from_frame.unwrap().auction.uniform_price, if pricing == 1 { 50 } else { 0 });
+        }
+        let m = msg(&[], 0);
+        let (block, _) = window_records(&m);
+        assert_eq!(frame_witness(block, None, 0), Err(crate::prover::pool::SkipReason::Unprovable));
+    }
 }

@@ -328,6 +328,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         windows_written_total: 0,
         bytes_written_total: 0,
         write_errors_total: 0,
+        line_reserve: 1024,
         prover: None,
     };
     let mut journal = journal;

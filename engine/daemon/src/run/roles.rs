@@ -698,6 +698,8 @@ pub struct JournalRole {
     pub windows_written_total: u64,
     pub bytes_written_total: u64,
     pub write_errors_total: u64,
+    /// Capacity of the next line's buffer: the longest line so far (admin keeps the lines).
+    pub line_reserve: usize,
     /// The journal → prover ring, when the prover is enabled: each window's witness, or why
     /// there is none. A full ring drops the window (the pool counts it as `ring_full`).
     pub prover: Option<super::prover::ProverFeed>,
@@ -762,11 +764,18 @@ impl JournalRole {
     }
 
     fn append(&mut self, msg: &ResultMsg) {
-        let value = super::journal::window_json(msg);
+        let (block, clearing) = super::journal::window_records(msg);
         if let Some(feed) = &mut self.prover {
-            let _ = feed.tx.try_push(crate::prover::witness::window_input(&value, feed.reserve));
+            let input = crate::prover::pool::WindowInput {
+                window_id: msg.window.window_id,
+                closed_ns: msg.window.closed_ns,
+                witness: crate::prover::witness::frame_witness(block, clearing, feed.reserve),
+            };
+            let _ = feed.tx.try_push(input);
         }
-        let mut line = value.to_string();
+        let mut line = String::with_capacity(self.line_reserve);
+        super::journal::write_line(msg, block, clearing, &mut line);
+        self.line_reserve = self.line_reserve.max(line.len() + 1);
         line.push('\n');
         match self.file.write_all(line.as_bytes()) {
             Ok(()) => {
