@@ -21,6 +21,7 @@ use crate::build::{
     BuilderKind, FifoCore, GreedyCore, ImprovedConfig, ImprovedCore, ImprovedStats, KeyIndex, Selection,
     order_key,
 };
+use crate::pace::{Pace, Unpaced, run_unpaced};
 
 /// One intent of a published block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -173,7 +174,7 @@ impl Packer {
 
     /// Builds the block of one window into `out` (see the module doc for the rule).
     pub fn pack(&mut self, window_id: u64, batch: &IntentBatch, fee_rate: FeeRate, out: &mut Block) {
-        self.run_builders(batch);
+        run_unpaced(self.run_builders(batch, &mut Unpaced));
         let chosen = self.last_selection();
         let kind = self.kind;
         let fifo = &self.fifo_selection;
@@ -188,24 +189,33 @@ impl Packer {
     /// its selection, without economics: what a builder shard sends to the merger. Same
     /// selection as the one [`Packer::pack`] compares with FIFO.
     pub fn select(&mut self, batch: &IntentBatch) -> &Selection {
-        self.run_builders(batch);
+        run_unpaced(self.run_builders(batch, &mut Unpaced));
+        self.last_selection()
+    }
+
+    /// [`Packer::select`], pausing at `pace`'s points (`crate::pace`). Same selection.
+    pub async fn select_paced(&mut self, batch: &IntentBatch, pace: &mut impl Pace) -> &Selection {
+        self.run_builders(batch, pace).await;
         self.last_selection()
     }
 
     /// FIFO and the configured builder on `batch`; results in `fifo_selection` and (unless
     /// the kind is `Fifo`) `chosen_selection`.
-    fn run_builders(&mut self, batch: &IntentBatch) {
+    async fn run_builders(&mut self, batch: &IntentBatch, pace: &mut impl Pace) {
         self.index.prepare(batch);
         let needs_adjacency = match self.kind {
             BuilderKind::Fifo => self.fifo.bound_passes > 0,
             BuilderKind::Greedy => self.fifo.bound_passes > 0 || self.greedy.bound_passes > 0,
             BuilderKind::Improved => true,
         };
+        pace.point().await;
         if needs_adjacency {
             self.index.build_adjacency();
+            pace.point().await;
         }
         let profits = batch.profits();
         self.fifo.run(&self.index, profits, &mut self.fifo_selection);
+        pace.point().await;
         match self.kind {
             BuilderKind::Fifo => {}
             BuilderKind::Greedy => {
@@ -216,7 +226,7 @@ impl Packer {
             BuilderKind::Improved => {
                 let known = (self.improved.config().bound_passes == self.fifo.bound_passes)
                     .then_some(self.fifo.bound_last);
-                self.improved.run(&self.index, profits, known, &mut self.chosen_selection);
+                self.improved.run_paced(&self.index, profits, known, &mut self.chosen_selection, pace).await;
             }
         }
     }
@@ -246,12 +256,42 @@ impl Packer {
         fee_rate: FeeRate,
         out: &mut Block,
     ) {
+        run_unpaced(self.pack_merged_paced(
+            window_id,
+            merged,
+            shard_picks,
+            cross,
+            shard_bound,
+            shard_exact,
+            fee_rate,
+            out,
+            &mut Unpaced,
+        ));
+    }
+
+    /// [`Packer::pack_merged`], pausing at `pace`'s points (`crate::pace`). Same block.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn pack_merged_paced(
+        &mut self,
+        window_id: u64,
+        merged: &IntentBatch,
+        shard_picks: &[u32],
+        cross: &[u32],
+        shard_bound: u64,
+        shard_exact: bool,
+        fee_rate: FeeRate,
+        out: &mut Block,
+        pace: &mut impl Pace,
+    ) {
         self.index.prepare(merged);
+        pace.point().await;
         if self.fifo.bound_passes > 0 {
             self.index.build_adjacency();
+            pace.point().await;
         }
         let profits = merged.profits();
         self.fifo.run(&self.index, profits, &mut self.fifo_selection);
+        pace.point().await;
 
         let b = &mut self.chosen_selection;
         b.clear();
@@ -286,6 +326,7 @@ impl Packer {
             }
         }
         b.picked.sort_unstable();
+        pace.point().await;
         let fifo = &self.fifo_selection;
         let bound = shard_bound.saturating_add(cross_profit).min(fifo.upper_bound).max(total);
         b.total = total;
@@ -393,6 +434,78 @@ fn fill_block(
 mod tests {
     use super::*;
     use crate::batch::IntentMeta;
+
+    /// A busy window: `n` intents of 4 keys drawn from `space`.
+    fn random_batch(n: usize, space: u64, seed: u64) -> IntentBatch {
+        let mut rng = crate::SplitMix64::new(seed);
+        let mut b = IntentBatch::with_capacity(n, 4 * n);
+        for i in 0..n {
+            // Distinct keys, as the wire layer enforces.
+            let mut keys: Vec<u64> = Vec::with_capacity(4);
+            while keys.len() < 4.min(space as usize) {
+                let k = rng.below(space);
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+            let meta = IntentMeta {
+                seq: 1 + i as u64,
+                client_id: 1 + rng.below(64),
+                nonce: i as u64,
+                profit: 1 + rng.below(1_000_000),
+                ..IntentMeta::default()
+            };
+            b.push(meta, &keys).unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn pausing_at_every_point_changes_no_selection_or_block() {
+        use crate::pace::{EveryPoint, run_to_completion};
+        for kind in [BuilderKind::Fifo, BuilderKind::Greedy, BuilderKind::Improved] {
+            for (n, space, seed) in [(3_000, 4_096, 1), (40, 64, 2), (0, 1, 3)] {
+                let b = random_batch(n, space, seed);
+                let mut plain = Packer::new(kind, n.max(1), 4 * n.max(1), ImprovedConfig::default());
+                let mut paced = Packer::new(kind, n.max(1), 4 * n.max(1), ImprovedConfig::default());
+                let expected = plain.select(&b).clone();
+                let mut pace = EveryPoint::default();
+                let got = run_to_completion(paced.select_paced(&b, &mut pace)).clone();
+                assert_eq!(got, expected, "{kind:?} n={n}");
+                if kind == BuilderKind::Improved && n == 3_000 {
+                    // Phases plus the local search's inner points.
+                    assert!(pace.points > 10, "{} points", pace.points);
+                }
+                // The merger's path: the selection as the shard picks, no cross intents.
+                let fee = FeeRate::from_ppm(100_000).unwrap();
+                let (mut b1, mut b2) = (Block::with_capacity(n), Block::with_capacity(n));
+                plain.pack_merged(
+                    1,
+                    &b,
+                    &expected.picked,
+                    &[],
+                    expected.upper_bound,
+                    expected.exact,
+                    fee,
+                    &mut b1,
+                );
+                let mut pace = EveryPoint::default();
+                run_to_completion(paced.pack_merged_paced(
+                    1,
+                    &b,
+                    &expected.picked,
+                    &[],
+                    expected.upper_bound,
+                    expected.exact,
+                    fee,
+                    &mut b2,
+                    &mut pace,
+                ));
+                assert_eq!(b1, b2, "{kind:?} n={n}");
+                assert!(pace.points >= 3);
+            }
+        }
+    }
 
     fn batch(intents: &[(u64, &[u64])]) -> IntentBatch {
         let mut b = IntentBatch::with_capacity(16, 64);

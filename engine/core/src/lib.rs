@@ -13,6 +13,7 @@ pub mod clock;
 pub mod dedup;
 pub mod economics;
 pub mod engine;
+pub mod pace;
 pub mod shard;
 pub mod sim;
 pub mod window;
@@ -29,6 +30,7 @@ pub use build::{
 pub use dedup::{Dedup, DedupEntry};
 pub use economics::{Block, BlockEntry, BuilderOutcome, Comparison, Packer};
 pub use engine::{Engine, EngineConfig, EngineConfigError, EngineCounters, WindowResult, WindowSummary};
+pub use pace::{EveryPoint, Pace, Unpaced, run_to_completion, run_unpaced};
 pub use shard::{
     BuilderShard, IntakeCore, Merger, MergerOutput, Pipeline, PipelineConfig, ShardConfig, ShardConfigError,
     ShardWindow, WindowClock, WindowClose,

@@ -22,6 +22,7 @@ use super::index::{KeyIndex, NONE};
 use super::sort::radix_sort_u64;
 use super::{BlockBuilder, BuilderKind, Selection, finish};
 use crate::batch::IntentBatch;
+use crate::pace::{Pace, STEPS_PER_POINT, Unpaced, run_unpaced};
 
 /// Tuning of [`ImprovedBuilder`]. All budgets are counts, never time, so results are
 /// deterministic.
@@ -138,14 +139,29 @@ impl ImprovedCore {
         bound_known: Option<u64>,
         out: &mut Selection,
     ) {
+        run_unpaced(self.run_paced(index, profits, bound_known, out, &mut Unpaced));
+    }
+
+    /// [`ImprovedCore::run`], pausing at `pace`'s points between phases and inside the
+    /// local search (`crate::pace`). Same result.
+    pub(crate) async fn run_paced(
+        &mut self,
+        index: &KeyIndex,
+        profits: &[u64],
+        bound_known: Option<u64>,
+        out: &mut Selection,
+        pace: &mut impl Pace,
+    ) {
         let n = profits.len();
         let mut total = self.greedy.select(index, profits);
+        pace.point().await;
         self.stats = ImprovedStats { greedy_total: total, ..ImprovedStats::default() };
         // Second start: greedy by profit / sqrt(keys), the classic order for weighted set
         // packing; it favours intents that block few others. Keep whichever start is better.
         // On the 10k bench window it beats profit order by a wide margin (see bench output).
         let density_total = self.density_select(index, profits);
         self.stats.density_total = density_total;
+        pace.point().await;
         if density_total > total {
             std::mem::swap(&mut self.greedy.owner, &mut self.density.owner);
             std::mem::swap(&mut self.greedy.selected, &mut self.density.selected);
@@ -161,6 +177,7 @@ impl ImprovedCore {
             std::mem::swap(&mut self.greedy.selected, &mut self.density.selected);
             total = fifo_total;
         }
+        pace.point().await;
         self.intent_mark.clear();
         self.intent_mark.resize(n, 0);
         self.resource_mark.clear();
@@ -168,8 +185,9 @@ impl ImprovedCore {
         self.stamp = 0;
         self.steps = 0;
 
-        total = self.local_search(index, profits, total);
+        total = self.local_search(index, profits, total, pace).await;
         self.stats.local_search_steps = self.steps;
+        pace.point().await;
 
         let mut exact = false;
         if n <= self.config.exact_intents_max {
@@ -184,6 +202,7 @@ impl ImprovedCore {
                 total = outcome.best_total;
             }
             exact = outcome.complete;
+            pace.point().await;
         }
         self.greedy.emit(out);
         debug_assert_eq!(out.picked.iter().map(|&i| profits[i as usize]).sum::<u64>(), total);
@@ -233,8 +252,15 @@ impl ImprovedCore {
         self.steps < self.config.local_search_steps_max
     }
 
-    fn local_search(&mut self, index: &KeyIndex, profits: &[u64], mut total: u64) -> u64 {
+    async fn local_search(
+        &mut self,
+        index: &KeyIndex,
+        profits: &[u64],
+        mut total: u64,
+        pace: &mut impl Pace,
+    ) -> u64 {
         let n = profits.len();
+        let mut next_point = self.steps + STEPS_PER_POINT;
         while self.budget_left() {
             let mut moved = false;
             // 1-for-k, candidates in greedy order (profit descending).
@@ -245,6 +271,10 @@ impl ImprovedCore {
                 let j = (self.greedy.order[k] & INDEX_MASK) as usize;
                 if self.greedy.selected[j] {
                     continue;
+                }
+                if self.steps >= next_point {
+                    pace.point().await;
+                    next_point = self.steps + STEPS_PER_POINT;
                 }
                 self.steps += 1;
                 if let Some(gain) = self.try_one_for_k(index, profits, j) {
@@ -260,6 +290,10 @@ impl ImprovedCore {
                 let s = (self.greedy.order[k] & INDEX_MASK) as usize;
                 if !self.greedy.selected[s] {
                     continue;
+                }
+                if self.steps >= next_point {
+                    pace.point().await;
+                    next_point = self.steps + STEPS_PER_POINT;
                 }
                 self.steps += 1;
                 if let Some(gain) = self.try_one_for_two(index, profits, s) {

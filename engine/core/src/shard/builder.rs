@@ -2,6 +2,7 @@
 
 use crate::batch::IntentBatch;
 use crate::economics::Packer;
+use crate::pace::{Pace, Unpaced, run_unpaced};
 use crate::shard::ShardConfig;
 use crate::shard::msg::{ShardWindow, Sink, Source, ToBuilder};
 
@@ -30,6 +31,8 @@ pub struct BuilderShard {
     /// buffers change hands without being copied or reallocated.
     #[allow(clippy::vec_box)]
     pool: Vec<Box<ShardWindow>>,
+    /// A window whose intents are copied in, to be built (`build_staged`).
+    staged: Option<Box<ShardWindow>>,
     /// A built window its queue refused; sent before anything else.
     outgoing: Option<Box<ShardWindow>>,
     packer: Packer,
@@ -56,6 +59,7 @@ impl BuilderShard {
             pool: (0..config.shard_windows_max)
                 .map(|_| Box::new(ShardWindow::with_capacity(shard, records_max, keys_max)))
                 .collect(),
+            staged: None,
             outgoing: None,
             packer: Packer::new(e.builder, records_max, keys_max, e.improved),
             order: Vec::with_capacity(records_max),
@@ -90,16 +94,32 @@ impl BuilderShard {
         out: &mut impl Sink<Box<ShardWindow>>,
         budget: usize,
     ) -> bool {
+        let mut progress = self.collect(inputs, out, budget);
+        if run_unpaced(self.build_staged(&mut Unpaced)) {
+            progress = true;
+            self.flush(out);
+        }
+        progress
+    }
+
+    /// [`BuilderShard::poll`] without the build: sends a built window, reads the inputs and,
+    /// once all closes of the window are in, stages it (its intents copied in seq order into
+    /// a free [`ShardWindow`]; the next window opens). Then [`BuilderShard::has_staged`] holds
+    /// and [`BuilderShard::build_staged`] is next (the daemon's way, so that the build can
+    /// pause; `crate::pace`). Returns whether anything happened.
+    pub fn collect<Q: Source<ToBuilder>>(
+        &mut self,
+        inputs: &mut [Q],
+        out: &mut impl Sink<Box<ShardWindow>>,
+        budget: usize,
+    ) -> bool {
         assert_eq!(inputs.len(), self.intakes_n, "one input per intake");
         let mut progress = false;
-        if let Some(w) = self.outgoing.take() {
-            match out.push(w) {
-                Ok(()) => progress = true,
-                Err(full) => {
-                    self.outgoing = Some(full.0);
-                    return false;
-                }
+        if self.outgoing.is_some() {
+            if !self.flush(out) {
+                return false;
             }
+            progress = true;
         }
         for (i, input) in inputs.iter_mut().enumerate() {
             let mut n = 0;
@@ -126,20 +146,50 @@ impl BuilderShard {
                 }
             }
         }
-        if self.closed_count == self.intakes_n && self.build_window() {
+        if self.closed_count == self.intakes_n && self.stage_window() {
             progress = true;
-            if let Some(w) = self.outgoing.take()
-                && let Err(full) = out.push(w)
-            {
-                self.outgoing = Some(full.0);
-            }
         }
         progress
     }
 
-    /// Builds the collected window into a pooled [`ShardWindow`] (into `outgoing`) and opens
-    /// the next. `false` if the pool is empty.
-    fn build_window(&mut self) -> bool {
+    /// A window is staged: [`BuilderShard::build_staged`] builds it.
+    pub fn has_staged(&self) -> bool {
+        self.staged.is_some()
+    }
+
+    /// Builds the staged window, pausing at `pace`'s points; the built window waits for
+    /// [`BuilderShard::flush`] (or the next `collect`). Whether there was one.
+    pub async fn build_staged(&mut self, pace: &mut impl Pace) -> bool {
+        let Some(mut w) = self.staged.take() else { return false };
+        debug_assert!(self.outgoing.is_none());
+        let selection = self.packer.select_paced(&w.batch, pace).await;
+        w.picked.clear();
+        w.picked.extend_from_slice(&selection.picked);
+        w.total = selection.total;
+        w.upper_bound = selection.upper_bound;
+        w.exact = selection.exact;
+        self.outgoing = Some(w);
+        true
+    }
+
+    /// Sends the built window, if any. `false` if the merger's queue refused it.
+    pub fn flush(&mut self, out: &mut impl Sink<Box<ShardWindow>>) -> bool {
+        let Some(w) = self.outgoing.take() else { return true };
+        match out.push(w) {
+            Ok(()) => true,
+            Err(full) => {
+                self.outgoing = Some(full.0);
+                false
+            }
+        }
+    }
+
+    /// Copies the collected window into a pooled [`ShardWindow`] (into `staged`) and opens
+    /// the next. `false` if the pool is empty or a window is still staged or unsent.
+    fn stage_window(&mut self) -> bool {
+        if self.staged.is_some() || self.outgoing.is_some() {
+            return false;
+        }
         let Some(mut w) = self.pool.pop() else { return false };
         self.tombstones.sort_unstable();
         let batch = &self.batch;
@@ -158,16 +208,9 @@ impl BuilderShard {
             let r = w.batch.push(*batch.meta(i as usize), batch.keys(i as usize));
             debug_assert!(r.is_ok());
         }
-        let selection = self.packer.select(&w.batch);
-        w.picked.clear();
-        w.picked.extend_from_slice(&selection.picked);
-        w.total = selection.total;
-        w.upper_bound = selection.upper_bound;
-        w.exact = selection.exact;
         w.window_id = self.window_id;
         w.cancelled_count = self.tombstones.len();
-        debug_assert!(self.outgoing.is_none());
-        self.outgoing = Some(w);
+        self.staged = Some(w);
         self.batch.clear();
         self.tombstones.clear();
         self.closed.fill(false);

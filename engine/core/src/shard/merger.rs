@@ -8,6 +8,7 @@ use crate::batch::IntentBatch;
 use crate::clock::WindowClose;
 use crate::economics::Packer;
 use crate::engine::{WindowResult, WindowSummary};
+use crate::pace::{Pace, Unpaced, run_unpaced};
 use crate::shard::ShardConfig;
 use crate::shard::msg::{BookCancel, Full, ShardWindow, Source, ToMerger};
 use crate::window::PendingBid;
@@ -130,6 +131,46 @@ impl Merger {
         out: &mut impl MergerOutput,
         budget: usize,
     ) -> bool {
+        self.poll_inner(intakes, shards, out, budget, true)
+    }
+
+    /// [`Merger::poll`] that stops at a window whose parts are all in instead of finalizing
+    /// it: then [`Merger::is_ready`] holds and [`Merger::finalize_paced`] is next (the
+    /// daemon's way, so that the finalize can pause; `crate::pace`). Nothing more is read
+    /// until then.
+    pub fn collect<QI: Source<ToMerger>, QS: Source<Box<ShardWindow>>>(
+        &mut self,
+        intakes: &mut [QI],
+        shards: &mut [QS],
+        out: &mut impl MergerOutput,
+        budget: usize,
+    ) -> bool {
+        self.poll_inner(intakes, shards, out, budget, false)
+    }
+
+    /// Every part of the open window is in: [`Merger::finalize_paced`] will publish it.
+    pub fn is_ready(&self) -> bool {
+        self.closes_count == self.intakes_n && self.shard_windows_count == self.shards_n
+    }
+
+    /// Finalizes the open window if [`Merger::is_ready`], pausing at `pace`'s points; the
+    /// same result as [`Merger::poll`] gives. Whether a window was published.
+    pub async fn finalize_paced(&mut self, out: &mut impl MergerOutput, pace: &mut impl Pace) -> bool {
+        if !self.is_ready() {
+            return false;
+        }
+        self.finalize(out, pace).await;
+        true
+    }
+
+    fn poll_inner<QI: Source<ToMerger>, QS: Source<Box<ShardWindow>>>(
+        &mut self,
+        intakes: &mut [QI],
+        shards: &mut [QS],
+        out: &mut impl MergerOutput,
+        budget: usize,
+        finalize_now: bool,
+    ) -> bool {
         assert!(budget >= 1, "budget must be at least 1");
         assert_eq!(intakes.len(), self.intakes_n, "one queue per intake");
         assert_eq!(shards.len(), self.shards_n, "one queue per shard");
@@ -164,8 +205,11 @@ impl Merger {
                 }
             }
             progress |= step;
-            if self.closes_count == self.intakes_n && self.shard_windows_count == self.shards_n {
-                self.finalize(out);
+            if self.is_ready() {
+                if !finalize_now {
+                    return progress;
+                }
+                run_unpaced(self.finalize(out, &mut Unpaced));
                 progress = true;
                 // The next window's messages may already be queued.
                 continue;
@@ -235,7 +279,7 @@ impl Merger {
     }
 
     /// All parts of the open window are in: merge, pack, clear, publish, return buffers.
-    fn finalize(&mut self, out: &mut impl MergerOutput) {
+    async fn finalize(&mut self, out: &mut impl MergerOutput, pace: &mut impl Pace) {
         let close = self.closes[0].expect("all closes are in");
         debug_assert!(self.closes.iter().all(|c| *c == Some(close)), "intakes disagree on the close");
         let window_id = self.window_id;
@@ -309,17 +353,21 @@ impl Merger {
             assert!(r.is_ok(), "merged batch over capacity");
             self.cursors[s] += 1;
         }
+        pace.point().await;
         let shard_exact = s_n == 1 && self.shard_windows[0].as_deref().is_some_and(|w| w.exact);
-        self.packer.pack_merged(
-            window_id,
-            &self.merged,
-            &self.shard_picks,
-            &self.cross_picks,
-            shard_bound,
-            shard_exact,
-            self.fee_rate,
-            &mut self.result.block,
-        );
+        self.packer
+            .pack_merged_paced(
+                window_id,
+                &self.merged,
+                &self.shard_picks,
+                &self.cross_picks,
+                shard_bound,
+                shard_exact,
+                self.fee_rate,
+                &mut self.result.block,
+                pace,
+            )
+            .await;
 
         // The auction, as the engine: the window's bids join the book in seq order, then clear.
         for p in &self.bids {
@@ -336,6 +384,7 @@ impl Merger {
             assert!(taken.is_ok(), "book refused an admitted bid: {taken:?}");
         }
         self.book.clear(close.closed_ns, window_id, &self.rules, &mut self.result.clearing);
+        pace.point().await;
         self.result.window = WindowSummary {
             window_id,
             opened_ns: close.opened_ns,

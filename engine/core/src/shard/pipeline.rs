@@ -7,6 +7,7 @@
 //! interleaves the builder shards, the merger and the retries of pending close markers, with
 //! a random budget per step. This allocates freely (it keeps every result); the cores do not.
 
+use crate::pace::{EveryPoint, run_to_completion};
 use std::collections::VecDeque;
 
 use fpn_wire::{Reason, Receipt, decode_frame};
@@ -278,7 +279,20 @@ impl Pipeline {
                 self.builders[pick].handle_returned(w);
                 progress = true;
             }
-            progress | self.builders[pick].poll(&mut self.to_builder[pick], &mut self.shard_out[pick], budget)
+            let b = &mut self.builders[pick];
+            let (inputs, out) = (&mut self.to_builder[pick], &mut self.shard_out[pick]);
+            // Half the steps take the daemon's way: collect, then the build paused at every
+            // pace point (`crate::pace`); the results must not depend on it.
+            if self.rng.below(2) == 0 {
+                progress | b.poll(inputs, out, budget)
+            } else {
+                progress |= b.collect(inputs, out, budget);
+                if run_to_completion(b.build_staged(&mut EveryPoint::default())) {
+                    b.flush(out);
+                    progress = true;
+                }
+                progress
+            }
         } else if pick == s_n {
             let mut out = MergerQueues {
                 results: &mut self.results,
@@ -286,7 +300,13 @@ impl Pipeline {
                 intakes: &mut self.intakes,
                 shard_back: &mut self.shard_back,
             };
-            self.merger.poll(&mut self.to_merger, &mut self.shard_out, &mut out, budget)
+            if self.rng.below(2) == 0 {
+                self.merger.poll(&mut self.to_merger, &mut self.shard_out, &mut out, budget)
+            } else {
+                let progress =
+                    self.merger.collect(&mut self.to_merger, &mut self.shard_out, &mut out, budget);
+                progress | run_to_completion(self.merger.finalize_paced(&mut out, &mut EveryPoint::default()))
+            }
         } else {
             let mut progress = false;
             for i in 0..self.intakes.len() {

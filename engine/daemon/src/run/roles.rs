@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fpn_engine::shard::{IntakeSink, ShardWindow, ToBuilder, ToMerger};
-use fpn_engine::{BuilderShard, IntakeCore, Merger, MergerOutput, WindowClock, WindowResult, WindowSummary};
+use fpn_engine::{
+    BuilderShard, IntakeCore, Merger, MergerOutput, Pace, WindowClock, WindowResult, WindowSummary,
+};
 use fpn_runtime::exec::RoleContext;
 use fpn_runtime::heartbeat::Heartbeat;
 use fpn_runtime::housekeeping::HousekeepingTimer;
@@ -99,15 +101,67 @@ pub(super) trait RoleLoop {
 
     /// After the stop flag, before the task ends.
     fn finish(&mut self) {}
+
+    /// Long work `step` left behind (a staged window to build, a window to finalize), run
+    /// in slices: `pace` yields to the executor between them. Whether there was any.
+    async fn slow(&mut self, _pace: &mut SlicePace) -> bool {
+        false
+    }
+}
+
+/// How long a hot role's long work runs before it yields to the executor, so the roles
+/// sharing its CPU (above all the intake, reading its socket) get a turn (`docs/runtime.md`,
+/// "Slices").
+pub const SLICE: Duration = Duration::from_micros(50);
+
+/// The daemon's [`Pace`]: at a pace point, once [`SLICE`] has passed since the slice began,
+/// yields to the executor. The allocation probe is off while other tasks run.
+pub struct SlicePace {
+    slice_ns: u64,
+    started_ns: u64,
+    hot: bool,
+    /// Yields taken (`fpn_role_slice_yields_total`).
+    pub yields_total: u64,
+}
+
+impl SlicePace {
+    pub fn new(slice: Duration, hot: bool) -> SlicePace {
+        SlicePace { slice_ns: slice.as_nanos() as u64, started_ns: 0, hot, yields_total: 0 }
+    }
+
+    /// A slice begins now.
+    pub fn start(&mut self) {
+        self.started_ns = now_ns();
+    }
+}
+
+impl Pace for SlicePace {
+    async fn point(&mut self) {
+        if now_ns().saturating_sub(self.started_ns) < self.slice_ns {
+            return;
+        }
+        if self.hot {
+            super::alloc_probe::leave();
+        }
+        fpn_runtime::idle::yield_to_executor().await;
+        if self.hot {
+            super::alloc_probe::enter();
+        }
+        self.yields_total += 1;
+        self.started_ns = now_ns();
+    }
 }
 
 pub(super) async fn run_role<R: RoleLoop>(mut role: R, ctx: RoleContext) {
     role.housekeep();
+    let mut pace = SlicePace::new(SLICE, R::HOT);
     while !ctx.stop.is_stopped() {
         if R::HOT {
             super::alloc_probe::enter();
         }
-        let did_work = role.step(now_ns());
+        let mut did_work = role.step(now_ns());
+        pace.start();
+        did_work |= role.slow(&mut pace).await;
         if role.kit().housekeeping.due_at(Instant::now()) {
             role.housekeep();
         }
@@ -456,8 +510,16 @@ impl RoleLoop for BuilderRole {
             self.core.handle_returned(w);
             did_work = true;
         }
-        did_work |= self.core.poll(&mut self.inputs, &mut self.out, BUDGET);
+        did_work |= self.core.collect(&mut self.inputs, &mut self.out, BUDGET);
         did_work
+    }
+
+    async fn slow(&mut self, pace: &mut SlicePace) -> bool {
+        if !self.core.build_staged(pace).await {
+            return false;
+        }
+        self.core.flush(&mut self.out);
+        true
     }
 
     fn housekeep(&mut self) {
@@ -638,8 +700,12 @@ impl RoleLoop for MergerRole {
             q.now_ns = now;
         }
         let mut did_work = self.out.flush_waiting();
-        did_work |= self.core.poll(&mut self.intakes, &mut self.shards, &mut self.out, BUDGET);
+        did_work |= self.core.collect(&mut self.intakes, &mut self.shards, &mut self.out, BUDGET);
         did_work
+    }
+
+    async fn slow(&mut self, pace: &mut SlicePace) -> bool {
+        self.core.finalize_paced(&mut self.out, pace).await
     }
 
     fn housekeep(&mut self) {
