@@ -6,6 +6,7 @@
 //! which it shares with the intake on small machines.
 
 use fpn_engine::CloseReason;
+use fpn_engine::Pace;
 use fpn_wire::{BlockRef, ClearingRef, RecordRef, decode_frame};
 
 use super::roles::ResultMsg;
@@ -81,26 +82,6 @@ impl<'a> Obj<'a> {
         out.push('"');
     }
 
-    fn array<T>(&mut self, key: &str, items: &[T], mut item: impl FnMut(&mut Obj<'_>, &T)) {
-        let out = self.key(key);
-        out.push('[');
-        for (i, x) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let mut o = Obj::open(out);
-            item(&mut o, x);
-            o.close();
-        }
-        out.push(']');
-    }
-
-    fn object(&mut self, key: &str, fill: impl FnOnce(&mut Obj<'_>)) {
-        let mut o = Obj::open(self.key(key));
-        fill(&mut o);
-        o.close();
-    }
-
     fn null(&mut self, key: &str) {
         self.key(key).push_str("null");
     }
@@ -110,27 +91,44 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// Entries or winners written between two pace points.
+const ITEMS_PER_POINT: usize = 512;
+
 /// Appends the journal line of one window result to `out` (no newline): the summary counts,
-/// the block and the clearing (`null` when the frame has none).
-pub fn write_line(
+/// the block and the clearing (`null` when the frame has none). Pauses at `pace`'s points
+/// every [`ITEMS_PER_POINT`] entries (`docs/runtime.md`, "Slices").
+pub async fn write_line(
     msg: &ResultMsg,
     block: Option<BlockRef<'_>>,
     clearing: Option<ClearingRef<'_>>,
     out: &mut String,
+    pace: &mut impl Pace,
 ) {
     let w = &msg.window;
     let mut o = Obj::open(out);
     o.u64("bids_count", w.bids_count as u64);
     match block {
-        Some(b) => o.object("block", |o| {
+        Some(b) => {
             let f = b.fixed;
+            let mut o = Obj::open(o.key("block"));
             o.str("builder", builder_str(f.builder));
-            o.array("entries", b.entries, |o, e| {
+            let out = o.key("entries");
+            out.push('[');
+            for (k, e) in b.entries.iter().enumerate() {
+                if k > 0 {
+                    out.push(',');
+                    if k % ITEMS_PER_POINT == 0 {
+                        pace.point().await;
+                    }
+                }
+                let mut o = Obj::open(out);
                 o.u64("client_id", e.client_id.get());
                 o.u64("payout", e.payout.get());
                 o.u64("profit", e.profit.get());
                 o.u64("seq", e.seq.get());
-            });
+                o.close();
+            }
+            out.push(']');
             o.bool("exact", f.exact != 0);
             o.u64("fee", f.fee.get());
             o.u64("fee_ppm", f.fee_ppm.get() as u64);
@@ -139,25 +137,39 @@ pub fn write_line(
             o.u64("total", f.total.get());
             o.u64("upper_bound", f.upper_bound.get());
             o.u64("window_id", f.window_id.get());
-        }),
+            o.close();
+        }
         None => o.null("block"),
     }
     o.u64("cancelled_count", w.cancelled_count as u64);
     match clearing {
-        Some(c) => o.object("clearing", |o| {
+        Some(c) => {
             let f = c.fixed;
+            let mut o = Obj::open(o.key("clearing"));
             o.str("order", if f.order == 0 { "priority-first" } else { "amount-desc" });
             o.str("pricing", if f.pricing == 0 { "first-price" } else { "uniform" });
             o.u64("revenue", f.revenue.get());
             o.u64("uniform_price", f.uniform_price.get());
             o.u64("window_id", f.window_id.get());
-            o.array("winners", c.winners, |o, x| {
+            let out = o.key("winners");
+            out.push('[');
+            for (k, x) in c.winners.iter().enumerate() {
+                if k > 0 {
+                    out.push(',');
+                    if k % ITEMS_PER_POINT == 0 {
+                        pace.point().await;
+                    }
+                }
+                let mut o = Obj::open(out);
                 o.u64("amount", x.amount.get());
                 o.u64("client_id", x.client_id.get());
                 o.u64("price", x.price.get());
                 o.u64("seq", x.seq.get());
-            });
-        }),
+                o.close();
+            }
+            out.push(']');
+            o.close();
+        }
         None => o.null("clearing"),
     }
     o.u64("closed_ns", w.closed_ns);
@@ -212,7 +224,13 @@ mod tests {
     fn line(m: &ResultMsg) -> String {
         let (block, clearing) = window_records(m);
         let mut out = String::new();
-        write_line(m, block, clearing, &mut out);
+        let mut pace = fpn_engine::EveryPoint::default();
+        fpn_engine::run_to_completion(write_line(m, block, clearing, &mut out, &mut pace));
+        // One point per 512 entries past the first.
+        assert_eq!(
+            pace.points as usize,
+            block.map_or(0, |b| b.entries.len().saturating_sub(1) / ITEMS_PER_POINT)
+        );
         out
     }
 
@@ -246,9 +264,22 @@ mod tests {
         assert_eq!(parsed["clearing"]["pricing"], json!("uniform"));
         let (block, _) = window_records(&m);
         let mut text = String::new();
-        write_line(&m, block, None, &mut text);
+        fpn_engine::run_unpaced(write_line(&m, block, None, &mut text, &mut fpn_engine::Unpaced));
         let parsed: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["clearing"], Value::Null);
+    }
+
+    #[test]
+    fn long_blocks_are_written_across_pace_points() {
+        let entries: Vec<(u64, u64, u64, u64)> = (0..1_500).map(|i| (i, i % 7, 100 + i, 90 + i)).collect();
+        let m = msg(&entries, 0);
+        let parsed: Value = serde_json::from_str(&line(&m)).unwrap();
+        let got = parsed["block"]["entries"].as_array().unwrap();
+        assert_eq!(got.len(), 1_500);
+        for (i, e) in got.iter().enumerate() {
+            let i = i as u64;
+            assert_eq!(e, &json!({"seq": i, "client_id": i % 7, "profit": 100 + i, "payout": 90 + i}));
+        }
     }
 
     #[test]

@@ -779,15 +779,21 @@ impl RoleLoop for JournalRole {
         &mut self.kit
     }
 
+    /// Everything happens in `slow`: a busy window's line is long enough to need slices.
     fn step(&mut self, _now: u64) -> bool {
+        false
+    }
+
+    async fn slow(&mut self, pace: &mut SlicePace) -> bool {
         let mut did_work = false;
         let mut last_window_id = 0;
         while let Some(msg) = self.results.pop() {
-            self.append(&msg);
+            self.append(&msg, pace).await;
             last_window_id = msg.window.window_id;
             // A full return ring (more buffers than it holds): free this one here.
             let _ = self.back.try_push(msg);
             did_work = true;
+            pace.point().await;
         }
         if did_work && let Err(e) = self.file.flush() {
             self.write_errors_total += 1;
@@ -829,7 +835,7 @@ impl JournalRole {
         run_role(self, ctx).await
     }
 
-    fn append(&mut self, msg: &ResultMsg) {
+    async fn append(&mut self, msg: &ResultMsg, pace: &mut SlicePace) {
         let (block, clearing) = super::journal::window_records(msg);
         if let Some(feed) = &mut self.prover {
             let input = crate::prover::pool::WindowInput {
@@ -840,7 +846,7 @@ impl JournalRole {
             let _ = feed.tx.try_push(input);
         }
         let mut line = String::with_capacity(self.line_reserve);
-        super::journal::write_line(msg, block, clearing, &mut line);
+        super::journal::write_line(msg, block, clearing, &mut line, pace).await;
         self.line_reserve = self.line_reserve.max(line.len() + 1);
         line.push('\n');
         match self.file.write_all(line.as_bytes()) {
