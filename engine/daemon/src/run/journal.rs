@@ -5,11 +5,19 @@
 //! `serde_json::Value` tree first cost milliseconds per busy window on the journal's CPU,
 //! which it shares with the intake on small machines.
 
+use std::fs::File;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+
 use fpn_engine::CloseReason;
 use fpn_engine::Pace;
 use fpn_wire::{BlockRef, ClearingRef, RecordRef, decode_frame};
 
 use super::roles::ResultMsg;
+use super::shared::Shared;
 
 pub fn reason_str(reason: CloseReason) -> &'static str {
     match reason {
@@ -40,6 +48,125 @@ pub fn window_records(msg: &ResultMsg) -> (Option<BlockRef<'_>>, Option<Clearing
         }
     }
     (block, clearing)
+}
+
+/// The journal file's own thread. A `write` into the page cache can stall for milliseconds
+/// (dirty-page throttling: 9 ms writes were seen on the dev VM at 7 MB/s of journal), and
+/// the journal role shares its executor with other roles, so the role only formats lines
+/// and hands them over a bounded channel; the thread writes each one, records the window as
+/// journaled (`Shared::journal_window_id`, which the drain waits for) and sends the emptied
+/// buffer back. A full channel makes the role wait (it keeps the line and reads no more
+/// results), never drops a line.
+pub struct JournalFile {
+    lines: Option<SyncSender<(u64, String)>>,
+    spare: Receiver<String>,
+    /// A line the full channel refused: sent before anything else.
+    pending: Option<(u64, String)>,
+    counters: Arc<JournalCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the writer thread did, read at housekeeping.
+#[derive(Debug, Default)]
+pub struct JournalCounters {
+    pub windows_written_total: AtomicU64,
+    pub bytes_written_total: AtomicU64,
+    pub write_errors_total: AtomicU64,
+}
+
+/// Lines in flight between the role and the writer thread.
+const LINES_IN_FLIGHT: usize = 16;
+
+impl JournalFile {
+    /// Starts the writer thread (`fpn-journal-io`, pinned to `cpu` when given).
+    pub fn start(mut file: File, shared: Arc<Shared>, cpu: Option<usize>) -> std::io::Result<JournalFile> {
+        let (lines_tx, lines_rx) = sync_channel::<(u64, String)>(LINES_IN_FLIGHT);
+        let (spare_tx, spare_rx) = sync_channel::<String>(LINES_IN_FLIGHT);
+        let counters = Arc::new(JournalCounters::default());
+        let c = counters.clone();
+        let thread = std::thread::Builder::new().name("fpn-journal-io".into()).spawn(move || {
+            if let Some(cpu) = cpu {
+                core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+            }
+            for (window_id, mut line) in lines_rx {
+                match file.write_all(line.as_bytes()) {
+                    Ok(()) => {
+                        c.bytes_written_total.fetch_add(line.len() as u64, Ordering::Relaxed);
+                        c.windows_written_total.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        c.write_errors_total.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("flashpointd: journal: append of window {window_id} failed: {e}");
+                    }
+                }
+                // Only once the line is in the file: the drain waits for this.
+                shared.journal_window_id.store(window_id, Ordering::Release);
+                line.clear();
+                let _ = spare_tx.try_send(line);
+            }
+        })?;
+        Ok(JournalFile {
+            lines: Some(lines_tx),
+            spare: spare_rx,
+            pending: None,
+            counters,
+            thread: Some(thread),
+        })
+    }
+
+    /// An empty line buffer: one the thread gave back, or a new one of `reserve` bytes.
+    pub fn buffer(&mut self, reserve: usize) -> String {
+        self.spare.try_recv().unwrap_or_else(|_| String::with_capacity(reserve))
+    }
+
+    /// Whether a refused line still waits; then no new line may be sent.
+    pub fn is_blocked(&mut self) -> bool {
+        if let Some(p) = self.pending.take() {
+            self.send(p.0, p.1);
+        }
+        self.pending.is_some()
+    }
+
+    /// Hands the line of `window_id` (newline included) to the thread; kept as pending if
+    /// the channel is full.
+    pub fn send(&mut self, window_id: u64, line: String) {
+        debug_assert!(self.pending.is_none());
+        let Some(tx) = &self.lines else { return };
+        match tx.try_send((window_id, line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(v)) => self.pending = Some(v),
+            Err(TrySendError::Disconnected(_)) => {
+                self.counters.write_errors_total.fetch_add(1, Ordering::Relaxed);
+                eprintln!("flashpointd: journal: the writer thread is gone; window {window_id} not written");
+            }
+        }
+    }
+
+    pub fn counters(&self) -> (u64, u64, u64) {
+        let c = &self.counters;
+        (
+            c.windows_written_total.load(Ordering::Relaxed),
+            c.bytes_written_total.load(Ordering::Relaxed),
+            c.write_errors_total.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Sends what is pending (waiting for room), lets the thread write everything and joins it.
+    pub fn close(&mut self) {
+        if let (Some(tx), Some(p)) = (&self.lines, self.pending.take()) {
+            let _ = tx.send(p);
+        }
+        self.lines = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for JournalFile {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 /// A JSON object written field by field; the caller gives keys in order.

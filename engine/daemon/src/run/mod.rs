@@ -18,7 +18,6 @@ mod submit;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -322,12 +321,14 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         results_labels: Labels::new(&[("ring", "merger_journal")]),
         back: pool_tx,
         back_labels: Labels::new(&[("ring", "journal_merger")]),
-        file: BufWriter::with_capacity(1 << 20, journal_file),
+        file: journal::JournalFile::start(
+            journal_file,
+            shared.clone(),
+            settings.core_map.cpu_of(Role::Journal, 0),
+        )
+        .map_err(io("starting the journal writer thread", &journal_path))?,
         shared: shared.clone(),
         kit: kit("journal", Role::Journal, beats.next().expect("one beat per role")),
-        windows_written_total: 0,
-        bytes_written_total: 0,
-        write_errors_total: 0,
         line_reserve: 1024,
         prover: None,
     };

@@ -3,8 +3,6 @@
 //! task on its CPU's glommio executor (`docs/daemon.md`).
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -120,7 +118,7 @@ pub struct SlicePace {
     slice_ns: u64,
     started_ns: u64,
     hot: bool,
-    /// Yields taken (`fpn_role_slice_yields_total`).
+    /// Yields taken.
     pub yields_total: u64,
 }
 
@@ -758,12 +756,9 @@ pub struct JournalRole {
     pub results_labels: Labels,
     pub back: Tx<ResultMsg>,
     pub back_labels: Labels,
-    pub file: BufWriter<File>,
+    pub file: super::journal::JournalFile,
     pub shared: Arc<Shared>,
     pub kit: LoopKit,
-    pub windows_written_total: u64,
-    pub bytes_written_total: u64,
-    pub write_errors_total: u64,
     /// Capacity of the next line's buffer: the longest line so far (admin keeps the lines).
     pub line_reserve: usize,
     /// The journal → prover ring, when the prover is enabled: each window's witness, or why
@@ -786,22 +781,13 @@ impl RoleLoop for JournalRole {
 
     async fn slow(&mut self, pace: &mut SlicePace) -> bool {
         let mut did_work = false;
-        let mut last_window_id = 0;
-        while let Some(msg) = self.results.pop() {
+        while !self.file.is_blocked() {
+            let Some(msg) = self.results.pop() else { break };
             self.append(&msg, pace).await;
-            last_window_id = msg.window.window_id;
             // A full return ring (more buffers than it holds): free this one here.
             let _ = self.back.try_push(msg);
             did_work = true;
             pace.point().await;
-        }
-        if did_work && let Err(e) = self.file.flush() {
-            self.write_errors_total += 1;
-            eprintln!("flashpointd: journal: flush failed: {e}");
-        }
-        if did_work {
-            // Only once the lines are in the file: the drain waits for this.
-            self.shared.journal_window_id.store(last_window_id, Ordering::Release);
         }
         did_work
     }
@@ -809,7 +795,7 @@ impl RoleLoop for JournalRole {
     fn housekeep(&mut self) {
         let idle = self.kit.idler.counters();
         let Self { results, results_labels, back, back_labels, kit, prover, .. } = self;
-        let (w, b, e) = (self.windows_written_total, self.bytes_written_total, self.write_errors_total);
+        let (w, b, e) = self.file.counters();
         let none = &kit.none;
         kit.publisher.publish(|s| {
             s.ring_rx(results_labels, results.counters());
@@ -826,7 +812,7 @@ impl RoleLoop for JournalRole {
     }
 
     fn finish(&mut self) {
-        let _ = self.file.flush();
+        self.file.close();
     }
 }
 
@@ -845,21 +831,14 @@ impl JournalRole {
             };
             let _ = feed.tx.try_push(input);
         }
-        let mut line = String::with_capacity(self.line_reserve);
+        let mut line = self.file.buffer(self.line_reserve);
         super::journal::write_line(msg, block, clearing, &mut line, pace).await;
         self.line_reserve = self.line_reserve.max(line.len() + 1);
+        // The admin routes keep the newest lines; the file gets this buffer.
+        let kept = line.clone();
         line.push('\n');
-        match self.file.write_all(line.as_bytes()) {
-            Ok(()) => {
-                self.bytes_written_total += line.len() as u64;
-                self.windows_written_total += 1;
-            }
-            Err(e) => {
-                self.write_errors_total += 1;
-                eprintln!("flashpointd: journal: append of window {} failed: {e}", msg.window.window_id);
-            }
-        }
-        line.pop();
+        self.file.send(msg.window.window_id, line);
+        let line = kept;
         let mut latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
         if latest.len() == self.shared.latest_max {
             latest.pop_front();
