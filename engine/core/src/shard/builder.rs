@@ -164,6 +164,11 @@ impl BuilderShard {
         w.total = selection.total;
         w.upper_bound = selection.upper_bound;
         w.exact = selection.exact;
+        let fifo = self.packer.last_fifo_selection();
+        w.fifo_picked.clear();
+        w.fifo_picked.extend_from_slice(&fifo.picked);
+        w.fifo_total = fifo.total;
+        w.fifo_bound = self.packer.last_fifo_bound_parts();
         w.window_id = self.window_id;
         w.cancelled_count = self.tombstones.len();
         debug_assert!(self.outgoing.is_none());
