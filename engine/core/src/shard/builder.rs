@@ -154,9 +154,16 @@ impl BuilderShard {
             self.order.sort_unstable_by_key(|&i| batch.meta(i as usize).seq);
         }
         w.batch.clear();
-        for &i in &self.order {
-            let r = w.batch.push(*batch.meta(i as usize), batch.keys(i as usize));
-            debug_assert!(r.is_ok());
+        if self.order.len() == batch.len() && self.order.is_sorted() {
+            // Nothing cancelled and already in seq order (one intake always is): hand the
+            // collected batch over instead of copying it. Both batches have the window's
+            // capacity, so they can trade places.
+            std::mem::swap(&mut self.batch, &mut w.batch);
+        } else {
+            for &i in &self.order {
+                let r = w.batch.push(*batch.meta(i as usize), batch.keys(i as usize));
+                debug_assert!(r.is_ok());
+            }
         }
         let selection = self.packer.select(&w.batch);
         w.picked.clear();
