@@ -61,6 +61,25 @@ pub struct KeyIndex {
     keys_max: usize,
 }
 
+/// How many keys ahead `prepare` prefetches the slot of. Measured (one thread, min of 30,
+/// 22k-intent window of 4 keys from 2^18, 4 MB table prefix): 8 ahead 123 -> 68 ns/intent,
+/// 16 ahead 81; a plain load instead of the prefetch instruction saved under 10.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Starts loading `slot`'s cache line (as `Dedup::prefetch_slot`). No effect on results.
+#[inline(always)]
+fn prefetch(slot: &Slot) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` is only a hint: it never faults and changes no memory, for any
+    // address (this one comes from a reference), and SSE is in the x86_64 baseline.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(slot).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = slot;
+}
+
 #[inline]
 fn hash(key: u64) -> u64 {
     // Multiply-xorshift-multiply (a murmur3-style finaliser): sequential and strided keys
@@ -168,9 +187,16 @@ impl KeyIndex {
         self.last_holder.clear();
         self.keys_by_id.clear();
         let mut next: u32 = 0;
+        // Position of `key` in `keys`, for prefetching the slot of the key `PREFETCH_AHEAD`
+        // further on: the probes of a large window miss cache, and nothing else hides that.
+        let mut at = 0usize;
         for i in 0..intents_count {
             let mut distinct = 0u32;
             for &key in batch.keys(i) {
+                if let Some(&ahead) = keys.get(at + PREFETCH_AHEAD) {
+                    prefetch(&self.slots[(hash(ahead) >> shift) as usize]);
+                }
+                at += 1;
                 let mut s = (hash(key) >> shift) as usize;
                 let id = loop {
                     let slot = &mut self.slots[s];
