@@ -16,10 +16,10 @@
 //! `seq`, `upper_bound >= total`.
 
 use crate::amount::FeeRate;
-use crate::batch::IntentBatch;
+use crate::batch::{IntentBatch, IntentMeta};
 use crate::build::{
-    BuilderKind, FifoCore, GreedyCore, ImprovedConfig, ImprovedCore, ImprovedStats, KeyIndex, Selection,
-    order_key,
+    BoundParts, BuilderKind, FifoCore, GreedyCore, ImprovedConfig, ImprovedCore, ImprovedStats, KeyIndex,
+    Selection, order_key,
 };
 use crate::pace::{Pace, Unpaced, run_unpaced};
 
@@ -370,6 +370,12 @@ impl Packer {
     pub fn last_fifo_selection(&self) -> &Selection {
         &self.fifo_selection
     }
+
+    /// The FIFO bound of the last `pack`, `select` or `compare` before rounding: what the
+    /// merger adds up over key-disjoint shards instead of running FIFO on their union.
+    pub fn last_fifo_bound_parts(&self) -> BoundParts {
+        self.fifo.bound_parts_last
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -383,13 +389,37 @@ fn fill_block(
     bound: u64,
     out: &mut Block,
 ) {
+    let entries = published.picked.iter().map(|&i| batch.meta(i as usize));
+    let published = Published { total: published.total, exact: published.exact, builder };
+    fill_block_from(window_id, fee_rate, published, fifo_total, bound, entries, out);
+}
+
+/// The published selection's totals, for [`fill_block_from`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Published {
+    pub(crate) total: u64,
+    pub(crate) exact: bool,
+    pub(crate) builder: BuilderKind,
+}
+
+/// The block rule's economics (module doc) over the published intents `entries`, which
+/// the caller yields in ascending seq (the merger's fast path merges them from the shards).
+pub(crate) fn fill_block_from<'a>(
+    window_id: u64,
+    fee_rate: FeeRate,
+    published: Published,
+    fifo_total: u64,
+    bound: u64,
+    entries: impl Iterator<Item = &'a IntentMeta>,
+    out: &mut Block,
+) {
     debug_assert!(published.total >= fifo_total);
     let total = published.total;
     let surplus = total - fifo_total;
     let fee = fee_rate.apply_floor(surplus);
     debug_assert!(fee <= total);
     out.window_id = window_id;
-    out.builder = builder;
+    out.builder = published.builder;
     out.total = total;
     out.fifo_total = fifo_total;
     out.surplus = surplus;
@@ -399,9 +429,8 @@ fn fill_block(
     out.exact = published.exact;
     out.entries.clear();
     let mut charged = 0u64;
-    for &i in &published.picked {
-        let meta = batch.meta(i as usize);
-        let profit = batch.profit(i as usize);
+    for meta in entries {
+        let profit = meta.profit;
         let share =
             if total == 0 { 0 } else { (u128::from(fee) * u128::from(profit) / u128::from(total)) as u64 };
         charged += share;

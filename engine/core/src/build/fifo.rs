@@ -1,6 +1,6 @@
 //! FIFO: arrival order, skipping any intent that conflicts with one already taken.
 
-use super::bound::DualBound;
+use super::bound::{BoundParts, DualBound};
 use super::index::KeyIndex;
 use super::{BlockBuilder, BuilderKind, Selection, finish};
 use crate::batch::IntentBatch;
@@ -19,6 +19,8 @@ pub(crate) struct FifoCore {
     pub(crate) bound_passes: u32,
     /// Upper bound of the last run (the packer hands it to the chosen builder).
     pub(crate) bound_last: u64,
+    /// `bound_last` before rounding (a builder shard hands it to the merger).
+    pub(crate) bound_parts_last: BoundParts,
 }
 
 impl FifoCore {
@@ -28,6 +30,7 @@ impl FifoCore {
             dual: DualBound::new(records_max, keys_max),
             bound_passes: BOUND_PASSES_DEFAULT,
             bound_last: 0,
+            bound_parts_last: BoundParts::default(),
         }
     }
 
@@ -46,8 +49,10 @@ impl FifoCore {
                 total += profit;
             }
         }
-        let bound = self.dual.compute(index, profits, self.bound_passes);
+        let parts = self.dual.compute_parts(index, profits, self.bound_passes);
+        let bound = parts.bound();
         self.bound_last = bound;
+        self.bound_parts_last = parts;
         finish(out, total, bound);
     }
 }

@@ -23,7 +23,7 @@ mod improved;
 mod index;
 mod sort;
 
-pub use bound::DualBound;
+pub use bound::{BoundParts, DualBound};
 pub use exact::EXACT_INTENTS_LIMIT;
 pub use fifo::{BOUND_PASSES_DEFAULT, FifoBuilder};
 pub use greedy::GreedyBuilder;

@@ -168,6 +168,11 @@ impl BuilderShard {
         w.total = selection.total;
         w.upper_bound = selection.upper_bound;
         w.exact = selection.exact;
+        let fifo = self.packer.last_fifo_selection();
+        w.fifo_picked.clear();
+        w.fifo_picked.extend_from_slice(&fifo.picked);
+        w.fifo_total = fifo.total;
+        w.fifo_bound = self.packer.last_fifo_bound_parts();
         self.outgoing = Some(w);
         true
     }
@@ -204,9 +209,16 @@ impl BuilderShard {
             self.order.sort_unstable_by_key(|&i| batch.meta(i as usize).seq);
         }
         w.batch.clear();
-        for &i in &self.order {
-            let r = w.batch.push(*batch.meta(i as usize), batch.keys(i as usize));
-            debug_assert!(r.is_ok());
+        if self.order.len() == batch.len() && self.order.is_sorted() {
+            // Nothing cancelled and already in seq order (one intake always is): hand the
+            // collected batch over instead of copying it. Both batches have the window's
+            // capacity, so they can trade places.
+            std::mem::swap(&mut self.batch, &mut w.batch);
+        } else {
+            for &i in &self.order {
+                let r = w.batch.push(*batch.meta(i as usize), batch.keys(i as usize));
+                debug_assert!(r.is_ok());
+            }
         }
         w.window_id = self.window_id;
         w.cancelled_count = self.tombstones.len();

@@ -5,8 +5,9 @@ use fpn_wire::{Reason, Receipt};
 use crate::amount::FeeRate;
 use crate::auction::{AuctionRules, Bid, Book};
 use crate::batch::IntentBatch;
+use crate::build::{BoundParts, BuilderKind};
 use crate::clock::WindowClose;
-use crate::economics::Packer;
+use crate::economics::{Packer, Published, fill_block_from};
 use crate::engine::{WindowResult, WindowSummary};
 use crate::pace::{Pace, Unpaced, run_unpaced};
 use crate::shard::ShardConfig;
@@ -38,6 +39,9 @@ pub trait MergerOutput {
 /// message is applied in the window it was sent in. Finalizing merges the shards' batches
 /// and the cross intents by seq, packs the block with [`Packer::pack_merged`], moves the
 /// window's bids into the book and clears it: the same [`WindowResult`] as the engine.
+/// A window without cross intents skips the merge and the packer: its FIFO baseline is
+/// the union of the shards' FIFO results (the shards own disjoint keys), so the block is
+/// assembled from what the shards computed (`pack_disjoint`; same block, tests check it).
 #[derive(Debug)]
 pub struct Merger {
     intakes_n: usize,
@@ -304,18 +308,83 @@ impl Merger {
         cancelled_count += cross.len() - self.cross_order.len();
         self.cross_order.sort_unstable_by_key(|&i| cross.meta(i as usize).seq);
 
-        // k-way merge by seq: the S shard batches (each ascending) and the cross intents.
-        self.merged.clear();
-        self.shard_picks.clear();
-        self.cross_picks.clear();
-        self.cursors.fill(0);
-        self.pick_pos.fill(0);
         let s_n = self.shards_n;
         let mut shard_bound = 0u64;
         for w in self.shard_windows.iter().flatten() {
             shard_bound = shard_bound.saturating_add(w.upper_bound);
             cancelled_count += w.cancelled_count;
         }
+        pace.point().await;
+        let intents_count = if self.cross_order.is_empty() {
+            self.pack_disjoint(window_id, shard_bound)
+        } else {
+            self.pack_with_cross(window_id, shard_bound, pace).await
+        };
+        pace.point().await;
+
+        // The auction, as the engine: the window's bids join the book in seq order, then clear.
+        for p in &self.bids {
+            let bid = Bid {
+                seq: p.seq,
+                client_id: p.client_id,
+                nonce: p.nonce,
+                amount: p.amount,
+                priority: p.priority,
+                rx_ns: p.rx_ns,
+            };
+            let taken = self.book.handle_bid(bid);
+            // Each intake refused bids beyond its share of the book (see `IntakeCore`).
+            assert!(taken.is_ok(), "book refused an admitted bid: {taken:?}");
+        }
+        self.book.clear(close.closed_ns, window_id, &self.rules, &mut self.result.clearing);
+        pace.point().await;
+        self.result.window = WindowSummary {
+            window_id,
+            opened_ns: close.opened_ns,
+            closed_ns: close.closed_ns,
+            reason: close.reason,
+            intents_count,
+            bids_count: self.bids.len(),
+            cancelled_count,
+        };
+        out.window_result(&self.result);
+
+        // Open bids per intake, recounted (clearing removes winners and expired bids).
+        self.open_per_intake.fill(0);
+        for b in self.book.bids() {
+            let i = ((b.seq - self.first_seq) % self.intakes_n as u64) as usize;
+            self.open_per_intake[i] += 1;
+        }
+        for i in 0..self.intakes_n {
+            out.book_open(i, self.open_per_intake[i], self.taken_per_intake[i]);
+        }
+
+        for s in 0..s_n {
+            let w = self.shard_windows[s].take().expect("all shard windows are in");
+            if let Err(Full(w)) = out.return_window(s, w) {
+                self.returns.push(w);
+            }
+        }
+        self.shard_windows_count = 0;
+        self.closes.fill(None);
+        self.closes_count = 0;
+        self.cross.clear();
+        self.bids.clear();
+        self.tombstones.clear();
+        self.window_id += 1;
+    }
+
+    /// The block of a window with cross intents: the shards' batches and the cross intents
+    /// merged by seq, then [`Packer::pack_merged`]. Returns the window's intent count.
+    async fn pack_with_cross(&mut self, window_id: u64, shard_bound: u64, pace: &mut impl Pace) -> usize {
+        let s_n = self.shards_n;
+        // k-way merge by seq: the S shard batches (each ascending) and the cross intents.
+        self.merged.clear();
+
+        self.shard_picks.clear();
+        self.cross_picks.clear();
+        self.cursors.fill(0);
+        self.pick_pos.fill(0);
         // `cursors[s]` walks shard s's batch, `cursors[S]` the cross order; picks are
         // matched by walking each shard's ascending `picked` alongside (`pick_pos[s]`).
         // S is small (a few shards), so a linear scan of the heads beats a heap.
@@ -368,56 +437,203 @@ impl Merger {
                 pace,
             )
             .await;
+        self.merged.len()
+    }
 
-        // The auction, as the engine: the window's bids join the book in seq order, then clear.
-        for p in &self.bids {
-            let bid = Bid {
-                seq: p.seq,
-                client_id: p.client_id,
-                nonce: p.nonce,
-                amount: p.amount,
-                priority: p.priority,
-                rx_ns: p.rx_ns,
-            };
-            let taken = self.book.handle_bid(bid);
-            // Each intake refused bids beyond its share of the book (see `IntakeCore`).
-            assert!(taken.is_ok(), "book refused an admitted bid: {taken:?}");
+    /// The block of a window without cross intents, from what the shards computed, with
+    /// [`Packer::pack_merged`]'s rule. The shards own disjoint keys, so FIFO on the whole
+    /// window takes exactly the union of the shards' FIFO selections, and its dual bound is
+    /// the sum of theirs before rounding ([`BoundParts`]); the builder's selection is the
+    /// union of the shards' (no cross intents to add). Only the published entries are
+    /// merged by seq. Measured on the e2e bench (one shard): the merger's share fell from
+    /// about 270 to 20 ns per intent. Returns the window's intent count.
+    fn pack_disjoint(&mut self, window_id: u64, shard_bound: u64) -> usize {
+        let windows = &self.shard_windows;
+        let shard = |s: usize| windows[s].as_deref().expect("all shard windows are in");
+        let mut intents_count = 0;
+        let (mut total, mut fifo_total) = (0u64, 0u64);
+        let mut fifo_parts = BoundParts::default();
+        for s in 0..self.shards_n {
+            let w = shard(s);
+            intents_count += w.batch.len();
+            total += w.total;
+            fifo_total += w.fifo_total;
+            fifo_parts = fifo_parts + w.fifo_bound;
         }
-        self.book.clear(close.closed_ns, window_id, &self.rules, &mut self.result.clearing);
-        pace.point().await;
-        self.result.window = WindowSummary {
-            window_id,
-            opened_ns: close.opened_ns,
-            closed_ns: close.closed_ns,
-            reason: close.reason,
-            intents_count: self.merged.len(),
-            bids_count: self.bids.len(),
-            cancelled_count,
+        // As `finish` does for FIFO's own selection.
+        let fifo_bound = fifo_parts.bound();
+        let fifo_upper_bound = fifo_bound.max(fifo_total);
+        let bound = shard_bound.min(fifo_upper_bound).max(total);
+        let use_fifo = total < fifo_total;
+        let published = if use_fifo {
+            Published { total: fifo_total, exact: fifo_bound <= fifo_total, builder: BuilderKind::Fifo }
+        } else {
+            let exact = self.shards_n == 1 && shard(0).exact;
+            Published { total, exact, builder: self.packer.kind() }
         };
-        out.window_result(&self.result);
-
-        // Open bids per intake, recounted (clearing removes winners and expired bids).
-        self.open_per_intake.fill(0);
-        for b in self.book.bids() {
-            let i = ((b.seq - self.first_seq) % self.intakes_n as u64) as usize;
-            self.open_per_intake[i] += 1;
+        fn picks(w: &ShardWindow, use_fifo: bool) -> &[u32] {
+            if use_fifo { &w.fifo_picked } else { &w.picked }
         }
-        for i in 0..self.intakes_n {
-            out.book_open(i, self.open_per_intake[i], self.taken_per_intake[i]);
+        let pos = &mut self.pick_pos;
+        pos.fill(0);
+        // S is small: a linear scan of the heads, as in `pack_with_cross`.
+        let entries = std::iter::from_fn(|| {
+            let mut best: Option<(u64, usize)> = None;
+            for (s, &p) in pos.iter().enumerate() {
+                let w = shard(s);
+                if let Some(&i) = picks(w, use_fifo).get(p) {
+                    let seq = w.batch.meta(i as usize).seq;
+                    if best.is_none_or(|(b, _)| seq < b) {
+                        best = Some((seq, s));
+                    }
+                }
+            }
+            let (_, s) = best?;
+            let w = shard(s);
+            let i = picks(w, use_fifo)[pos[s]];
+            pos[s] += 1;
+            Some(w.batch.meta(i as usize))
+        });
+        fill_block_from(
+            window_id,
+            self.fee_rate,
+            published,
+            fifo_total,
+            bound,
+            entries,
+            &mut self.result.block,
+        );
+        intents_count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::IntentMeta;
+    use crate::economics::Block;
+    use crate::engine::EngineConfig;
+    use crate::shard::msg::{IntentMsg, ToBuilder};
+    use crate::shard::{BoundedQueue, BuilderShard, Sink};
+    use crate::sim::SplitMix64;
+    use crate::window::{CloseReason, WindowConfig};
+
+    #[derive(Default)]
+    struct Out {
+        block: Option<Block>,
+        #[allow(clippy::vec_box)]
+        back: Vec<Box<ShardWindow>>,
+    }
+
+    impl MergerOutput for Out {
+        fn window_result(&mut self, result: &WindowResult) {
+            self.block = Some(result.block.clone());
         }
 
-        for s in 0..s_n {
-            let w = self.shard_windows[s].take().expect("all shard windows are in");
-            if let Err(Full(w)) = out.return_window(s, w) {
-                self.returns.push(w);
+        fn receipt(&mut self, _intake: usize, _receipt: Receipt) {}
+
+        fn book_open(&mut self, _intake: usize, _open: usize, _taken_total: u64) {}
+
+        fn return_window(
+            &mut self,
+            _shard: usize,
+            window: Box<ShardWindow>,
+        ) -> Result<(), Full<Box<ShardWindow>>> {
+            self.back.push(window);
+            Ok(())
+        }
+    }
+
+    /// The general path on the same shard windows: merge their batches by seq and run
+    /// `pack_merged` with no cross intents.
+    fn general_block(config: &ShardConfig, windows: &[Box<ShardWindow>]) -> Block {
+        let (records_max, keys_max) = config.window_capacity();
+        let mut merged = IntentBatch::with_capacity(records_max, keys_max);
+        let mut picks = Vec::new();
+        let mut all: Vec<(u64, usize, usize)> = Vec::new();
+        for (s, w) in windows.iter().enumerate() {
+            all.extend(w.batch.metas().iter().enumerate().map(|(j, m)| (m.seq, s, j)));
+        }
+        all.sort_unstable();
+        for (_, s, j) in all {
+            let w = &windows[s];
+            if w.picked.contains(&(j as u32)) {
+                picks.push(merged.len() as u32);
+            }
+            merged.push(*w.batch.meta(j), w.batch.keys(j)).unwrap();
+        }
+        let bound = windows.iter().map(|w| w.upper_bound).sum();
+        let exact = windows.len() == 1 && windows[0].exact;
+        let e = &config.engine;
+        let mut packer = Packer::new(e.builder, records_max, keys_max, e.improved);
+        let mut block = Block::with_capacity(records_max);
+        packer.pack_merged(1, &merged, &picks, &[], bound, exact, e.fee_rate, &mut block);
+        block
+    }
+
+    #[test]
+    fn a_window_without_cross_intents_gets_the_general_paths_block() {
+        let mut published = [0usize; 3];
+        for kind in [BuilderKind::Fifo, BuilderKind::Greedy, BuilderKind::Improved] {
+            for shards_n in 1..=3usize {
+                for seed in 0..60u64 {
+                    let engine = EngineConfig {
+                        window: WindowConfig::with_records_max(64),
+                        builder: kind,
+                        fee_rate: FeeRate::from_ppm(123_456).unwrap(),
+                        ..EngineConfig::default()
+                    };
+                    let config =
+                        ShardConfig { shard_windows_max: 1, ..ShardConfig::new(engine, 1, shards_n) };
+                    let mut rng = SplitMix64::new(seed);
+                    // Few keys per shard for dense conflicts, many for sparse ones.
+                    let keys_per_shard = 2 + rng.below(40);
+                    let mut inputs: Vec<[BoundedQueue<ToBuilder>; 1]> =
+                        (0..shards_n).map(|_| [BoundedQueue::new(128)]).collect();
+                    for seq in 1..=rng.below(64) {
+                        // Every intent's keys in one shard's range: no cross intents.
+                        let s = rng.below(shards_n as u64);
+                        let mut keys: Vec<u64> =
+                            (0..1 + rng.below(3)).map(|_| s * 1000 + rng.below(keys_per_shard)).collect();
+                        keys.sort_unstable();
+                        keys.dedup();
+                        let meta = IntentMeta {
+                            seq,
+                            client_id: 1,
+                            nonce: seq,
+                            profit: 1 + rng.below(1000),
+                            ..IntentMeta::default()
+                        };
+                        let msg = ToBuilder::Intent(IntentMsg::new(1, meta, keys.into_iter()));
+                        inputs[s as usize][0].push(msg).unwrap();
+                    }
+                    let mut merger = Merger::new(&config, 1);
+                    let mut from_shards: Vec<BoundedQueue<Box<ShardWindow>>> =
+                        (0..shards_n).map(|_| BoundedQueue::new(1)).collect();
+                    for (s, input) in inputs.iter_mut().enumerate() {
+                        input[0].push(ToBuilder::Close { window_id: 1 }).unwrap();
+                        let mut shard = BuilderShard::new(&config, s, 1);
+                        assert!(shard.poll(input, &mut from_shards[s], 256));
+                    }
+                    let mut intake = [BoundedQueue::new(1)];
+                    let close = WindowClose {
+                        window_id: 1,
+                        opened_ns: 0,
+                        closed_ns: 1,
+                        reason: CloseReason::Deadline,
+                    };
+                    intake[0].push(ToMerger::Close(close)).unwrap();
+                    let mut out = Out::default();
+                    assert!(merger.poll(&mut intake, &mut from_shards, &mut out, 256));
+                    let got = out.block.take().expect("window 1 published");
+                    out.back.sort_unstable_by_key(|w| w.shard);
+                    let want = general_block(&config, &out.back);
+                    assert_eq!(got, want, "{kind:?} S={shards_n} seed {seed}");
+                    published[got.builder.code() as usize] += 1;
+                }
             }
         }
-        self.shard_windows_count = 0;
-        self.closes.fill(None);
-        self.closes_count = 0;
-        self.cross.clear();
-        self.bids.clear();
-        self.tombstones.clear();
-        self.window_id += 1;
+        // Both arms ran: FIFO published over the builder, and the builder over FIFO.
+        assert!(published.iter().all(|&n| n > 0), "published by builder kind: {published:?}");
     }
 }

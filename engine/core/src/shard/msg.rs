@@ -7,6 +7,7 @@
 use fpn_wire::Receipt;
 
 use crate::batch::{IntentBatch, IntentMeta};
+use crate::build::BoundParts;
 use crate::clock::WindowClose;
 use crate::window::{KEYS_PER_INTENT_MAX, PendingBid};
 
@@ -121,6 +122,12 @@ pub struct ShardWindow {
     pub exact: bool,
     /// Intents of the window cancelled before the close.
     pub cancelled_count: usize,
+    /// FIFO on `batch`: its selection (ascending indices), total and unrounded bound. Shards
+    /// own disjoint keys, so for a window without cross intents the merger assembles FIFO
+    /// on the whole window from these instead of running it again.
+    pub fifo_picked: Vec<u32>,
+    pub fifo_total: u64,
+    pub fifo_bound: BoundParts,
 }
 
 impl ShardWindow {
@@ -134,6 +141,9 @@ impl ShardWindow {
             upper_bound: 0,
             exact: false,
             cancelled_count: 0,
+            fifo_picked: Vec::with_capacity(records_max),
+            fifo_total: 0,
+            fifo_bound: BoundParts::default(),
         }
     }
 }
