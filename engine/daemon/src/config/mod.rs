@@ -51,6 +51,33 @@ pub struct EngineSection {
     pub data_dir: String,
     /// `default`, `test` or `tuned`.
     pub profile: String,
+    /// `off`, `try` or `on`: lock the process's memory (`mlockall`), see [`LockMemory`].
+    pub lock_memory: String,
+}
+
+/// `engine.lock_memory`: whether the daemon locks its memory (`mlockall(MCL_CURRENT |
+/// MCL_FUTURE)`) before it starts the roles. On the dev VM, touching memory that had not
+/// been touched for a second or so stalled a role for up to 10 ms, and locking removed
+/// most of those stalls (`docs/daemon.md`, "Memory locking").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMemory {
+    Off,
+    /// Lock if permitted; otherwise say why on stderr and run unlocked.
+    Try,
+    /// Lock, or refuse to start.
+    On,
+}
+
+impl LockMemory {
+    pub const ALL: [LockMemory; 3] = [LockMemory::Off, LockMemory::Try, LockMemory::On];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LockMemory::Off => "off",
+            LockMemory::Try => "try",
+            LockMemory::On => "on",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,7 +246,11 @@ impl Config {
     pub fn defaults(basis: DefaultsBasis, cpus: &CpuSet) -> Config {
         let shards = usize::try_from(basis.shards).unwrap_or(usize::MAX);
         Config {
-            engine: EngineSection { data_dir: "./data".into(), profile: basis.profile.as_str().into() },
+            engine: EngineSection {
+                data_dir: "./data".into(),
+                profile: basis.profile.as_str().into(),
+                lock_memory: LockMemory::Try.as_str().into(),
+            },
             window: WindowSection {
                 window_ms: 20,
                 records_max: basis.records_max,

@@ -220,6 +220,10 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
             r#"engine.profile = "fast" (flag --set): must be one of "default", "test", "tuned""#,
         ),
         ("engine.data_dir=", r#"engine.data_dir = "" (flag --set): must not be empty"#),
+        (
+            "engine.lock_memory=yes",
+            r#"engine.lock_memory = "yes" (flag --set): must be one of "off", "try", "on""#,
+        ),
         ("window.window_ms=0", "window.window_ms = 0 (flag --set): must be in 1..=1000"),
         ("window.window_ms=1001", "window.window_ms = 1001 (flag --set): must be in 1..=1000"),
         ("window.records_max=0", "window.records_max = 0 (flag --set): must be in 1..=1048576"),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use fpn_engine::{BuilderKind, FeeRate, FeeRateError, MAX_AMOUNT};
 
-use super::{Config, ConfigError, Origin, Profile};
+use super::{Config, ConfigError, LockMemory, Origin, Profile};
 use crate::cores::{CoreMap, CpuSet, PerRole, Role, RoleInstance};
 use crate::idle::{IdleStrategy, spins_forever};
 
@@ -19,6 +19,7 @@ pub struct Settings {
     pub profile: Profile,
     /// As configured; a relative path is relative to the working directory at start.
     pub data_dir: PathBuf,
+    pub lock_memory: LockMemory,
     pub window: WindowSettings,
     pub builder: BuilderSettings,
     pub auction: AuctionSettings,
@@ -328,6 +329,8 @@ pub(crate) fn validate(
     if config.engine.data_dir.is_empty() {
         c.fail("engine.data_dir", "\"\"".into(), "must not be empty".into());
     }
+    let lock_memory =
+        c.choice("engine.lock_memory", &config.engine.lock_memory, &LockMemory::ALL.map(|l| (l.as_str(), l)));
 
     let w = &config.window;
     let window = WindowSettings {
@@ -544,6 +547,7 @@ pub(crate) fn validate(
     let settings = Settings {
         profile,
         data_dir: PathBuf::from(&config.engine.data_dir),
+        lock_memory,
         window,
         builder,
         auction,

@@ -39,7 +39,7 @@ pub use rings::now_ns;
 pub use roles::{Answer, ResultMsg, Submit};
 pub use shared::Shared;
 
-use crate::config::Settings;
+use crate::config::{LockMemory, Settings};
 use crate::cores::Role;
 use metrics::{DAEMON_METRICS, ReceiptCounters};
 use rings::{RxQ, TxQ, stamped_ring};
@@ -111,12 +111,40 @@ impl RoleState {
     }
 }
 
+/// `engine.lock_memory`: `mlockall(MCL_CURRENT | MCL_FUTURE)`, before any role starts, so
+/// no page the roles touch is ever taken away and faulted back in (`docs/daemon.md`,
+/// "Memory locking").
+fn lock_memory(mode: LockMemory) -> Result<(), RunError> {
+    if mode == LockMemory::Off {
+        return Ok(());
+    }
+    // SAFETY: mlockall takes flags only.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
+        eprintln!("flashpointd: memory locked (engine.lock_memory = {:?})", mode.as_str());
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if mode == LockMemory::On {
+        return Err(RunError::Io {
+            what: "locking memory (engine.lock_memory = \"on\"): mlockall",
+            path: "".into(),
+            source: e,
+        });
+    }
+    eprintln!(
+        "flashpointd: engine.lock_memory = \"try\": mlockall failed ({e}; needs CAP_IPC_LOCK or a large enough \
+         RLIMIT_MEMLOCK); running with unlocked memory"
+    );
+    Ok(())
+}
+
 /// Runs the daemon until SIGTERM or SIGINT, then drains. Returns once every executor
 /// stopped and the last window is in the journal.
 pub fn run(settings: &Settings) -> Result<(), RunError> {
     signals::block_term_signals().map_err(io("blocking SIGTERM/SIGINT", "".as_ref()))?;
     let start = Instant::now();
     now_ns();
+    lock_memory(settings.lock_memory)?;
 
     let shard_config = settings.shard_config();
     shard_config.validate().map_err(|e| RunError::Config(e.to_string()))?;

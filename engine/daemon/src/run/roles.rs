@@ -835,14 +835,20 @@ impl JournalRole {
         super::journal::write_line(msg, block, clearing, &mut line, pace).await;
         self.line_reserve = self.line_reserve.max(line.len() + 1);
         // The admin routes keep the newest lines; the file gets this buffer.
-        let kept = line.clone();
+        let mut latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+        // The oldest kept line's buffer takes the copy (no allocation once 64 are kept).
+        let mut kept = if latest.len() == self.shared.latest_max {
+            latest.pop_front().map(|(_, s)| s).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        drop(latest);
+        kept.clear();
+        kept.push_str(&line);
         line.push('\n');
         self.file.send(msg.window.window_id, line);
-        let line = kept;
         let mut latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
-        if latest.len() == self.shared.latest_max {
-            latest.pop_front();
-        }
-        latest.push_back((msg.window.window_id, line));
+        latest.push_back((msg.window.window_id, kept));
+        drop(latest);
     }
 }
