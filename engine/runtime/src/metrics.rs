@@ -317,6 +317,9 @@ struct Series {
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     series: Vec<Series>,
+    /// Where the next lookup starts: a role publishes the same series in the same order
+    /// every time, so the next series is almost always the one after the last.
+    cursor: usize,
 }
 
 impl Snapshot {
@@ -326,13 +329,16 @@ impl Snapshot {
         labels: &Labels,
         init: impl FnOnce() -> SeriesValue,
     ) -> &mut SeriesValue {
-        let index = match self.series.iter().position(|s| std::ptr::eq(s.desc, desc) && s.labels == *labels) {
+        let matches = |s: &Series| std::ptr::eq(s.desc, desc) && s.labels == *labels;
+        let hint = self.series.get(self.cursor).is_some_and(matches).then_some(self.cursor);
+        let index = match hint.or_else(|| self.series.iter().position(matches)) {
             Some(index) => index,
             None => {
                 self.series.push(Series { desc, labels: labels.clone(), value: init() });
                 self.series.len() - 1
             }
         };
+        self.cursor = index + 1;
         &mut self.series[index].value
     }
 
@@ -428,6 +434,7 @@ impl ShardPublisher {
             // A panic elsewhere while holding the lock left plain values: keep publishing.
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
         };
+        guard.cursor = 0;
         write(&mut guard);
         guard.counter(&METRICS_PUBLISH_SKIP_TOTAL, &Labels::default(), self.skipped_total);
         true
