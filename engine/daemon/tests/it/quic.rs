@@ -469,6 +469,31 @@ fn fpn_client_library_against_the_daemon() {
             sent += k;
         }
     }
+    // Datagram records answered `overloaded` (the engine's rings were full) are sent again
+    // with the same nonces, as a client should, until none is.
+    for round in 0.. {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while receipts.len() < 2 * n {
+            assert!(Instant::now() < deadline, "{} receipts of {}", receipts.len(), 2 * n);
+            take(&c, Duration::from_millis(20), &mut receipts, &mut block_seqs);
+        }
+        let over: Vec<u64> = receipts
+            .iter()
+            .filter(|(_, r)| r.0 == Err(Reason::Overloaded))
+            .map(|(nonce, _)| *nonce)
+            .collect();
+        if over.is_empty() {
+            break;
+        }
+        assert!(round < 100, "{} records still overloaded", over.len());
+        assert!(over.iter().all(|&nonce| nonce < 100_001), "stream records wait, never overloaded");
+        for nonce in &over {
+            receipts.remove(nonce);
+        }
+        for (f, _) in frames_of(31, &over, 1_000) {
+            c.send_frame(&f, Via::Datagram).unwrap();
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let accepted: Vec<u64> = receipts.values().filter(|r| r.0.is_ok()).map(|r| r.1).collect();
