@@ -226,7 +226,10 @@ impl Packer {
             BuilderKind::Improved => {
                 let known = (self.improved.config().bound_passes == self.fifo.bound_passes)
                     .then_some(self.fifo.bound_last);
-                self.improved.run_paced(&self.index, profits, known, &mut self.chosen_selection, pace).await;
+                let fifo = Some(&self.fifo_selection);
+                self.improved
+                    .run_paced(&self.index, profits, known, fifo, &mut self.chosen_selection, pace)
+                    .await;
             }
         }
     }
@@ -352,7 +355,13 @@ impl Packer {
         let greedy = BuilderOutcome::of(&self.chosen_selection);
         let known =
             (self.improved.config().bound_passes == self.fifo.bound_passes).then_some(self.fifo.bound_last);
-        self.improved.run(&self.index, profits, known, &mut self.chosen_selection);
+        self.improved.run(
+            &self.index,
+            profits,
+            known,
+            Some(&self.fifo_selection),
+            &mut self.chosen_selection,
+        );
         let improved = BuilderOutcome::of(&self.chosen_selection);
         Comparison { fifo, greedy, improved, improved_stats: self.improved.stats }
     }

@@ -335,7 +335,10 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
         let mut next = from;
         let mut blocked_since: Option<Instant> = None;
         let mut phase_closed = false;
-        while !phase_closed {
+        // Until the phase's last close is out: a close that found a ring full stays pending
+        // in the core and is delivered by `poll_pending` at the top of the loop. (Leaving
+        // with it pending hung the bench: the consumer never saw the phase end.)
+        while !phase_closed || core.has_pending() {
             let now = now_ns();
             for q in &mut to_builder {
                 q.now_ns = now;
@@ -392,7 +395,7 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
             let full = core.wants_close();
             let end = next == to;
             let now = now_ns();
-            if !core.has_pending() && (full || end || now >= clock.deadline_ns()) {
+            if !phase_closed && !core.has_pending() && (full || end || now >= clock.deadline_ns()) {
                 let close = clock.close_now(now, full);
                 let mut sink = IntakeRings { to_builder: &mut to_builder, to_merger: &mut to_merger };
                 let _ = core.handle_window(close, &mut sink);

@@ -155,6 +155,34 @@ impl<T> Rx<T> {
         count
     }
 
+    /// Hands up to `count_max` values to `f` by reference, oldest first, and stops after the
+    /// first one `f` returns `false` for; every value handed over is taken. One index update
+    /// for the whole batch, like [`Rx::drain`], and no value is copied out of its slot, so a
+    /// consumer of large slots reads only the bytes it uses. Returns how many were taken.
+    #[inline]
+    pub fn read_with(&mut self, count_max: usize, mut f: impl FnMut(&T) -> bool) -> usize {
+        let count = self.inner.slots().min(count_max);
+        if count == 0 {
+            return 0;
+        }
+        let chunk = match self.inner.read_chunk(count) {
+            Ok(chunk) => chunk,
+            // `count` never exceeds the slots seen above and only we consume.
+            Err(rtrb::chunks::ChunkError::TooFewSlots(_)) => unreachable!("slots shrank under the consumer"),
+        };
+        let (first, second) = chunk.as_slices();
+        let mut taken = 0;
+        for value in first.iter().chain(second) {
+            taken += 1;
+            if !f(value) {
+                break;
+            }
+        }
+        chunk.commit(taken);
+        self.popped_total += taken as u64;
+        taken
+    }
+
     /// Moves up to `count_max` values into `out` without growing it: at most
     /// `out.capacity() - out.len()` values are taken, so a `Vec` sized at start-up never
     /// reallocates. Returns how many were taken.
@@ -257,6 +285,39 @@ mod tests {
         assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
         assert_eq!(rx.drain(100, |_| panic!("empty ring yielded a value")), 0);
         assert_eq!(rx.counters().popped_total, 6);
+    }
+
+    #[test]
+    fn read_with_stops_after_the_refused_value_and_wraps_around() {
+        let (mut tx, mut rx) = ring::<u32>(4);
+        for i in 0..3 {
+            tx.try_push(i).unwrap();
+        }
+        let mut seen = Vec::new();
+        // Stops after 1 (taken), leaves 2.
+        assert_eq!(
+            rx.read_with(10, |&v| {
+                seen.push(v);
+                v != 1
+            }),
+            2
+        );
+        assert_eq!(seen, [0, 1]);
+        // Wrap around the end of the buffer: 2 sits before it, 3..6 after.
+        for i in 3..6 {
+            tx.try_push(i).unwrap();
+        }
+        let mut keep = |v: &u32| {
+            seen.push(*v);
+            true
+        };
+        assert_eq!(rx.read_with(3, &mut keep), 3);
+        assert_eq!(rx.read_with(10, &mut keep), 1);
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(rx.read_with(10, |_| panic!("empty ring yielded a value")), 0);
+        assert_eq!(rx.counters().popped_total, 6);
+        // Taken values free their slots.
+        assert_eq!(tx.slots_free(), 4);
     }
 
     #[test]

@@ -84,6 +84,22 @@ impl GreedyCore {
         total
     }
 
+    /// Sets the selection to `picked` (conflict-free, of a window of `intents_count`), as
+    /// `fill` leaves it.
+    pub(crate) fn set_selection(&mut self, index: &KeyIndex, intents_count: usize, picked: &[u32]) {
+        self.owner.clear();
+        self.owner.resize(index.resources_count(), NONE);
+        self.selected.clear();
+        self.selected.resize(intents_count, false);
+        for &i in picked {
+            for &r in index.ids(i as usize) {
+                debug_assert_eq!(self.owner[r as usize], NONE, "picked intents conflict");
+                self.owner[r as usize] = i;
+            }
+            self.selected[i as usize] = true;
+        }
+    }
+
     /// Writes the selected intents, ascending, into `out.picked` (after `out.clear()`).
     pub(crate) fn emit(&self, out: &mut Selection) {
         out.clear();

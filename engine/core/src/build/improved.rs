@@ -137,18 +137,21 @@ impl ImprovedCore {
         index: &KeyIndex,
         profits: &[u64],
         bound_known: Option<u64>,
+        fifo_known: Option<&Selection>,
         out: &mut Selection,
     ) {
-        run_unpaced(self.run_paced(index, profits, bound_known, out, &mut Unpaced));
+        run_unpaced(self.run_paced(index, profits, bound_known, fifo_known, out, &mut Unpaced));
     }
 
     /// [`ImprovedCore::run`], pausing at `pace`'s points between phases and inside the
     /// local search (`crate::pace`). Same result.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn run_paced(
         &mut self,
         index: &KeyIndex,
         profits: &[u64],
         bound_known: Option<u64>,
+        fifo_known: Option<&Selection>,
         out: &mut Selection,
         pace: &mut impl Pace,
     ) {
@@ -169,9 +172,19 @@ impl ImprovedCore {
         }
         // Third start: arrival order. Rarely the best, but it makes "improved >= FIFO" a
         // guarantee of the builder rather than of the packer's fallback, for one more pass.
-        self.density.order.clear();
-        self.density.order.extend(0..n as u64);
-        let fifo_total = self.density.fill(index, profits);
+        // `fifo_known`: FIFO's selection on this index (the packer runs FIFO anyway), which
+        // is exactly what the arrival-order pass selects; one fill pass fewer.
+        let fifo_total = match fifo_known {
+            Some(fifo) => {
+                self.density.set_selection(index, n, &fifo.picked);
+                fifo.total
+            }
+            None => {
+                self.density.order.clear();
+                self.density.order.extend(0..n as u64);
+                self.density.fill(index, profits)
+            }
+        };
         if fifo_total > total {
             std::mem::swap(&mut self.greedy.owner, &mut self.density.owner);
             std::mem::swap(&mut self.greedy.selected, &mut self.density.selected);
@@ -484,6 +497,64 @@ impl BlockBuilder for ImprovedBuilder {
     fn build(&mut self, batch: &IntentBatch, out: &mut Selection) {
         self.index.prepare(batch);
         self.index.build_adjacency();
-        self.core.run(&self.index, batch.profits(), None, out);
+        self.core.run(&self.index, batch.profits(), None, None, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::IntentMeta;
+    use crate::build::FifoCore;
+    use crate::sim::{SimParams, random_batch};
+
+    /// Runs improved on `batch` with the arrival-order pass filled here and with FIFO's
+    /// selection handed in; both must agree in everything.
+    fn both_ways(batch: &IntentBatch, config: ImprovedConfig) -> (Selection, ImprovedStats) {
+        let (records, keys) = (batch.len().max(1), batch.keys_len().max(64));
+        let mut index = KeyIndex::new(records, keys);
+        index.prepare(batch);
+        index.build_adjacency();
+        let profits = batch.profits();
+        let mut fifo = FifoCore::new(records, keys);
+        let mut fifo_selection = Selection::with_capacity(records);
+        fifo.run(&index, profits, &mut fifo_selection);
+        let mut filled = ImprovedCore::new(records, keys, config);
+        let mut handed = ImprovedCore::new(records, keys, config);
+        let (mut a, mut b) = (Selection::with_capacity(records), Selection::with_capacity(records));
+        filled.run(&index, profits, None, None, &mut a);
+        handed.run(&index, profits, None, Some(&fifo_selection), &mut b);
+        assert_eq!(a, b);
+        assert_eq!(filled.stats, handed.stats);
+        (b, handed.stats)
+    }
+
+    #[test]
+    fn fifos_selection_handed_in_is_the_arrival_order_pass() {
+        // No search after the starts, so the best start is the answer.
+        let starts_only =
+            ImprovedConfig { local_search_steps_max: 0, exact_intents_max: 0, ..ImprovedConfig::default() };
+        // Arrival order (6 + 6) beats both greedy orders (10) here.
+        let mut batch = IntentBatch::with_capacity(3, 8);
+        for (seq, (profit, keys)) in [(6u64, &[1u64][..]), (6, &[2]), (10, &[1, 2])].into_iter().enumerate() {
+            let meta = IntentMeta { seq: seq as u64 + 1, profit, ..IntentMeta::default() };
+            batch.push(meta, keys).unwrap();
+        }
+        let (selection, stats) = both_ways(&batch, starts_only);
+        assert_eq!((selection.total, stats.greedy_total, stats.density_total), (12, 10, 10));
+        assert_eq!(selection.picked, vec![0, 1]);
+        for seed in 0..64 {
+            let params = SimParams {
+                intents: 1 + seed as usize * 7,
+                keys_min: 1,
+                keys_max: 4,
+                conflict_rate: (seed % 8) as f64 / 8.0,
+                hot_keys: 16,
+                profit_max: 1_000,
+            };
+            let batch = random_batch(seed, &params).unwrap();
+            both_ways(&batch, starts_only);
+            both_ways(&batch, ImprovedConfig::default());
+        }
     }
 }

@@ -122,28 +122,35 @@ impl BuilderShard {
             progress = true;
         }
         for (i, input) in inputs.iter_mut().enumerate() {
-            let mut n = 0;
-            while n < budget && !self.closed[i] {
-                let Some(msg) = input.pop() else { break };
-                n += 1;
-                progress = true;
-                match msg {
-                    ToBuilder::Intent(m) => {
-                        debug_assert_eq!(m.window_id, self.window_id);
-                        let r = self.batch.push(m.meta, m.keys());
-                        // Each intake admits at most its share of records and keys per window.
-                        assert!(r.is_ok(), "shard batch over capacity");
-                    }
-                    ToBuilder::Cancel { window_id, seq } => {
-                        debug_assert_eq!(window_id, self.window_id);
-                        self.tombstones.push(seq);
-                    }
-                    ToBuilder::Close { window_id } => {
-                        assert_eq!(window_id, self.window_id, "close markers arrive in window order");
-                        self.closed[i] = true;
-                        self.closed_count += 1;
-                    }
+            if self.closed[i] {
+                continue;
+            }
+            let (batch, tombstones, open) = (&mut self.batch, &mut self.tombstones, self.window_id);
+            let mut closed = false;
+            // In place: only the meta and the keys the intent has are read from its slot.
+            let taken = input.read_with(budget, |msg| match msg {
+                ToBuilder::Intent(m) => {
+                    debug_assert_eq!(m.window_id, open);
+                    let r = batch.push(m.meta, m.keys());
+                    // Each intake admits at most its share of records and keys per window.
+                    assert!(r.is_ok(), "shard batch over capacity");
+                    true
                 }
+                ToBuilder::Cancel { window_id, seq } => {
+                    debug_assert_eq!(*window_id, open);
+                    tombstones.push(*seq);
+                    true
+                }
+                ToBuilder::Close { window_id } => {
+                    assert_eq!(*window_id, open, "close markers arrive in window order");
+                    closed = true;
+                    false
+                }
+            });
+            progress |= taken > 0;
+            if closed {
+                self.closed[i] = true;
+                self.closed_count += 1;
             }
         }
         if self.closed_count == self.intakes_n && self.stage_window() {

@@ -23,6 +23,22 @@ pub trait Sink<T> {
 /// The consumer end of a queue. Never blocks.
 pub trait Source<T> {
     fn pop(&mut self) -> Option<T>;
+
+    /// Hands up to `count_max` values to `f` by reference, oldest first, and stops after the
+    /// first one `f` returns `false` for; every value handed over is taken. Returns how many
+    /// were taken. This default pops; a ring overrides it to read the values in place (a
+    /// slot has room for an intent with 64 keys, and most intents use a few).
+    fn read_with(&mut self, count_max: usize, mut f: impl FnMut(&T) -> bool) -> usize {
+        let mut taken = 0;
+        while taken < count_max {
+            let Some(value) = self.pop() else { break };
+            taken += 1;
+            if !f(&value) {
+                break;
+            }
+        }
+        taken
+    }
 }
 
 /// An intake's outputs: one queue to each builder shard and one to the merger.
