@@ -135,19 +135,26 @@ impl<T> Rx<T> {
         }
     }
 
+    /// The oldest `min(count_max, available)` slots as one chunk; `None` when that is 0.
+    #[inline]
+    fn chunk(&mut self, count_max: usize) -> Option<rtrb::chunks::ReadChunk<'_, T>> {
+        let count = self.inner.slots().min(count_max);
+        if count == 0 {
+            return None;
+        }
+        match self.inner.read_chunk(count) {
+            Ok(chunk) => Some(chunk),
+            // `count` never exceeds the slots seen above and only we consume.
+            Err(rtrb::chunks::ChunkError::TooFewSlots(_)) => unreachable!("slots shrank under the consumer"),
+        }
+    }
+
     /// Takes up to `count_max` values in one batch (one index update for the whole batch)
     /// and hands each to `f`, oldest first. Returns how many were taken.
     #[inline]
     pub fn drain(&mut self, count_max: usize, mut f: impl FnMut(T)) -> usize {
-        let count = self.inner.slots().min(count_max);
-        if count == 0 {
-            return 0;
-        }
-        let chunk = match self.inner.read_chunk(count) {
-            Ok(chunk) => chunk,
-            // `count` never exceeds the slots seen above and only we consume.
-            Err(rtrb::chunks::ChunkError::TooFewSlots(_)) => unreachable!("slots shrank under the consumer"),
-        };
+        let Some(chunk) = self.chunk(count_max) else { return 0 };
+        let count = chunk.len();
         for value in chunk {
             f(value);
         }
@@ -161,15 +168,7 @@ impl<T> Rx<T> {
     /// consumer of large slots reads only the bytes it uses. Returns how many were taken.
     #[inline]
     pub fn read_with(&mut self, count_max: usize, mut f: impl FnMut(&T) -> bool) -> usize {
-        let count = self.inner.slots().min(count_max);
-        if count == 0 {
-            return 0;
-        }
-        let chunk = match self.inner.read_chunk(count) {
-            Ok(chunk) => chunk,
-            // `count` never exceeds the slots seen above and only we consume.
-            Err(rtrb::chunks::ChunkError::TooFewSlots(_)) => unreachable!("slots shrank under the consumer"),
-        };
+        let Some(chunk) = self.chunk(count_max) else { return 0 };
         let (first, second) = chunk.as_slices();
         let mut taken = 0;
         for value in first.iter().chain(second) {

@@ -133,12 +133,13 @@ impl JournalFile {
         self.spare.try_recv().unwrap_or_else(|_| String::with_capacity(reserve))
     }
 
-    /// Whether a refused line still waits; then no new line may be sent.
-    pub fn is_blocked(&mut self) -> bool {
+    /// Sends the line the full channel refused, if it can now; whether a new line may be
+    /// sent (nothing is pending).
+    pub fn ready(&mut self) -> bool {
         if let Some(p) = self.pending.take() {
             self.send(p.0, p.1);
         }
-        self.pending.is_some()
+        self.pending.is_none()
     }
 
     /// Hands the line of `window_id` (newline included) to the thread; kept as pending if

@@ -118,13 +118,11 @@ pub struct SlicePace {
     slice_ns: u64,
     started_ns: u64,
     hot: bool,
-    /// Yields taken.
-    pub yields_total: u64,
 }
 
 impl SlicePace {
     pub fn new(slice: Duration, hot: bool) -> SlicePace {
-        SlicePace { slice_ns: slice.as_nanos() as u64, started_ns: 0, hot, yields_total: 0 }
+        SlicePace { slice_ns: slice.as_nanos() as u64, started_ns: 0, hot }
     }
 
     /// A slice begins now.
@@ -145,7 +143,6 @@ impl Pace for SlicePace {
         if self.hot {
             super::alloc_probe::enter();
         }
-        self.yields_total += 1;
         self.started_ns = now_ns();
     }
 }
@@ -781,7 +778,7 @@ impl RoleLoop for JournalRole {
 
     async fn slow(&mut self, pace: &mut SlicePace) -> bool {
         let mut did_work = false;
-        while !self.file.is_blocked() {
+        while self.file.ready() {
             let Some(msg) = self.results.pop() else { break };
             self.append(&msg, pace).await;
             // A full return ring (more buffers than it holds): free this one here.
@@ -835,20 +832,19 @@ impl JournalRole {
         super::journal::write_line(msg, block, clearing, &mut line, pace).await;
         self.line_reserve = self.line_reserve.max(line.len() + 1);
         // The admin routes keep the newest lines; the file gets this buffer.
-        let mut latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
-        // The oldest kept line's buffer takes the copy (no allocation once 64 are kept).
-        let mut kept = if latest.len() == self.shared.latest_max {
-            latest.pop_front().map(|(_, s)| s).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        drop(latest);
-        kept.clear();
-        kept.push_str(&line);
+        {
+            let mut latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+            // The oldest kept line's buffer takes the copy (no allocation once 64 are kept).
+            let mut kept = if latest.len() == self.shared.latest_max {
+                latest.pop_front().map(|(_, s)| s).unwrap_or_default()
+            } else {
+                String::new()
+            };
+            kept.clear();
+            kept.push_str(&line);
+            latest.push_back((msg.window.window_id, kept));
+        }
         line.push('\n');
         self.file.send(msg.window.window_id, line);
-        let mut latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
-        latest.push_back((msg.window.window_id, kept));
-        drop(latest);
     }
 }
