@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use flashpointd::config::{Inputs, load};
-use flashpointd::run::rings::{Stamped, TxQ, now_ns, stamped_ring};
+use flashpointd::run::rings::{IntakeRings, Stamped, TxQ, now_ns, stamped_ring};
 use flashpointd::run::{Answer, ResultMsg};
 use flashpointd::{CpuSet, Settings};
-use fpn_engine::shard::{Full, IntakeSink, ShardWindow, Sink, Source, ToBuilder, ToMerger};
+use fpn_engine::shard::{Full, ShardWindow, Sink, Source, ToBuilder, ToMerger};
 use fpn_engine::{BuilderShard, IntakeCore, Merger, MergerOutput, ShardConfig, WindowClock, WindowResult};
 use fpn_runtime::ring::{Rx, Tx, ring};
 use fpn_wire::{FrameWriter, Intent, Receipt};
@@ -68,10 +68,25 @@ fn settings() -> Settings {
     load(&inputs, &cpus).expect("valid settings").settings
 }
 
-/// Pre-encoded frames: the first `warm` of them are the untimed warm-up.
+/// Pre-encoded frames, back to back in one buffer as a receive ring would hold them (so the
+/// intake reads them in address order, as it reads a socket's buffers, not scattered over
+/// the heap): the first `warm` of them are the untimed warm-up.
 struct Input {
-    frames: Vec<Vec<u8>>,
+    bytes: Vec<u8>,
+    /// Each frame's end in `bytes`.
+    ends: Vec<usize>,
     warm: usize,
+}
+
+impl Input {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn frame(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
 }
 
 /// SplitMix64, for a deterministic input.
@@ -88,7 +103,8 @@ fn encode(warm_intents: usize, timed_intents: usize) -> Input {
     let mut rng = Rng(7);
     let mut nonces = [0u64; CLIENTS as usize];
     let frames_n = (warm_intents + timed_intents).div_ceil(PER_FRAME);
-    let mut frames = Vec::with_capacity(frames_n);
+    let mut bytes = Vec::new();
+    let mut ends = Vec::with_capacity(frames_n);
     let mut keys = Vec::with_capacity(KEYS_PER_INTENT);
     for f in 0..frames_n {
         // A frame is one client's (the daemon routes a frame by its first client).
@@ -115,27 +131,10 @@ fn encode(warm_intents: usize, timed_intents: usize) -> Input {
             w.push_intent(&intent).expect("frame room");
         }
         w.finish();
-        frames.push(buf);
+        bytes.extend_from_slice(&buf);
+        ends.push(bytes.len());
     }
-    Input { frames, warm: warm_intents / PER_FRAME }
-}
-
-/// The intake's outputs, as `roles::IntakeRings`.
-struct IntakeRings<'a> {
-    to_builder: &'a mut [TxQ<ToBuilder>],
-    to_merger: &'a mut TxQ<ToMerger>,
-}
-
-impl IntakeSink for IntakeRings<'_> {
-    #[inline]
-    fn to_builder(&mut self, shard: usize, msg: ToBuilder) -> Result<(), Full<ToBuilder>> {
-        self.to_builder[shard].push(msg)
-    }
-
-    #[inline]
-    fn to_merger(&mut self, msg: ToMerger) -> Result<(), Full<ToMerger>> {
-        self.to_merger.push(msg)
-    }
+    Input { bytes, ends, warm: warm_intents / PER_FRAME }
 }
 
 /// The merger's outputs: published windows are counted, shard windows go back.
@@ -322,7 +321,7 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
     let mut clock = WindowClock::new(window_ns, 1, now_ns());
     let mut stats = IntakeStats::default();
     let mut start_ns = 0;
-    let phases = [(0, input.warm), (input.warm, input.frames.len())];
+    let phases = [(0, input.warm), (input.warm, input.len())];
     for (phase, &(from, to)) in phases.iter().enumerate() {
         if phase == 1 {
             while !warm_done.load(Ordering::Acquire) {
@@ -367,7 +366,7 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
                 let (accepted, refused) = (&mut stats.accepted, &mut stats.refused);
                 let result = if receipts {
                     let answers = &mut answers_tx;
-                    let r = core.handle_frame(now_ns(), rx_ns, &input.frames[next], &mut sink, |r| {
+                    let r = core.handle_frame(now_ns(), rx_ns, input.frame(next), &mut sink, |r| {
                         if r.status.is_ok() {
                             *accepted += 1
                         } else {
@@ -381,7 +380,7 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
                     debug_assert!(pushed.is_ok());
                     r
                 } else {
-                    core.handle_frame(now_ns(), rx_ns, &input.frames[next], &mut sink, |r| {
+                    core.handle_frame(now_ns(), rx_ns, input.frame(next), &mut sink, |r| {
                         if r.status.is_ok() { *accepted += 1 } else { *refused += 1 }
                     })
                 };
@@ -455,7 +454,7 @@ fn e2e(c: &mut Criterion) {
             std::mem::size_of::<Stamped<ToMerger>>(),
         );
     }
-    let timed = (input.frames.len() - input.warm) * PER_FRAME;
+    let timed = (input.len() - input.warm) * PER_FRAME;
     let mut group = c.benchmark_group("e2e");
     group.throughput(Throughput::Elements(timed as u64));
     group.sampling_mode(SamplingMode::Flat);

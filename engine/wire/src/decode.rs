@@ -297,3 +297,64 @@ impl<'a> Iterator for Records<'a> {
 }
 
 impl ExactSizeIterator for Records<'_> {}
+
+impl<'a> Records<'a> {
+    /// The records, each with the records `n` places further on that have not been handed
+    /// out yet: the first item brings the next `n + 1` (itself included), every later item
+    /// one. A consumer that starts a record's memory loads when it first sees it in
+    /// [`Ahead`] (a de-duplication table's slot, say) has them in flight `n` records early.
+    pub fn with_lookahead(self, n: usize) -> Lookahead<'a> {
+        Lookahead { ahead: self.clone(), records: self, first: n + 1 }
+    }
+}
+
+/// See [`Records::with_lookahead`].
+#[derive(Debug, Clone)]
+pub struct Lookahead<'a> {
+    records: Records<'a>,
+    ahead: Records<'a>,
+    /// How many records the first item brings; 0 once it has been handed out.
+    first: usize,
+}
+
+/// The records a [`Lookahead`] item brings: an iterator.
+#[derive(Debug, Clone)]
+pub struct Ahead<'a> {
+    records: Records<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for Lookahead<'a> {
+    type Item = (RecordRef<'a>, Ahead<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = self.records.next()?;
+        let take = std::mem::take(&mut self.first).max(1);
+        let ahead = Ahead { records: self.ahead.clone(), left: take };
+        // Skip what this item brings (an `Records::next` is a header read, cheap).
+        for _ in 0..take {
+            if self.ahead.next().is_none() {
+                break;
+            }
+        }
+        Some((record, ahead))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.records.size_hint()
+    }
+}
+
+impl<'a> Iterator for Ahead<'a> {
+    type Item = RecordRef<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<RecordRef<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        self.records.next()
+    }
+}

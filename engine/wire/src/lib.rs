@@ -14,8 +14,8 @@ pub mod record;
 pub mod session;
 
 pub use decode::{
-    BlockRef, ClearingRef, IntentRef, RecordRef, Records, decode_frame, peek_frame_len, validate_bid,
-    validate_cancel, validate_proof,
+    Ahead, BlockRef, ClearingRef, IntentRef, Lookahead, RecordRef, Records, decode_frame, peek_frame_len,
+    validate_bid, validate_cancel, validate_proof,
 };
 pub use encode::{
     Bid, BlockSummary, Cancel, CancelTarget, ClearingSummary, FrameFull, FrameWriter, Intent, ProofAnnounce,

@@ -133,7 +133,16 @@ pub trait Admit {
     /// A receipt the transport made itself (`rate_limited`, `client_mismatch`,
     /// `unauthorized`, a frame refused whole): for the engine's counters.
     fn refused(&mut self, receipt: &Receipt);
+    /// A record [`Admit::admit`] will see a few records from now: a chance to start its
+    /// memory loads early (the engine prefetches its de-duplication slot). Only a hint.
+    fn prefetch(&mut self, record: RecordRef<'_>) {
+        let _ = record;
+    }
 }
+
+/// How many records ahead of the one being admitted [`handle_frame`] calls
+/// [`Admit::prefetch`].
+pub const PREFETCH_AHEAD: usize = 8;
 
 /// Transport counters (published by the driver as `fpn_quic_*`).
 #[derive(Debug, Default, Clone)]
@@ -808,8 +817,10 @@ pub fn handle_frame(
     admit: &mut impl Admit,
     mut answer: impl FnMut(Option<Receipt>),
 ) -> Result<(), Reason> {
-    let records = decode_frame(bytes)?;
-    for record in records {
+    for (record, ahead) in decode_frame(bytes)?.with_lookahead(PREFETCH_AHEAD) {
+        for r in ahead {
+            admit.prefetch(r);
+        }
         let mut receipt = receipt_template(record, rx_ns);
         let refusal = match client_id {
             None => {

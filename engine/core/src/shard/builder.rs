@@ -4,7 +4,7 @@ use crate::batch::IntentBatch;
 use crate::economics::Packer;
 use crate::pace::{Pace, Unpaced, run_unpaced};
 use crate::shard::ShardConfig;
-use crate::shard::msg::{ShardWindow, Sink, Source, ToBuilder};
+use crate::shard::msg::{Reassembly, ShardWindow, Sink, Source, ToBuilder};
 
 /// Builder shard `shard` of `S`.
 ///
@@ -26,6 +26,8 @@ pub struct BuilderShard {
     /// Seqs cancelled in the open window.
     tombstones: Vec<u64>,
     closed: Vec<bool>,
+    /// Per intake: an intent whose slots are not all read yet.
+    parts: Vec<Reassembly>,
     closed_count: usize,
     /// Free windows. Boxed because the box is what moves through the queues: a window's
     /// buffers change hands without being copied or reallocated.
@@ -55,6 +57,7 @@ impl BuilderShard {
             batch: IntentBatch::with_capacity(records_max, keys_max),
             tombstones: Vec::with_capacity(records_max),
             closed: vec![false; config.intakes_n],
+            parts: vec![Reassembly::default(); config.intakes_n],
             closed_count: 0,
             pool: (0..config.shard_windows_max)
                 .map(|_| Box::new(ShardWindow::with_capacity(shard, records_max, keys_max)))
@@ -126,14 +129,25 @@ impl BuilderShard {
                 continue;
             }
             let (batch, tombstones, open) = (&mut self.batch, &mut self.tombstones, self.window_id);
+            let part = &mut self.parts[i];
             let mut closed = false;
+            // Each intake admits at most its share of records and keys per window.
+            let push = |batch: &mut IntentBatch, meta, keys: &[u64]| {
+                assert!(batch.push(meta, keys).is_ok(), "shard batch over capacity");
+            };
             // In place: only the meta and the keys the intent has are read from its slot.
             let taken = input.read_with(budget, |msg| match msg {
                 ToBuilder::Intent(m) => {
                     debug_assert_eq!(m.window_id, open);
-                    let r = batch.push(m.meta, m.keys());
-                    // Each intake admits at most its share of records and keys per window.
-                    assert!(r.is_ok(), "shard batch over capacity");
+                    if let Some(keys) = part.start(m) {
+                        push(batch, m.meta, keys);
+                    }
+                    true
+                }
+                ToBuilder::More(k) => {
+                    if let Some((meta, keys)) = part.more(k) {
+                        push(batch, meta, keys);
+                    }
                     true
                 }
                 ToBuilder::Cancel { window_id, seq } => {

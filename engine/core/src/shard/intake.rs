@@ -13,6 +13,11 @@ use crate::shard::msg::{BookCancel, IntakeSink, IntentMsg, ToBuilder, ToMerger};
 use crate::shard::route::{Route, Router};
 use crate::window::PendingBid;
 
+/// How many records ahead of the one being admitted a frame's driver calls
+/// [`IntakeCore::prefetch`] (see [`fpn_wire::Records::with_lookahead`]): enough misses in flight to cover DRAM latency, few enough to stay
+/// within the core's line-fill buffers.
+pub const PREFETCH_AHEAD: usize = 8;
+
 /// Where an open-window record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dest {
@@ -174,12 +179,29 @@ impl IntakeCore {
         sink: &mut impl IntakeSink,
         mut receipt: impl FnMut(Receipt),
     ) -> Result<(), Reason> {
-        for record in decode_frame(bytes)? {
+        for (record, ahead) in decode_frame(bytes)?.with_lookahead(PREFETCH_AHEAD) {
+            for r in ahead {
+                self.prefetch(r);
+            }
             if let Some(r) = self.handle_record(now_ns, rx_ns, record, sink) {
                 receipt(r);
             }
         }
         Ok(())
+    }
+
+    /// Hints the de-duplication slot `record` will probe into the cache. The table is far
+    /// larger than the caches and each (client, nonce) lands on a random slot, so without
+    /// the hint every admitted record waits for one DRAM miss; a caller that has a frame in
+    /// hand calls this [`PREFETCH_AHEAD`] records before [`IntakeCore::handle_record`]
+    /// (`handle_frame` does). Only a hint: it changes nothing.
+    #[inline]
+    pub fn prefetch(&self, record: RecordRef<'_>) {
+        match record {
+            RecordRef::Intent(i) => self.dedup.prefetch(i.fixed.client_id.get(), i.fixed.nonce.get()),
+            RecordRef::Bid(b) => self.dedup.prefetch(b.client_id.get(), b.nonce.get()),
+            _ => {}
+        }
     }
 
     /// Takes one decoded record. `None`: the record is a cancel forwarded to the merger as a
@@ -265,16 +287,35 @@ impl IntakeCore {
             return Err(Reason::DuplicateNonce);
         }
         meta.seq = self.seq_of(self.local_next);
-        let msg = IntentMsg::new(self.window_id, meta, keys_le.iter().map(|k| u64::from_le_bytes(*k)));
-        let dest = match self.router.route(msg.keys()) {
-            Route::Local(s) => {
-                sink.to_builder(s, ToBuilder::Intent(msg)).map_err(|_| Reason::Overloaded)?;
-                Dest::Shard(s)
+        let keys = keys_le.iter().map(|k| u64::from_le_bytes(*k));
+        let msg = IntentMsg::new(self.window_id, meta, keys.clone());
+        let route = self.router.route(keys.clone());
+        // All of the intent's slots, or none of them. (Asking for room reads the consumer's
+        // position, a line the other core writes: only for intents that need it.)
+        if msg.slots() > 1 {
+            let room = match route {
+                Route::Local(s) => sink.builder_room(s),
+                Route::Cross => sink.merger_room(),
+            };
+            if room < msg.slots() {
+                return Err(Reason::Overloaded);
             }
-            Route::Cross => {
-                sink.to_merger(ToMerger::Cross(msg)).map_err(|_| Reason::Overloaded)?;
-                Dest::Merger
-            }
+        }
+        let first = match route {
+            Route::Local(s) => sink.to_builder(s, ToBuilder::Intent(msg)).is_ok(),
+            Route::Cross => sink.to_merger(ToMerger::Cross(msg)).is_ok(),
+        };
+        if !first {
+            return Err(Reason::Overloaded);
+        }
+        let rest = match route {
+            Route::Local(s) => IntentMsg::more(keys).all(|m| sink.to_builder(s, ToBuilder::More(m)).is_ok()),
+            Route::Cross => IntentMsg::more(keys).all(|m| sink.to_merger(ToMerger::More(m)).is_ok()),
+        };
+        assert!(rest, "a queue refused a slot its room promised");
+        let dest = match route {
+            Route::Local(s) => Dest::Shard(s),
+            Route::Cross => Dest::Merger,
         };
         self.keys_len += keys_le.len();
         self.accept(meta.client_id, meta.nonce, meta.seq, dest);

@@ -11,7 +11,7 @@ use crate::economics::{Packer, Published, fill_block_from};
 use crate::engine::{WindowResult, WindowSummary};
 use crate::pace::{Pace, Unpaced, run_unpaced};
 use crate::shard::ShardConfig;
-use crate::shard::msg::{BookCancel, Full, ShardWindow, Source, ToMerger};
+use crate::shard::msg::{BookCancel, Full, Reassembly, ShardWindow, Source, ToMerger};
 use crate::window::PendingBid;
 
 /// Where the merger's outputs go.
@@ -53,6 +53,8 @@ pub struct Merger {
     shard_windows: Vec<Option<Box<ShardWindow>>>,
     shard_windows_count: usize,
     cross: IntentBatch,
+    /// Per intake: a cross intent whose slots are not all read yet.
+    parts: Vec<Reassembly>,
     cross_order: Vec<u32>,
     bids: Vec<PendingBid>,
     /// Seqs of cross intents and bids cancelled in the open window.
@@ -91,6 +93,7 @@ impl Merger {
             shard_windows: (0..config.shards_n).map(|_| None).collect(),
             shard_windows_count: 0,
             cross: IntentBatch::with_capacity(records_max, keys_max),
+            parts: vec![Reassembly::default(); config.intakes_n],
             cross_order: Vec::with_capacity(records_max),
             bids: Vec::with_capacity(config.bids_cap() * config.intakes_n),
             tombstones: Vec::with_capacity(records_max),
@@ -226,8 +229,16 @@ impl Merger {
         match msg {
             ToMerger::Cross(m) => {
                 debug_assert_eq!(m.window_id, self.window_id);
-                let r = self.cross.push(m.meta, m.keys());
-                assert!(r.is_ok(), "cross batch over capacity");
+                if let Some(keys) = self.parts[intake].start(&m) {
+                    let r = self.cross.push(m.meta, keys);
+                    assert!(r.is_ok(), "cross batch over capacity");
+                }
+            }
+            ToMerger::More(k) => {
+                if let Some((meta, keys)) = self.parts[intake].more(&k) {
+                    let r = self.cross.push(meta, keys);
+                    assert!(r.is_ok(), "cross batch over capacity");
+                }
             }
             ToMerger::Bid { window_id, bid } => {
                 debug_assert_eq!(window_id, self.window_id);

@@ -20,9 +20,12 @@ mod route;
 
 pub use crate::clock::{WindowClock, WindowClose};
 pub use builder::BuilderShard;
-pub use intake::{ClosePending, IntakeCore};
+pub use intake::{ClosePending, IntakeCore, PREFETCH_AHEAD};
 pub use merger::{Merger, MergerOutput};
-pub use msg::{BookCancel, Full, IntakeSink, IntentMsg, ShardWindow, Sink, Source, ToBuilder, ToMerger};
+pub use msg::{
+    BookCancel, Full, INLINE_KEYS, IntakeSink, IntentMsg, MORE_KEYS, MoreKeys, Reassembly, ShardWindow, Sink,
+    Source, ToBuilder, ToMerger, slots_for,
+};
 pub use pipeline::{BoundedQueue, Pipeline, PipelineConfig};
 pub use route::{Route, Router, mix64};
 

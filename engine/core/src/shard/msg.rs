@@ -49,42 +49,154 @@ pub trait Source<T> {
 pub trait IntakeSink {
     fn to_builder(&mut self, shard: usize, msg: ToBuilder) -> Result<(), Full<ToBuilder>>;
     fn to_merger(&mut self, msg: ToMerger) -> Result<(), Full<ToMerger>>;
+    /// Free slots toward builder shard `shard` now. Only the intake pushes, so the room
+    /// cannot shrink before it pushes: an intent that needs several slots
+    /// ([`IntentMsg::slots`]) is sent whole or refused whole.
+    fn builder_room(&self, shard: usize) -> usize;
+    /// Free slots toward the merger now; as [`IntakeSink::builder_room`].
+    fn merger_room(&self) -> usize;
 }
 
-/// One admitted intent, keys inline.
+/// Keys an [`IntentMsg`] carries inline. Most intents touch a few resources: with 6 inline
+/// a slot is 120 bytes (128 with the daemon's send stamp, two cache lines), where 64 inline
+/// made every slot about 580 bytes, which the intake wrote and the builder read whole.
+pub const INLINE_KEYS: usize = 6;
+
+/// Keys a [`MoreKeys`] continuation slot carries.
+pub const MORE_KEYS: usize = 13;
+
+/// One admitted intent, with its first [`INLINE_KEYS`] keys. An intent with more keys is
+/// followed, in the same queue and with nothing between, by [`MoreKeys`] slots holding the
+/// rest in order; [`Reassembly`] puts them back together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntentMsg {
     pub window_id: u64,
     pub meta: IntentMeta,
+    /// All of the intent's keys, inline and following.
     keys_len: u8,
-    keys: [u64; KEYS_PER_INTENT_MAX],
+    keys: [u64; INLINE_KEYS],
+}
+
+/// Up to [`MORE_KEYS`] further keys of the intent before it in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoreKeys {
+    len: u8,
+    keys: [u64; MORE_KEYS],
 }
 
 impl IntentMsg {
-    /// Panics if `keys` is empty or longer than [`KEYS_PER_INTENT_MAX`] (the wire refuses both).
+    /// The message for an intent with `keys`; the keys past [`INLINE_KEYS`] go in
+    /// [`IntentMsg::more`]. Panics if `keys` is empty or longer than [`KEYS_PER_INTENT_MAX`]
+    /// (the wire refuses both).
     pub fn new(window_id: u64, meta: IntentMeta, keys: impl ExactSizeIterator<Item = u64>) -> IntentMsg {
         let len = keys.len();
         assert!((1..=KEYS_PER_INTENT_MAX).contains(&len), "1..=64 keys per intent");
-        let mut m = IntentMsg { window_id, meta, keys_len: len as u8, keys: [0; KEYS_PER_INTENT_MAX] };
+        let mut m = IntentMsg { window_id, meta, keys_len: len as u8, keys: [0; INLINE_KEYS] };
         for (slot, k) in m.keys.iter_mut().zip(keys) {
             *slot = k;
         }
         m
     }
 
+    /// All of the intent's keys (`keys_len`), inline and in the [`MoreKeys`] that follow.
+    pub fn keys_len(&self) -> usize {
+        self.keys_len as usize
+    }
+
+    /// The keys carried inline: all of them if [`IntentMsg::slots`] is 1.
+    pub fn inline_keys(&self) -> &[u64] {
+        &self.keys[..self.keys_len().min(INLINE_KEYS)]
+    }
+
+    /// Queue slots the intent takes: this one and its [`MoreKeys`].
+    pub fn slots(&self) -> usize {
+        slots_for(self.keys_len())
+    }
+
+    /// The [`MoreKeys`] slots that follow this message for an intent with `keys` (all of
+    /// them, the inline ones included): none if they fit inline.
+    pub fn more(keys: impl Iterator<Item = u64>) -> impl Iterator<Item = MoreKeys> {
+        let mut keys = keys.skip(INLINE_KEYS).peekable();
+        std::iter::from_fn(move || {
+            keys.peek()?;
+            let mut m = MoreKeys { len: 0, keys: [0; MORE_KEYS] };
+            // The slots first: `zip` takes no key once they are used up.
+            for (slot, k) in m.keys.iter_mut().zip(keys.by_ref()) {
+                *slot = k;
+                m.len += 1;
+            }
+            Some(m)
+        })
+    }
+}
+
+impl MoreKeys {
     pub fn keys(&self) -> &[u64] {
-        &self.keys[..self.keys_len as usize]
+        &self.keys[..self.len as usize]
+    }
+}
+
+/// Queue slots an intent with `keys_len` keys takes.
+pub const fn slots_for(keys_len: usize) -> usize {
+    1 + keys_len.saturating_sub(INLINE_KEYS).div_ceil(MORE_KEYS)
+}
+
+/// Puts back together the intents of one input queue that span several slots. Preallocated
+/// for the largest intent; a consumer keeps one per input, so slots of different queues
+/// may interleave freely (and a read may stop between an intent's slots).
+#[derive(Debug, Clone)]
+pub struct Reassembly {
+    meta: IntentMeta,
+    keys: Vec<u64>,
+    /// Keys still to come; 0 when no intent is in progress.
+    left: usize,
+}
+
+impl Default for Reassembly {
+    fn default() -> Reassembly {
+        Reassembly { meta: IntentMeta::default(), keys: Vec::with_capacity(KEYS_PER_INTENT_MAX), left: 0 }
+    }
+}
+
+impl Reassembly {
+    /// An intent's first slot: its keys if it fits in that slot, else `None` (it is kept
+    /// until its last [`MoreKeys`]).
+    #[inline]
+    pub fn start<'m>(&mut self, m: &'m IntentMsg) -> Option<&'m [u64]> {
+        assert_eq!(self.left, 0, "an intent's slots arrive together");
+        if m.slots() == 1 {
+            return Some(m.inline_keys());
+        }
+        self.meta = m.meta;
+        self.keys.clear();
+        self.keys.extend_from_slice(m.inline_keys());
+        self.left = m.keys_len() - INLINE_KEYS;
+        None
+    }
+
+    /// A continuation slot: the whole intent once this was its last slot.
+    pub fn more(&mut self, k: &MoreKeys) -> Option<(IntentMeta, &[u64])> {
+        assert!(k.keys().len() <= self.left, "a continuation slot follows its intent");
+        self.keys.extend_from_slice(k.keys());
+        self.left -= k.keys().len();
+        (self.left == 0).then_some((self.meta, &self.keys[..]))
+    }
+
+    /// Whether an intent is waiting for more slots.
+    pub fn is_partial(&self) -> bool {
+        self.left > 0
     }
 }
 
 /// Intake → builder shard. One ring slot each: every variant takes the size of the largest
-/// (an intent with 64 keys inline, about 580 bytes), so the ring needs no variable-length
-/// framing; see `docs/sharding.md`.
-#[allow(clippy::large_enum_variant)]
+/// (an intent with [`INLINE_KEYS`] keys, 120 bytes); an intent with more keys takes
+/// [`IntentMsg::slots`] slots; see `docs/sharding.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToBuilder {
     /// An intent local to this shard, of the open window.
     Intent(IntentMsg),
+    /// More keys of the intent just before.
+    More(MoreKeys),
     /// Cancel the open window's intent `seq` (the intake checked the client).
     Cancel { window_id: u64, seq: u64 },
     /// This intake will send nothing more for `window_id`.
@@ -108,11 +220,12 @@ pub struct BookCancel {
 }
 
 /// Intake → merger. Fixed-size slots, as [`ToBuilder`].
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToMerger {
     /// An intent whose keys live on more than one shard, of the open window.
     Cross(IntentMsg),
+    /// More keys of the cross intent just before.
+    More(MoreKeys),
     /// A bid of the open window.
     Bid { window_id: u64, bid: PendingBid },
     /// Cancel the open window's cross intent or bid `seq`.
@@ -122,6 +235,10 @@ pub enum ToMerger {
     /// This intake will send nothing more for `close.window_id`.
     Close(WindowClose),
 }
+
+// Two cache lines per ring slot with the daemon's 8-byte stamp.
+const _: () = assert!(std::mem::size_of::<ToBuilder>() <= 120);
+const _: () = assert!(std::mem::size_of::<ToMerger>() <= 120);
 
 /// One builder shard's closed window: its intents in seq order and the builder's selection.
 /// Preallocated (window capacity) and passed by `Box` so nothing allocates after start-up.
@@ -161,5 +278,53 @@ impl ShardWindow {
             fifo_total: 0,
             fifo_bound: BoundParts::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(seq: u64) -> IntentMeta {
+        IntentMeta { seq, client_id: 1, nonce: seq, profit: 1, ..IntentMeta::default() }
+    }
+
+    #[test]
+    fn every_length_splits_into_its_slots_and_reassembles() {
+        for len in 1..=KEYS_PER_INTENT_MAX {
+            let keys: Vec<u64> = (100..100 + len as u64).collect();
+            let m = IntentMsg::new(7, meta(len as u64), keys.iter().copied());
+            let more: Vec<MoreKeys> = IntentMsg::more(keys.iter().copied()).collect();
+            assert_eq!(m.slots(), 1 + more.len(), "{len} keys");
+            assert_eq!(m.slots(), slots_for(len));
+            assert!(more.iter().all(|k| !k.keys().is_empty()));
+            let mut r = Reassembly::default();
+            let got = match r.start(&m) {
+                Some(inline) => {
+                    assert!(more.is_empty());
+                    inline.to_vec()
+                }
+                None => {
+                    let (last, init) = more.split_last().expect("continuation slots");
+                    for k in init {
+                        assert!(r.more(k).is_none());
+                        assert!(r.is_partial());
+                    }
+                    let (meta_back, all) = r.more(last).expect("complete after the last slot");
+                    assert_eq!(meta_back, m.meta);
+                    all.to_vec()
+                }
+            };
+            assert_eq!(got, keys, "{len} keys");
+            assert!(!r.is_partial());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "a continuation slot follows its intent")]
+    fn a_stray_continuation_is_a_bug() {
+        let keys: Vec<u64> = (0..20).collect();
+        let k = IntentMsg::more(keys.into_iter()).next().unwrap();
+        let _ = Reassembly::default().more(&k);
     }
 }

@@ -38,6 +38,11 @@ impl<T> BoundedQueue<T> {
         self.items.len()
     }
 
+    /// Free slots.
+    pub fn room(&self) -> usize {
+        self.cap - self.items.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -114,6 +119,14 @@ impl IntakeSink for IntakeQueues<'_> {
 
     fn to_merger(&mut self, msg: ToMerger) -> Result<(), Full<ToMerger>> {
         self.to_merger.push(msg)
+    }
+
+    fn builder_room(&self, shard: usize) -> usize {
+        self.to_builder[shard][self.intake].room()
+    }
+
+    fn merger_room(&self) -> usize {
+        self.to_merger.room()
     }
 }
 

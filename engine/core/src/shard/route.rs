@@ -45,8 +45,9 @@ impl Router {
 
     /// Local to the common home of all `keys`, or cross-shard. An intent has at least one key.
     #[inline]
-    pub fn route(&self, keys: &[u64]) -> Route {
-        let Some((&first, rest)) = keys.split_first() else {
+    pub fn route(&self, keys: impl IntoIterator<Item = u64>) -> Route {
+        let mut keys = keys.into_iter();
+        let Some(first) = keys.next() else {
             debug_assert!(false, "an intent has at least one key");
             return Route::Local(0);
         };
@@ -54,7 +55,7 @@ impl Router {
             return Route::Local(0);
         }
         let home = self.home(first);
-        if rest.iter().all(|&k| self.home(k) == home) { Route::Local(home) } else { Route::Cross }
+        if keys.all(|k| self.home(k) == home) { Route::Local(home) } else { Route::Cross }
     }
 }
 
@@ -72,7 +73,7 @@ mod tests {
     #[test]
     fn one_shard_takes_everything_local() {
         let r = Router::new(1);
-        assert_eq!(r.route(&[1, 2, 3, u64::MAX]), Route::Local(0));
+        assert_eq!(r.route([1, 2, 3, u64::MAX]), Route::Local(0));
     }
 
     #[test]
@@ -84,7 +85,7 @@ mod tests {
                 let h = r.home(k);
                 assert!(h < shards);
                 counts[h] += 1;
-                assert_eq!(r.route(&[k]), Route::Local(h));
+                assert_eq!(r.route([k]), Route::Local(h));
             }
             // The mixer spreads sequential keys: every shard gets a fair share.
             assert!(counts.iter().all(|&c| c > 1000 / shards / 2), "{counts:?}");
@@ -92,9 +93,9 @@ mod tests {
                 .flat_map(|a| (0..100u64).map(move |b| (a, b)))
                 .find(|&(a, b)| r.home(a) != r.home(b))
                 .unwrap();
-            assert_eq!(r.route(&[a, b]), Route::Cross);
+            assert_eq!(r.route([a, b]), Route::Cross);
             let same = (0..100u64).find(|&c| c != a && r.home(c) == r.home(a)).unwrap();
-            assert_eq!(r.route(&[a, same]), Route::Local(r.home(a)));
+            assert_eq!(r.route([a, same]), Route::Local(r.home(a)));
         }
     }
 }

@@ -260,9 +260,9 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
         ),
         ("auction.pricing=second-price", r#"must be one of "first-price", "uniform""#),
         ("auction.bids_max=0", "auction.bids_max = 0 (flag --set): must be in 1..=1048576"),
-        ("rings.capacity=1000", "rings.capacity = 1000 (flag --set): must be a power of two in 2..=16777216"),
-        ("rings.capacity=1", "rings.capacity = 1 (flag --set): must be a power of two in 2..=16777216"),
-        ("rings.capacity=33554432", "must be a power of two in 2..=16777216"),
+        ("rings.capacity=1000", "rings.capacity = 1000 (flag --set): must be a power of two in 8..=16777216"),
+        ("rings.capacity=1", "rings.capacity = 1 (flag --set): must be a power of two in 8..=16777216"),
+        ("rings.capacity=33554432", "must be a power of two in 8..=16777216"),
         (
             "rings.results_capacity=3",
             "rings.results_capacity = 3 (flag --set): must be a power of two in 2..=1048576",

@@ -147,6 +147,11 @@ pub const EXACT_INTENTS_MAX_MAX: u64 = 64;
 pub const EXACT_NODES_MAX_MAX: u64 = 1_000_000_000;
 pub const RECENCY_MS_MAX: u64 = 3_600_000;
 pub const RING_CAPACITY_MAX: u64 = 1 << 24;
+/// An intent with the most keys takes several record-ring slots and is sent whole or not at
+/// all, so a smaller ring could never take it.
+pub const RING_CAPACITY_MIN: u64 = 8;
+const _: () =
+    assert!(RING_CAPACITY_MIN as usize >= fpn_engine::shard::slots_for(fpn_engine::KEYS_PER_INTENT_MAX));
 pub const RESULTS_CAPACITY_MAX: u64 = 1 << 20;
 pub const PROVER_WORKERS_MAX: u64 = 64;
 pub const PROVER_QUEUE_CAPACITY_MAX: u64 = 65_536;
@@ -383,7 +388,12 @@ pub(crate) fn validate(
     };
 
     let rings = RingSettings {
-        capacity: c.power_of_two("rings.capacity", config.rings.capacity, 2, RING_CAPACITY_MAX),
+        capacity: c.power_of_two(
+            "rings.capacity",
+            config.rings.capacity,
+            RING_CAPACITY_MIN,
+            RING_CAPACITY_MAX,
+        ),
         results_capacity: c.power_of_two(
             "rings.results_capacity",
             config.rings.results_capacity,

@@ -24,7 +24,8 @@ use fpn_wire::{FrameWriter, ProofAnnounce, Reason, Receipt, RecordRef};
 
 use super::RunError;
 use super::metrics::ReceiptCounters;
-use super::roles::{IntakeRings, ResultMsg};
+use super::rings::IntakeRings;
+use super::roles::ResultMsg;
 use crate::config::{QuicAuth, QuicSettings, RxTimestamps};
 use crate::prover::ProofAnnouncement;
 
@@ -33,8 +34,16 @@ pub const QUIC_ADDR_FILE: &str = "quic.addr";
 /// Directory of the generated TLS pair, under `engine.data_dir`.
 pub const TLS_DIR: &str = "tls";
 /// Records of the largest stream frame (64 KiB of 48-byte records), the ring room a frame
-/// needs at most.
+/// needs at most: no record takes more ring slots per byte than a 48-byte one (an intent
+/// with `k` keys is `INTENT_FIXED_LEN + 8k` bytes in `slots_for(k)` slots; checked below).
 pub const FRAME_RECORDS_MAX: usize = 64 * 1024 / 48 + 1;
+const _: () = {
+    let mut k = 1;
+    while k <= fpn_engine::KEYS_PER_INTENT_MAX {
+        assert!(fpn_engine::shard::slots_for(k) * 48 <= fpn_wire::INTENT_FIXED_LEN + 8 * k);
+        k += 1;
+    }
+};
 /// Bytes of a frame holding one proof announcement.
 pub const PROOF_FRAME_LEN: usize = fpn_wire::FRAME_HEADER_LEN + fpn_wire::PROOF_LEN;
 
@@ -185,6 +194,10 @@ impl Admit for QuicAdmit<'_, '_> {
 
     fn refused(&mut self, receipt: &Receipt) {
         self.counters.count(receipt.status);
+    }
+
+    fn prefetch(&mut self, record: RecordRef<'_>) {
+        self.core.prefetch(record);
     }
 }
 

@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use fpn_engine::shard::{Full, Sink, Source};
+use fpn_engine::shard::{Full, IntakeSink, Sink, Source, ToBuilder, ToMerger};
 use fpn_runtime::metrics::{Histogram, Labels};
 use fpn_runtime::ring::{Rx, Tx, ring};
 
@@ -83,6 +83,32 @@ impl<T> Source<T> for RxQ<T> {
             transit.record_ns(now_ns.saturating_sub(s.sent_ns).max(1));
             f(&s.msg)
         })
+    }
+}
+
+/// An intake's output rings, as the intake core sees them.
+pub struct IntakeRings<'a> {
+    pub to_builder: &'a mut [TxQ<ToBuilder>],
+    pub to_merger: &'a mut TxQ<ToMerger>,
+}
+
+impl IntakeSink for IntakeRings<'_> {
+    #[inline]
+    fn to_builder(&mut self, shard: usize, msg: ToBuilder) -> Result<(), Full<ToBuilder>> {
+        self.to_builder[shard].push(msg)
+    }
+
+    #[inline]
+    fn to_merger(&mut self, msg: ToMerger) -> Result<(), Full<ToMerger>> {
+        self.to_merger.push(msg)
+    }
+
+    fn builder_room(&self, shard: usize) -> usize {
+        self.to_builder[shard].tx.slots_free()
+    }
+
+    fn merger_room(&self) -> usize {
+        self.to_merger.tx.slots_free()
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fpn_engine::shard::{IntakeSink, ShardWindow, ToBuilder, ToMerger};
+use fpn_engine::shard::{PREFETCH_AHEAD, ShardWindow, ToBuilder, ToMerger};
 use fpn_engine::{
     BuilderShard, IntakeCore, Merger, MergerOutput, Pace, WindowClock, WindowResult, WindowSummary,
 };
@@ -21,7 +21,7 @@ use fpn_wire::{Reason, Receipt};
 
 use super::metrics::*;
 use super::quic::{self, Origin, QuicAdmit, QuicIntake, QuicLabels};
-use super::rings::{RxQ, TxQ, now_ns};
+use super::rings::{IntakeRings, RxQ, TxQ, now_ns};
 use super::shared::{Shared, pack_book, unpack_book};
 
 /// Messages a core handles from one input ring per loop iteration, at most.
@@ -213,23 +213,6 @@ pub struct IntakeRole {
     pub quic_labels: QuicLabels,
 }
 
-pub struct IntakeRings<'a> {
-    pub to_builder: &'a mut [TxQ<ToBuilder>],
-    pub to_merger: &'a mut TxQ<ToMerger>,
-}
-
-impl IntakeSink for IntakeRings<'_> {
-    #[inline]
-    fn to_builder(&mut self, shard: usize, msg: ToBuilder) -> Result<(), fpn_engine::shard::Full<ToBuilder>> {
-        fpn_engine::shard::Sink::push(&mut self.to_builder[shard], msg)
-    }
-
-    #[inline]
-    fn to_merger(&mut self, msg: ToMerger) -> Result<(), fpn_engine::shard::Full<ToMerger>> {
-        fpn_engine::shard::Sink::push(self.to_merger, msg)
-    }
-}
-
 impl RoleLoop for IntakeRole {
     fn kit(&mut self) -> &mut LoopKit {
         &mut self.kit
@@ -339,7 +322,10 @@ impl IntakeRole {
             let now = now_ns();
             // As `IntakeCore::handle_frame`, but noting where each book cancel came from.
             let result = fpn_wire::decode_frame(&sub.frame).map(|records| {
-                for record in records {
+                for (record, ahead) in records.with_lookahead(PREFETCH_AHEAD) {
+                    for r in ahead {
+                        self.core.prefetch(r);
+                    }
                     match self.core.handle_record(now, sub.rx_ns, record, &mut sink) {
                         Some(r) => {
                             self.counters.count(r.status);

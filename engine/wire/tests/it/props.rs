@@ -103,6 +103,30 @@ fn consume(bytes: &[u8]) -> Result<usize, Reason> {
 }
 
 proptest! {
+    /// Every record comes out once in order, and is brought by the lookahead exactly once,
+    /// `n` items before its own (or by the first item).
+    #[test]
+    fn lookahead_brings_each_record_once_n_early(recs in prop::collection::vec(rec(), 1..40), n in 0usize..12) {
+        let bytes = encode(&recs);
+        let plain: Vec<_> = decode_frame(&bytes).unwrap().map(|r| format!("{r:?}")).collect();
+        let mut items = Vec::new();
+        let mut brought = Vec::new();
+        for (i, (record, ahead)) in decode_frame(&bytes).unwrap().with_lookahead(n).enumerate() {
+            items.push(format!("{record:?}"));
+            for r in ahead {
+                brought.push((i, format!("{r:?}")));
+            }
+        }
+        prop_assert_eq!(&items, &plain);
+        prop_assert_eq!(brought.len(), plain.len());
+        for (j, (at, r)) in brought.iter().enumerate() {
+            prop_assert_eq!(r, &plain[j]);
+            prop_assert_eq!(*at, j.saturating_sub(n));
+        }
+    }
+}
+
+proptest! {
     #[test]
     fn round_trip(recs in prop::collection::vec(rec(), 1..40)) {
         let bytes = encode(&recs);
