@@ -23,6 +23,14 @@ impl IntakeSink for Discard {
     fn to_merger(&mut self, _msg: ToMerger) -> Result<(), Full<ToMerger>> {
         Ok(())
     }
+
+    fn builder_room(&self, _shard: usize) -> usize {
+        usize::MAX
+    }
+
+    fn merger_room(&self) -> usize {
+        usize::MAX
+    }
 }
 
 struct Engine {
