@@ -54,6 +54,12 @@ impl BoundParts {
         let bound = self.y_sum.div_ceil(u128::from(SCALE)) + u128::from(self.keyless_profit);
         bound.min(u128::from(self.profit_sum)) as u64
     }
+
+    /// Every field, for the pinned-results test.
+    #[cfg(test)]
+    pub(crate) fn words(self) -> [u64; 4] {
+        [self.y_sum as u64, (self.y_sum >> 64) as u64, self.keyless_profit, self.profit_sum]
+    }
 }
 
 /// Scratch for the dual bound. See the module doc.

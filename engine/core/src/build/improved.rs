@@ -246,7 +246,8 @@ impl ImprovedCore {
     #[inline]
     fn take(&mut self, index: &KeyIndex, i: usize) {
         for &r in index.ids(i) {
-            debug_assert_eq!(self.greedy.owner[r as usize], NONE);
+            // `i` itself when one of its keys repeats.
+            debug_assert!([NONE, i as u32].contains(&self.greedy.owner[r as usize]));
             self.greedy.owner[r as usize] = i as u32;
         }
         self.greedy.selected[i] = true;
@@ -255,7 +256,7 @@ impl ImprovedCore {
     #[inline]
     fn drop_intent(&mut self, index: &KeyIndex, i: usize) {
         for &r in index.ids(i) {
-            debug_assert_eq!(self.greedy.owner[r as usize], i as u32);
+            debug_assert!([NONE, i as u32].contains(&self.greedy.owner[r as usize]));
             self.greedy.owner[r as usize] = NONE;
         }
         self.greedy.selected[i] = false;
