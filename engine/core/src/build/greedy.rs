@@ -3,7 +3,7 @@
 use super::bound::DualBound;
 use super::fifo::BOUND_PASSES_DEFAULT;
 use super::index::{KeyIndex, NONE};
-use super::sort::radix_sort_u64;
+use super::sort::sort_order_keys;
 use super::{BlockBuilder, BuilderKind, Selection, finish};
 use crate::amount::MAX_AMOUNT;
 use crate::batch::IntentBatch;
@@ -59,7 +59,7 @@ impl GreedyCore {
     pub(crate) fn select(&mut self, index: &KeyIndex, profits: &[u64]) -> u64 {
         self.order.clear();
         self.order.extend(profits.iter().enumerate().map(|(i, &p)| order_key(p, i)));
-        radix_sort_u64(&mut self.order, &mut self.sort_scratch);
+        sort_order_keys(&mut self.order, INDEX_BITS, &mut self.sort_scratch);
         self.fill(index, profits)
     }
 

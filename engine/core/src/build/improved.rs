@@ -17,9 +17,9 @@
 
 use super::exact::{EXACT_INTENTS_LIMIT, Exact};
 use super::fifo::BOUND_PASSES_DEFAULT;
-use super::greedy::{GreedyCore, INDEX_MASK, order_key};
+use super::greedy::{GreedyCore, INDEX_BITS, INDEX_MASK, order_key};
 use super::index::{KeyIndex, NONE};
-use super::sort::radix_sort_u64;
+use super::sort::sort_order_keys;
 use super::{BlockBuilder, BuilderKind, Selection, finish};
 use crate::batch::IntentBatch;
 use crate::pace::{Pace, STEPS_PER_POINT, Unpaced, run_unpaced};
@@ -234,7 +234,7 @@ impl ImprovedCore {
             let weight = (p * self.inv_sqrt_q16[k]) >> 16;
             self.density.order.push(order_key(weight, i));
         }
-        radix_sort_u64(&mut self.density.order, &mut self.density.sort_scratch);
+        sort_order_keys(&mut self.density.order, INDEX_BITS, &mut self.density.sort_scratch);
         self.density.fill(index, profits)
     }
 
