@@ -358,7 +358,13 @@ impl ImprovedCore {
         let profit_s = profits[s];
         self.candidates.clear();
         for &r in index.ids(s) {
-            for &i in index.holders(r as usize) {
+            let holders = index.holders(r as usize);
+            // `s` holds `r`: a resource with one holder has no candidate, and skipping it
+            // saves reading its run (most resources of an e2e window have one holder).
+            if holders.len() < 2 {
+                continue;
+            }
+            for &i in holders {
                 let i = i as usize;
                 if i == s || self.greedy.selected[i] || self.intent_mark[i] == stamp {
                     continue;
