@@ -2,7 +2,7 @@
 
 use super::bound::DualBound;
 use super::fifo::BOUND_PASSES_DEFAULT;
-use super::index::{KeyIndex, NONE};
+use super::index::{KeyIndex, NONE, prefetch};
 use super::sort::sort_order_keys;
 use super::{BlockBuilder, BuilderKind, Selection, finish};
 use crate::amount::MAX_AMOUNT;
@@ -11,6 +11,9 @@ use crate::batch::IntentBatch;
 /// Bits of the intent index in a packed sort key.
 pub(crate) const INDEX_BITS: u32 = 20;
 pub(crate) const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+/// Intents between two prefetch stages of `GreedyCore::fill`.
+const FILL_AHEAD: usize = 4;
 
 /// Packs `(profit desc, index asc)` into one `u64` that sorts ascending: 44 bits of
 /// `MAX_AMOUNT - profit`, 20 bits of index. One integer compare per step is what makes
@@ -70,7 +73,29 @@ impl GreedyCore {
         self.selected.clear();
         self.selected.resize(profits.len(), false);
         let mut total = 0u64;
-        for &key in &self.order {
+        let n = self.order.len();
+        for k in 0..n {
+            // The order visits intents at random: start loading the next ones' data in
+            // stages (their ids' position, their ids, then the owners of those ids), each a
+            // few intents before it is needed. Prefetching changes no result. Measured on
+            // `Packer::select` (min of 24, 4 alternations): 65k-intent e2e-like window
+            // 284-291 -> 268-282 ns per intent; the same staging in the local search's
+            // loops made no difference and was not kept.
+            if k + 3 * FILL_AHEAD < n {
+                index.prefetch_starts((self.order[k + 3 * FILL_AHEAD] & INDEX_MASK) as usize);
+            }
+            if k + 2 * FILL_AHEAD < n {
+                let i = (self.order[k + 2 * FILL_AHEAD] & INDEX_MASK) as usize;
+                index.prefetch_ids(i);
+                prefetch(&profits[i]);
+            }
+            if k + FILL_AHEAD < n {
+                let i = (self.order[k + FILL_AHEAD] & INDEX_MASK) as usize;
+                for &r in index.ids(i) {
+                    prefetch(&self.owner[r as usize]);
+                }
+            }
+            let key = self.order[k];
             let i = (key & INDEX_MASK) as usize;
             let ids = index.ids(i);
             if ids.iter().all(|&r| self.owner[r as usize] == NONE) {

@@ -73,18 +73,18 @@ const DISTINCT_SCAN_MAX: usize = 16;
 /// 16 ahead 81; a plain load instead of the prefetch instruction saved under 10.
 const PREFETCH_AHEAD: usize = 8;
 
-/// Starts loading `slot`'s cache line (as `Dedup::prefetch_slot`). No effect on results.
+/// Starts loading the cache line of `x` (as `Dedup::prefetch_slot`). No effect on results.
 #[inline(always)]
-fn prefetch(slot: &Slot) {
+pub(crate) fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` is only a hint: it never faults and changes no memory, for any
     // address (this one comes from a reference), and SSE is in the x86_64 baseline.
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(slot).cast());
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(x).cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = slot;
+    let _ = x;
 }
 
 /// Distinct keys at which a table prefix of `slots_used` slots doubles: half full. Tried
@@ -342,6 +342,20 @@ impl KeyIndex {
     #[inline]
     pub fn resources_count(&self) -> usize {
         self.resources_count
+    }
+
+    /// Starts loading what `ids(i)` reads first (`prefetch_ids` needs it).
+    #[inline(always)]
+    pub(crate) fn prefetch_starts(&self, i: usize) {
+        prefetch(&self.starts[i]);
+    }
+
+    /// Starts loading the ids of intent `i` (best after `prefetch_starts(i)` has had time).
+    #[inline(always)]
+    pub(crate) fn prefetch_ids(&self, i: usize) {
+        if let Some(first) = self.ids.get(self.starts[i] as usize) {
+            prefetch(first);
+        }
     }
 
     /// Dense resource ids of intent `i` (in key order; may repeat if its keys repeat).
