@@ -12,6 +12,9 @@ use crate::batch::IntentBatch;
 pub(crate) const INDEX_BITS: u32 = 20;
 pub(crate) const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 
+/// Windows from this many intents on prefetch in `GreedyCore::fill`.
+const FILL_PREFETCH_INTENTS_MIN: usize = 16_384;
+
 /// Intents between two prefetch stages of `GreedyCore::fill`.
 const FILL_AHEAD: usize = 4;
 
@@ -74,6 +77,8 @@ impl GreedyCore {
         self.selected.resize(profits.len(), false);
         let mut total = 0u64;
         let n = self.order.len();
+        // Small windows' data stays in cache, where the prefetches only cost instructions.
+        let ahead = if n >= FILL_PREFETCH_INTENTS_MIN { n } else { 0 };
         for k in 0..n {
             // The order visits intents at random: start loading the next ones' data in
             // stages (their ids' position, their ids, then the owners of those ids), each a
@@ -81,15 +86,15 @@ impl GreedyCore {
             // `Packer::select` (min of 24, 4 alternations): 65k-intent e2e-like window
             // 284-291 -> 268-282 ns per intent; the same staging in the local search's
             // loops made no difference and was not kept.
-            if k + 3 * FILL_AHEAD < n {
+            if k + 3 * FILL_AHEAD < ahead {
                 index.prefetch_starts((self.order[k + 3 * FILL_AHEAD] & INDEX_MASK) as usize);
             }
-            if k + 2 * FILL_AHEAD < n {
+            if k + 2 * FILL_AHEAD < ahead {
                 let i = (self.order[k + 2 * FILL_AHEAD] & INDEX_MASK) as usize;
                 index.prefetch_ids(i);
                 prefetch(&profits[i]);
             }
-            if k + FILL_AHEAD < n {
+            if k + FILL_AHEAD < ahead {
                 let i = (self.order[k + FILL_AHEAD] & INDEX_MASK) as usize;
                 for &r in index.ids(i) {
                     prefetch(&self.owner[r as usize]);

@@ -65,8 +65,10 @@ pub struct KeyIndex {
 
 /// Intents with at most this many keys count their distinct resources by comparing their
 /// ids with each other, without `last_holder`, whose random reads were 9 % of `prepare` in
-/// perf (`select/improved/20000`).
-const DISTINCT_SCAN_MAX: usize = 16;
+/// perf (`select/improved/20000`). Not more: with 16, the bench's 10k window (2-8 keys from
+/// 2,000, every table probe a cache hit) took 42 -> 55 ns per intent in `prepare`, the
+/// comparisons' branches mispredicting where `last_holder` stays in cache.
+const DISTINCT_SCAN_MAX: usize = 4;
 
 /// How many keys ahead `prepare` prefetches the slot of. Measured (one thread, min of 30,
 /// 22k-intent window of 4 keys from 2^18, 4 MB table prefix): 8 ahead 123 -> 68 ns/intent,
