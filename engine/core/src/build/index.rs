@@ -65,9 +65,10 @@ pub struct KeyIndex {
 
 /// Intents with at most this many keys count their distinct resources by comparing their
 /// ids with each other, without `last_holder`, whose random reads were 9 % of `prepare` in
-/// perf (`select/improved/20000`). Not more: with 16, the bench's 10k window (2-8 keys from
-/// 2,000, every table probe a cache hit) took 42 -> 55 ns per intent in `prepare`, the
-/// comparisons' branches mispredicting where `last_holder` stays in cache.
+/// perf (`select/improved/20000`). The comparison has no early exit: with `contains` it
+/// mispredicted, and `prepare` on the bench's 10k window (2-8 keys from 2,000, where
+/// `last_holder` stays in cache) took 42 -> 55 ns per intent with 16 here, 43 with 4; now
+/// 40 with 4, the same with 8 (min of 40, 3 alternations).
 const DISTINCT_SCAN_MAX: usize = 4;
 
 /// How many keys ahead `prepare` prefetches the slot of. Measured (one thread, min of 30,
@@ -248,7 +249,16 @@ impl KeyIndex {
             }
             let ids = &self.ids[first..];
             let distinct = if ids.len() <= DISTINCT_SCAN_MAX {
-                (0..ids.len()).filter(|&k| !ids[..k].contains(&ids[k])).count() as u32
+                // Without early exits: the branches of `contains` mispredicted.
+                let mut repeats = 0u32;
+                for k in 1..ids.len() {
+                    let mut seen = false;
+                    for &earlier in &ids[..k] {
+                        seen |= earlier == ids[k];
+                    }
+                    repeats += u32::from(seen);
+                }
+                ids.len() as u32 - repeats
             } else {
                 let mut distinct = 0;
                 for &id in ids {
