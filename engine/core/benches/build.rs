@@ -126,5 +126,25 @@ fn bench_pack(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_builders, bench_sort, bench_pack);
+/// A builder shard's work per window in the end-to-end bench (`flashpointd`'s `e2e`): FIFO
+/// and improved through [`Packer::select`], 4 distinct keys per intent from 2^18, profits in
+/// 1..=1000, with the daemon's default window capacity (65,536 records, 8 keys each), at the
+/// window sizes that bench sees (20k at its current rate, 65,536 when windows close full).
+fn bench_select(c: &mut Criterion) {
+    let mut group = c.benchmark_group("select");
+    let (records, keys) = (65_536, 65_536 * 8);
+    for intents in [20_000usize, 65_536] {
+        let params =
+            UniformParams { intents, keys_min: 4, keys_max: 4, universe: 1 << 18, profit_max: 1_000 };
+        let batch = random_batch_uniform(0xE2E, &params).unwrap();
+        let mut packer = Packer::new(BuilderKind::Improved, records, keys, ImprovedConfig::default());
+        group.throughput(Throughput::Elements(intents as u64));
+        group.bench_with_input(BenchmarkId::new("improved", intents), &batch, |b, batch| {
+            b.iter(|| packer.select(black_box(batch)).total)
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_builders, bench_sort, bench_pack, bench_select);
 criterion_main!(benches);

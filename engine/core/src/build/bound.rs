@@ -54,6 +54,12 @@ impl BoundParts {
         let bound = self.y_sum.div_ceil(u128::from(SCALE)) + u128::from(self.keyless_profit);
         bound.min(u128::from(self.profit_sum)) as u64
     }
+
+    /// Every field, for the pinned-results test.
+    #[cfg(test)]
+    pub(crate) fn words(self) -> [u64; 4] {
+        [self.y_sum as u64, (self.y_sum >> 64) as u64, self.keyless_profit, self.profit_sum]
+    }
 }
 
 /// Scratch for the dual bound. See the module doc.
@@ -171,6 +177,16 @@ impl DualBound {
             for step in 0..resources_count {
                 let r = if forward { step } else { resources_count - 1 - step };
                 let holders = index.holders(r);
+                if let &[i] = holders {
+                    // One holder (most resources of an e2e window): the same step without
+                    // branches on the data (subtracting 0 changes nothing). Min of 24, 3
+                    // alternations: the bound on e2e-like windows 35 -> 30.5 ns per intent at
+                    // 20k intents, 42.5 -> 39 at 40k, 47.4 -> 46 at 65k.
+                    let lower = self.y[r].min(self.slack[i as usize]);
+                    self.y[r] -= lower;
+                    self.slack[i as usize] -= lower;
+                    continue;
+                }
                 let mut lower = self.y[r];
                 for &i in holders {
                     lower = lower.min(self.slack[i as usize]);

@@ -17,9 +17,9 @@
 
 use super::exact::{EXACT_INTENTS_LIMIT, Exact};
 use super::fifo::BOUND_PASSES_DEFAULT;
-use super::greedy::{GreedyCore, INDEX_MASK, order_key};
+use super::greedy::{GreedyCore, INDEX_BITS, INDEX_MASK, order_key};
 use super::index::{KeyIndex, NONE};
-use super::sort::radix_sort_u64;
+use super::sort::sort_order_keys;
 use super::{BlockBuilder, BuilderKind, Selection, finish};
 use crate::batch::IntentBatch;
 use crate::pace::{Pace, STEPS_PER_POINT, Unpaced, run_unpaced};
@@ -234,7 +234,7 @@ impl ImprovedCore {
             let weight = (p * self.inv_sqrt_q16[k]) >> 16;
             self.density.order.push(order_key(weight, i));
         }
-        radix_sort_u64(&mut self.density.order, &mut self.density.sort_scratch);
+        sort_order_keys(&mut self.density.order, INDEX_BITS, &mut self.density.sort_scratch);
         self.density.fill(index, profits)
     }
 
@@ -246,7 +246,8 @@ impl ImprovedCore {
     #[inline]
     fn take(&mut self, index: &KeyIndex, i: usize) {
         for &r in index.ids(i) {
-            debug_assert_eq!(self.greedy.owner[r as usize], NONE);
+            // `i` itself when one of its keys repeats.
+            debug_assert!([NONE, i as u32].contains(&self.greedy.owner[r as usize]));
             self.greedy.owner[r as usize] = i as u32;
         }
         self.greedy.selected[i] = true;
@@ -255,7 +256,7 @@ impl ImprovedCore {
     #[inline]
     fn drop_intent(&mut self, index: &KeyIndex, i: usize) {
         for &r in index.ids(i) {
-            debug_assert_eq!(self.greedy.owner[r as usize], i as u32);
+            debug_assert!([NONE, i as u32].contains(&self.greedy.owner[r as usize]));
             self.greedy.owner[r as usize] = NONE;
         }
         self.greedy.selected[i] = false;
@@ -357,7 +358,13 @@ impl ImprovedCore {
         let profit_s = profits[s];
         self.candidates.clear();
         for &r in index.ids(s) {
-            for &i in index.holders(r as usize) {
+            let holders = index.holders(r as usize);
+            // `s` holds `r`: a resource with one holder has no candidate, and skipping it
+            // saves reading its run (most resources of an e2e window have one holder).
+            if holders.len() < 2 {
+                continue;
+            }
+            for &i in holders {
                 let i = i as usize;
                 if i == s || self.greedy.selected[i] || self.intent_mark[i] == stamp {
                     continue;

@@ -44,40 +44,59 @@ pub struct KeyIndex {
     /// `ids[starts[i]..starts[i + 1]]` are the ids of intent `i`.
     starts: Vec<u32>,
     /// `adj[adj_starts[r]..adj_starts[r + 1]]` are the intents holding resource `r`,
-    /// ascending, each once.
+    /// ascending, each once. One array, so a resource's run costs one cache miss, not two
+    /// (perf on `select/improved/20000`: the start and end loads were a fifth of the (1,2)
+    /// move's time).
     adj_starts: Vec<u32>,
-    /// End of each resource's run in `adj` (a run may be shorter than its reserved space when
-    /// an intent repeats a key).
-    adj_ends: Vec<u32>,
     adj: Vec<u32>,
-    /// Last intent appended to each resource's run (drops repeated keys of one intent).
+    /// Last intent that counted each resource as distinct (only for intents with more than
+    /// `DISTINCT_SCAN_MAX` keys; smaller ones compare their ids among themselves).
     last_holder: Vec<u32>,
     /// Distinct resources per intent (equals the key count when keys are distinct, which
     /// the wire layer enforces; counted anyway so the dual bound stays valid regardless).
     distinct: Vec<u32>,
     resources_count: usize,
+    /// Some intent of the window repeats a key.
+    repeats_any: bool,
     adjacency_ready: bool,
     records_max: usize,
     keys_max: usize,
 }
+
+/// Intents with at most this many keys count their distinct resources by comparing their
+/// ids with each other, without `last_holder`, whose random reads were 9 % of `prepare` in
+/// perf (`select/improved/20000`). The comparison has no early exit: with `contains` it
+/// mispredicted, and `prepare` on the bench's 10k window (2-8 keys from 2,000, where
+/// `last_holder` stays in cache) took 42 -> 55 ns per intent with 16 here, 43 with 4; now
+/// 40 with 4, the same with 8 (min of 40, 3 alternations).
+const DISTINCT_SCAN_MAX: usize = 4;
 
 /// How many keys ahead `prepare` prefetches the slot of. Measured (one thread, min of 30,
 /// 22k-intent window of 4 keys from 2^18, 4 MB table prefix): 8 ahead 123 -> 68 ns/intent,
 /// 16 ahead 81; a plain load instead of the prefetch instruction saved under 10.
 const PREFETCH_AHEAD: usize = 8;
 
-/// Starts loading `slot`'s cache line (as `Dedup::prefetch_slot`). No effect on results.
+/// Starts loading the cache line of `x` (as `Dedup::prefetch_slot`). No effect on results.
 #[inline(always)]
-fn prefetch(slot: &Slot) {
+pub(crate) fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` is only a hint: it never faults and changes no memory, for any
     // address (this one comes from a reference), and SSE is in the x86_64 baseline.
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(slot).cast());
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(x).cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = slot;
+    let _ = x;
+}
+
+/// Distinct keys at which a table prefix of `slots_used` slots doubles: half full. Tried
+/// three quarters (a 20k-intent e2e window's ~69k distinct keys then fit in 2 MB, not 4):
+/// `prepare` got slower on every window size (min of 40: 97 against 77 ns per intent at
+/// 20k, 106 against 93 at 65k), the longer probe chains costing more than the misses saved.
+#[inline]
+fn grow_threshold(slots_used: usize) -> u32 {
+    (slots_used / 2) as u32
 }
 
 #[inline]
@@ -106,12 +125,12 @@ impl KeyIndex {
             slots_used_last: 0,
             ids: Vec::with_capacity(keys_max),
             starts,
-            adj_starts: Vec::with_capacity(keys_max + 1),
-            adj_ends: Vec::with_capacity(keys_max),
+            adj_starts: Vec::with_capacity(keys_max + 2),
             adj: Vec::with_capacity(keys_max),
             last_holder: Vec::with_capacity(keys_max),
             distinct: Vec::with_capacity(records_max),
             resources_count: 0,
+            repeats_any: false,
             adjacency_ready: false,
             records_max,
             keys_max,
@@ -181,18 +200,22 @@ impl KeyIndex {
         let mut stamp = u64::from(self.stamp);
         let mut mask = slots_used - 1;
         let mut shift = 64 - slots_used.trailing_zeros();
-        let mut grow_at = (slots_used / 2) as u32;
+        let mut grow_at = grow_threshold(slots_used);
         self.ids.clear();
         self.distinct.clear();
         self.last_holder.clear();
         self.keys_by_id.clear();
+        self.starts.clear();
+        self.starts.push(0);
         let mut next: u32 = 0;
+        let mut distinct_sum = 0u64;
         // Position of `key` in `keys`, for prefetching the slot of the key `PREFETCH_AHEAD`
         // further on: the probes of a large window miss cache, and nothing else hides that.
         let mut at = 0usize;
         for i in 0..intents_count {
-            let mut distinct = 0u32;
-            for &key in batch.keys(i) {
+            let intent_keys = batch.keys(i);
+            let first = self.ids.len();
+            for &key in intent_keys {
                 if let Some(&ahead) = keys.get(at + PREFETCH_AHEAD) {
                     prefetch(&self.slots[(hash(ahead) >> shift) as usize]);
                 }
@@ -207,7 +230,7 @@ impl KeyIndex {
                             stamp = u64::from(self.stamp);
                             mask = slots_used - 1;
                             shift = 64 - slots_used.trailing_zeros();
-                            grow_at = (slots_used / 2) as u32;
+                            grow_at = grow_threshold(slots_used);
                             s = (hash(key) >> shift) as usize;
                             continue;
                         }
@@ -222,28 +245,40 @@ impl KeyIndex {
                     }
                     s = (s + 1) & mask;
                 };
-                // `last_holder` is resource-sized and stays in cache.
-                let last = &mut self.last_holder[id as usize];
-                if *last != i as u32 {
-                    *last = i as u32;
-                    distinct += 1;
-                }
                 self.ids.push(id);
             }
+            let ids = &self.ids[first..];
+            let distinct = if ids.len() <= DISTINCT_SCAN_MAX {
+                // Without early exits: the branches of `contains` mispredicted.
+                let mut repeats = 0u32;
+                for k in 1..ids.len() {
+                    let mut seen = false;
+                    for &earlier in &ids[..k] {
+                        seen |= earlier == ids[k];
+                    }
+                    repeats += u32::from(seen);
+                }
+                ids.len() as u32 - repeats
+            } else {
+                let mut distinct = 0;
+                for &id in ids {
+                    let last = &mut self.last_holder[id as usize];
+                    if *last != i as u32 {
+                        *last = i as u32;
+                        distinct += 1;
+                    }
+                }
+                distinct
+            };
+            distinct_sum += u64::from(distinct);
             self.distinct.push(distinct);
+            self.starts.push(self.ids.len() as u32);
         }
         self.slots_used_last = slots_used;
         let resources_count = next as usize;
         self.resources_count = resources_count;
-
-        self.starts.clear();
-        self.starts.push(0);
-        let mut offset = 0u32;
-        for i in 0..intents_count {
-            offset += batch.keys(i).len() as u32;
-            self.starts.push(offset);
-        }
-        debug_assert_eq!(offset as usize, keys.len());
+        self.repeats_any = distinct_sum as usize != keys.len();
+        debug_assert_eq!(self.ids.len(), keys.len());
         self.adjacency_ready = false;
     }
 
@@ -258,22 +293,35 @@ impl KeyIndex {
         self.adjacency_ready = true;
         let resources_count = self.resources_count;
         let intents_count = self.intents_count();
-        let keys_len = self.ids.len();
         // Counting sort of (resource, intent) pairs by resource; intents ascend within a
         // resource because we scan intents in order. A repeated key of one intent is listed
-        // once (space for it stays unused at the end of the run).
+        // once. Counts go to `adj_starts[r + 2]`, so that after the prefix sum
+        // `adj_starts[r + 1]` is the start of `r`'s run and serves as its fill cursor, which
+        // leaves it at the end of the run, that is the start of `r + 1`'s.
         self.adj_starts.clear();
-        self.adj_starts.resize(resources_count + 1, 0);
-        for &id in &self.ids {
-            self.adj_starts[id as usize + 1] += 1;
+        self.adj_starts.resize(resources_count + 2, 0);
+        if self.repeats_any {
+            for i in 0..intents_count {
+                let (a, b) = (self.starts[i] as usize, self.starts[i + 1] as usize);
+                let repeats = (self.distinct[i] as usize) < b - a;
+                for k in a..b {
+                    let r = self.ids[k];
+                    if repeats && self.ids[a..k].contains(&r) {
+                        continue;
+                    }
+                    self.adj_starts[r as usize + 2] += 1;
+                }
+            }
+        } else {
+            for &r in &self.ids {
+                self.adj_starts[r as usize + 2] += 1;
+            }
         }
-        for r in 0..resources_count {
-            self.adj_starts[r + 1] += self.adj_starts[r];
+        for r in 2..resources_count + 2 {
+            self.adj_starts[r] += self.adj_starts[r - 1];
         }
-        self.adj_ends.clear();
-        self.adj_ends.extend_from_slice(&self.adj_starts[..resources_count]);
         self.adj.clear();
-        self.adj.resize(keys_len, NONE);
+        self.adj.resize(self.adj_starts[resources_count + 1] as usize, NONE);
         for i in 0..intents_count {
             let (a, b) = (self.starts[i] as usize, self.starts[i + 1] as usize);
             let repeats = (self.distinct[i] as usize) < b - a;
@@ -282,11 +330,13 @@ impl KeyIndex {
                 if repeats && self.ids[a..k].contains(&(r as u32)) {
                     continue;
                 }
-                let cursor = self.adj_ends[r] as usize;
-                self.adj[cursor] = i as u32;
-                self.adj_ends[r] += 1;
+                let cursor = &mut self.adj_starts[r + 1];
+                self.adj[*cursor as usize] = i as u32;
+                *cursor += 1;
             }
         }
+        self.adj_starts.pop();
+        debug_assert_eq!(self.adj_starts[resources_count] as usize, self.adj.len());
     }
 
     /// The adjacency of the current window has been built.
@@ -306,6 +356,20 @@ impl KeyIndex {
         self.resources_count
     }
 
+    /// Starts loading what `ids(i)` reads first (`prefetch_ids` needs it).
+    #[inline(always)]
+    pub(crate) fn prefetch_starts(&self, i: usize) {
+        prefetch(&self.starts[i]);
+    }
+
+    /// Starts loading the ids of intent `i` (best after `prefetch_starts(i)` has had time).
+    #[inline(always)]
+    pub(crate) fn prefetch_ids(&self, i: usize) {
+        if let Some(first) = self.ids.get(self.starts[i] as usize) {
+            prefetch(first);
+        }
+    }
+
     /// Dense resource ids of intent `i` (in key order; may repeat if its keys repeat).
     #[inline]
     pub fn ids(&self, i: usize) -> &[u32] {
@@ -316,7 +380,7 @@ impl KeyIndex {
     #[inline]
     pub fn holders(&self, r: usize) -> &[u32] {
         debug_assert!(self.adjacency_ready, "call build_adjacency first");
-        &self.adj[self.adj_starts[r] as usize..self.adj_ends[r] as usize]
+        &self.adj[self.adj_starts[r] as usize..self.adj_starts[r + 1] as usize]
     }
 
     /// Number of distinct resources of intent `i`.

@@ -21,6 +21,8 @@ mod fifo;
 mod greedy;
 mod improved;
 mod index;
+#[cfg(test)]
+mod pinned;
 mod sort;
 
 pub use bound::{BoundParts, DualBound};

@@ -51,6 +51,60 @@ pub fn radix_sort_u64(keys: &mut [u64], scratch: &mut Vec<u64>) {
     }
 }
 
+/// Below this length [`sort_order_keys`] uses `sort_unstable`.
+const ORDER_RADIX_LEN_MIN: usize = 1_024;
+
+/// Sorts packed order keys (`value << index_bits | index`) that were pushed in ascending
+/// index order, as the greedy orders are: the index part already ascends, so a stable LSD
+/// radix sort over the value bits alone orders the whole key, one pass per 11-bit digit
+/// of the value that is not the same in every key. For e2e-like windows (profits in
+/// 1..=1000) that is one counting pass and one scatter, where `sort_unstable` on 20k keys
+/// was 8 % of `select/improved/20000` in perf. Same result as any sort (keys are distinct).
+pub(crate) fn sort_order_keys(keys: &mut [u64], index_bits: u32, scratch: &mut Vec<u64>) {
+    let n = keys.len();
+    debug_assert!(
+        keys.windows(2).all(|w| (w[0] & ((1 << index_bits) - 1)) < (w[1] & ((1 << index_bits) - 1))),
+        "order keys must be pushed in ascending index order"
+    );
+    if n < ORDER_RADIX_LEN_MIN {
+        keys.sort_unstable();
+        return;
+    }
+    const BITS: u32 = 11;
+    const BUCKETS: usize = 1 << BITS;
+    let first = keys[0];
+    let varying = keys.iter().fold(0u64, |acc, &k| acc | (k ^ first)) >> index_bits;
+    scratch.clear();
+    scratch.resize(n, 0);
+    let mut in_scratch = false;
+    let mut counts = [0u32; BUCKETS];
+    let mut digit_shift = 0;
+    while digit_shift < 64 - index_bits {
+        let shift = index_bits + digit_shift;
+        digit_shift += BITS;
+        if (varying >> (shift - index_bits)) & (BUCKETS as u64 - 1) == 0 {
+            continue;
+        }
+        let (src, dst): (&[u64], &mut [u64]) =
+            if in_scratch { (&scratch[..], &mut *keys) } else { (&*keys, &mut scratch[..]) };
+        counts.fill(0);
+        for &k in src {
+            counts[((k >> shift) as usize) & (BUCKETS - 1)] += 1;
+        }
+        let mut offset = 0u32;
+        for c in counts.iter_mut() {
+            let here = *c;
+            *c = offset;
+            offset += here;
+        }
+        scatter(src, dst, &mut counts, shift, BUCKETS);
+        in_scratch = !in_scratch;
+    }
+    if in_scratch {
+        keys.copy_from_slice(scratch);
+    }
+}
+
 #[inline]
 fn scatter(src: &[u64], dst: &mut [u64], offsets: &mut [u32], shift: u32, buckets: usize) {
     for &k in src {
@@ -81,6 +135,29 @@ mod tests {
             expected.sort_unstable();
             radix_sort_u64(&mut keys, &mut scratch);
             assert_eq!(keys, expected, "n={n} mask={mask:x}");
+        }
+    }
+
+    #[test]
+    fn order_keys_sort_as_sort_unstable() {
+        let mut rng = SplitMix64::new(6);
+        let mut scratch = Vec::new();
+        for (n, value_mask) in [
+            (0usize, u64::MAX),
+            (10, 3),
+            (300, 0),
+            (300, 1),
+            (5_000, 1023),
+            (5_000, (1 << 44) - 1),
+            (5_000, 0xF00F_0000_0F0F),
+            (40_000, 0x0FFF_F000),
+        ] {
+            let mut keys: Vec<u64> =
+                (0..n as u64).map(|i| ((rng.next_u64() & value_mask) << 20) | i).collect();
+            let mut expected = keys.clone();
+            expected.sort_unstable();
+            sort_order_keys(&mut keys, 20, &mut scratch);
+            assert_eq!(keys, expected, "n={n} mask={value_mask:x}");
         }
     }
 }
