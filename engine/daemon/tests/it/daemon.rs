@@ -206,7 +206,9 @@ pub fn frames(seed: u64, frames_n: usize, per_frame: usize, invalid: bool) -> Ve
             let bad = invalid && rng.below(20) == 0;
             if pick < 70 {
                 *nonce += 1;
-                let k = 1 + rng.below(3) as usize;
+                // One intent in ten has more keys than a ring slot holds inline, so it
+                // crosses the rings as several slots (`docs/sharding.md`).
+                let k = if rng.below(10) == 0 { 7 + rng.below(30) } else { 1 + rng.below(3) } as usize;
                 let mut keys: Vec<u64> = Vec::new();
                 while keys.len() < k {
                     let key = 1 + rng.below(60);
@@ -217,7 +219,9 @@ pub fn frames(seed: u64, frames_n: usize, per_frame: usize, invalid: bool) -> Ve
                 if bad {
                     keys.push(keys[0]);
                 }
-                let profit = 1 + rng.below(1000);
+                // A long intent is worth a lot, so blocks pick it and the key checks below
+                // see all of its keys.
+                let profit = if k > 6 { 1_000_000 } else { 0 } + 1 + rng.below(1000);
                 let intent =
                     Intent { client_id: client, nonce: *nonce, sent_ns: 0, profit, priority: 0, keys: &keys };
                 w.push_intent(&intent).unwrap();
