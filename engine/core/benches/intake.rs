@@ -8,7 +8,7 @@
 //! intake, one builder shard, a 16-window de-duplication horizon), then closes it outside
 //! the timed part. The builder queue is a preallocated `Vec` of `ToBuilder`, so the per-slot
 //! write is in the figure as it is in the daemon's ring. The frames of 17 windows are
-//! encoded once, back to back in one buffer, and used in turn: a (client, nonce) pair comes
+//! encoded once (`fpn_testkit::load_frames`), back to back in one buffer, and used in turn: a (client, nonce) pair comes
 //! back only after it has left the horizon, so every intent is admitted and the table is at
 //! steady state (inserting while expiring).
 
@@ -16,9 +16,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fpn_engine::shard::{Full, IntakeSink, ShardConfig, ToBuilder, ToMerger, mix64};
+use fpn_engine::shard::{Full, IntakeSink, ShardConfig, ToBuilder, ToMerger};
 use fpn_engine::{EngineConfig, IntakeCore, WindowClock};
-use fpn_wire::{FrameWriter, Intent};
+use fpn_testkit::load_frames;
 
 const RECORDS: usize = 65_536;
 const PER_FRAME: usize = 16;
@@ -61,62 +61,11 @@ impl IntakeSink for Queues {
     }
 }
 
-/// `WINDOWS` windows of frames, back to back; `ends[w]` are window `w`'s frame ends.
-struct Input {
-    bytes: Vec<u8>,
-    ends: Vec<Vec<usize>>,
-}
-
-fn encode() -> Input {
-    let mut seed = 7u64;
-    let mut rng = move || {
-        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix64(seed)
-    };
-    let mut nonces = vec![0u64; CLIENTS as usize];
-    let mut bytes = Vec::new();
-    let mut ends = Vec::new();
-    let mut keys = Vec::with_capacity(KEYS);
-    let mut f = 0u64;
-    for _ in 0..WINDOWS {
-        let mut window = Vec::new();
-        for _ in 0..RECORDS / PER_FRAME {
-            let client = f % CLIENTS;
-            f += 1;
-            let mut buf = Vec::new();
-            let mut w = FrameWriter::new(&mut buf, u32::MAX as usize);
-            for _ in 0..PER_FRAME {
-                nonces[client as usize] += 1;
-                keys.clear();
-                while keys.len() < KEYS {
-                    let key = 1 + rng() % KEY_SPACE;
-                    if !keys.contains(&key) {
-                        keys.push(key);
-                    }
-                }
-                let intent = Intent {
-                    client_id: 1 + client,
-                    nonce: nonces[client as usize],
-                    sent_ns: 0,
-                    profit: 1 + rng() % 1000,
-                    priority: 0,
-                    keys: &keys,
-                };
-                w.push_intent(&intent).expect("frame room");
-            }
-            w.finish();
-            bytes.extend_from_slice(&buf);
-            window.push(bytes.len());
-        }
-        ends.push(window);
-    }
-    Input { bytes, ends }
-}
-
 fn handle_frames(c: &mut Criterion) {
     let config = ShardConfig::new(EngineConfig::default(), 1, 1);
     config.validate().expect("default shard config");
-    let input = encode();
+    let frames_per_window = RECORDS / PER_FRAME;
+    let input = load_frames(WINDOWS * frames_per_window, PER_FRAME, KEYS, KEY_SPACE, CLIENTS);
     let mut core = IntakeCore::new(&config, 0, 1);
     let mut clock = WindowClock::new(config.engine.window.window_ns, 1, 0);
     let mut queues =
@@ -125,16 +74,14 @@ fn handle_frames(c: &mut Criterion) {
     let mut w = 0usize;
     // One window: every frame of input window `w`, timed; then the close, untimed.
     let mut window = |core: &mut IntakeCore, queues: &mut Queues| -> Duration {
-        let i = w % WINDOWS;
-        let ends = &input.ends[i];
-        let mut start_byte = if i == 0 { 0 } else { *input.ends[i - 1].last().expect("frames") };
+        let first = (w % WINDOWS) * frames_per_window;
         let mut accepted = 0usize;
         let t = Instant::now();
-        for &end in ends {
-            let frame = &input.bytes[start_byte..end];
-            start_byte = end;
-            core.handle_frame(now, now, frame, queues, |r| accepted += usize::from(r.status.is_ok()))
-                .expect("frame structure");
+        for f in first..first + frames_per_window {
+            core.handle_frame(now, now, input.frame(f), queues, |r| {
+                accepted += usize::from(r.status.is_ok())
+            })
+            .expect("frame structure");
         }
         let took = t.elapsed();
         assert_eq!(accepted, RECORDS, "every intent is admitted");

@@ -38,7 +38,8 @@ use flashpointd::{CpuSet, Settings};
 use fpn_engine::shard::{Full, ShardWindow, Sink, Source, ToBuilder, ToMerger};
 use fpn_engine::{BuilderShard, IntakeCore, Merger, MergerOutput, ShardConfig, WindowClock, WindowResult};
 use fpn_runtime::ring::{Rx, Tx, ring};
-use fpn_wire::{FrameWriter, Intent, Receipt};
+use fpn_testkit::{Frames, load_frames};
+use fpn_wire::Receipt;
 
 /// Intents per frame and keys per intent.
 const PER_FRAME: usize = 16;
@@ -68,73 +69,29 @@ fn settings() -> Settings {
     load(&inputs, &cpus).expect("valid settings").settings
 }
 
-/// Pre-encoded frames, back to back in one buffer as a receive ring would hold them (so the
-/// intake reads them in address order, as it reads a socket's buffers, not scattered over
-/// the heap): the first `warm` of them are the untimed warm-up.
+/// Pre-encoded frames (`fpn_testkit::load_frames`): the first `warm` of them are the
+/// untimed warm-up.
 struct Input {
-    bytes: Vec<u8>,
-    /// Each frame's end in `bytes`.
-    ends: Vec<usize>,
+    frames: Frames,
     warm: usize,
 }
 
 impl Input {
     fn len(&self) -> usize {
-        self.ends.len()
+        self.frames.len()
     }
 
     fn frame(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.bytes[start..self.ends[i]]
-    }
-}
-
-/// SplitMix64, for a deterministic input.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        fpn_engine::shard::mix64(self.0)
+        self.frames.frame(i)
     }
 }
 
 fn encode(warm_intents: usize, timed_intents: usize) -> Input {
-    let mut rng = Rng(7);
-    let mut nonces = [0u64; CLIENTS as usize];
     let frames_n = (warm_intents + timed_intents).div_ceil(PER_FRAME);
-    let mut bytes = Vec::new();
-    let mut ends = Vec::with_capacity(frames_n);
-    let mut keys = Vec::with_capacity(KEYS_PER_INTENT);
-    for f in 0..frames_n {
-        // A frame is one client's (the daemon routes a frame by its first client).
-        let client = f as u64 % CLIENTS;
-        let mut buf = Vec::new();
-        let mut w = FrameWriter::new(&mut buf, u32::MAX as usize);
-        for _ in 0..PER_FRAME {
-            nonces[client as usize] += 1;
-            keys.clear();
-            while keys.len() < KEYS_PER_INTENT {
-                let key = 1 + rng.next() % KEY_SPACE;
-                if !keys.contains(&key) {
-                    keys.push(key);
-                }
-            }
-            let intent = Intent {
-                client_id: 1 + client,
-                nonce: nonces[client as usize],
-                sent_ns: 0,
-                profit: 1 + rng.next() % 1000,
-                priority: 0,
-                keys: &keys,
-            };
-            w.push_intent(&intent).expect("frame room");
-        }
-        w.finish();
-        bytes.extend_from_slice(&buf);
-        ends.push(bytes.len());
+    Input {
+        frames: load_frames(frames_n, PER_FRAME, KEYS_PER_INTENT, KEY_SPACE, CLIENTS),
+        warm: warm_intents / PER_FRAME,
     }
-    Input { bytes, ends, warm: warm_intents / PER_FRAME }
 }
 
 /// The merger's outputs: published windows are counted, shard windows go back.

@@ -5,6 +5,8 @@
 //!   `#[global_allocator] static GLOBAL: fpn_testkit::Counting = fpn_testkit::Counting;` and
 //!   measures with [`counted`] or [`allocations`].
 //! - Frame builders for one-record frames, as a client would send them.
+//! - [`load_frames`]: a deterministic load of many-intent frames, back to back in one
+//!   buffer, for the benches that drive an intake.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -86,4 +88,81 @@ pub fn bid_frame(client_id: u64, nonce: u64, amount: u64, priority: u32) -> Vec<
 /// A frame holding one cancel.
 pub fn cancel_frame(client_id: u64, target: CancelTarget) -> Vec<u8> {
     frame(|w| w.push_cancel(&Cancel { client_id, target }).unwrap())
+}
+
+/// Frames back to back in one buffer, as a receive buffer holds them (so a reader walks them
+/// in address order, not scattered over the heap).
+pub struct Frames {
+    pub bytes: Vec<u8>,
+    /// Each frame's end in `bytes`.
+    pub ends: Vec<usize>,
+}
+
+impl Frames {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Frame `i`.
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+/// `frames_n` frames of `per_frame` intents, each with `keys_per_intent` distinct keys drawn
+/// from `1..=key_space` and a profit in `1..=1000`. Frame `f` is client `1 + f % clients`'s
+/// (a frame is one client's: the daemon routes a frame by its first client), and each
+/// client's nonces count up from 1. Deterministic (SplitMix64 from seed 7).
+pub fn load_frames(
+    frames_n: usize,
+    per_frame: usize,
+    keys_per_intent: usize,
+    key_space: u64,
+    clients: u64,
+) -> Frames {
+    let mut state = 7u64;
+    let mut rng = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut nonces = vec![0u64; clients as usize];
+    let mut out = Frames { bytes: Vec::new(), ends: Vec::with_capacity(frames_n) };
+    let mut keys = Vec::with_capacity(keys_per_intent);
+    let mut buf = Vec::new();
+    for f in 0..frames_n {
+        let client = f as u64 % clients;
+        buf.clear();
+        let mut w = FrameWriter::new(&mut buf, u32::MAX as usize);
+        for _ in 0..per_frame {
+            nonces[client as usize] += 1;
+            keys.clear();
+            while keys.len() < keys_per_intent {
+                let key = 1 + rng() % key_space;
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            let intent = Intent {
+                client_id: 1 + client,
+                nonce: nonces[client as usize],
+                sent_ns: 0,
+                profit: 1 + rng() % 1000,
+                priority: 0,
+                keys: &keys,
+            };
+            w.push_intent(&intent).expect("a u32-sized frame has room");
+        }
+        w.finish();
+        out.bytes.extend_from_slice(&buf);
+        out.ends.push(out.bytes.len());
+    }
+    out
 }
