@@ -32,8 +32,8 @@ pub use economics::{Block, BlockEntry, BuilderOutcome, Comparison, Packer};
 pub use engine::{Engine, EngineConfig, EngineConfigError, EngineCounters, WindowResult, WindowSummary};
 pub use pace::{EveryPoint, Pace, Unpaced, run_to_completion, run_unpaced};
 pub use shard::{
-    BuilderShard, IntakeCore, Merger, MergerOutput, Pipeline, PipelineConfig, ShardConfig, ShardConfigError,
-    ShardWindow, WindowClock, WindowClose,
+    BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pipeline, PipelineConfig, ShardConfig,
+    ShardConfigError, ShardWindow, WindowClock, WindowClose,
 };
 pub use sim::{SimParams, SimParamsError, SplitMix64, UniformParams};
 pub use window::{

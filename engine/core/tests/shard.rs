@@ -97,6 +97,8 @@ struct Outcome {
     results: Vec<WindowResult>,
     /// Keys of every accepted intent, by seq.
     keys_of: HashMap<u64, Vec<u64>>,
+    /// Windows the build workers built (the shards built the rest).
+    worker_built: u64,
 }
 
 /// Notes the keys of `ev`'s intent if one of `new` (the receipts answered while handling
@@ -113,8 +115,13 @@ fn note_keys(keys_of: &mut HashMap<u64, Vec<u64>>, ev: &Event, new: &[Receipt]) 
 
 fn run_engine(config: &EngineConfig, events: &[Event]) -> Outcome {
     let mut e = Engine::new(config.clone(), 0).unwrap();
-    let mut out =
-        Outcome { encoded: Vec::new(), receipts: Vec::new(), results: Vec::new(), keys_of: HashMap::new() };
+    let mut out = Outcome {
+        encoded: Vec::new(),
+        receipts: Vec::new(),
+        results: Vec::new(),
+        keys_of: HashMap::new(),
+        worker_built: 0,
+    };
     let mut now = 0;
     for ev in events {
         now = ev.now;
@@ -165,7 +172,7 @@ fn run_pipeline(config: PipelineConfig, events: &[Event], settle: bool) -> Outco
         r.encode(&mut encoded);
     }
     receipts.extend(p.take_receipts());
-    Outcome { encoded, receipts, results, keys_of }
+    Outcome { encoded, receipts, results, keys_of, worker_built: p.windows_built_by_workers() }
 }
 
 fn pipeline_config(engine: EngineConfig, n: usize, s: usize, queue_len: usize, seed: u64) -> PipelineConfig {
@@ -294,9 +301,13 @@ fn any_interleaving_gives_the_same_results() {
                         .count();
                     assert!(cross > 0, "N={n} S={s} seed {seed}: no cross-shard intent published");
                 }
+                let mut worker_built = 0;
                 for sched in 1..6u64 {
-                    let again =
-                        run_pipeline(pipeline_config(config.clone(), n, s, 1 << 14, sched), &events, false);
+                    // Build workers (0, 1 or 2 per shard) take some windows: the same blocks.
+                    let mut pc = pipeline_config(config.clone(), n, s, 1 << 14, sched);
+                    pc.shard.workers_per_shard = (sched % 3) as usize;
+                    let again = run_pipeline(pc, &events, false);
+                    worker_built += again.worker_built;
                     assert_eq!(
                         again.encoded, first.encoded,
                         "N={n} S={s} seed {seed} sched {sched}: results"
@@ -307,6 +318,7 @@ fn any_interleaving_gives_the_same_results() {
                         "N={n} S={s} seed {seed} sched {sched}: receipts"
                     );
                 }
+                assert!(worker_built > 0, "N={n} S={s} seed {seed}: no worker built a window");
             }
         }
     }
@@ -463,14 +475,14 @@ proptest! {
 }
 
 mod alloc_free {
-    //! The cores do not allocate after construction: intake, builder shards and merger
+    //! The cores do not allocate after construction: intake, builder shards, build workers and merger
     //! driven by hand over preallocated queues, with a counting allocator. Only this test's
     //! thread is counted, and only while `counted` runs, so the other tests are unaffected.
 
     use fpn_engine::WindowResult;
     use fpn_engine::shard::{
-        BoundedQueue, BuilderShard, Full, IntakeCore, IntakeSink, Merger, MergerOutput, ShardConfig,
-        ShardWindow, Sink, Source, ToBuilder, ToMerger, WindowClock,
+        BoundedQueue, BuildWorker, BuilderShard, Full, IntakeCore, IntakeSink, Merger, MergerOutput,
+        ShardConfig, ShardWindow, Sink, Source, ToBuilder, ToMerger, WindowClock,
     };
     use fpn_engine::sim::SplitMix64;
     use fpn_wire::Receipt;
@@ -539,7 +551,8 @@ mod alloc_free {
         let (v, allocs) = counted(|| Vec::<u64>::with_capacity(8));
         assert_eq!((v.capacity() >= 8, allocs), (true, 1));
         let (n, s) = (2usize, 3usize);
-        let config = ShardConfig::new(engine_config(256, 256, BuilderKind::Improved), n, s);
+        let mut config = ShardConfig::new(engine_config(256, 256, BuilderKind::Improved), n, s);
+        config.workers_per_shard = 1;
         let window_ns = config.engine.window.window_ns;
         let mut clock = WindowClock::new(window_ns, 1, 0);
         let mut intakes: Vec<IntakeCore> = (0..n).map(|i| IntakeCore::new(&config, i, 1)).collect();
@@ -551,6 +564,12 @@ mod alloc_free {
         let mut shard_out: Vec<BoundedQueue<Box<ShardWindow>>> =
             (0..s).map(|_| BoundedQueue::new(2)).collect();
         let mut back: Vec<BoundedQueue<Box<ShardWindow>>> = (0..s).map(|_| BoundedQueue::new(2)).collect();
+        // One build worker per shard, and its queues: `[shard][worker]`.
+        let mut workers: Vec<BuildWorker> = (0..s).map(|_| BuildWorker::new(&config)).collect();
+        let mut to_worker: Vec<Vec<BoundedQueue<Box<ShardWindow>>>> =
+            (0..s).map(|_| vec![BoundedQueue::new(1)]).collect();
+        let mut from_worker: Vec<Vec<BoundedQueue<Box<ShardWindow>>>> =
+            (0..s).map(|_| vec![BoundedQueue::new(1)]).collect();
         let mut receipts = Vec::with_capacity(1 << 14);
         let mut book = Vec::with_capacity(1 << 14);
         // Frames of 8 windows, built before counting.
@@ -593,7 +612,14 @@ mod alloc_free {
                     while let Some(w) = out.back[k].pop() {
                         b.handle_returned(w);
                     }
-                    b.poll(&mut to_builder[k], &mut shard_out[k], 64);
+                    // Odd windows take the shard's own build, even ones the worker's.
+                    if windows_out % 2 == 1 {
+                        b.poll(&mut to_builder[k], &mut shard_out[k], 64);
+                    } else {
+                        let (to_w, from_w) = (&mut to_worker[k], &mut from_worker[k]);
+                        b.poll_with_workers(&mut to_builder[k], &mut shard_out[k], to_w, from_w, 64);
+                        workers[k].poll(&mut to_w[0], &mut from_w[0]);
+                    }
                 }
                 merger.poll(&mut to_merger, &mut shard_out, &mut out, 64);
             }
@@ -614,5 +640,6 @@ mod alloc_free {
         });
         assert_eq!(allocs, 0, "the shard cores allocated after construction");
         assert_eq!(windows_out, 8);
+        assert!(workers.iter().all(|w| w.windows_built_total() >= 3), "the workers built half the windows");
     }
 }

@@ -17,6 +17,14 @@ use crate::shard::msg::{Reassembly, ShardWindow, Sink, Source, ToBuilder};
 /// shard drops the cancelled intents, orders the rest by seq, runs the configured builder
 /// and sends the [`ShardWindow`]. With no free `ShardWindow` (the merger is behind) it
 /// waits, and its input queues fill up: the intakes then answer `Overloaded`.
+///
+/// **Build workers** (`ShardConfig::workers_per_shard`, `W`): with `W > 0` a staged window
+/// may instead go to an idle [`BuildWorker`](crate::shard::BuildWorker) of this shard
+/// ([`BuilderShard::dispatch`]), which builds it with its own builder and hands it back
+/// ([`BuilderShard::take_built`]); the shard builds a window itself only when every worker
+/// is busy. A window's build depends on its batch alone, so which of them builds it changes
+/// nothing in the block. Windows go to the merger in window order whoever built them: a
+/// window built early waits in `done` for the ones before it.
 #[derive(Debug)]
 pub struct BuilderShard {
     shard: usize,
@@ -33,10 +41,17 @@ pub struct BuilderShard {
     /// buffers change hands without being copied or reallocated.
     #[allow(clippy::vec_box)]
     pool: Vec<Box<ShardWindow>>,
-    /// A window whose intents are copied in, to be built (`build_staged`).
+    /// A window whose intents are copied in, to be built (`build_staged`) or handed to a
+    /// worker (`dispatch`).
     staged: Option<Box<ShardWindow>>,
-    /// A built window its queue refused; sent before anything else.
-    outgoing: Option<Box<ShardWindow>>,
+    /// Built windows not yet sent, ascending window id: the merger takes them in window
+    /// order, and a worker may finish after a later window. Boxed as `pool`.
+    #[allow(clippy::vec_box)]
+    done: Vec<Box<ShardWindow>>,
+    /// The window the merger takes next.
+    next_out: u64,
+    /// Per build worker: it holds one of this shard's windows.
+    worker_busy: Vec<bool>,
     packer: Packer,
     order: Vec<u32>,
 }
@@ -50,6 +65,8 @@ impl BuilderShard {
         assert!(shard < config.shards_n, "shard index out of range");
         let (records_max, keys_max) = config.window_capacity();
         let e = &config.engine;
+        // A worker holds a window while it builds: one more buffer each.
+        let windows = config.shard_windows_max + config.workers_per_shard;
         BuilderShard {
             shard,
             intakes_n: config.intakes_n,
@@ -59,11 +76,13 @@ impl BuilderShard {
             closed: vec![false; config.intakes_n],
             parts: vec![Reassembly::default(); config.intakes_n],
             closed_count: 0,
-            pool: (0..config.shard_windows_max)
+            pool: (0..windows)
                 .map(|_| Box::new(ShardWindow::with_capacity(shard, records_max, keys_max)))
                 .collect(),
             staged: None,
-            outgoing: None,
+            done: Vec::with_capacity(windows),
+            next_out: first_window_id,
+            worker_busy: vec![false; config.workers_per_shard],
             packer: Packer::new(e.builder, records_max, keys_max, e.improved),
             order: Vec::with_capacity(records_max),
         }
@@ -105,6 +124,80 @@ impl BuilderShard {
         progress
     }
 
+    /// [`BuilderShard::poll`] with build workers (`to_workers[k]` / `from_workers[k]`: the
+    /// queues to and from worker `k` of this shard): takes the windows they built, collects,
+    /// hands a staged window to an idle worker, and builds it here only when none is idle.
+    pub fn poll_with_workers<Q: Source<ToBuilder>>(
+        &mut self,
+        inputs: &mut [Q],
+        out: &mut impl Sink<Box<ShardWindow>>,
+        to_workers: &mut [impl Sink<Box<ShardWindow>>],
+        from_workers: &mut [impl Source<Box<ShardWindow>>],
+        budget: usize,
+    ) -> bool {
+        let mut progress = self.take_built(from_workers);
+        progress |= self.collect(inputs, out, budget);
+        progress |= self.dispatch(to_workers);
+        if self.should_build_here() && run_unpaced(self.build_staged(&mut Unpaced)) {
+            progress = true;
+        }
+        progress | self.flush(out)
+    }
+
+    /// Hands the staged window to the first idle worker whose queue takes it. Whether one
+    /// did.
+    pub fn dispatch(&mut self, to_workers: &mut [impl Sink<Box<ShardWindow>>]) -> bool {
+        assert_eq!(to_workers.len(), self.worker_busy.len(), "one queue per build worker");
+        let Some(mut w) = self.staged.take() else { return false };
+        for (busy, q) in self.worker_busy.iter_mut().zip(to_workers.iter_mut()) {
+            if *busy {
+                continue;
+            }
+            match q.push(w) {
+                Ok(()) => {
+                    *busy = true;
+                    return true;
+                }
+                Err(full) => w = full.0,
+            }
+        }
+        self.staged = Some(w);
+        false
+    }
+
+    /// Takes the windows the workers built (they go to the merger in window order). Whether
+    /// there were any.
+    pub fn take_built(&mut self, from_workers: &mut [impl Source<Box<ShardWindow>>]) -> bool {
+        assert_eq!(from_workers.len(), self.worker_busy.len(), "one queue per build worker");
+        let mut progress = false;
+        for (busy, q) in self.worker_busy.iter_mut().zip(from_workers.iter_mut()) {
+            while let Some(w) = q.pop() {
+                assert!(*busy, "a build worker returned a window it was not given");
+                assert_eq!(w.shard, self.shard, "a ShardWindow of another shard");
+                *busy = false;
+                insert_by_window(&mut self.done, w);
+                progress = true;
+            }
+        }
+        progress
+    }
+
+    /// Whether the staged window is best built here now: there is one, and no build worker
+    /// can take it soon: there are none, or all are busy and the next window has closed
+    /// too (so the shard would otherwise stop reading at its close markers). While a worker
+    /// is busy and the next window is still open, the shard keeps reading and the window
+    /// waits for the worker: the shard's CPU is the intakes' in the 2-CPU map.
+    pub fn should_build_here(&self) -> bool {
+        self.staged.is_some()
+            && (self.worker_busy.is_empty()
+                || (self.worker_busy.iter().all(|b| *b) && self.closed_count == self.intakes_n))
+    }
+
+    /// Build workers holding a window of this shard.
+    pub fn workers_busy(&self) -> usize {
+        self.worker_busy.iter().filter(|b| **b).count()
+    }
+
     /// [`BuilderShard::poll`] without the build: sends a built window, reads the inputs and,
     /// once all closes of the window are in, stages it (its intents copied in seq order into
     /// a free [`ShardWindow`]; the next window opens). Then [`BuilderShard::has_staged`] holds
@@ -117,13 +210,7 @@ impl BuilderShard {
         budget: usize,
     ) -> bool {
         assert_eq!(inputs.len(), self.intakes_n, "one input per intake");
-        let mut progress = false;
-        if self.outgoing.is_some() {
-            if !self.flush(out) {
-                return false;
-            }
-            progress = true;
-        }
+        let mut progress = self.flush(out);
         for (i, input) in inputs.iter_mut().enumerate() {
             if self.closed[i] {
                 continue;
@@ -178,42 +265,39 @@ impl BuilderShard {
         self.staged.is_some()
     }
 
-    /// Builds the staged window, pausing at `pace`'s points; the built window waits for
+    /// Builds the staged window here, pausing at `pace`'s points; the built window waits for
     /// [`BuilderShard::flush`] (or the next `collect`). Whether there was one.
     pub async fn build_staged(&mut self, pace: &mut impl Pace) -> bool {
         let Some(mut w) = self.staged.take() else { return false };
-        debug_assert!(self.outgoing.is_none());
-        let selection = self.packer.select_paced(&w.batch, pace).await;
-        w.picked.clear();
-        w.picked.extend_from_slice(&selection.picked);
-        w.total = selection.total;
-        w.upper_bound = selection.upper_bound;
-        w.exact = selection.exact;
-        let fifo = self.packer.last_fifo_selection();
-        w.fifo_picked.clear();
-        w.fifo_picked.extend_from_slice(&fifo.picked);
-        w.fifo_total = fifo.total;
-        w.fifo_bound = self.packer.last_fifo_bound_parts();
-        self.outgoing = Some(w);
+        build_window(&mut self.packer, &mut w, pace).await;
+        insert_by_window(&mut self.done, w);
         true
     }
 
-    /// Sends the built window, if any. `false` if the merger's queue refused it.
+    /// Sends the built windows that are next in window order. Whether it sent any (it
+    /// stops at the first the merger's queue refuses, or at a window not built yet).
     pub fn flush(&mut self, out: &mut impl Sink<Box<ShardWindow>>) -> bool {
-        let Some(w) = self.outgoing.take() else { return true };
-        match out.push(w) {
-            Ok(()) => true,
-            Err(full) => {
-                self.outgoing = Some(full.0);
-                false
+        let mut sent = false;
+        while self.done.first().is_some_and(|w| w.window_id == self.next_out) {
+            let w = self.done.remove(0);
+            match out.push(w) {
+                Ok(()) => {
+                    self.next_out += 1;
+                    sent = true;
+                }
+                Err(full) => {
+                    self.done.insert(0, full.0);
+                    break;
+                }
             }
         }
+        sent
     }
 
     /// Copies the collected window into a pooled [`ShardWindow`] (into `staged`) and opens
-    /// the next. `false` if the pool is empty or a window is still staged or unsent.
+    /// the next. `false` if the pool is empty or a window is still staged.
     fn stage_window(&mut self) -> bool {
-        if self.staged.is_some() || self.outgoing.is_some() {
+        if self.staged.is_some() {
             return false;
         }
         let Some(mut w) = self.pool.pop() else { return false };
@@ -251,6 +335,31 @@ impl BuilderShard {
         self.window_id += 1;
         true
     }
+}
+
+/// Runs `packer` on `w`'s batch and fills in its selection and FIFO parts: the build of one
+/// window, by a shard or by a [`BuildWorker`](crate::shard::BuildWorker). Depends only on the
+/// batch (and the builder's configuration).
+pub(crate) async fn build_window(packer: &mut Packer, w: &mut ShardWindow, pace: &mut impl Pace) {
+    let selection = packer.select_paced(&w.batch, pace).await;
+    w.picked.clear();
+    w.picked.extend_from_slice(&selection.picked);
+    w.total = selection.total;
+    w.upper_bound = selection.upper_bound;
+    w.exact = selection.exact;
+    let fifo = packer.last_fifo_selection();
+    w.fifo_picked.clear();
+    w.fifo_picked.extend_from_slice(&fifo.picked);
+    w.fifo_total = fifo.total;
+    w.fifo_bound = packer.last_fifo_bound_parts();
+}
+
+/// Inserts `w` into `done`, which stays in ascending window order.
+#[allow(clippy::vec_box)]
+fn insert_by_window(done: &mut Vec<Box<ShardWindow>>, w: Box<ShardWindow>) {
+    let at = done.partition_point(|d| d.window_id < w.window_id);
+    debug_assert!(done.get(at).is_none_or(|d| d.window_id != w.window_id), "window built twice");
+    done.insert(at, w);
 }
 
 #[cfg(test)]
@@ -307,5 +416,42 @@ mod tests {
         assert!(shard.poll(&mut inputs, &mut out, 8));
         let w2 = out.pop().expect("window 2 built once a buffer came back");
         assert_eq!((w2.window_id, w2.batch.len()), (2, 1));
+    }
+
+    #[test]
+    fn a_worker_builds_when_idle_and_windows_reach_the_merger_in_order() {
+        let mut c = config(1);
+        // Three buffers: the merger never returns any here.
+        (c.workers_per_shard, c.shard_windows_max) = (1, 2);
+        let mut shard = BuilderShard::new(&c, 0, 1);
+        let mut worker = crate::shard::BuildWorker::new(&c);
+        let mut inputs = vec![BoundedQueue::new(16)];
+        let (mut to_worker, mut from_worker) = (vec![BoundedQueue::new(1)], vec![BoundedQueue::new(1)]);
+        let mut out = BoundedQueue::new(4);
+        let window = |w: u64| [intent(w, w, 2 + w, 10 * w), ToBuilder::Close { window_id: w }];
+        for m in window(1).into_iter().chain(window(2)) {
+            inputs[0].push(m).unwrap();
+        }
+        // Window 1 goes to the idle worker. Window 2 finds it busy, and waits for it while
+        // window 3 is open.
+        assert!(shard.poll_with_workers(&mut inputs, &mut out, &mut to_worker, &mut from_worker, 8));
+        assert_eq!(shard.workers_busy(), 1);
+        shard.poll_with_workers(&mut inputs, &mut out, &mut to_worker, &mut from_worker, 8);
+        assert!(shard.has_staged() && !shard.should_build_here() && out.is_empty());
+        // Window 3 closes too: now window 2 is built here, and waits for window 1.
+        for m in window(3) {
+            inputs[0].push(m).unwrap();
+        }
+        assert!(shard.poll_with_workers(&mut inputs, &mut out, &mut to_worker, &mut from_worker, 8));
+        assert!(out.is_empty(), "window 2 waits for window 1");
+        assert!(worker.poll(&mut to_worker[0], &mut from_worker[0]));
+        // Window 1 is back: 1 and 2 go out in order, and window 3 goes to the worker.
+        assert!(shard.poll_with_workers(&mut inputs, &mut out, &mut to_worker, &mut from_worker, 8));
+        assert_eq!(shard.workers_busy(), 1);
+        assert!(worker.poll(&mut to_worker[0], &mut from_worker[0]));
+        assert!(shard.poll_with_workers(&mut inputs, &mut out, &mut to_worker, &mut from_worker, 8));
+        let ids: Vec<(u64, u64)> = std::iter::from_fn(|| out.pop()).map(|w| (w.window_id, w.total)).collect();
+        assert_eq!(ids, vec![(1, 3), (2, 4), (3, 5)]);
+        assert_eq!(worker.windows_built_total(), 2);
     }
 }

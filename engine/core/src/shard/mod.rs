@@ -17,6 +17,7 @@ mod merger;
 mod msg;
 mod pipeline;
 mod route;
+mod worker;
 
 pub use crate::clock::{WindowClock, WindowClose};
 pub use builder::BuilderShard;
@@ -28,6 +29,7 @@ pub use msg::{
 };
 pub use pipeline::{BoundedQueue, Pipeline, PipelineConfig};
 pub use route::{Route, Router, mix64};
+pub use worker::{BuildWorker, WORKERS_PER_SHARD_MAX};
 
 use thiserror::Error;
 
@@ -46,8 +48,11 @@ pub struct ShardConfig {
     /// Builder shards, `S >= 1`.
     pub shards_n: usize,
     /// `ShardWindow` buffers per builder shard (windows a shard can have built and not yet
-    /// had back from the merger), `>= 1`.
+    /// had back from the merger), `>= 1`. Each build worker adds one.
     pub shard_windows_max: usize,
+    /// Build workers per shard (`0..=WORKERS_PER_SHARD_MAX`): each builds whole windows of
+    /// its shard in parallel with the shard and the other workers ([`BuildWorker`]).
+    pub workers_per_shard: usize,
     /// Window closes an intake can hold while one of its queues is full, `>= 1`.
     pub closes_pending_max: usize,
 }
@@ -63,12 +68,21 @@ pub enum ShardConfigError {
     BookShare,
     #[error("shard_windows_max and closes_pending_max must be at least 1")]
     Buffers,
+    #[error("workers_per_shard must be at most {WORKERS_PER_SHARD_MAX}")]
+    Workers,
 }
 
 impl ShardConfig {
     /// A configuration with `intakes_n` intakes and `shards_n` shards over `engine`.
     pub fn new(engine: EngineConfig, intakes_n: usize, shards_n: usize) -> ShardConfig {
-        ShardConfig { engine, intakes_n, shards_n, shard_windows_max: 2, closes_pending_max: 16 }
+        ShardConfig {
+            engine,
+            intakes_n,
+            shards_n,
+            shard_windows_max: 2,
+            workers_per_shard: 0,
+            closes_pending_max: 16,
+        }
     }
 
     /// Checks the engine part as [`crate::Engine::new`] does, and the shard counts.
@@ -86,6 +100,9 @@ impl ShardConfig {
         }
         if self.shard_windows_max == 0 || self.closes_pending_max == 0 {
             return Err(ShardConfigError::Buffers);
+        }
+        if self.workers_per_shard > WORKERS_PER_SHARD_MAX {
+            return Err(ShardConfigError::Workers);
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use crate::shard::builder::BuilderShard;
 use crate::shard::intake::IntakeCore;
 use crate::shard::merger::{Merger, MergerOutput};
 use crate::shard::msg::{Full, IntakeSink, ShardWindow, Sink, Source, ToBuilder, ToMerger};
+use crate::shard::worker::BuildWorker;
 use crate::shard::{ShardConfig, ShardConfigError};
 use crate::sim::SplitMix64;
 
@@ -100,6 +101,10 @@ pub struct Pipeline {
     /// `[shard]`: built windows to the merger, and back.
     shard_out: Vec<BoundedQueue<Box<ShardWindow>>>,
     shard_back: Vec<BoundedQueue<Box<ShardWindow>>>,
+    /// `[shard][worker]`: build workers and their queues from and to their shard.
+    workers: Vec<Vec<BuildWorker>>,
+    to_worker: Vec<Vec<BoundedQueue<Box<ShardWindow>>>>,
+    from_worker: Vec<Vec<BoundedQueue<Box<ShardWindow>>>>,
     rng: SplitMix64,
     receipts: Vec<Receipt>,
     results: Vec<WindowResult>,
@@ -177,6 +182,15 @@ impl Pipeline {
             to_merger: (0..n).map(|_| BoundedQueue::new(config.queue_len)).collect(),
             shard_out: (0..s).map(|_| BoundedQueue::new(c.shard_windows_max)).collect(),
             shard_back: (0..s).map(|_| BoundedQueue::new(c.shard_windows_max)).collect(),
+            workers: (0..s)
+                .map(|_| (0..c.workers_per_shard).map(|_| BuildWorker::new(c)).collect())
+                .collect(),
+            to_worker: (0..s)
+                .map(|_| (0..c.workers_per_shard).map(|_| BoundedQueue::new(1)).collect())
+                .collect(),
+            from_worker: (0..s)
+                .map(|_| (0..c.workers_per_shard).map(|_| BoundedQueue::new(1)).collect())
+                .collect(),
             rng: SplitMix64::new(config.scheduler_seed),
             receipts: Vec::new(),
             results: Vec::new(),
@@ -275,11 +289,16 @@ impl Pipeline {
         self.run_until_idle();
     }
 
-    /// One scheduled step: a random core (a builder shard, the merger, or the intakes'
-    /// pending closes) with a random budget. Returns whether it did anything.
+    /// Cores the scheduler picks from: the builder shards, the merger, the intakes' pending
+    /// closes, then the build workers.
+    fn cores_n(&self) -> usize {
+        self.builders.len() + 2 + self.workers.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// One scheduled step: a random core (a builder shard, the merger, the intakes' pending
+    /// closes or a build worker) with a random budget. Returns whether it did anything.
     pub fn step(&mut self) -> bool {
-        let s_n = self.builders.len();
-        let pick = self.rng.below(s_n as u64 + 2) as usize;
+        let pick = self.rng.below(self.cores_n() as u64) as usize;
         let budget = 1 + self.rng.below(self.budget_max as u64) as usize;
         self.step_core(pick, budget)
     }
@@ -294,17 +313,22 @@ impl Pipeline {
             }
             let b = &mut self.builders[pick];
             let (inputs, out) = (&mut self.to_builder[pick], &mut self.shard_out[pick]);
-            // Half the steps take the daemon's way: collect, then the build paused at every
-            // pace point (`crate::pace`); the results must not depend on it.
-            if self.rng.below(2) == 0 {
-                progress | b.poll(inputs, out, budget)
-            } else {
-                progress |= b.collect(inputs, out, budget);
-                if run_to_completion(b.build_staged(&mut EveryPoint::default())) {
-                    b.flush(out);
-                    progress = true;
+            let (to_workers, from_workers) = (&mut self.to_worker[pick], &mut self.from_worker[pick]);
+            progress |= b.take_built(from_workers);
+            // Half the steps take the daemon's way: collect, hand the window to an idle
+            // worker, else build it here, paused at every pace point (`crate::pace`); the
+            // results must not depend on it, nor on who builds.
+            match self.rng.below(4) {
+                0 => progress | b.poll(inputs, out, budget),
+                1 => progress | b.poll_with_workers(inputs, out, to_workers, from_workers, budget),
+                _ => {
+                    progress |= b.collect(inputs, out, budget);
+                    progress |= b.dispatch(to_workers);
+                    if run_to_completion(b.build_staged(&mut EveryPoint::default())) {
+                        progress = true;
+                    }
+                    progress | b.flush(out)
                 }
-                progress
             }
         } else if pick == s_n {
             let mut out = MergerQueues {
@@ -319,6 +343,25 @@ impl Pipeline {
                 let progress =
                     self.merger.collect(&mut self.to_merger, &mut self.shard_out, &mut out, budget);
                 progress | run_to_completion(self.merger.finalize_paced(&mut out, &mut EveryPoint::default()))
+            }
+        } else if pick > s_n + 1 {
+            let (mut shard, mut k) = (0, pick - s_n - 2);
+            while k >= self.workers[shard].len() {
+                k -= self.workers[shard].len();
+                shard += 1;
+            }
+            let worker = &mut self.workers[shard][k];
+            let (input, out) = (&mut self.to_worker[shard][k], &mut self.from_worker[shard][k]);
+            if self.rng.below(2) == 0 {
+                worker.poll(input, out)
+            } else {
+                let mut progress = worker.flush(out);
+                progress |= worker.take(input);
+                if run_to_completion(worker.build(&mut EveryPoint::default())) {
+                    progress = true;
+                    worker.flush(out);
+                }
+                progress
             }
         } else {
             let mut progress = false;
@@ -339,7 +382,7 @@ impl Pipeline {
     /// Every core once, in order, with the full budget (to tell idle from unlucky).
     fn step_any(&mut self) -> bool {
         let mut progress = false;
-        for pick in 0..self.builders.len() + 2 {
+        for pick in 0..self.cores_n() {
             progress |= self.step_core(pick, self.budget_max);
         }
         progress
@@ -349,7 +392,7 @@ impl Pipeline {
     pub fn run_until_idle(&mut self) {
         loop {
             let mut progress = false;
-            for _ in 0..2 * (self.builders.len() + 2) {
+            for _ in 0..2 * self.cores_n() {
                 progress |= self.step();
             }
             if !progress && !self.step_any() {
@@ -366,6 +409,11 @@ impl Pipeline {
     /// Receipts answered so far, in the order they were answered (and forgets them).
     pub fn take_receipts(&mut self) -> Vec<Receipt> {
         std::mem::take(&mut self.receipts)
+    }
+
+    /// Windows the build workers built since start (the shards built the others).
+    pub fn windows_built_by_workers(&self) -> u64 {
+        self.workers.iter().flatten().map(BuildWorker::windows_built_total).sum()
     }
 
     /// Every window close so far, in order.
