@@ -22,6 +22,8 @@ pub enum Role {
     Intake,
     /// Collects a window's records and builds its block.
     Builder,
+    /// Build workers: build whole windows a builder shard hands them, in parallel with it.
+    Build,
     /// Clears the window's auction once the block is built.
     Auction,
     /// Proves finished blocks, off the latency path.
@@ -33,13 +35,14 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 6] =
-        [Role::Intake, Role::Builder, Role::Auction, Role::Prover, Role::Journal, Role::Admin];
+    pub const ALL: [Role; 7] =
+        [Role::Intake, Role::Builder, Role::Build, Role::Auction, Role::Prover, Role::Journal, Role::Admin];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Role::Intake => "intake",
             Role::Builder => "builder",
+            Role::Build => "build",
             Role::Auction => "auction",
             Role::Prover => "prover",
             Role::Journal => "journal",
@@ -48,9 +51,9 @@ impl Role {
     }
 
     /// The roles on every window's latency path: a record is not in a block, and a bid not
-    /// cleared, until all three have run.
+    /// cleared, until intake, builder (or a build worker) and auction have run.
     pub const fn is_hot(self) -> bool {
-        matches!(self, Role::Intake | Role::Builder | Role::Auction)
+        matches!(self, Role::Intake | Role::Builder | Role::Build | Role::Auction)
     }
 }
 
@@ -66,6 +69,7 @@ impl fmt::Display for Role {
 pub struct PerRole<T> {
     pub intake: T,
     pub builder: T,
+    pub build: T,
     pub auction: T,
     pub prover: T,
     pub journal: T,
@@ -77,6 +81,7 @@ impl<T> PerRole<T> {
         PerRole {
             intake: f(Role::Intake),
             builder: f(Role::Builder),
+            build: f(Role::Build),
             auction: f(Role::Auction),
             prover: f(Role::Prover),
             journal: f(Role::Journal),
@@ -88,6 +93,7 @@ impl<T> PerRole<T> {
         match role {
             Role::Intake => &self.intake,
             Role::Builder => &self.builder,
+            Role::Build => &self.build,
             Role::Auction => &self.auction,
             Role::Prover => &self.prover,
             Role::Journal => &self.journal,
@@ -151,21 +157,27 @@ impl fmt::Display for CpuSet {
 ///
 /// `default` and `test` use at most two CPUs, whatever the host has:
 /// the first allowed CPU runs intake and builder (the record path, joined by one SPSC ring),
-/// the second runs auction, prover, journal and admin. On one CPU everything shares it.
+/// the second runs the build workers, auction, prover, journal and admin. On one CPU
+/// everything shares it.
 ///
 /// `tuned` gives every hot role its own CPU when the host has at least four:
 /// intake on the first, `min(shards, cpus - 3)` builder CPUs after it, then auction, then one
-/// CPU shared by prover, journal and admin. With fewer than four CPUs it falls back to the
-/// two-CPU map above.
+/// CPU shared by prover, journal and admin; the build workers get the CPUs left after that
+/// (up to one per shard), or share that last CPU when none is left. With fewer than four
+/// CPUs it falls back to the two-CPU map above.
 pub fn default_lists(profile: Profile, cpus: &CpuSet, shards: usize) -> PerRole<Vec<usize>> {
     let ids: Vec<usize> = cpus.iter().collect();
     let n = ids.len();
     if profile == Profile::Tuned && n >= 4 {
         let k = shards.clamp(1, n - 3);
         let rest = ids[2 + k];
+        // Build workers on the CPUs left free, up to one per shard; else with the cold roles.
+        let free = &ids[3 + k..];
+        let build = if free.is_empty() { vec![rest] } else { free[..free.len().min(shards)].to_vec() };
         return PerRole {
             intake: vec![ids[0]],
             builder: ids[1..1 + k].to_vec(),
+            build,
             auction: vec![ids[1 + k]],
             prover: vec![rest],
             journal: vec![rest],
@@ -177,6 +189,7 @@ pub fn default_lists(profile: Profile, cpus: &CpuSet, shards: usize) -> PerRole<
     PerRole {
         intake: vec![first],
         builder: vec![first],
+        build: vec![second],
         auction: vec![second],
         prover: vec![second],
         journal: vec![second],
@@ -272,8 +285,9 @@ impl fmt::Display for CoreMap {
 mod tests {
     use super::*;
 
+    /// One build worker per shard, as `builder.workers` defaults to.
     fn counts(intake: usize, shards: usize, provers: usize) -> PerRole<usize> {
-        PerRole { intake, builder: shards, auction: 1, prover: provers, journal: 1, admin: 1 }
+        PerRole { intake, builder: shards, build: shards, auction: 1, prover: provers, journal: 1, admin: 1 }
     }
 
     fn ri(role: Role, index: usize) -> RoleInstance {
@@ -288,7 +302,7 @@ mod tests {
             let map = CoreMap::resolve(&lists, &counts(1, 4, 1));
             assert_eq!(map.plans.len(), 1, "{profile:?}");
             assert_eq!(map.plans[0].cpu, 0);
-            assert_eq!(map.plans[0].roles.len(), 1 + 4 + 1 + 1 + 1 + 1);
+            assert_eq!(map.plans[0].roles.len(), 1 + 4 + 4 + 1 + 1 + 1 + 1);
         }
     }
 
@@ -304,6 +318,7 @@ mod tests {
                     CpuPlan {
                         cpu: 1,
                         roles: vec![
+                            ri(Role::Build, 0),
                             ri(Role::Auction, 0),
                             ri(Role::Prover, 0),
                             ri(Role::Journal, 0),
@@ -335,6 +350,7 @@ mod tests {
         assert_eq!(lists.builder, vec![1, 2, 3, 4]);
         assert_eq!(lists.auction, vec![5]);
         assert_eq!(lists.prover, vec![6]);
+        assert_eq!(lists.build, vec![7]);
         let map = CoreMap::resolve(&lists, &counts(1, 4, 1));
         for shard in 0..4 {
             assert_eq!(map.cpu_of(Role::Builder, shard), Some(1 + shard));
@@ -342,11 +358,14 @@ mod tests {
         }
         assert!(map.neighbours(ri(Role::Auction, 0)).is_empty());
         assert_eq!(map.neighbours(ri(Role::Journal, 0)), vec![ri(Role::Prover, 0), ri(Role::Admin, 0)]);
-        assert_eq!(map.plans.len(), 7, "cpu 7 stays free");
+        // The four shards' build workers share the one CPU left, 7.
+        assert_eq!(map.plans.len(), 8);
+        assert_eq!(map.plans[7].roles, (0..4).map(|i| ri(Role::Build, i)).collect::<Vec<_>>());
 
         // More shards than spare CPUs: builders get cpus 1..=5, shards wrap round-robin.
         let lists = default_lists(Profile::Tuned, &cpus, 8);
         assert_eq!(lists.builder, vec![1, 2, 3, 4, 5]);
+        assert_eq!(lists.build, vec![7], "no CPU left: with prover, journal and admin");
         let map = CoreMap::resolve(&lists, &counts(1, 8, 1));
         assert_eq!(map.cpu_of(Role::Builder, 5), Some(1));
         assert_eq!(map.cpu_of(Role::Builder, 7), Some(3));
@@ -357,6 +376,7 @@ mod tests {
         let lists = PerRole {
             intake: vec![0, 1],
             builder: vec![2, 3],
+            build: vec![4],
             auction: vec![4],
             prover: vec![5],
             journal: vec![5],
@@ -364,6 +384,7 @@ mod tests {
         };
         let mut c = counts(2, 5, 0);
         c.admin = 0;
+        c.build = 0;
         let map = CoreMap::resolve(&lists, &c);
         assert_eq!(map.instances(Role::Intake), 2);
         assert_eq!(map.instances(Role::Builder), 5);

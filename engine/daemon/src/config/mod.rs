@@ -97,6 +97,8 @@ pub struct BuilderSection {
     /// `improved`, `greedy` or `fifo`.
     pub kind: String,
     pub shards: u64,
+    /// Build workers per shard (`cores.build`).
+    pub workers: u64,
     pub local_search_steps_max: u64,
     pub exact_intents_max: u64,
     pub exact_nodes_max: u64,
@@ -201,6 +203,9 @@ impl Profile {
     pub const fn idle(self, role: Role) -> &'static str {
         match (self, role) {
             (Profile::Tuned, Role::Intake | Role::Builder | Role::Auction) => "spin",
+            // A build worker shares its CPU with parking roles; it spins through the gap
+            // between two windows it builds in a row, and parks when windows stop coming.
+            (Profile::Tuned | Profile::Default, Role::Build) => "spin-then-park:50us:200us",
             (Profile::Tuned, Role::Journal) => "spin-then-park:50us:500us",
             // The intake keeps spinning through the gaps of a steady load (a datagram every
             // 160 µs at 100 k records/s): receipt p50 20 µs instead of 204 µs, and the same
@@ -208,7 +213,7 @@ impl Profile {
             (Profile::Default, Role::Intake) => "spin-then-park:2ms:200us",
             (Profile::Default, Role::Builder | Role::Auction) => "spin-then-park:50us:200us",
             (Profile::Default, Role::Journal) => "park:1ms",
-            (Profile::Test, Role::Intake | Role::Builder | Role::Auction) => "park:200us",
+            (Profile::Test, Role::Intake | Role::Builder | Role::Build | Role::Auction) => "park:200us",
             (Profile::Test, Role::Journal) => "park:1ms",
             // The prover's dispatcher hands out proofs that take a second: reacting within
             // 10 ms costs nothing, polling every 1 ms cost 4-10 % of a CPU on an idle daemon
@@ -261,6 +266,7 @@ impl Config {
             builder: BuilderSection {
                 kind: "improved".into(),
                 shards: 1,
+                workers: 1,
                 local_search_steps_max: 100_000,
                 exact_intents_max: 32,
                 exact_nodes_max: 1_000_000,

@@ -47,6 +47,7 @@ pub struct WindowSettings {
 pub struct BuilderSettings {
     pub kind: BuilderKind,
     pub shards: usize,
+    pub workers: usize,
     pub local_search_steps_max: u64,
     pub exact_intents_max: usize,
     pub exact_nodes_max: u64,
@@ -356,6 +357,7 @@ pub(crate) fn validate(
     let builder = BuilderSettings {
         kind: c.choice("builder.kind", &b.kind, &kinds.map(|k| (k.as_str(), k))),
         shards: c.size("builder.shards", b.shards, 1, SHARDS_MAX),
+        workers: c.size("builder.workers", b.workers, 0, fpn_engine::shard::WORKERS_PER_SHARD_MAX as u64),
         local_search_steps_max: c.range(
             "builder.local_search_steps_max",
             b.local_search_steps_max,
@@ -491,6 +493,9 @@ pub(crate) fn validate(
         lists_ok &= cpu_list(&mut c, role, lists.get(role), cpus);
     }
     let mut spread = vec![(Role::Builder, "builder.shards", builder.shards)];
+    if builder.workers > 0 {
+        spread.push((Role::Build, "builder.shards × builder.workers", builder.shards * builder.workers));
+    }
     if prover.enabled {
         spread.push((Role::Prover, "prover.workers", prover.workers));
     }
@@ -528,6 +533,7 @@ pub(crate) fn validate(
     let counts = PerRole {
         intake: lists.intake.len(),
         builder: builder.shards,
+        build: builder.shards * builder.workers,
         auction: 1,
         prover: if prover.enabled { prover.workers } else { 0 },
         journal: 1,
@@ -616,8 +622,11 @@ impl Settings {
         }
     }
 
-    /// The sharded engine's shape: `intakes_n` intakes, `builder.shards` builder shards.
+    /// The sharded engine's shape: `intakes_n` intakes, `builder.shards` builder shards with
+    /// `builder.workers` build workers each.
     pub fn shard_config(&self) -> fpn_engine::ShardConfig {
-        fpn_engine::ShardConfig::new(self.engine_config(), self.intakes_n(), self.builder.shards)
+        let mut c = fpn_engine::ShardConfig::new(self.engine_config(), self.intakes_n(), self.builder.shards);
+        c.workers_per_shard = self.builder.workers;
+        c
     }
 }

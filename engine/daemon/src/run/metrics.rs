@@ -19,6 +19,10 @@ pub static WINDOWS_CLOSED_TOTAL: MetricDesc =
     MetricDesc::counter("fpn_windows_closed_total", "Windows closed by the window clock (intake 0).");
 pub static WINDOWS_PUBLISHED_TOTAL: MetricDesc =
     MetricDesc::counter("fpn_merger_windows_published_total", "Window results finalized by the merger.");
+pub static BUILD_WINDOWS_TOTAL: MetricDesc = MetricDesc::counter(
+    "fpn_build_windows_total",
+    "Windows a build worker built for its shard (the shard builds the rest itself).",
+);
 pub static RESULT_BUFFERS_ALLOCATED_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_merger_result_buffers_allocated_total",
     "Result buffers allocated beyond the start-up pool because the journal held them all.",
@@ -50,8 +54,9 @@ pub static SUBMIT_RECEIPT_SECONDS: MetricDesc = MetricDesc::histogram(
     "From receipt of a POST /submit frame until every receipt of it was back on the admin side.",
 );
 
-pub static DAEMON_METRICS: [&MetricDesc; 14] = [
+pub static DAEMON_METRICS: [&MetricDesc; 15] = [
     &INTAKE_FRAMES_TOTAL,
+    &BUILD_WINDOWS_TOTAL,
     &RECORDS_ACCEPTED_TOTAL,
     &RECORDS_REJECTED_TOTAL,
     &WINDOWS_CLOSED_TOTAL,

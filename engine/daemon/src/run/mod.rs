@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use fpn_engine::shard::{ShardWindow, ToBuilder, ToMerger};
-use fpn_engine::{BuilderShard, IntakeCore, Merger, WindowClock};
+use fpn_engine::{BuildWorker, BuilderShard, IntakeCore, Merger, WindowClock};
 use fpn_runtime::admin::{AdminConfig, AdminServer};
 use fpn_runtime::exec::{self, ExecutorSpec, RoleSpec, StopFlag};
 use fpn_runtime::heartbeat::Heartbeats;
@@ -43,7 +43,7 @@ use crate::config::{LockMemory, Settings};
 use crate::cores::Role;
 use metrics::{DAEMON_METRICS, ReceiptCounters};
 use rings::{RxQ, TxQ, stamped_ring};
-use roles::{BuilderRole, IntakeRole, JournalRole, LoopKit, MergerRings, MergerRole};
+use roles::{BuildRole, BuilderRole, IntakeRole, JournalRole, LoopKit, MergerRings, MergerRole};
 
 /// File name of the journal under `engine.data_dir`.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -94,6 +94,7 @@ fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error)
 enum RoleState {
     Intake(Box<IntakeRole>),
     Builder(Box<BuilderRole>),
+    Build(Box<BuildRole>),
     Merger(Box<MergerRole>),
     Journal(Box<JournalRole>),
     Prover(Box<prover::ProverRole>),
@@ -104,6 +105,7 @@ impl RoleState {
         match self {
             RoleState::Intake(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
             RoleState::Builder(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
+            RoleState::Build(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
             RoleState::Merger(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
             RoleState::Journal(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
             RoleState::Prover(r) => RoleSpec::new(name, move |ctx| r.run(ctx)),
@@ -149,6 +151,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     let shard_config = settings.shard_config();
     shard_config.validate().map_err(|e| RunError::Config(e.to_string()))?;
     let (n, s) = (shard_config.intakes_n, shard_config.shards_n);
+    let workers_n = shard_config.workers_per_shard;
 
     std::fs::create_dir_all(&settings.data_dir).map_err(io("creating data dir", &settings.data_dir))?;
     let journal_path = settings.data_dir.join(JOURNAL_FILE);
@@ -192,6 +195,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     let role_names: Vec<String> = (0..n)
         .map(|i| format!("intake{i}"))
         .chain((0..s).map(|k| format!("builder{k}")))
+        .chain((0..s * workers_n).map(|i| format!("build{i}")))
         .chain(["auction".to_string(), "journal".to_string()])
         .chain(settings.prover.enabled.then(|| "prover".to_string()))
         .collect();
@@ -218,6 +222,24 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         (0..s).map(|k| stamped_ring::<Box<ShardWindow>>(windows, &format!("builder{k}_merger"))).unzip();
     let (mut shard_back_tx, shard_back_rx): (Vec<_>, Vec<_>) =
         (0..s).map(|k| stamped_ring::<Box<ShardWindow>>(windows, &format!("merger_builder{k}"))).unzip();
+    // Builder shard `k` ↔ its build workers `k × W .. (k + 1) × W` (`build{i}`): one window
+    // in flight each way.
+    let mut to_workers: Vec<Vec<TxQ<Box<ShardWindow>>>> = Vec::with_capacity(s);
+    let mut from_workers: Vec<Vec<RxQ<Box<ShardWindow>>>> = Vec::with_capacity(s);
+    let mut worker_ends = Vec::with_capacity(s * workers_n);
+    for k in 0..s {
+        let (mut to, mut from) = (Vec::with_capacity(workers_n), Vec::with_capacity(workers_n));
+        for j in 0..workers_n {
+            let i = k * workers_n + j;
+            let (to_tx, to_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("builder{k}_build{i}"));
+            let (from_tx, from_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("build{i}_builder{k}"));
+            to.push(to_tx);
+            from.push(from_rx);
+            worker_ends.push((to_rx, from_tx));
+        }
+        to_workers.push(to);
+        from_workers.push(from);
+    }
     // Every record of the largest request body gets a receipt, plus `Done`: the answer ring
     // holds at least that, so an intake can always take a frame once the ring has drained.
     let answers_cap = cap.max((SUBMIT_BODY_BYTES_MAX / fpn_wire::RECORD_HEADER_LEN + 1).next_power_of_two());
@@ -306,8 +328,9 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         };
         states.push((Role::Intake, i, RoleState::Intake(Box::new(role))));
     }
-    for (k, (inputs, (out, back))) in
-        to_builder_rx.into_iter().zip(shard_out_tx.into_iter().zip(shard_back_rx)).enumerate()
+    let shard_rings = to_builder_rx.into_iter().zip(shard_out_tx).zip(shard_back_rx);
+    for (k, (((inputs, out), back), (to_workers, from_workers))) in
+        shard_rings.zip(to_workers.into_iter().zip(from_workers)).enumerate()
     {
         let name = format!("builder{k}");
         let role = BuilderRole {
@@ -315,9 +338,21 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
             inputs,
             out,
             back,
+            to_workers,
+            from_workers,
             kit: kit(&name, Role::Builder, beats.next().expect("one beat per role")),
         };
         states.push((Role::Builder, k, RoleState::Builder(Box::new(role))));
+    }
+    for (i, (input, out)) in worker_ends.into_iter().enumerate() {
+        let name = format!("build{i}");
+        let role = BuildRole {
+            core: BuildWorker::new(&shard_config),
+            input,
+            out,
+            kit: kit(&name, Role::Build, beats.next().expect("one beat per role")),
+        };
+        states.push((Role::Build, i, RoleState::Build(Box::new(role))));
     }
     let merger = MergerRole {
         core: Merger::new(&shard_config, first_window_id),
@@ -399,7 +434,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
             if let Some(pos) = states.iter().position(|(r, i, _)| *r == instance.role && *i == instance.index)
             {
                 let (role, index, state) = states.remove(pos);
-                let name = if matches!(role, Role::Intake | Role::Builder) {
+                let name = if matches!(role, Role::Intake | Role::Builder | Role::Build) {
                     format!("{role}{index}")
                 } else {
                     role.to_string()

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use fpn_engine::shard::{PREFETCH_AHEAD, ShardWindow, ToBuilder, ToMerger};
 use fpn_engine::{
-    BuilderShard, IntakeCore, Merger, MergerOutput, Pace, WindowClock, WindowResult, WindowSummary,
+    BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pace, WindowClock, WindowResult,
+    WindowSummary,
 };
 use fpn_runtime::exec::RoleContext;
 use fpn_runtime::heartbeat::Heartbeat;
@@ -472,6 +473,9 @@ pub struct BuilderRole {
     pub inputs: Vec<RxQ<ToBuilder>>,
     pub out: TxQ<Box<ShardWindow>>,
     pub back: RxQ<Box<ShardWindow>>,
+    /// To and from this shard's build workers (`builder.workers`), one ring pair each.
+    pub to_workers: Vec<TxQ<Box<ShardWindow>>>,
+    pub from_workers: Vec<RxQ<Box<ShardWindow>>>,
     pub kit: LoopKit,
 }
 
@@ -486,17 +490,28 @@ impl RoleLoop for BuilderRole {
         }
         self.out.now_ns = now;
         self.back.now_ns = now;
+        for q in &mut self.to_workers {
+            q.now_ns = now;
+        }
+        for q in &mut self.from_workers {
+            q.now_ns = now;
+        }
         let mut did_work = false;
         while let Some(w) = fpn_engine::shard::Source::pop(&mut self.back) {
             self.core.handle_returned(w);
             did_work = true;
         }
+        did_work |= self.core.take_built(&mut self.from_workers);
         did_work |= self.core.collect(&mut self.inputs, &mut self.out, BUDGET);
-        did_work
+        // A staged window goes to an idle build worker; `slow` builds it here otherwise.
+        if self.core.dispatch(&mut self.to_workers) {
+            did_work = true;
+        }
+        did_work | self.core.flush(&mut self.out)
     }
 
     async fn slow(&mut self, pace: &mut SlicePace) -> bool {
-        if !self.core.build_staged(pace).await {
+        if !self.core.should_build_here() || !self.core.build_staged(pace).await {
             return false;
         }
         self.core.flush(&mut self.out);
@@ -504,7 +519,7 @@ impl RoleLoop for BuilderRole {
     }
 
     fn housekeep(&mut self) {
-        let Self { inputs, out, back, kit, .. } = self;
+        let Self { inputs, out, back, to_workers, from_workers, kit, .. } = self;
         let idle = kit.idler.counters();
         let none = &kit.none;
         kit.publisher.publish(|s| {
@@ -513,6 +528,12 @@ impl RoleLoop for BuilderRole {
             }
             publish_tx(s, out);
             publish_rx(s, back);
+            for q in to_workers.iter() {
+                publish_tx(s, q);
+            }
+            for q in from_workers.iter() {
+                publish_rx(s, q);
+            }
             s.idle(none, idle);
         });
         kit.heartbeat.beat();
@@ -520,6 +541,60 @@ impl RoleLoop for BuilderRole {
 }
 
 impl BuilderRole {
+    pub async fn run(self, ctx: RoleContext) {
+        run_role(self, ctx).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Build worker
+
+/// Build worker `i`: builds whole windows its builder shard hands it, in slices like the
+/// shard's own builds, and hands them back (`fpn_engine::BuildWorker`).
+pub struct BuildRole {
+    pub core: BuildWorker,
+    pub input: RxQ<Box<ShardWindow>>,
+    pub out: TxQ<Box<ShardWindow>>,
+    pub kit: LoopKit,
+}
+
+impl RoleLoop for BuildRole {
+    fn kit(&mut self) -> &mut LoopKit {
+        &mut self.kit
+    }
+
+    fn step(&mut self, now: u64) -> bool {
+        self.input.now_ns = now;
+        self.out.now_ns = now;
+        let flushed = self.core.flush(&mut self.out);
+        flushed | self.core.take(&mut self.input)
+    }
+
+    async fn slow(&mut self, pace: &mut SlicePace) -> bool {
+        if !self.core.build(pace).await {
+            return false;
+        }
+        self.out.now_ns = now_ns();
+        self.core.flush(&mut self.out);
+        true
+    }
+
+    fn housekeep(&mut self) {
+        let Self { core, input, out, kit } = self;
+        let idle = kit.idler.counters();
+        let none = &kit.none;
+        let built = core.windows_built_total();
+        kit.publisher.publish(|s| {
+            publish_rx(s, input);
+            publish_tx(s, out);
+            s.counter(&BUILD_WINDOWS_TOTAL, none, built);
+            s.idle(none, idle);
+        });
+        kit.heartbeat.beat();
+    }
+}
+
+impl BuildRole {
     pub async fn run(self, ctx: RoleContext) {
         run_role(self, ctx).await
     }
