@@ -1,14 +1,19 @@
 //! End to end through intake → builder → merger on two pinned, spinning threads, over the
 //! daemon's own ring adapters (`flashpointd::run::rings`), with the daemon's default
-//! settings (20 ms windows of at most 65 536 records, the `improved` builder, 65 536-slot
-//! rings). Reported as intents/s from the first frame handed to the intake until the last
-//! intent is in a window the merger published.
+//! settings (20 ms windows of at most 65 536 records, the `improved` builder, one build
+//! worker per shard, 65 536-slot rings). Reported as intents/s from the first frame handed
+//! to the intake until the last intent is in a window the merger published.
 //!
 //! - CPU 0: the intake role's work: `IntakeCore::handle_frame` on pre-encoded frames (16
 //!   intents of 4 keys each, distinct nonces), the `WindowClock` (closes on time, or at the
 //!   window's cap as the engine does), close markers.
-//! - CPU 1: the builder shard(s) and the merger (`BuilderShard::poll`, `Merger::poll`),
-//!   windows returned to the builders, and in the `receipts` variant the answer ring.
+//! - CPU 1: the merger (`Merger::poll`), and in the `receipts` variant the answer ring.
+//! - The builder shards and the build workers (`builder.workers` per shard) run as tasks
+//!   beside those, where `E2E_LAYOUT` puts them: `daemon` (the default: the daemon's 2-CPU
+//!   map, shards on CPU 0 with the intake, workers on CPU 1 with the merger) or `split`
+//!   (shards on CPU 1, workers on CPU 0). A thread polls its tasks in turn after each
+//!   round of its own work; a task yields after each step and a build at its first pace
+//!   point after 50 µs, as the daemon's roles do on their executor (`roles::SLICE`).
 //!
 //! Variants: `no_receipts` (receipts counted on the intake thread, as a transport that
 //! answers in place would) and `receipts` (every receipt, then `Done`, goes over the
@@ -24,19 +29,26 @@
 //!
 //! Run: `cargo bench -p flashpointd --bench e2e`
 //! Settings come from the daemon's loader: `FPN_*` variables apply (e.g.
-//! `FPN_BUILDER_SHARDS=2`, both shards then on CPU 1).
+//! `FPN_BUILDER_SHARDS=2`, `FPN_BUILDER_WORKERS=0`; every shard, and every worker, goes
+//! where the layout puts its kind).
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use flashpointd::config::{Inputs, load};
-use flashpointd::run::rings::{IntakeRings, Stamped, TxQ, now_ns, stamped_ring};
+use flashpointd::run::rings::{IntakeRings, RxQ, Stamped, TxQ, now_ns, stamped_ring};
 use flashpointd::run::{Answer, ResultMsg};
 use flashpointd::{CpuSet, Settings};
 use fpn_engine::shard::{Full, ShardWindow, Sink, Source, ToBuilder, ToMerger};
-use fpn_engine::{BuilderShard, IntakeCore, Merger, MergerOutput, ShardConfig, WindowClock, WindowResult};
+use fpn_engine::{
+    BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pace, ShardConfig, WindowClock, WindowResult,
+};
 use fpn_runtime::ring::{Rx, Tx, ring};
 use fpn_testkit::{Frames, load_frames};
 use fpn_wire::Receipt;
@@ -97,10 +109,7 @@ fn encode(warm_intents: usize, timed_intents: usize) -> Input {
 /// The merger's outputs: published windows are counted, shard windows go back.
 struct MergerCount {
     shard_back: Vec<TxQ<Box<ShardWindow>>>,
-    intents_total: u64,
-    windows_total: u64,
-    full_windows_total: u64,
-    last_window_id: u64,
+    stats: Arc<Stats>,
     /// The result bytes the merger role encodes for the journal (`WindowResult::encode`).
     msg: ResultMsg,
 }
@@ -109,10 +118,12 @@ impl MergerOutput for MergerCount {
     fn window_result(&mut self, result: &WindowResult) {
         self.msg.bytes.clear();
         result.encode(&mut self.msg.bytes);
-        self.intents_total += result.window.intents_count as u64;
-        self.windows_total += 1;
-        self.full_windows_total += u64::from(matches!(result.window.reason, fpn_engine::CloseReason::Full));
-        self.last_window_id = result.window.window_id;
+        let s = &self.stats;
+        s.intents.fetch_add(result.window.intents_count as u64, Ordering::Relaxed);
+        s.windows.fetch_add(1, Ordering::Relaxed);
+        let full = matches!(result.window.reason, fpn_engine::CloseReason::Full);
+        s.full_windows.fetch_add(u64::from(full), Ordering::Relaxed);
+        s.last_window_id.store(result.window.window_id, Ordering::Release);
     }
 
     fn receipt(&mut self, _intake: usize, _receipt: Receipt) {}
@@ -145,15 +156,50 @@ struct IntakeStats {
     handle_ns: u64,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct BuilderStats {
-    /// Time in `BuilderShard::poll` calls that built a window, and in the others.
-    build_ns: u64,
-    collect_ns: u64,
-    merge_ns: u64,
-    answers: u64,
-    windows: u64,
-    full_windows: u64,
+/// Counters both threads add to; reset (all but `last_window_id`) when the timed part starts.
+#[derive(Debug, Default)]
+struct Stats {
+    /// On-CPU time (ns) in each kind of task: the shards' reading and hand-offs, the shards'
+    /// own builds, the workers' builds, the merger.
+    collect_ns: AtomicU64,
+    shard_build_ns: AtomicU64,
+    worker_build_ns: AtomicU64,
+    merge_ns: AtomicU64,
+    /// Windows built by the shards themselves and by their workers.
+    shard_builds: AtomicU64,
+    worker_builds: AtomicU64,
+    answers: AtomicU64,
+    intents: AtomicU64,
+    windows: AtomicU64,
+    full_windows: AtomicU64,
+    last_window_id: AtomicU64,
+}
+
+impl Stats {
+    fn reset(&self) {
+        for c in [
+            &self.collect_ns,
+            &self.shard_build_ns,
+            &self.worker_build_ns,
+            &self.merge_ns,
+            &self.shard_builds,
+            &self.worker_builds,
+            &self.answers,
+            &self.intents,
+            &self.windows,
+            &self.full_windows,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    fn add(c: &AtomicU64, v: u64) {
+        c.fetch_add(v, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -161,13 +207,133 @@ struct Run {
     elapsed: Duration,
     intents: u64,
     intake: IntakeStats,
-    builder: BuilderStats,
+    layout: Layout,
+}
+
+/// Where the shards and the workers run (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Daemon,
+    Split,
+}
+
+impl Layout {
+    fn from_env() -> Layout {
+        match std::env::var("E2E_LAYOUT").as_deref() {
+            Ok("split") => Layout::Split,
+            Ok("daemon") | Err(_) => Layout::Daemon,
+            Ok(other) => panic!("E2E_LAYOUT={other:?}: expected daemon or split"),
+        }
+    }
+
+    /// The CPU (0 or 1) of the builder shards and of the build workers.
+    fn cpus(self) -> (usize, usize) {
+        match self {
+            Layout::Daemon => (0, 1),
+            Layout::Split => (1, 0),
+        }
+    }
+}
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+thread_local! {
+    /// When the running task's slice began (`BenchPace`).
+    static SLICE_START: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Polls each task once, its slice starting now.
+fn run_tasks(tasks: &mut [Task]) {
+    for task in tasks {
+        SLICE_START.with(|s| s.set(now_ns()));
+        let _ = task.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    }
+}
+
+/// Builder shard `k`: returned windows, workers' windows, collect, hand-off, and the build
+/// of a window no worker was free for.
+fn shard_task(
+    mut shard: BuilderShard,
+    mut inputs: Vec<RxQ<ToBuilder>>,
+    mut out: TxQ<Box<ShardWindow>>,
+    mut back: RxQ<Box<ShardWindow>>,
+    mut to_workers: Vec<TxQ<Box<ShardWindow>>>,
+    mut from_workers: Vec<RxQ<Box<ShardWindow>>>,
+    stats: Arc<Stats>,
+) -> Task {
+    Box::pin(async move {
+        loop {
+            let t = now_ns();
+            for q in &mut inputs {
+                q.now_ns = t;
+            }
+            out.now_ns = t;
+            back.now_ns = t;
+            to_workers.iter_mut().for_each(|q| q.now_ns = t);
+            from_workers.iter_mut().for_each(|q| q.now_ns = t);
+            while let Some(w) = back.pop() {
+                shard.handle_returned(w);
+            }
+            shard.take_built(&mut from_workers);
+            shard.collect(&mut inputs, &mut out, BUDGET);
+            shard.dispatch(&mut to_workers);
+            shard.flush(&mut out);
+            Stats::add(&stats.collect_ns, now_ns() - t);
+            if shard.should_build_here() {
+                let mut t = now_ns();
+                let mut pace = BenchPace { busy_ns: &stats.shard_build_ns, resumed_ns: &mut t };
+                shard.build_staged(&mut pace).await;
+                let end = now_ns();
+                Stats::add(&stats.shard_build_ns, end - t);
+                Stats::add(&stats.shard_builds, 1);
+                out.now_ns = end;
+                shard.flush(&mut out);
+            }
+            yield_once().await;
+        }
+    })
+}
+
+/// A build worker: takes, builds (paced), hands back.
+fn worker_task(
+    mut worker: BuildWorker,
+    mut input: RxQ<Box<ShardWindow>>,
+    mut back: TxQ<Box<ShardWindow>>,
+    stats: Arc<Stats>,
+) -> Task {
+    Box::pin(async move {
+        loop {
+            let now = now_ns();
+            input.now_ns = now;
+            back.now_ns = now;
+            worker.flush(&mut back);
+            if worker.take(&mut input) {
+                let mut t = now_ns();
+                let mut pace = BenchPace { busy_ns: &stats.worker_build_ns, resumed_ns: &mut t };
+                worker.build(&mut pace).await;
+                let end = now_ns();
+                Stats::add(&stats.worker_build_ns, end - t);
+                Stats::add(&stats.worker_builds, 1);
+                back.now_ns = end;
+                worker.flush(&mut back);
+            }
+            yield_once().await;
+        }
+    })
 }
 
 /// One sample: both threads, warm-up, then the timed part.
-fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, receipts: bool) -> Run {
+fn run_once(
+    config: &ShardConfig,
+    ring_capacity: usize,
+    input: &Arc<Input>,
+    receipts: bool,
+    layout: Layout,
+) -> Run {
     let s_n = config.shards_n;
+    let w_n = config.workers_per_shard;
     let window_ns = config.engine.window.window_ns;
+    let stats = Arc::new(Stats::default());
     let mut to_builder_tx = Vec::new();
     let mut to_builder_rx = Vec::new();
     for k in 0..s_n {
@@ -185,8 +351,26 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
         (0..s_n).map(|k| stamped_ring::<Box<ShardWindow>>(windows, &format!("merger_builder{k}"))).unzip();
     let (mut answers_tx, answers_rx) = ring::<Answer>(ring_capacity.max(16_384));
 
+    // The shards' and the workers' tasks, on the CPUs the layout gives them.
+    let mut tasks: [Vec<Task>; 2] = [Vec::new(), Vec::new()];
+    let (shard_cpu, worker_cpu) = layout.cpus();
+    for (k, ((inputs, out), back)) in
+        to_builder_rx.into_iter().zip(shard_out_tx).zip(shard_back_rx).enumerate()
+    {
+        let (mut to_workers, mut from_workers) = (Vec::new(), Vec::new());
+        for j in 0..w_n {
+            let (to_tx, to_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("builder{k}_build{j}"));
+            let (from_tx, from_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("build{j}_builder{k}"));
+            to_workers.push(to_tx);
+            from_workers.push(from_rx);
+            tasks[worker_cpu].push(worker_task(BuildWorker::new(config), to_rx, from_tx, stats.clone()));
+        }
+        let shard = BuilderShard::new(config, k, 1);
+        tasks[shard_cpu].push(shard_task(shard, inputs, out, back, to_workers, from_workers, stats.clone()));
+    }
+    let [mut cpu0_tasks, cpu1_tasks] = tasks;
+
     let intake = IntakeCore::new(config, 0, 1);
-    let builders: Vec<BuilderShard> = (0..s_n).map(|k| BuilderShard::new(config, k, 1)).collect();
     let merger = Merger::new(config, 1);
 
     // Warm-up → both threads reach the barrier → timed part.
@@ -195,79 +379,57 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
     // Window id of the last close of each phase (0: not closed yet).
     let phase_last = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let end_ns = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
 
     let consumer = std::thread::spawn({
-        let (barrier, warm_done, phase_last, end_ns) =
-            (barrier.clone(), warm_done.clone(), phase_last.clone(), end_ns.clone());
-        let mut builders = builders;
+        let (barrier, warm_done, phase_last, end_ns, done, stats) = (
+            barrier.clone(),
+            warm_done.clone(),
+            phase_last.clone(),
+            end_ns.clone(),
+            done.clone(),
+            stats.clone(),
+        );
         let mut merger = merger;
-        let mut inputs = to_builder_rx;
-        let mut shard_out = shard_out_tx;
         let mut shard_in = shard_out_rx;
-        let mut back = shard_back_rx;
         let mut intakes = vec![to_merger_rx];
         let mut answers = answers_rx;
+        let mut tasks = cpu1_tasks;
         move || {
             pin(1);
             let mut out = MergerCount {
                 shard_back: shard_back_tx,
-                intents_total: 0,
-                windows_total: 0,
-                full_windows_total: 0,
-                last_window_id: 0,
+                stats: stats.clone(),
                 msg: ResultMsg { bytes: Vec::with_capacity(8 << 20), ..ResultMsg::default() },
             };
-            let mut stats = BuilderStats::default();
-            let mut intents_at_start = 0;
             for phase in 0..2 {
                 loop {
                     let last = phase_last[phase].load(Ordering::Acquire);
-                    if last != 0 && out.last_window_id >= last {
+                    if last != 0 && stats.last_window_id.load(Ordering::Acquire) >= last {
                         break;
                     }
                     let now = now_ns();
-                    for k in 0..s_n {
-                        inputs[k][0].now_ns = now;
-                        shard_out[k].now_ns = now;
-                        back[k].now_ns = now;
-                        out.shard_back[k].now_ns = now;
-                        while let Some(w) = back[k].pop() {
-                            builders[k].handle_returned(w);
-                        }
-                        let t = Instant::now();
-                        let before = builders[k].window_id();
-                        builders[k].poll(&mut inputs[k], &mut shard_out[k], BUDGET);
-                        let ns = t.elapsed().as_nanos() as u64;
-                        if builders[k].window_id() != before {
-                            stats.build_ns += ns;
-                        } else {
-                            stats.collect_ns += ns;
-                        }
-                    }
                     intakes[0].now_ns = now;
                     for q in &mut shard_in {
                         q.now_ns = now;
                     }
-                    let t = Instant::now();
-                    merger.poll(&mut intakes, &mut shard_in, &mut out, BUDGET);
-                    stats.merge_ns += t.elapsed().as_nanos() as u64;
-                    if receipts {
-                        stats.answers += answers.drain(usize::MAX, std::mem::drop) as u64;
+                    for q in &mut out.shard_back {
+                        q.now_ns = now;
                     }
+                    merger.poll(&mut intakes, &mut shard_in, &mut out, BUDGET);
+                    Stats::add(&stats.merge_ns, now_ns() - now);
+                    if receipts {
+                        Stats::add(&stats.answers, answers.drain(usize::MAX, std::mem::drop) as u64);
+                    }
+                    run_tasks(&mut tasks);
                 }
                 if phase == 0 {
                     warm_done.store(true, Ordering::Release);
                     barrier.wait();
-                    stats = BuilderStats::default();
-                    intents_at_start = out.intents_total;
-                    out.windows_total = 0;
-                    out.full_windows_total = 0;
                 }
             }
             end_ns.store(now_ns(), Ordering::Release);
-            stats.windows = out.windows_total;
-            stats.full_windows = out.full_windows_total;
-            (out.intents_total - intents_at_start, stats)
+            done.store(true, Ordering::Release);
         }
     });
 
@@ -276,16 +438,17 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
     let mut to_builder = to_builder_tx;
     let mut to_merger = to_merger_tx;
     let mut clock = WindowClock::new(window_ns, 1, now_ns());
-    let mut stats = IntakeStats::default();
+    let mut istats = IntakeStats::default();
     let mut start_ns = 0;
     let phases = [(0, input.warm), (input.warm, input.len())];
     for (phase, &(from, to)) in phases.iter().enumerate() {
         if phase == 1 {
             while !warm_done.load(Ordering::Acquire) {
-                std::hint::spin_loop();
+                run_tasks(&mut cpu0_tasks);
             }
+            stats.reset();
             barrier.wait();
-            stats = IntakeStats::default();
+            istats = IntakeStats::default();
             start_ns = now_ns();
         }
         let mut next = from;
@@ -317,10 +480,10 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
                 }
                 let t = Instant::now();
                 if let Some(since) = blocked_since.take() {
-                    stats.backpressure_ns += t.duration_since(since).as_nanos() as u64;
+                    istats.backpressure_ns += t.duration_since(since).as_nanos() as u64;
                 }
                 let rx_ns = now_ns();
-                let (accepted, refused) = (&mut stats.accepted, &mut stats.refused);
+                let (accepted, refused) = (&mut istats.accepted, &mut istats.refused);
                 let result = if receipts {
                     let answers = &mut answers_tx;
                     let r = core.handle_frame(now_ns(), rx_ns, input.frame(next), &mut sink, |r| {
@@ -342,8 +505,8 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
                     })
                 };
                 assert!(result.is_ok(), "frame refused: {result:?}");
-                stats.handle_ns += t.elapsed().as_nanos() as u64;
-                stats.frames += 1;
+                istats.handle_ns += t.elapsed().as_nanos() as u64;
+                istats.frames += 1;
                 next += 1;
             }
             // The window clock, as intake 0's `poll_clock`: close when due or full, or at the
@@ -360,35 +523,56 @@ fn run_once(config: &ShardConfig, ring_capacity: usize, input: &Arc<Input>, rece
                     phase_closed = true;
                 }
             }
+            // The other tasks of this CPU get their turn (a shard may be blocking the ring).
+            let t = Instant::now();
+            run_tasks(&mut cpu0_tasks);
+            if blocked_since.is_some() {
+                // Their time is not the intake's wait.
+                blocked_since = blocked_since.map(|b| b + t.elapsed());
+            }
         }
     }
-    let (intents, builder) = consumer.join().expect("consumer thread");
+    // Tasks here may still hold the last windows.
+    while !done.load(Ordering::Acquire) {
+        run_tasks(&mut cpu0_tasks);
+    }
+    consumer.join().expect("consumer thread");
     let elapsed = Duration::from_nanos(end_ns.load(Ordering::Acquire) - start_ns);
-    assert_eq!(stats.refused, 0, "no record refused");
-    assert_eq!(intents, stats.accepted, "every accepted intent is in a published window");
-    Run { elapsed, intents, intake: stats, builder }
+    let intents = Stats::get(&stats.intents);
+    assert_eq!(istats.refused, 0, "no record refused");
+    assert_eq!(intents, istats.accepted, "every accepted intent is in a published window");
+    let run = Run { elapsed, intents, intake: istats, layout };
+    report_stats(&run, &stats, receipts);
+    run
 }
 
-fn report(name: &str, run: &Run) {
+fn report_stats(run: &Run, s: &Stats, receipts: bool) {
     if std::env::var_os("E2E_VERBOSE").is_none() {
         return;
     }
-    let per = |ns: u64| ns as f64 / run.intents as f64;
-    let (i, b) = (run.intake, run.builder);
+    let per = |c: &AtomicU64| Stats::get(c) as f64 / run.intents as f64;
+    let i = run.intake;
+    let (shard_cpu, worker_cpu) = run.layout.cpus();
     eprintln!(
-        "{name}: {:.2} M intents/s ({} intents, {:.3} s, {} windows, {} full) | cpu0 handle {:.1} ns/intent, \
-         backpressure {:.1} ns/intent | cpu1 collect {:.1}, build {:.1}, merge {:.1} ns/intent, answers {}",
+        "{}: {:.2} M intents/s ({} intents, {:.3} s, {} windows, {} full) | layout {:?}: \
+         cpu0 intake {:.1} ns/intent, backpressure {:.1} | shards (cpu{shard_cpu}) collect {:.1}, build {:.1} \
+         ({} windows) | workers (cpu{worker_cpu}) build {:.1} ({} windows) | merger (cpu1) {:.1}, answers {}",
+        if receipts { "receipts" } else { "no_receipts" },
         run.intents as f64 / run.elapsed.as_secs_f64() / 1e6,
         run.intents,
         run.elapsed.as_secs_f64(),
-        b.windows,
-        b.full_windows,
-        per(i.handle_ns),
-        per(i.backpressure_ns),
-        per(b.collect_ns),
-        per(b.build_ns),
-        per(b.merge_ns),
-        b.answers,
+        Stats::get(&s.windows),
+        Stats::get(&s.full_windows),
+        run.layout,
+        i.handle_ns as f64 / run.intents as f64,
+        i.backpressure_ns as f64 / run.intents as f64,
+        per(&s.collect_ns),
+        per(&s.shard_build_ns),
+        Stats::get(&s.shard_builds),
+        per(&s.worker_build_ns),
+        Stats::get(&s.worker_builds),
+        per(&s.merge_ns),
+        Stats::get(&s.answers),
     );
 }
 
@@ -396,14 +580,17 @@ fn e2e(c: &mut Criterion) {
     let settings = settings();
     let config = settings.shard_config();
     config.validate().expect("valid shard config");
+    let layout = Layout::from_env();
     let ring_capacity = settings.rings.capacity;
     let warm = 2 * config.records_cap();
     let intents = std::env::var("E2E_INTENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(INTENTS);
     let input = Arc::new(encode(warm, intents));
     if std::env::var_os("E2E_VERBOSE").is_some() {
         eprintln!(
-            "e2e: {} shard(s), window {} ms, records_max {}, ring {} slots of {} B (ToBuilder), {} B (ToMerger)",
+            "e2e: {} shard(s), {} worker(s) per shard, layout {layout:?}, window {} ms, records_max {}, \
+             ring {} slots of {} B (ToBuilder), {} B (ToMerger)",
             config.shards_n,
+            config.workers_per_shard,
             config.engine.window.window_ns / 1_000_000,
             config.engine.window.records_max,
             ring_capacity,
@@ -423,15 +610,49 @@ fn e2e(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let run = run_once(&config, ring_capacity, &input, receipts);
-                    report(name, &run);
-                    total += run.elapsed;
+                    total += run_once(&config, ring_capacity, &input, receipts, layout).elapsed;
                 }
                 total
             });
         });
     }
     group.finish();
+}
+
+/// The bench's pace: at a point, once the slice (`SLICE_START`) has run `SLICE_NS`, counts
+/// the on-CPU time since the build last resumed into `busy_ns` and yields; the thread's
+/// loop polls again at the task's next turn.
+struct BenchPace<'a> {
+    busy_ns: &'a AtomicU64,
+    resumed_ns: &'a mut u64,
+}
+
+/// The daemon's `roles::SLICE`.
+const SLICE_NS: u64 = 50_000;
+
+impl Pace for BenchPace<'_> {
+    async fn point(&mut self) {
+        let now = now_ns();
+        if now.saturating_sub(SLICE_START.with(Cell::get)) >= SLICE_NS {
+            Stats::add(self.busy_ns, now - *self.resumed_ns);
+            yield_once().await;
+            *self.resumed_ns = now_ns();
+        }
+    }
+}
+
+/// Returns `Pending` once: the thread's loop polls again at the task's next turn.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|_| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 criterion_group!(benches, e2e);
