@@ -9,11 +9,12 @@
 //!   window's cap as the engine does), close markers.
 //! - CPU 1: the merger (`Merger::poll`), and in the `receipts` variant the answer ring.
 //! - The builder shards and the build workers (`builder.workers` per shard) run as tasks
-//!   beside those, where `E2E_LAYOUT` puts them: `daemon` (the default: the daemon's 2-CPU
-//!   map, shards on CPU 0 with the intake, workers on CPU 1 with the merger) or `split`
-//!   (shards on CPU 1, workers on CPU 0). A thread polls its tasks in turn after each
-//!   round of its own work; a task yields after each step and a build at its first pace
-//!   point after 50 µs, as the daemon's roles do on their executor (`roles::SLICE`).
+//!   beside those, on the CPU the daemon's core map gives each (`cores.builder`,
+//!   `cores.build`; by default the shard and the overflow worker on CPU 0, worker 0 on
+//!   CPU 1). A thread polls its tasks in turn after each round of its own work; a task
+//!   yields after each step, and a build at its first pace point after 50 µs, as the
+//!   daemon's roles do on their executors (`roles::SLICE`). The map must put the intake on
+//!   the first allowed CPU and the auction on the second.
 //!
 //! Variants: `no_receipts` (receipts counted on the intake thread, as a transport that
 //! answers in place would) and `receipts` (every receipt, then `Done`, goes over the
@@ -29,8 +30,8 @@
 //!
 //! Run: `cargo bench -p flashpointd --bench e2e`
 //! Settings come from the daemon's loader: `FPN_*` variables apply (e.g.
-//! `FPN_BUILDER_SHARDS=2`, `FPN_BUILDER_WORKERS=0`; every shard, and every worker, goes
-//! where the layout puts its kind).
+//! `FPN_BUILDER_SHARDS=2`, `FPN_BUILDER_WORKERS=0`, or the layout before build workers:
+//! `FPN_BUILDER_WORKERS=0 FPN_CORES_BUILDER=1`, the shard beside the merger).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -44,7 +45,7 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use flashpointd::config::{Inputs, load};
 use flashpointd::run::rings::{IntakeRings, RxQ, Stamped, TxQ, now_ns, stamped_ring};
 use flashpointd::run::{Answer, ResultMsg};
-use flashpointd::{CpuSet, Settings};
+use flashpointd::{CpuSet, Role, Settings};
 use fpn_engine::shard::{Full, ShardWindow, Sink, Source, ToBuilder, ToMerger};
 use fpn_engine::{
     BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pace, ShardConfig, WindowClock, WindowResult,
@@ -163,11 +164,12 @@ struct Stats {
     /// own builds, the workers' builds, the merger.
     collect_ns: AtomicU64,
     shard_build_ns: AtomicU64,
-    worker_build_ns: AtomicU64,
+    /// By the thread the worker runs on.
+    worker_build_ns: [AtomicU64; 2],
     merge_ns: AtomicU64,
-    /// Windows built by the shards themselves and by their workers.
+    /// Windows built by the shards themselves and by their workers (by thread).
     shard_builds: AtomicU64,
-    worker_builds: AtomicU64,
+    worker_builds: [AtomicU64; 2],
     answers: AtomicU64,
     intents: AtomicU64,
     windows: AtomicU64,
@@ -180,10 +182,12 @@ impl Stats {
         for c in [
             &self.collect_ns,
             &self.shard_build_ns,
-            &self.worker_build_ns,
+            &self.worker_build_ns[0],
+            &self.worker_build_ns[1],
             &self.merge_ns,
             &self.shard_builds,
-            &self.worker_builds,
+            &self.worker_builds[0],
+            &self.worker_builds[1],
             &self.answers,
             &self.intents,
             &self.windows,
@@ -207,30 +211,31 @@ struct Run {
     elapsed: Duration,
     intents: u64,
     intake: IntakeStats,
-    layout: Layout,
 }
 
-/// Where the shards and the workers run (see the module doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    Daemon,
-    Split,
+/// The thread (0: the intake's, 1: the merger's) of every builder shard and every build
+/// worker, from the daemon's core map.
+#[derive(Debug, Clone)]
+struct Placement {
+    shards: Vec<usize>,
+    workers: Vec<usize>,
 }
 
-impl Layout {
-    fn from_env() -> Layout {
-        match std::env::var("E2E_LAYOUT").as_deref() {
-            Ok("split") => Layout::Split,
-            Ok("daemon") | Err(_) => Layout::Daemon,
-            Ok(other) => panic!("E2E_LAYOUT={other:?}: expected daemon or split"),
-        }
-    }
-
-    /// The CPU (0 or 1) of the builder shards and of the build workers.
-    fn cpus(self) -> (usize, usize) {
-        match self {
-            Layout::Daemon => (0, 1),
-            Layout::Split => (1, 0),
+impl Placement {
+    fn of(settings: &Settings) -> Placement {
+        let map = &settings.core_map;
+        let thread = |role: Role, i: usize| {
+            let cpu = map.cpu_of(role, i).unwrap_or_else(|| panic!("{role}#{i} has no CPU"));
+            CPUS.iter().take(2).position(|c| c.id == cpu).unwrap_or_else(|| {
+                panic!("{role}#{i} is on cpu {cpu}: this bench runs on the first two allowed CPUs only")
+            })
+        };
+        assert_eq!(thread(Role::Intake, 0), 0, "the intake must be on the first allowed CPU");
+        assert_eq!(thread(Role::Auction, 0), 1, "the auction must be on the second allowed CPU");
+        let c = settings.shard_config();
+        Placement {
+            shards: (0..c.shards_n).map(|k| thread(Role::Builder, k)).collect(),
+            workers: (0..c.shards_n * c.workers_per_shard).map(|i| thread(Role::Build, i)).collect(),
         }
     }
 }
@@ -300,6 +305,7 @@ fn worker_task(
     mut input: RxQ<Box<ShardWindow>>,
     mut back: TxQ<Box<ShardWindow>>,
     stats: Arc<Stats>,
+    thread: usize,
 ) -> Task {
     Box::pin(async move {
         loop {
@@ -309,11 +315,11 @@ fn worker_task(
             worker.flush(&mut back);
             if worker.take(&mut input) {
                 let mut t = now_ns();
-                let mut pace = BenchPace { busy_ns: &stats.worker_build_ns, resumed_ns: &mut t };
+                let mut pace = BenchPace { busy_ns: &stats.worker_build_ns[thread], resumed_ns: &mut t };
                 worker.build(&mut pace).await;
                 let end = now_ns();
-                Stats::add(&stats.worker_build_ns, end - t);
-                Stats::add(&stats.worker_builds, 1);
+                Stats::add(&stats.worker_build_ns[thread], end - t);
+                Stats::add(&stats.worker_builds[thread], 1);
                 back.now_ns = end;
                 worker.flush(&mut back);
             }
@@ -328,7 +334,7 @@ fn run_once(
     ring_capacity: usize,
     input: &Arc<Input>,
     receipts: bool,
-    layout: Layout,
+    placement: &Placement,
 ) -> Run {
     let s_n = config.shards_n;
     let w_n = config.workers_per_shard;
@@ -351,22 +357,24 @@ fn run_once(
         (0..s_n).map(|k| stamped_ring::<Box<ShardWindow>>(windows, &format!("merger_builder{k}"))).unzip();
     let (mut answers_tx, answers_rx) = ring::<Answer>(ring_capacity.max(16_384));
 
-    // The shards' and the workers' tasks, on the CPUs the layout gives them.
+    // The shards' and the workers' tasks, on the CPUs the core map gives them.
     let mut tasks: [Vec<Task>; 2] = [Vec::new(), Vec::new()];
-    let (shard_cpu, worker_cpu) = layout.cpus();
     for (k, ((inputs, out), back)) in
         to_builder_rx.into_iter().zip(shard_out_tx).zip(shard_back_rx).enumerate()
     {
         let (mut to_workers, mut from_workers) = (Vec::new(), Vec::new());
         for j in 0..w_n {
-            let (to_tx, to_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("builder{k}_build{j}"));
-            let (from_tx, from_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("build{j}_builder{k}"));
+            let i = k * w_n + j;
+            let (to_tx, to_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("builder{k}_build{i}"));
+            let (from_tx, from_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("build{i}_builder{k}"));
             to_workers.push(to_tx);
             from_workers.push(from_rx);
-            tasks[worker_cpu].push(worker_task(BuildWorker::new(config), to_rx, from_tx, stats.clone()));
+            let thread = placement.workers[i];
+            tasks[thread].push(worker_task(BuildWorker::new(config), to_rx, from_tx, stats.clone(), thread));
         }
         let shard = BuilderShard::new(config, k, 1);
-        tasks[shard_cpu].push(shard_task(shard, inputs, out, back, to_workers, from_workers, stats.clone()));
+        let task = shard_task(shard, inputs, out, back, to_workers, from_workers, stats.clone());
+        tasks[placement.shards[k]].push(task);
     }
     let [mut cpu0_tasks, cpu1_tasks] = tasks;
 
@@ -541,7 +549,7 @@ fn run_once(
     let intents = Stats::get(&stats.intents);
     assert_eq!(istats.refused, 0, "no record refused");
     assert_eq!(intents, istats.accepted, "every accepted intent is in a published window");
-    let run = Run { elapsed, intents, intake: istats, layout };
+    let run = Run { elapsed, intents, intake: istats };
     report_stats(&run, &stats, receipts);
     run
 }
@@ -552,25 +560,25 @@ fn report_stats(run: &Run, s: &Stats, receipts: bool) {
     }
     let per = |c: &AtomicU64| Stats::get(c) as f64 / run.intents as f64;
     let i = run.intake;
-    let (shard_cpu, worker_cpu) = run.layout.cpus();
     eprintln!(
-        "{}: {:.2} M intents/s ({} intents, {:.3} s, {} windows, {} full) | layout {:?}: \
-         cpu0 intake {:.1} ns/intent, backpressure {:.1} | shards (cpu{shard_cpu}) collect {:.1}, build {:.1} \
-         ({} windows) | workers (cpu{worker_cpu}) build {:.1} ({} windows) | merger (cpu1) {:.1}, answers {}",
+        "{}: {:.2} M intents/s ({} intents, {:.3} s, {} windows, {} full) | cpu0 intake {:.1} ns/intent, \
+         backpressure {:.1} | shards collect {:.1}, build {:.1} ({} windows) | workers build cpu0 {:.1} \
+         ({} windows), cpu1 {:.1} ({} windows) | merger (cpu1) {:.1}, answers {}",
         if receipts { "receipts" } else { "no_receipts" },
         run.intents as f64 / run.elapsed.as_secs_f64() / 1e6,
         run.intents,
         run.elapsed.as_secs_f64(),
         Stats::get(&s.windows),
         Stats::get(&s.full_windows),
-        run.layout,
         i.handle_ns as f64 / run.intents as f64,
         i.backpressure_ns as f64 / run.intents as f64,
         per(&s.collect_ns),
         per(&s.shard_build_ns),
         Stats::get(&s.shard_builds),
-        per(&s.worker_build_ns),
-        Stats::get(&s.worker_builds),
+        per(&s.worker_build_ns[0]),
+        Stats::get(&s.worker_builds[0]),
+        per(&s.worker_build_ns[1]),
+        Stats::get(&s.worker_builds[1]),
         per(&s.merge_ns),
         Stats::get(&s.answers),
     );
@@ -580,17 +588,19 @@ fn e2e(c: &mut Criterion) {
     let settings = settings();
     let config = settings.shard_config();
     config.validate().expect("valid shard config");
-    let layout = Layout::from_env();
+    let placement = Placement::of(&settings);
     let ring_capacity = settings.rings.capacity;
     let warm = 2 * config.records_cap();
     let intents = std::env::var("E2E_INTENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(INTENTS);
     let input = Arc::new(encode(warm, intents));
     if std::env::var_os("E2E_VERBOSE").is_some() {
         eprintln!(
-            "e2e: {} shard(s), {} worker(s) per shard, layout {layout:?}, window {} ms, records_max {}, \
-             ring {} slots of {} B (ToBuilder), {} B (ToMerger)",
+            "e2e: {} shard(s) on threads {:?}, {} worker(s) per shard on threads {:?}, window {} ms, \
+             records_max {}, ring {} slots of {} B (ToBuilder), {} B (ToMerger)",
             config.shards_n,
+            placement.shards,
             config.workers_per_shard,
+            placement.workers,
             config.engine.window.window_ns / 1_000_000,
             config.engine.window.records_max,
             ring_capacity,
@@ -610,7 +620,7 @@ fn e2e(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += run_once(&config, ring_capacity, &input, receipts, layout).elapsed;
+                    total += run_once(&config, ring_capacity, &input, receipts, &placement).elapsed;
                 }
                 total
             });

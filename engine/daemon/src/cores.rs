@@ -157,23 +157,26 @@ impl fmt::Display for CpuSet {
 ///
 /// `default` and `test` use at most two CPUs, whatever the host has:
 /// the first allowed CPU runs intake and builder (the record path, joined by one SPSC ring),
-/// the second runs the build workers, auction, prover, journal and admin. On one CPU
-/// everything shares it.
+/// the second runs the build workers, auction, prover, journal and admin; with two or more
+/// build workers the list is `[second, first]`, so that each shard's worker 0 has the second
+/// CPU and its overflow worker the first. On one CPU everything shares it.
 ///
 /// `tuned` gives every hot role its own CPU when the host has at least four:
 /// intake on the first, `min(shards, cpus - 3)` builder CPUs after it, then auction, then one
 /// CPU shared by prover, journal and admin; the build workers get the CPUs left after that
-/// (up to one per shard), or share that last CPU when none is left. With fewer than four
+/// (up to one per worker), or share that last CPU when none is left. With fewer than four
 /// CPUs it falls back to the two-CPU map above.
-pub fn default_lists(profile: Profile, cpus: &CpuSet, shards: usize) -> PerRole<Vec<usize>> {
+pub fn default_lists(profile: Profile, cpus: &CpuSet, shards: usize, workers: usize) -> PerRole<Vec<usize>> {
     let ids: Vec<usize> = cpus.iter().collect();
     let n = ids.len();
+    // Build worker instances; a list is never longer (and never empty).
+    let instances = (shards * workers).max(1);
     if profile == Profile::Tuned && n >= 4 {
         let k = shards.clamp(1, n - 3);
         let rest = ids[2 + k];
-        // Build workers on the CPUs left free, up to one per shard; else with the cold roles.
+        // Build workers on the CPUs left free, up to one per worker; else with the cold roles.
         let free = &ids[3 + k..];
-        let build = if free.is_empty() { vec![rest] } else { free[..free.len().min(shards)].to_vec() };
+        let build = if free.is_empty() { vec![rest] } else { free[..free.len().min(instances)].to_vec() };
         return PerRole {
             intake: vec![ids[0]],
             builder: ids[1..1 + k].to_vec(),
@@ -186,10 +189,16 @@ pub fn default_lists(profile: Profile, cpus: &CpuSet, shards: usize) -> PerRole<
     }
     let first = ids[0];
     let second = ids[1.min(n - 1)];
+    // Worker 0 of each shard (the one that takes every window it can keep up with) on the
+    // second CPU, the overflow workers beside the intake.
+    let mut build = vec![second];
+    if n >= 2 && instances >= 2 {
+        build.push(first);
+    }
     PerRole {
         intake: vec![first],
         builder: vec![first],
-        build: vec![second],
+        build,
         auction: vec![second],
         prover: vec![second],
         journal: vec![second],
@@ -285,9 +294,17 @@ impl fmt::Display for CoreMap {
 mod tests {
     use super::*;
 
-    /// One build worker per shard, as `builder.workers` defaults to.
+    /// Two build workers per shard (`builder.workers` on the 2-CPU map).
     fn counts(intake: usize, shards: usize, provers: usize) -> PerRole<usize> {
-        PerRole { intake, builder: shards, build: shards, auction: 1, prover: provers, journal: 1, admin: 1 }
+        PerRole {
+            intake,
+            builder: shards,
+            build: 2 * shards,
+            auction: 1,
+            prover: provers,
+            journal: 1,
+            admin: 1,
+        }
     }
 
     fn ri(role: Role, index: usize) -> RoleInstance {
@@ -298,11 +315,11 @@ mod tests {
     fn one_cpu_runs_everything_for_every_profile() {
         let cpus = CpuSet::new([0]);
         for profile in [Profile::Default, Profile::Test, Profile::Tuned] {
-            let lists = default_lists(profile, &cpus, 4);
+            let lists = default_lists(profile, &cpus, 4, 2);
             let map = CoreMap::resolve(&lists, &counts(1, 4, 1));
             assert_eq!(map.plans.len(), 1, "{profile:?}");
             assert_eq!(map.plans[0].cpu, 0);
-            assert_eq!(map.plans[0].roles.len(), 1 + 4 + 4 + 1 + 1 + 1 + 1);
+            assert_eq!(map.plans[0].roles.len(), 1 + 4 + 8 + 1 + 1 + 1 + 1);
         }
     }
 
@@ -310,11 +327,14 @@ mod tests {
     fn two_cpus_split_record_path_from_the_rest() {
         let cpus = CpuSet::new([0, 1]);
         for profile in [Profile::Default, Profile::Test, Profile::Tuned] {
-            let map = CoreMap::resolve(&default_lists(profile, &cpus, 1), &counts(1, 1, 1));
+            let map = CoreMap::resolve(&default_lists(profile, &cpus, 1, 2), &counts(1, 1, 1));
             assert_eq!(
                 map.plans,
                 vec![
-                    CpuPlan { cpu: 0, roles: vec![ri(Role::Intake, 0), ri(Role::Builder, 0)] },
+                    CpuPlan {
+                        cpu: 0,
+                        roles: vec![ri(Role::Intake, 0), ri(Role::Builder, 0), ri(Role::Build, 1)]
+                    },
                     CpuPlan {
                         cpu: 1,
                         roles: vec![
@@ -334,7 +354,7 @@ mod tests {
     #[test]
     fn allowed_set_that_does_not_start_at_zero() {
         let cpus = CpuSet::new([6, 3]);
-        let map = CoreMap::resolve(&default_lists(Profile::Default, &cpus, 1), &counts(1, 1, 1));
+        let map = CoreMap::resolve(&default_lists(Profile::Default, &cpus, 1, 2), &counts(1, 1, 1));
         assert_eq!(map.cpu_of(Role::Intake, 0), Some(3));
         assert_eq!(map.cpu_of(Role::Admin, 0), Some(6));
     }
@@ -342,16 +362,18 @@ mod tests {
     #[test]
     fn eight_cpus_default_uses_two_tuned_spreads() {
         let cpus = CpuSet::new(0..8);
-        let compact = CoreMap::resolve(&default_lists(Profile::Default, &cpus, 4), &counts(1, 4, 1));
+        let compact = CoreMap::resolve(&default_lists(Profile::Default, &cpus, 4, 2), &counts(1, 4, 1));
         assert_eq!(compact.plans.iter().map(|p| p.cpu).collect::<Vec<_>>(), vec![0, 1]);
 
-        let lists = default_lists(Profile::Tuned, &cpus, 4);
+        let lists = default_lists(Profile::Tuned, &cpus, 4, 1);
         assert_eq!(lists.intake, vec![0]);
         assert_eq!(lists.builder, vec![1, 2, 3, 4]);
         assert_eq!(lists.auction, vec![5]);
         assert_eq!(lists.prover, vec![6]);
         assert_eq!(lists.build, vec![7]);
-        let map = CoreMap::resolve(&lists, &counts(1, 4, 1));
+        let mut one_worker_each = counts(1, 4, 1);
+        one_worker_each.build = 4;
+        let map = CoreMap::resolve(&lists, &one_worker_each);
         for shard in 0..4 {
             assert_eq!(map.cpu_of(Role::Builder, shard), Some(1 + shard));
             assert!(map.neighbours(ri(Role::Builder, shard)).is_empty());
@@ -363,7 +385,7 @@ mod tests {
         assert_eq!(map.plans[7].roles, (0..4).map(|i| ri(Role::Build, i)).collect::<Vec<_>>());
 
         // More shards than spare CPUs: builders get cpus 1..=5, shards wrap round-robin.
-        let lists = default_lists(Profile::Tuned, &cpus, 8);
+        let lists = default_lists(Profile::Tuned, &cpus, 8, 1);
         assert_eq!(lists.builder, vec![1, 2, 3, 4, 5]);
         assert_eq!(lists.build, vec![7], "no CPU left: with prover, journal and admin");
         let map = CoreMap::resolve(&lists, &counts(1, 8, 1));

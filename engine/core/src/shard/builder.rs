@@ -19,12 +19,14 @@ use crate::shard::msg::{Reassembly, ShardWindow, Sink, Source, ToBuilder};
 /// waits, and its input queues fill up: the intakes then answer `Overloaded`.
 ///
 /// **Build workers** (`ShardConfig::workers_per_shard`, `W`): with `W > 0` a staged window
-/// may instead go to an idle [`BuildWorker`](crate::shard::BuildWorker) of this shard
-/// ([`BuilderShard::dispatch`]), which builds it with its own builder and hands it back
+/// goes to an idle [`BuildWorker`](crate::shard::BuildWorker) of this shard
+/// ([`BuilderShard::dispatch`]: worker 0 whenever it is idle, the others only while the
+/// shard is behind), which builds it with its own builder and hands it back
 /// ([`BuilderShard::take_built`]); the shard builds a window itself only when every worker
-/// is busy. A window's build depends on its batch alone, so which of them builds it changes
-/// nothing in the block. Windows go to the merger in window order whoever built them: a
-/// window built early waits in `done` for the ones before it.
+/// is busy and it is behind ([`BuilderShard::should_build_here`]). A window's build depends
+/// on its batch alone, so which of them builds it changes nothing in the block. Windows go
+/// to the merger in window order whoever built them: a window built early waits in `done`
+/// for the ones before it.
 #[derive(Debug)]
 pub struct BuilderShard {
     shard: usize,
@@ -144,13 +146,17 @@ impl BuilderShard {
         progress | self.flush(out)
     }
 
-    /// Hands the staged window to the first idle worker whose queue takes it. Whether one
-    /// did.
+    /// Hands the staged window to the first idle worker whose queue takes it. Worker 0
+    /// takes a window as soon as it is idle; the others are overflow: they take one only
+    /// while the shard is behind (the next window has closed too), so that worker 0 gets
+    /// every window it can keep up with (in the 2-CPU map worker 0 has the second CPU and
+    /// worker 1 shares the intake's). Whether one took it.
     pub fn dispatch(&mut self, to_workers: &mut [impl Sink<Box<ShardWindow>>]) -> bool {
         assert_eq!(to_workers.len(), self.worker_busy.len(), "one queue per build worker");
         let Some(mut w) = self.staged.take() else { return false };
-        for (busy, q) in self.worker_busy.iter_mut().zip(to_workers.iter_mut()) {
-            if *busy {
+        let behind = self.closed_count == self.intakes_n;
+        for (j, (busy, q)) in self.worker_busy.iter_mut().zip(to_workers.iter_mut()).enumerate() {
+            if *busy || (j > 0 && !behind) {
                 continue;
             }
             match q.push(w) {
@@ -453,5 +459,36 @@ mod tests {
         let ids: Vec<(u64, u64)> = std::iter::from_fn(|| out.pop()).map(|w| (w.window_id, w.total)).collect();
         assert_eq!(ids, vec![(1, 3), (2, 4), (3, 5)]);
         assert_eq!(worker.windows_built_total(), 2);
+    }
+
+    #[test]
+    fn overflow_workers_take_a_window_only_while_the_shard_is_behind() {
+        let mut c = config(1);
+        (c.workers_per_shard, c.shard_windows_max) = (2, 2);
+        let mut shard = BuilderShard::new(&c, 0, 1);
+        let mut inputs = vec![BoundedQueue::new(16)];
+        let mut to_workers = vec![BoundedQueue::new(1), BoundedQueue::new(1)];
+        let mut from_workers: Vec<BoundedQueue<Box<ShardWindow>>> =
+            vec![BoundedQueue::new(1), BoundedQueue::new(1)];
+        let mut out = BoundedQueue::new(4);
+        let window = |w: u64| [intent(w, w, 1, w), ToBuilder::Close { window_id: w }];
+        for m in window(1).into_iter().chain(window(2)) {
+            inputs[0].push(m).unwrap();
+        }
+        shard.poll_with_workers(&mut inputs, &mut out, &mut to_workers, &mut from_workers, 8);
+        shard.poll_with_workers(&mut inputs, &mut out, &mut to_workers, &mut from_workers, 8);
+        // Window 1 went to worker 0; window 2 waits for it, worker 1 idle, while 3 is open.
+        assert_eq!((to_workers[0].len(), to_workers[1].len()), (1, 0));
+        assert!(shard.has_staged());
+        for m in window(3) {
+            inputs[0].push(m).unwrap();
+        }
+        shard.poll_with_workers(&mut inputs, &mut out, &mut to_workers, &mut from_workers, 8);
+        // Behind: window 2 goes to worker 1.
+        assert_eq!((to_workers[0].len(), to_workers[1].len(), shard.workers_busy()), (1, 1, 2));
+        assert_eq!(to_workers[1].pop().map(|w| w.window_id), Some(2));
+        // Window 3 is staged at the next read, and waits: both workers are busy.
+        shard.poll_with_workers(&mut inputs, &mut out, &mut to_workers, &mut from_workers, 8);
+        assert!(shard.has_staged() && !shard.should_build_here());
     }
 }

@@ -393,6 +393,7 @@ pub fn load(inputs: &Inputs, cpus: &CpuSet) -> Result<Loaded, ConfigErrors> {
         shards: int_of("builder.shards")
             .filter(|n| (1..=SHARDS_MAX).contains(n))
             .unwrap_or(basis_default.shards),
+        workers: int_of("builder.workers").filter(|n| *n <= fpn_engine::shard::WORKERS_PER_SHARD_MAX as u64),
     };
 
     let mut table =

@@ -234,11 +234,26 @@ pub struct DefaultsBasis {
     pub records_max: u64,
     /// `builder.shards`: how many builder CPUs the `tuned` map hands out.
     pub shards: u64,
+    /// `builder.workers` if a layer sets it; else [`default_workers`].
+    pub workers: Option<u64>,
+}
+
+/// `builder.workers` by default: 2 on the 2-CPU map (worker 0 on the second CPU, an
+/// overflow worker beside the intake), 1 on the `tuned` spread map (a free CPU each) and on
+/// one CPU.
+pub fn default_workers(profile: Profile, cpus: &CpuSet) -> u64 {
+    let n = cpus.len();
+    if n == 1 || (profile == Profile::Tuned && n >= 4) { 1 } else { 2 }
 }
 
 impl Default for DefaultsBasis {
     fn default() -> DefaultsBasis {
-        DefaultsBasis { profile: Profile::Default, records_max: RECORDS_MAX_DEFAULT, shards: 1 }
+        DefaultsBasis {
+            profile: Profile::Default,
+            records_max: RECORDS_MAX_DEFAULT,
+            shards: 1,
+            workers: None,
+        }
     }
 }
 
@@ -250,6 +265,7 @@ impl Config {
     /// The built-in defaults for `basis` on a host with `cpus`.
     pub fn defaults(basis: DefaultsBasis, cpus: &CpuSet) -> Config {
         let shards = usize::try_from(basis.shards).unwrap_or(usize::MAX);
+        let workers = basis.workers.unwrap_or_else(|| default_workers(basis.profile, cpus));
         Config {
             engine: EngineSection {
                 data_dir: "./data".into(),
@@ -266,7 +282,7 @@ impl Config {
             builder: BuilderSection {
                 kind: "improved".into(),
                 shards: 1,
-                workers: 1,
+                workers,
                 local_search_steps_max: 100_000,
                 exact_intents_max: 32,
                 exact_nodes_max: 1_000_000,
@@ -282,7 +298,7 @@ impl Config {
                 bids_max: 65_536,
             },
             rings: RingsSection { capacity: 65_536, results_capacity: 1_024 },
-            cores: default_lists(basis.profile, cpus, shards),
+            cores: default_lists(basis.profile, cpus, shards, usize::try_from(workers).unwrap_or(usize::MAX)),
             idle: PerRole::from_fn(|role| basis.profile.idle(role).to_string()),
             admin: AdminSection { addr: "127.0.0.1:9464".into(), enabled: true },
             prover: ProverSection {

@@ -192,7 +192,7 @@ fn core_map_on_one_and_two_cpus() {
     let two = load(&Inputs::default(), &cpus(2)).unwrap();
     assert_eq!(
         two.settings.core_map.to_string(),
-        "cpu 0: intake#0 builder#0\ncpu 1: build#0 auction#0 prover#0 journal#0 admin#0\n"
+        "cpu 0: intake#0 builder#0 build#1\ncpu 1: build#0 auction#0 prover#0 journal#0 admin#0\n"
     );
 
     // The 2-CPU defaults name cpu 1, which a 1-CPU host lacks; an explicit list is checked.
@@ -450,7 +450,7 @@ fn printed_config_loads_back_to_the_same_config() {
         ..Inputs::default()
     });
     let text = first.to_toml();
-    assert!(text.contains("#   cpu 0: intake#0 builder#0\n"), "{text}");
+    assert!(text.contains("#   cpu 0: intake#0 builder#0 build#1\n"), "{text}");
     assert!(text.contains("#   builder.fee_rate (flag --set)\n"), "{text}");
     let second = ok(Inputs { file: file(&text), ..Inputs::default() });
     assert_eq!(second.config, first.config);
