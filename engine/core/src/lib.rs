@@ -30,7 +30,7 @@ pub use build::{
 pub use dedup::{Dedup, DedupEntry};
 pub use economics::{Block, BlockEntry, BuilderOutcome, Comparison, Packer};
 pub use engine::{Engine, EngineConfig, EngineConfigError, EngineCounters, WindowResult, WindowSummary};
-pub use pace::{EveryPoint, Pace, Unpaced, run_to_completion, run_unpaced};
+pub use pace::{EveryPoint, Pace, Unpaced, run_to_completion, run_unpaced, yield_once};
 pub use shard::{
     BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pipeline, PipelineConfig, ShardConfig,
     ShardConfigError, ShardWindow, WindowClock, WindowClose,

@@ -53,18 +53,24 @@ pub struct EveryPoint {
 impl Pace for EveryPoint {
     async fn point(&mut self) {
         self.points += 1;
-        let mut suspended = false;
-        std::future::poll_fn(|cx| {
-            if suspended {
-                Poll::Ready(())
-            } else {
-                suspended = true;
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        })
-        .await
+        yield_once().await
     }
+}
+
+/// Suspends once, waking itself, then completes: one turn back to whoever polls (a driver
+/// loop polling its tasks in turn, or an executor).
+pub async fn yield_once() {
+    let mut suspended = false;
+    std::future::poll_fn(|cx| {
+        if suspended {
+            Poll::Ready(())
+        } else {
+            suspended = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Polls `f` until it completes (a busy loop with a no-op waker: for computations that only

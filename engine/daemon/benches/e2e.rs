@@ -38,17 +38,18 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use flashpointd::config::{Inputs, load};
-use flashpointd::run::rings::{IntakeRings, RxQ, Stamped, TxQ, now_ns, stamped_ring};
+use flashpointd::run::rings::{IntakeRings, RxQ, Stamped, TxQ, WorkerRings, now_ns, stamped_ring};
 use flashpointd::run::{Answer, ResultMsg};
 use flashpointd::{CpuSet, Role, Settings};
 use fpn_engine::shard::{Full, ShardWindow, Sink, Source, ToBuilder, ToMerger};
 use fpn_engine::{
-    BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pace, ShardConfig, WindowClock, WindowResult,
+    BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pace, ShardConfig, WindowClock,
+    WindowResult, yield_once,
 };
 use fpn_runtime::ring::{Rx, Tx, ring};
 use fpn_testkit::{Frames, load_frames};
@@ -365,12 +366,12 @@ fn run_once(
         let (mut to_workers, mut from_workers) = (Vec::new(), Vec::new());
         for j in 0..w_n {
             let i = k * w_n + j;
-            let (to_tx, to_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("builder{k}_build{i}"));
-            let (from_tx, from_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("build{i}_builder{k}"));
-            to_workers.push(to_tx);
-            from_workers.push(from_rx);
+            let rings = WorkerRings::new(k, i);
+            to_workers.push(rings.shard.0);
+            from_workers.push(rings.shard.1);
+            let (input, back) = rings.worker;
             let thread = placement.workers[i];
-            tasks[thread].push(worker_task(BuildWorker::new(config), to_rx, from_tx, stats.clone(), thread));
+            tasks[thread].push(worker_task(BuildWorker::new(config), input, back, stats.clone(), thread));
         }
         let shard = BuilderShard::new(config, k, 1);
         let task = shard_task(shard, inputs, out, back, to_workers, from_workers, stats.clone());
@@ -649,20 +650,6 @@ impl Pace for BenchPace<'_> {
             *self.resumed_ns = now_ns();
         }
     }
-}
-
-/// Returns `Pending` once: the thread's loop polls again at the task's next turn.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|_| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            Poll::Pending
-        }
-    })
-    .await
 }
 
 criterion_group!(benches, e2e);

@@ -42,7 +42,7 @@ pub use shared::Shared;
 use crate::config::{LockMemory, Settings};
 use crate::cores::Role;
 use metrics::{DAEMON_METRICS, ReceiptCounters};
-use rings::{RxQ, TxQ, stamped_ring};
+use rings::{RxQ, TxQ, WorkerRings, stamped_ring};
 use roles::{BuildRole, BuilderRole, IntakeRole, JournalRole, LoopKit, MergerRings, MergerRole};
 
 /// File name of the journal under `engine.data_dir`.
@@ -230,12 +230,10 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     for k in 0..s {
         let (mut to, mut from) = (Vec::with_capacity(workers_n), Vec::with_capacity(workers_n));
         for j in 0..workers_n {
-            let i = k * workers_n + j;
-            let (to_tx, to_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("builder{k}_build{i}"));
-            let (from_tx, from_rx) = stamped_ring::<Box<ShardWindow>>(1, &format!("build{i}_builder{k}"));
-            to.push(to_tx);
-            from.push(from_rx);
-            worker_ends.push((to_rx, from_tx));
+            let rings = WorkerRings::new(k, k * workers_n + j);
+            to.push(rings.shard.0);
+            from.push(rings.shard.1);
+            worker_ends.push(rings.worker);
         }
         to_workers.push(to);
         from_workers.push(from);

@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use fpn_engine::shard::{Full, IntakeSink, Sink, Source, ToBuilder, ToMerger};
+use fpn_engine::shard::{Full, IntakeSink, ShardWindow, Sink, Source, ToBuilder, ToMerger};
 use fpn_runtime::metrics::{Histogram, Labels};
 use fpn_runtime::ring::{Rx, Tx, ring};
 
@@ -49,6 +49,23 @@ pub struct RxQ<T> {
     pub now_ns: u64,
     pub transit: Histogram,
     pub labels: Labels,
+}
+
+/// The shard's and the worker's ends of the ring pair between builder shard `k` and build
+/// worker `i` (`builder<k>_build<i>` and back), one window in flight each way.
+pub struct WorkerRings {
+    /// The shard's ends: windows to build, built windows back.
+    pub shard: (TxQ<Box<ShardWindow>>, RxQ<Box<ShardWindow>>),
+    /// The worker's ends.
+    pub worker: (RxQ<Box<ShardWindow>>, TxQ<Box<ShardWindow>>),
+}
+
+impl WorkerRings {
+    pub fn new(k: usize, i: usize) -> WorkerRings {
+        let (to_tx, to_rx) = stamped_ring(1, &format!("builder{k}_build{i}"));
+        let (from_tx, from_rx) = stamped_ring(1, &format!("build{i}_builder{k}"));
+        WorkerRings { shard: (to_tx, from_rx), worker: (to_rx, from_tx) }
+    }
 }
 
 /// A stamped ring named `name` (the `ring` label of its metrics).
