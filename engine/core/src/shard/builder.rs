@@ -128,7 +128,8 @@ impl BuilderShard {
 
     /// [`BuilderShard::poll`] with build workers (`to_workers[k]` / `from_workers[k]`: the
     /// queues to and from worker `k` of this shard): takes the windows they built, collects,
-    /// hands a staged window to an idle worker, and builds it here only when none is idle.
+    /// hands a staged window to a worker ([`BuilderShard::dispatch`]), and builds it here
+    /// only when [`BuilderShard::should_build_here`].
     pub fn poll_with_workers<Q: Source<ToBuilder>>(
         &mut self,
         inputs: &mut [Q],
