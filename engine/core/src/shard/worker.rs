@@ -90,11 +90,6 @@ impl BuildWorker {
         progress
     }
 
-    /// Holds a window (to build or to hand back).
-    pub fn is_busy(&self) -> bool {
-        self.held.is_some() || self.built.is_some()
-    }
-
     /// Windows built since start.
     pub fn windows_built_total(&self) -> u64 {
         self.windows_built_total
