@@ -130,6 +130,10 @@ fn bench_pack(c: &mut Criterion) {
 /// and improved through [`Packer::select`], 4 distinct keys per intent from 2^18, profits in
 /// 1..=1000, with the daemon's default window capacity (65,536 records, 8 keys each), at the
 /// window sizes that bench sees (20k at its current rate, 65,536 when windows close full).
+///
+/// Also each builder kind alone, and improved with other local-search budgets
+/// (`improved_ls<steps>`), with the quality of each printed once per size, for the cost of
+/// each part of the default builder's work (`BENCHMARKS.md`, "The floor on two CPUs").
 fn bench_select(c: &mut Criterion) {
     let mut group = c.benchmark_group("select");
     let (records, keys) = (65_536, 65_536 * 8);
@@ -137,11 +141,43 @@ fn bench_select(c: &mut Criterion) {
         let params =
             UniformParams { intents, keys_min: 4, keys_max: 4, universe: 1 << 18, profit_max: 1_000 };
         let batch = random_batch_uniform(0xE2E, &params).unwrap();
-        let mut packer = Packer::new(BuilderKind::Improved, records, keys, ImprovedConfig::default());
         group.throughput(Throughput::Elements(intents as u64));
-        group.bench_with_input(BenchmarkId::new("improved", intents), &batch, |b, batch| {
-            b.iter(|| packer.select(black_box(batch)).total)
-        });
+        let default_steps = ImprovedConfig::default().local_search_steps_max;
+        let variants = [
+            (BuilderKind::Fifo, default_steps),
+            (BuilderKind::Greedy, default_steps),
+            (BuilderKind::Improved, default_steps),
+            (BuilderKind::Improved, 0),
+            (BuilderKind::Improved, 200_000),
+        ];
+        for (kind, steps) in variants {
+            let config = ImprovedConfig { local_search_steps_max: steps, ..ImprovedConfig::default() };
+            let mut packer = Packer::new(kind, records, keys, config);
+            let name = if kind == BuilderKind::Improved && steps != default_steps {
+                format!("improved_ls{steps}")
+            } else {
+                kind.as_str().to_string()
+            };
+            if kind == BuilderKind::Improved {
+                let cmp = packer.compare(&batch);
+                let start = cmp.fifo.total.max(cmp.greedy.total).max(cmp.improved_stats.density_total);
+                eprintln!(
+                    "select quality n={intents} {name}: fifo={} greedy={} density_greedy={} improved={} \
+                     bound={} improved/best_start=+{:.3}% ls_steps={} ls_moves={}",
+                    cmp.fifo.total,
+                    cmp.greedy.total,
+                    cmp.improved_stats.density_total,
+                    cmp.improved.total,
+                    cmp.upper_bound(),
+                    100.0 * (cmp.improved.total - start) as f64 / start as f64,
+                    cmp.improved_stats.local_search_steps,
+                    cmp.improved_stats.local_search_moves,
+                );
+            }
+            group.bench_with_input(BenchmarkId::new(name, intents), &batch, |b, batch| {
+                b.iter(|| packer.select(black_box(batch)).total)
+            });
+        }
     }
     group.finish();
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fpn_engine::shard::{Full, IntakeSink, ShardConfig, ToBuilder, ToMerger};
-use fpn_engine::{EngineConfig, IntakeCore, WindowClock};
+use fpn_engine::{EngineConfig, IntakeCore, WindowClock, prefetch_frame};
 use fpn_testkit::load_frames;
 
 const RECORDS: usize = 65_536;
@@ -27,6 +27,10 @@ const KEY_SPACE: u64 = 1 << 18;
 const CLIENTS: u64 = 1_024;
 /// Windows of frames encoded: one more than the de-duplication horizon.
 const WINDOWS: usize = 17;
+/// The next frame is prefetched while this one is decoded, as the daemon's submit path does
+/// (`fpn_engine::prefetch_frame`); `INTAKE_PREFETCH=0` leaves it out, for comparison.
+static PREFETCH_NEXT: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var_os("INTAKE_PREFETCH").is_none_or(|v| v != "0"));
 
 struct Queues {
     to_builder: Vec<ToBuilder>,
@@ -78,6 +82,9 @@ fn handle_frames(c: &mut Criterion) {
         let mut accepted = 0usize;
         let t = Instant::now();
         for f in first..first + frames_per_window {
+            if *PREFETCH_NEXT {
+                prefetch_frame(input.frame((f + 1) % input.len()));
+            }
             core.handle_frame(now, now, input.frame(f), queues, |r| {
                 accepted += usize::from(r.status.is_ok())
             })

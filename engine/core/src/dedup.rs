@@ -295,16 +295,9 @@ impl Dedup {
 
     #[inline(always)]
     fn prefetch_slot(&self, i: usize) {
-        debug_assert!(i < self.slots.len());
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `_mm_prefetch` is only a hint: it never faults and changes no memory, for
-        // any address (this one is in bounds anyway), and SSE is in the x86_64 baseline.
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().wrapping_add(i).cast());
+        if let Some(slot) = self.slots.get(i) {
+            crate::mem::prefetch(slot);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = i;
     }
 
     /// Home slot of a hash: its top bits, the best-mixed bits of a multiplicative hash.

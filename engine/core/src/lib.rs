@@ -13,6 +13,7 @@ pub mod clock;
 pub mod dedup;
 pub mod economics;
 pub mod engine;
+pub mod mem;
 pub mod pace;
 pub mod shard;
 pub mod sim;
@@ -30,6 +31,7 @@ pub use build::{
 pub use dedup::{Dedup, DedupEntry};
 pub use economics::{Block, BlockEntry, BuilderOutcome, Comparison, Packer};
 pub use engine::{Engine, EngineConfig, EngineConfigError, EngineCounters, WindowResult, WindowSummary};
+pub use mem::prefetch_frame;
 pub use pace::{EveryPoint, Pace, Unpaced, run_to_completion, run_unpaced, yield_once};
 pub use shard::{
     BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pipeline, PipelineConfig, ShardConfig,

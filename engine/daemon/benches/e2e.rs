@@ -49,7 +49,7 @@ use flashpointd::{CpuSet, Role, Settings};
 use fpn_engine::shard::{Full, ShardWindow, Sink, Source, ToBuilder, ToMerger};
 use fpn_engine::{
     BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pace, ShardConfig, WindowClock,
-    WindowResult, yield_once,
+    WindowResult, prefetch_frame, yield_once,
 };
 use fpn_runtime::ring::{Rx, Tx, ring};
 use fpn_testkit::{Frames, load_frames};
@@ -450,6 +450,9 @@ fn run_once(
     let mut istats = IntakeStats::default();
     let mut start_ns = 0;
     let phases = [(0, input.warm), (input.warm, input.len())];
+    // The next frame is prefetched while this one is decoded, as the submit path does;
+    // `E2E_PREFETCH=0` leaves it out, for comparison.
+    let prefetch_next = std::env::var_os("E2E_PREFETCH").is_none_or(|v| v != "0");
     for (phase, &(from, to)) in phases.iter().enumerate() {
         if phase == 1 {
             while !warm_done.load(Ordering::Acquire) {
@@ -490,6 +493,9 @@ fn run_once(
                 let t = Instant::now();
                 if let Some(since) = blocked_since.take() {
                     istats.backpressure_ns += t.duration_since(since).as_nanos() as u64;
+                }
+                if prefetch_next && next + 1 < to {
+                    prefetch_frame(input.frame(next + 1));
                 }
                 let rx_ns = now_ns();
                 let (accepted, refused) = (&mut istats.accepted, &mut istats.refused);

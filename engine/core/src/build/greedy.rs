@@ -2,11 +2,12 @@
 
 use super::bound::DualBound;
 use super::fifo::BOUND_PASSES_DEFAULT;
-use super::index::{KeyIndex, NONE, prefetch};
+use super::index::{KeyIndex, NONE};
 use super::sort::sort_order_keys;
 use super::{BlockBuilder, BuilderKind, Selection, finish};
 use crate::amount::MAX_AMOUNT;
 use crate::batch::IntentBatch;
+use crate::mem::prefetch;
 
 /// Bits of the intent index in a packed sort key.
 pub(crate) const INDEX_BITS: u32 = 20;

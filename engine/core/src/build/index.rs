@@ -13,6 +13,7 @@
 //! the hash because ids are assigned in first-seen order.
 
 use crate::batch::IntentBatch;
+use crate::mem::prefetch;
 
 /// Largest record capacity: greedy packs `(profit, index)` into one `u64` sort key with
 /// 44 bits of profit and 20 bits of index.
@@ -75,20 +76,6 @@ const DISTINCT_SCAN_MAX: usize = 4;
 /// 22k-intent window of 4 keys from 2^18, 4 MB table prefix): 8 ahead 123 -> 68 ns/intent,
 /// 16 ahead 81; a plain load instead of the prefetch instruction saved under 10.
 const PREFETCH_AHEAD: usize = 8;
-
-/// Starts loading the cache line of `x` (as `Dedup::prefetch_slot`). No effect on results.
-#[inline(always)]
-pub(crate) fn prefetch<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `_mm_prefetch` is only a hint: it never faults and changes no memory, for any
-    // address (this one comes from a reference), and SSE is in the x86_64 baseline.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(x).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
-}
 
 /// Distinct keys at which a table prefix of `slots_used` slots doubles: half full. Tried
 /// three quarters (a 20k-intent e2e window's ~69k distinct keys then fit in 2 MB, not 4):

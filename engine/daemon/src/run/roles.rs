@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fpn_engine::shard::{PREFETCH_AHEAD, ShardWindow, ToBuilder, ToMerger};
 use fpn_engine::{
     BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pace, WindowClock, WindowResult,
-    WindowSummary,
+    WindowSummary, prefetch_frame,
 };
 use fpn_runtime::exec::RoleContext;
 use fpn_runtime::heartbeat::Heartbeat;
@@ -319,6 +319,9 @@ impl IntakeRole {
                 break;
             }
             let sub = self.submits.pop().expect("peeked");
+            if let Some(after) = self.submits.peek() {
+                prefetch_frame(&after.frame);
+            }
             let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
             let now = now_ns();
             // As `IntakeCore::handle_frame`, but noting where each book cancel came from.
