@@ -30,7 +30,7 @@ fn prefetch_ptr(p: *const u8) {
 /// path peeks at its ring): decoding reads a frame once, front to back, and its first read
 /// of each line otherwise waits on memory. Measured on one intake thread
 /// (`cargo bench -p fpn-engine --bench intake`, which calls this as the daemon does): see
-/// `BENCHMARKS.md`, "Intake".
+/// `BENCHMARKS.md`, "One intake core".
 #[inline]
 pub fn prefetch_frame(frame: &[u8]) {
     let len = frame.len().min(FRAME_PREFETCH_BYTES);
