@@ -200,7 +200,7 @@ impl Engine {
     }
 
     fn admit(&mut self, now_ns: u64, rx_ns: u64, record: RecordRef<'_>) -> (Receipt, bool) {
-        let mut receipt = receipt_template(record, rx_ns);
+        let mut receipt = Receipt::for_record(record, rx_ns);
         let (client_id, nonce) = (receipt.client_id, receipt.nonce);
         let refuse = |mut r: Receipt, reason| {
             r.status = Err(reason);
@@ -248,12 +248,7 @@ impl Engine {
                         receipt.window_id = self.window.window_id();
                         (receipt, true)
                     }
-                    Err(reason) => {
-                        if c.mode != CANCEL_BY_NONCE {
-                            receipt.seq = c.target.get();
-                        }
-                        refuse(receipt, reason)
-                    }
+                    Err(reason) => refuse(receipt, reason),
                 };
             }
             RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => {
@@ -361,23 +356,6 @@ impl Engine {
             cancelled_count: closed.cancelled_count,
         };
     }
-}
-
-/// The receipt of `record` before admission: its client, nonce (the target nonce of a
-/// cancel by nonce), kind and receive time, status `Ok`, no seq or window yet. Shared by the
-/// [`Engine`] and the sharded intake (`shard::IntakeCore`) so both answer alike.
-pub(crate) fn receipt_template(record: RecordRef<'_>, rx_ns: u64) -> Receipt {
-    let kind = record.kind();
-    let (client_id, nonce) = match record {
-        RecordRef::Intent(i) => (i.fixed.client_id.get(), i.fixed.nonce.get()),
-        RecordRef::Bid(b) => (b.client_id.get(), b.nonce.get()),
-        RecordRef::Cancel(c) => {
-            (c.client_id.get(), if c.mode == CANCEL_BY_NONCE { c.target.get() } else { 0 })
-        }
-        // Engine → client kinds are not input.
-        RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => (0, 0),
-    };
-    Receipt { client_id, nonce, seq: 0, window_id: 0, rx_ns, status: Ok(()), for_kind: Some(kind) }
 }
 
 impl WindowResult {

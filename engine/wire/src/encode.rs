@@ -9,6 +9,7 @@ use zerocopy::IntoBytes;
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 
 use crate::Reason;
+use crate::decode::RecordRef;
 use crate::record::*;
 
 /// An intent to encode.
@@ -62,6 +63,28 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// The receipt of `record` before the engine decides on it: the record's client, its
+    /// nonce (a cancel by nonce: the target nonce), its kind and receive time, status `Ok`,
+    /// no window yet. A cancel by sequence id echoes its target in `seq` (nonce 0), whatever
+    /// the answer; every other record gets its `seq` from the engine (0 when refused).
+    ///
+    /// The one receipt builder: the engine's admission, the test oracle and the transport
+    /// (which refuses some records before the engine sees them) all start from it, so a
+    /// receipt does not depend on which layer answered.
+    pub fn for_record(record: RecordRef<'_>, rx_ns: u64) -> Receipt {
+        let (client_id, nonce, seq) = match record {
+            RecordRef::Intent(i) => (i.fixed.client_id.get(), i.fixed.nonce.get(), 0),
+            RecordRef::Bid(b) => (b.client_id.get(), b.nonce.get(), 0),
+            RecordRef::Cancel(c) if c.mode == CANCEL_BY_NONCE => (c.client_id.get(), c.target.get(), 0),
+            RecordRef::Cancel(c) => (c.client_id.get(), 0, c.target.get()),
+            // Engine → client kinds are not input.
+            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => {
+                (0, 0, 0)
+            }
+        };
+        Receipt { client_id, nonce, seq, window_id: 0, rx_ns, status: Ok(()), for_kind: Some(record.kind()) }
+    }
+
     /// The one receipt for a frame refused whole, before any record could be read.
     pub fn frame_refused(reason: Reason, rx_ns: u64) -> Receipt {
         Receipt { client_id: 0, nonce: 0, seq: 0, window_id: 0, rx_ns, status: Err(reason), for_kind: None }

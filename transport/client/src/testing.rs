@@ -472,24 +472,13 @@ fn handle_frame(state: &State, client_id: u64, frame: &[u8]) -> Vec<Receipt> {
     let mut book = state.records.lock().unwrap();
     let mut window = state.window.lock().unwrap();
     for record in records {
-        let kind = record.kind();
-        let (record_client, nonce, check) = match record {
-            RecordRef::Intent(i) => (i.fixed.client_id.get(), i.fixed.nonce.get(), i.validate()),
-            RecordRef::Bid(b) => (b.client_id.get(), b.nonce.get(), validate_bid(b)),
-            RecordRef::Cancel(c) => {
-                let nonce = if c.mode == CANCEL_BY_NONCE { c.target.get() } else { 0 };
-                (c.client_id.get(), nonce, validate_cancel(c))
-            }
-            _ => (0, 0, Err(Reason::UnknownKind)),
-        };
-        let mut receipt = Receipt {
-            client_id: record_client,
-            nonce,
-            seq: 0,
-            window_id: 0,
-            rx_ns,
-            status: check,
-            for_kind: Some(kind),
+        let mut receipt = Receipt::for_record(record, rx_ns);
+        let (record_client, nonce) = (receipt.client_id, receipt.nonce);
+        receipt.status = match record {
+            RecordRef::Intent(i) => i.validate(),
+            RecordRef::Bid(b) => validate_bid(b),
+            RecordRef::Cancel(c) => validate_cancel(c),
+            _ => Err(Reason::UnknownKind),
         };
         if receipt.status.is_ok() && record_client != client_id {
             receipt.status = Err(Reason::ClientMismatch);

@@ -14,9 +14,7 @@ pub mod tls;
 pub mod udp;
 
 pub use quinn_proto;
-pub use server::{
-    Admit, Auth, Counters, Limits, Server, ServerConfig, Transmit, handle_frame, receipt_template,
-};
+pub use server::{Admit, Auth, Counters, Limits, Server, ServerConfig, Transmit, handle_frame};
 
 #[cfg(test)]
 mod tests;

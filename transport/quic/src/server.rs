@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use fpn_wire::session::{Hello, HelloError, SESSION_VERSION, Welcome, app_error};
 use fpn_wire::{
-    CANCEL_BY_NONCE, FRAME_HEADER_LEN, FrameWriter, RECEIPT_LEN, Reason, Receipt, RecordRef, decode_frame,
-    peek_frame_len,
+    FRAME_HEADER_LEN, FrameWriter, RECEIPT_LEN, Reason, Receipt, RecordRef, decode_frame, peek_frame_len,
 };
 use quinn_proto::{
     ConnectionError, ConnectionHandle, DatagramEvent, Dir, Endpoint, EndpointConfig, Event, IdleTimeout,
@@ -277,26 +276,6 @@ impl std::fmt::Debug for Server {
 
 fn varint(code: u64) -> VarInt {
     VarInt::from_u64(code).expect("application error codes are small")
-}
-
-/// The receipt of `record` before the engine saw it (fields as the engine fills them).
-pub fn receipt_template(record: RecordRef<'_>, rx_ns: u64) -> Receipt {
-    let kind = record.kind();
-    let (client_id, nonce, seq) = match record {
-        RecordRef::Intent(i) => (i.fixed.client_id.get(), i.fixed.nonce.get(), 0),
-        RecordRef::Bid(b) => (b.client_id.get(), b.nonce.get(), 0),
-        RecordRef::Cancel(c) => {
-            if c.mode == CANCEL_BY_NONCE {
-                (c.client_id.get(), c.target.get(), 0)
-            } else {
-                (c.client_id.get(), 0, c.target.get())
-            }
-        }
-        RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => {
-            (0, 0, 0)
-        }
-    };
-    Receipt { client_id, nonce, seq, window_id: 0, rx_ns, status: Ok(()), for_kind: Some(kind) }
 }
 
 impl Server {
@@ -821,7 +800,7 @@ pub fn handle_frame(
         for r in ahead {
             admit.prefetch(r);
         }
-        let mut receipt = receipt_template(record, rx_ns);
+        let mut receipt = Receipt::for_record(record, rx_ns);
         let refusal = match client_id {
             None => {
                 counters.records_unauthorized_total += 1;
@@ -862,7 +841,7 @@ impl<A: Admit> Admit for RefuseOverloaded<'_, A> {
     }
 
     fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
-        let mut receipt = receipt_template(record, rx_ns);
+        let mut receipt = Receipt::for_record(record, rx_ns);
         receipt.status = Err(Reason::Overloaded);
         self.inner.refused(&receipt);
         self.refused += 1;

@@ -32,7 +32,7 @@ impl Admit for ToyEngine {
 
     fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
         assert!(self.ready(), "a record admitted while the engine is busy");
-        let mut r = crate::receipt_template(record, rx_ns);
+        let mut r = fpn_wire::Receipt::for_record(record, rx_ns);
         match record {
             RecordRef::Intent(i) => match i.validate() {
                 Ok(()) => {

@@ -7,7 +7,6 @@ use fpn_wire::{CANCEL_BY_NONCE, Reason, Receipt, RecordRef, decode_frame, valida
 use crate::batch::IntentMeta;
 use crate::clock::WindowClose;
 use crate::dedup::Dedup;
-use crate::engine::receipt_template;
 use crate::shard::ShardConfig;
 use crate::shard::msg::{BookCancel, IntakeSink, IntentMsg, ToBuilder, ToMerger};
 use crate::shard::route::{Route, Router};
@@ -214,7 +213,7 @@ impl IntakeCore {
         sink: &mut impl IntakeSink,
     ) -> Option<Receipt> {
         let _ = now_ns;
-        let mut receipt = receipt_template(record, rx_ns);
+        let mut receipt = Receipt::for_record(record, rx_ns);
         // The engine refuses everything while its window is full, before validation.
         if self.has_pending() || self.wants_close() {
             receipt.status = Err(Reason::Overloaded);
@@ -251,9 +250,6 @@ impl IntakeCore {
                 return match validate_cancel(c) {
                     Err(reason) => {
                         receipt.status = Err(reason);
-                        if !by_nonce {
-                            receipt.seq = target;
-                        }
                         Some(receipt)
                     }
                     Ok(()) => self.cancel(by_nonce, client_id, target, receipt, sink),
@@ -379,7 +375,6 @@ impl IntakeCore {
                     if a.cancelled || a.client_id != client_id {
                         // Not in the book either (the book holds closed windows' bids only).
                         receipt.status = Err(Reason::NotFound);
-                        receipt.seq = target;
                         return Some(receipt);
                     }
                     Some((k, target))
@@ -399,9 +394,6 @@ impl IntakeCore {
             };
             if !sent {
                 receipt.status = Err(Reason::Overloaded);
-                if !by_nonce {
-                    receipt.seq = target;
-                }
                 return Some(receipt);
             }
             self.arrivals[k].cancelled = true;
@@ -417,7 +409,6 @@ impl IntakeCore {
         if own_future {
             // Not handed out yet, so neither open nor in the book.
             receipt.status = Err(Reason::NotFound);
-            receipt.seq = target;
             return Some(receipt);
         }
         // Below this intake's open window: a closed window's record. (For another intake's
@@ -430,9 +421,6 @@ impl IntakeCore {
         if sink.to_merger(msg).is_err() {
             receipt.status = Err(Reason::Overloaded);
             receipt.window_id = 0;
-            if !by_nonce {
-                receipt.seq = target;
-            }
             return Some(receipt);
         }
         None

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use fpn_wire::{Reason, Receipt, decode_frame};
 
 use crate::clock::{WindowClock, WindowClose};
-use crate::engine::{WindowResult, receipt_template};
+use crate::engine::WindowResult;
 use crate::shard::builder::BuilderShard;
 use crate::shard::intake::IntakeCore;
 use crate::shard::merger::{Merger, MergerOutput};
@@ -223,7 +223,7 @@ impl Pipeline {
     /// full. `Err`: the frame was refused whole.
     pub fn submit(&mut self, now_ns: u64, rx_ns: u64, frame: &[u8]) -> Result<(), Reason> {
         let first = decode_frame(frame)?.next();
-        let i = first.map_or(0, |r| self.intake_of(receipt_template(r, rx_ns).client_id));
+        let i = first.map_or(0, |r| self.intake_of(Receipt::for_record(r, rx_ns).client_id));
         let mut q =
             IntakeQueues { intake: i, to_builder: &mut self.to_builder, to_merger: &mut self.to_merger[i] };
         let intake = &mut self.intakes[i];

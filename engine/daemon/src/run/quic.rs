@@ -170,7 +170,7 @@ impl Admit for QuicAdmit<'_, '_> {
 
     fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
         if self.draining {
-            let mut r = fpn_quic::receipt_template(record, rx_ns);
+            let mut r = fpn_wire::Receipt::for_record(record, rx_ns);
             r.status = Err(Reason::ShuttingDown);
             self.counters.count(r.status);
             return Some(r);

@@ -1,3 +1,4 @@
 mod docs;
 mod examples;
 mod props;
+mod receipt;
