@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-use fpn_engine::build::radix_sort_u64;
+use fpn_engine::select::radix_sort_u64;
 use fpn_engine::sim::{UniformParams, random_batch_uniform};
 use fpn_engine::{
     Block, BlockBuilder, BuilderKind, FeeRate, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig,

@@ -17,11 +17,11 @@
 
 use crate::amount::FeeRate;
 use crate::batch::{IntentBatch, IntentMeta};
-use crate::build::{
+use crate::pace::{Pace, Unpaced, run_unpaced};
+use crate::select::{
     BoundParts, BuilderKind, FifoCore, GreedyCore, ImprovedConfig, ImprovedCore, ImprovedStats, KeyIndex,
     Selection, order_key,
 };
-use crate::pace::{Pace, Unpaced, run_unpaced};
 
 /// One intent of a published block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -318,7 +318,7 @@ impl Packer {
         // Profit descending, then index (= seq) ascending; `sort_unstable` does not allocate.
         self.merge_order.sort_unstable();
         for &key in &self.merge_order {
-            let i = (key & crate::build::ORDER_INDEX_MASK) as usize;
+            let i = (key & crate::select::ORDER_INDEX_MASK) as usize;
             let ids = self.index.ids(i);
             if ids.iter().all(|&r| !self.merge_taken[r as usize]) {
                 for &r in ids {

@@ -25,8 +25,8 @@ use thiserror::Error;
 
 use crate::amount::FeeRate;
 use crate::auction::{AuctionRules, Bid, Book, Clearing, RulesError};
-use crate::build::{BuilderKind, ImprovedConfig};
 use crate::economics::{Block, Packer};
+use crate::select::{BuilderKind, ImprovedConfig};
 use crate::window::{CloseReason, ClosedWindow, Window, WindowConfig, WindowConfigError};
 
 /// Everything the engine core needs, validated by [`Engine::new`].

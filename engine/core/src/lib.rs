@@ -8,13 +8,13 @@
 pub mod amount;
 pub mod auction;
 pub mod batch;
-pub mod build;
 pub mod clock;
 pub mod dedup;
 pub mod economics;
 pub mod engine;
 pub mod mem;
 pub mod pace;
+pub mod select;
 pub mod shard;
 pub mod sim;
 pub mod window;
@@ -24,15 +24,15 @@ pub use auction::{
     AuctionRules, Bid, BidOrder, Book, BookSnapshot, Clearing, ParseRuleError, Pricing, RulesError, Winner,
 };
 pub use batch::{BatchFull, IntentBatch, IntentMeta};
-pub use build::{
-    BlockBuilder, BuilderKind, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig, ImprovedStats,
-    KeyIndex, ParseBuilderKindError, Selection,
-};
 pub use dedup::{Dedup, DedupEntry};
 pub use economics::{Block, BlockEntry, BuilderOutcome, Comparison, Packer};
 pub use engine::{Engine, EngineConfig, EngineConfigError, EngineCounters, WindowResult, WindowSummary};
 pub use mem::prefetch_frame;
 pub use pace::{EveryPoint, Pace, Unpaced, run_to_completion, run_unpaced, yield_once};
+pub use select::{
+    BlockBuilder, BuilderKind, FifoBuilder, GreedyBuilder, ImprovedBuilder, ImprovedConfig, ImprovedStats,
+    KeyIndex, ParseBuilderKindError, Selection,
+};
 pub use shard::{
     BuildWorker, BuilderShard, IntakeCore, Merger, MergerOutput, Pipeline, PipelineConfig, ShardConfig,
     ShardConfigError, ShardWindow, WindowClock, WindowClose,

@@ -119,7 +119,7 @@ fn check_common(
     if profit_max == 0 || profit_max > MAX_AMOUNT {
         return Err(SimParamsError::ProfitMax(profit_max));
     }
-    if intents > crate::build::RECORDS_MAX_LIMIT {
+    if intents > crate::select::RECORDS_MAX_LIMIT {
         return Err(SimParamsError::Intents(intents));
     }
     Ok(())

@@ -232,11 +232,11 @@ impl Placement {
             })
         };
         assert_eq!(thread(Role::Intake, 0), 0, "the intake must be on the first allowed CPU");
-        assert_eq!(thread(Role::Auction, 0), 1, "the auction must be on the second allowed CPU");
+        assert_eq!(thread(Role::Merger, 0), 1, "the auction must be on the second allowed CPU");
         let c = settings.shard_config();
         Placement {
             shards: (0..c.shards_n).map(|k| thread(Role::Builder, k)).collect(),
-            workers: (0..c.shards_n * c.workers_per_shard).map(|i| thread(Role::Build, i)).collect(),
+            workers: (0..c.shards_n * c.workers_per_shard).map(|i| thread(Role::BuildWorker, i)).collect(),
         }
     }
 }

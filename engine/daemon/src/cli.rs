@@ -29,7 +29,7 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
 
-    /// Sets any key, e.g. --set window.window_ms=10 (repeatable; a later one wins;
+    /// Sets any key, e.g. --set window.duration_ms=10 (repeatable; a later one wins;
     /// the dedicated flags above win over --set).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -88,7 +88,7 @@ mod tests {
             "--set",
             "engine.profile=test",
             "--set",
-            "window.window_ms=5",
+            "window.duration_ms=5",
             "--data-dir",
             "/d",
         ]);
@@ -96,7 +96,7 @@ mod tests {
             cli.flags(),
             vec![
                 Flag::Set("engine.profile=test".into()),
-                Flag::Set("window.window_ms=5".into()),
+                Flag::Set("window.duration_ms=5".into()),
                 Flag::Key { flag: "--data-dir", key: "engine.data_dir", value: "/d".into() },
                 Flag::Key { flag: "--profile", key: "engine.profile", value: "tuned".into() },
             ]

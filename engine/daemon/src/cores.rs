@@ -23,9 +23,9 @@ pub enum Role {
     /// Collects a window's records and builds its block.
     Builder,
     /// Build workers: build whole windows a builder shard hands them, in parallel with it.
-    Build,
-    /// Clears the window's auction once the block is built.
-    Auction,
+    BuildWorker,
+    /// The merger: joins the shards' blocks into the window's block and clears the auction.
+    Merger,
     /// Proves finished blocks, off the latency path.
     Prover,
     /// Writes receipts and blocks to disk.
@@ -35,15 +35,22 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 7] =
-        [Role::Intake, Role::Builder, Role::Build, Role::Auction, Role::Prover, Role::Journal, Role::Admin];
+    pub const ALL: [Role; 7] = [
+        Role::Intake,
+        Role::Builder,
+        Role::BuildWorker,
+        Role::Merger,
+        Role::Prover,
+        Role::Journal,
+        Role::Admin,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Role::Intake => "intake",
             Role::Builder => "builder",
-            Role::Build => "build",
-            Role::Auction => "auction",
+            Role::BuildWorker => "build_worker",
+            Role::Merger => "merger",
             Role::Prover => "prover",
             Role::Journal => "journal",
             Role::Admin => "admin",
@@ -51,9 +58,9 @@ impl Role {
     }
 
     /// The roles on every window's latency path: a record is not in a block, and a bid not
-    /// cleared, until intake, builder (or a build worker) and auction have run.
+    /// cleared, until intake, builder (or a build worker) and merger have run.
     pub const fn is_hot(self) -> bool {
-        matches!(self, Role::Intake | Role::Builder | Role::Build | Role::Auction)
+        matches!(self, Role::Intake | Role::Builder | Role::BuildWorker | Role::Merger)
     }
 }
 
@@ -69,8 +76,8 @@ impl fmt::Display for Role {
 pub struct PerRole<T> {
     pub intake: T,
     pub builder: T,
-    pub build: T,
-    pub auction: T,
+    pub build_worker: T,
+    pub merger: T,
     pub prover: T,
     pub journal: T,
     pub admin: T,
@@ -81,8 +88,8 @@ impl<T> PerRole<T> {
         PerRole {
             intake: f(Role::Intake),
             builder: f(Role::Builder),
-            build: f(Role::Build),
-            auction: f(Role::Auction),
+            build_worker: f(Role::BuildWorker),
+            merger: f(Role::Merger),
             prover: f(Role::Prover),
             journal: f(Role::Journal),
             admin: f(Role::Admin),
@@ -93,8 +100,8 @@ impl<T> PerRole<T> {
         match role {
             Role::Intake => &self.intake,
             Role::Builder => &self.builder,
-            Role::Build => &self.build,
-            Role::Auction => &self.auction,
+            Role::BuildWorker => &self.build_worker,
+            Role::Merger => &self.merger,
             Role::Prover => &self.prover,
             Role::Journal => &self.journal,
             Role::Admin => &self.admin,
@@ -157,12 +164,12 @@ impl fmt::Display for CpuSet {
 ///
 /// `default` and `test` use at most two CPUs, whatever the host has:
 /// the first allowed CPU runs intake and builder (the record path, joined by one SPSC ring),
-/// the second runs the build workers, auction, prover, journal and admin; with two or more
+/// the second runs the build workers, merger, prover, journal and admin; with two or more
 /// build workers the list is `[second, first]`, so that each shard's worker 0 has the second
 /// CPU and its overflow worker the first. On one CPU everything shares it.
 ///
 /// `tuned` gives every hot role its own CPU when the host has at least four:
-/// intake on the first, `min(shards, cpus - 3)` builder CPUs after it, then auction, then one
+/// intake on the first, `min(shards, cpus - 3)` builder CPUs after it, then the merger, then one
 /// CPU shared by prover, journal and admin; the build workers get the CPUs left after that
 /// (up to one per worker), or share that last CPU when none is left. With fewer than four
 /// CPUs it falls back to the two-CPU map above.
@@ -180,8 +187,8 @@ pub fn default_lists(profile: Profile, cpus: &CpuSet, shards: usize, workers: us
         return PerRole {
             intake: vec![ids[0]],
             builder: ids[1..1 + k].to_vec(),
-            build,
-            auction: vec![ids[1 + k]],
+            build_worker: build,
+            merger: vec![ids[1 + k]],
             prover: vec![rest],
             journal: vec![rest],
             admin: vec![rest],
@@ -198,8 +205,8 @@ pub fn default_lists(profile: Profile, cpus: &CpuSet, shards: usize, workers: us
     PerRole {
         intake: vec![first],
         builder: vec![first],
-        build,
-        auction: vec![second],
+        build_worker: build,
+        merger: vec![second],
         prover: vec![second],
         journal: vec![second],
         admin: vec![second],
@@ -299,8 +306,8 @@ mod tests {
         PerRole {
             intake,
             builder: shards,
-            build: 2 * shards,
-            auction: 1,
+            build_worker: 2 * shards,
+            merger: 1,
             prover: provers,
             journal: 1,
             admin: 1,
@@ -333,13 +340,13 @@ mod tests {
                 vec![
                     CpuPlan {
                         cpu: 0,
-                        roles: vec![ri(Role::Intake, 0), ri(Role::Builder, 0), ri(Role::Build, 1)]
+                        roles: vec![ri(Role::Intake, 0), ri(Role::Builder, 0), ri(Role::BuildWorker, 1)]
                     },
                     CpuPlan {
                         cpu: 1,
                         roles: vec![
-                            ri(Role::Build, 0),
-                            ri(Role::Auction, 0),
+                            ri(Role::BuildWorker, 0),
+                            ri(Role::Merger, 0),
                             ri(Role::Prover, 0),
                             ri(Role::Journal, 0),
                             ri(Role::Admin, 0)
@@ -368,26 +375,26 @@ mod tests {
         let lists = default_lists(Profile::Tuned, &cpus, 4, 1);
         assert_eq!(lists.intake, vec![0]);
         assert_eq!(lists.builder, vec![1, 2, 3, 4]);
-        assert_eq!(lists.auction, vec![5]);
+        assert_eq!(lists.merger, vec![5]);
         assert_eq!(lists.prover, vec![6]);
-        assert_eq!(lists.build, vec![7]);
+        assert_eq!(lists.build_worker, vec![7]);
         let mut one_worker_each = counts(1, 4, 1);
-        one_worker_each.build = 4;
+        one_worker_each.build_worker = 4;
         let map = CoreMap::resolve(&lists, &one_worker_each);
         for shard in 0..4 {
             assert_eq!(map.cpu_of(Role::Builder, shard), Some(1 + shard));
             assert!(map.neighbours(ri(Role::Builder, shard)).is_empty());
         }
-        assert!(map.neighbours(ri(Role::Auction, 0)).is_empty());
+        assert!(map.neighbours(ri(Role::Merger, 0)).is_empty());
         assert_eq!(map.neighbours(ri(Role::Journal, 0)), vec![ri(Role::Prover, 0), ri(Role::Admin, 0)]);
         // The four shards' build workers share the one CPU left, 7.
         assert_eq!(map.plans.len(), 8);
-        assert_eq!(map.plans[7].roles, (0..4).map(|i| ri(Role::Build, i)).collect::<Vec<_>>());
+        assert_eq!(map.plans[7].roles, (0..4).map(|i| ri(Role::BuildWorker, i)).collect::<Vec<_>>());
 
         // More shards than spare CPUs: builders get cpus 1..=5, shards wrap round-robin.
         let lists = default_lists(Profile::Tuned, &cpus, 8, 1);
         assert_eq!(lists.builder, vec![1, 2, 3, 4, 5]);
-        assert_eq!(lists.build, vec![7], "no CPU left: with prover, journal and admin");
+        assert_eq!(lists.build_worker, vec![7], "no CPU left: with prover, journal and admin");
         let map = CoreMap::resolve(&lists, &counts(1, 8, 1));
         assert_eq!(map.cpu_of(Role::Builder, 5), Some(1));
         assert_eq!(map.cpu_of(Role::Builder, 7), Some(3));
@@ -398,15 +405,15 @@ mod tests {
         let lists = PerRole {
             intake: vec![0, 1],
             builder: vec![2, 3],
-            build: vec![4],
-            auction: vec![4],
+            build_worker: vec![4],
+            merger: vec![4],
             prover: vec![5],
             journal: vec![5],
             admin: vec![5],
         };
         let mut c = counts(2, 5, 0);
         c.admin = 0;
-        c.build = 0;
+        c.build_worker = 0;
         let map = CoreMap::resolve(&lists, &c);
         assert_eq!(map.instances(Role::Intake), 2);
         assert_eq!(map.instances(Role::Builder), 5);

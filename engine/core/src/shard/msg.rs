@@ -7,8 +7,8 @@
 use fpn_wire::Receipt;
 
 use crate::batch::{IntentBatch, IntentMeta};
-use crate::build::BoundParts;
 use crate::clock::WindowClose;
+use crate::select::BoundParts;
 use crate::window::{KEYS_PER_INTENT_MAX, PendingBid};
 
 /// A queue refused a value because it is full; the value is handed back.

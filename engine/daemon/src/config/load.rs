@@ -1,7 +1,7 @@
 //! The layered loader: defaults < file < `FPN_*` environment < flags.
 //!
 //! Every layer above the defaults is first flattened into dotted key paths
-//! (`window.window_ms`) and type-checked against the key list, which is the set of leaves of
+//! (`window.duration_ms`) and type-checked against the key list, which is the set of leaves of
 //! the serialized defaults. So the env variable names, the `--set` keys and the file keys can
 //! never drift from the [`Config`] struct. Then the defaults for the resulting
 //! [`DefaultsBasis`] are built, the layers are laid over them, and the result is validated.
@@ -138,7 +138,7 @@ pub fn key_paths() -> Vec<String> {
 }
 
 /// The environment variable for a key: `FPN_` then the path upper-cased with `.` as `_`.
-/// `window.window_ms` is `FPN_WINDOW_WINDOW_MS`. Section names hold no `_`, so the mapping
+/// `window.duration_ms` is `FPN_WINDOW_DURATION_MS`. Section names hold no `_`, so the mapping
 /// is one-to-one.
 pub fn env_var_name(key: &str) -> String {
     format!("FPN_{}", key.replace('.', "_").to_ascii_uppercase())
@@ -368,7 +368,7 @@ pub fn load(inputs: &Inputs, cpus: &CpuSet) -> Result<Loaded, ConfigErrors> {
                 None => errors.push(ConfigError::Unknown {
                     what: format!("--set {text:?} has no `=`"),
                     origin: Origin::Flag("--set".into()),
-                    hint: "write --set section.key=value, e.g. --set window.window_ms=10".into(),
+                    hint: "write --set section.key=value, e.g. --set window.duration_ms=10".into(),
                 }),
             },
             Flag::Key { flag, key, value } => {

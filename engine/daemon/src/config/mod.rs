@@ -83,7 +83,7 @@ impl LockMemory {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSection {
-    pub window_ms: u64,
+    pub duration_ms: u64,
     pub records_max: u64,
     /// Resource keys across all records of one window. Defaults to `records_max * 8`.
     pub keys_max: u64,
@@ -97,7 +97,7 @@ pub struct BuilderSection {
     /// `improved`, `greedy` or `fifo`.
     pub kind: String,
     pub shards: u64,
-    /// Build workers per shard (`cores.build`).
+    /// Build workers per shard (`cores.build_worker`).
     pub workers: u64,
     pub local_search_steps_max: u64,
     pub exact_intents_max: u64,
@@ -202,18 +202,18 @@ impl Profile {
     /// The idle strategy of `role` under this profile.
     pub const fn idle(self, role: Role) -> &'static str {
         match (self, role) {
-            (Profile::Tuned, Role::Intake | Role::Builder | Role::Auction) => "spin",
+            (Profile::Tuned, Role::Intake | Role::Builder | Role::Merger) => "spin",
             // A build worker shares its CPU with parking roles; it spins through the gap
             // between two windows it builds in a row, and parks when windows stop coming.
-            (Profile::Tuned | Profile::Default, Role::Build) => "spin-then-park:50us:200us",
+            (Profile::Tuned | Profile::Default, Role::BuildWorker) => "spin-then-park:50us:200us",
             (Profile::Tuned, Role::Journal) => "spin-then-park:50us:500us",
             // The intake keeps spinning through the gaps of a steady load (a datagram every
             // 160 µs at 100 k records/s): receipt p50 20 µs instead of 204 µs, and the same
             // parks once quiet for 2 ms (BENCHMARKS.md, "After the fixes").
             (Profile::Default, Role::Intake) => "spin-then-park:2ms:200us",
-            (Profile::Default, Role::Builder | Role::Auction) => "spin-then-park:50us:200us",
+            (Profile::Default, Role::Builder | Role::Merger) => "spin-then-park:50us:200us",
             (Profile::Default, Role::Journal) => "park:1ms",
-            (Profile::Test, Role::Intake | Role::Builder | Role::Build | Role::Auction) => "park:200us",
+            (Profile::Test, Role::Intake | Role::Builder | Role::BuildWorker | Role::Merger) => "park:200us",
             (Profile::Test, Role::Journal) => "park:1ms",
             // The prover's dispatcher hands out proofs that take a second: reacting within
             // 10 ms costs nothing, polling every 1 ms cost 4-10 % of a CPU on an idle daemon
@@ -273,7 +273,7 @@ impl Config {
                 lock_memory: LockMemory::Try.as_str().into(),
             },
             window: WindowSection {
-                window_ms: 20,
+                duration_ms: 20,
                 records_max: basis.records_max,
                 keys_max: basis.records_max.saturating_mul(KEYS_PER_RECORD_DEFAULT),
                 bids_max: 65_536,

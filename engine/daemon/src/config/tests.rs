@@ -69,22 +69,22 @@ fn no_inputs_give_the_documented_defaults() {
 
 #[test]
 fn each_layer_overrides_the_one_below() {
-    let key = "window.window_ms";
-    let f = file("[window]\nwindow_ms = 30\n");
-    let e = env(&[("FPN_WINDOW_WINDOW_MS", "40")]);
-    let s = sets(&["window.window_ms=50"]);
+    let key = "window.duration_ms";
+    let f = file("[window]\nduration_ms = 30\n");
+    let e = env(&[("FPN_WINDOW_DURATION_MS", "40")]);
+    let s = sets(&["window.duration_ms=50"]);
 
     let cases = [
         (None, vec![], vec![], 20, Origin::Default),
         (f.clone(), vec![], vec![], 30, Origin::File("test.toml".into())),
-        (f.clone(), e.clone(), vec![], 40, Origin::Env("FPN_WINDOW_WINDOW_MS".into())),
-        (None, e.clone(), vec![], 40, Origin::Env("FPN_WINDOW_WINDOW_MS".into())),
+        (f.clone(), e.clone(), vec![], 40, Origin::Env("FPN_WINDOW_DURATION_MS".into())),
+        (None, e.clone(), vec![], 40, Origin::Env("FPN_WINDOW_DURATION_MS".into())),
         (f.clone(), e.clone(), s.clone(), 50, Origin::Flag("--set".into())),
         (f.clone(), vec![], s.clone(), 50, Origin::Flag("--set".into())),
     ];
     for (file, env, flags, want_ms, want_origin) in cases {
         let loaded = ok(Inputs { file, env, flags });
-        assert_eq!(loaded.config.window.window_ms, want_ms);
+        assert_eq!(loaded.config.window.duration_ms, want_ms);
         assert_eq!(loaded.settings.window.window_ns, want_ms * 1_000_000);
         assert_eq!(loaded.origins[key], want_origin);
     }
@@ -95,8 +95,8 @@ fn dedicated_flags_win_over_set_and_later_set_wins() {
     let flags = vec![
         Flag::Set("engine.data_dir=/a".into()),
         Flag::Key { flag: "--data-dir", key: "engine.data_dir", value: "/b".into() },
-        Flag::Set("window.window_ms=7".into()),
-        Flag::Set("window.window_ms=8".into()),
+        Flag::Set("window.duration_ms=7".into()),
+        Flag::Set("window.duration_ms=8".into()),
     ];
     let loaded = ok(Inputs { flags, ..Inputs::default() });
     assert_eq!(loaded.settings.data_dir, PathBuf::from("/b"));
@@ -140,7 +140,7 @@ fn every_value_type_parses_from_env_and_flags() {
 fn profile_sets_idle_defaults_but_explicit_keys_win() {
     let tuned = ok(Inputs { flags: sets(&["engine.profile=tuned"]), ..Inputs::default() });
     assert_eq!(*tuned.settings.idle.get(Role::Intake), IdleStrategy::Spin);
-    assert_eq!(*tuned.settings.idle.get(Role::Auction), IdleStrategy::Spin);
+    assert_eq!(*tuned.settings.idle.get(Role::Merger), IdleStrategy::Spin);
     assert!(!crate::idle::spins_forever(*tuned.settings.idle.get(Role::Prover)));
     // On two CPUs tuned falls back to the shared map, so the spinning roles share CPUs.
     assert!(!tuned.warnings.is_empty());
@@ -175,10 +175,10 @@ fn tuned_profile_on_eight_cpus_gives_hot_roles_their_own_cpus() {
             CpuPlan { cpu: 0, roles: vec![ri(Role::Intake, 0)] },
             CpuPlan { cpu: 1, roles: vec![ri(Role::Builder, 0)] },
             CpuPlan { cpu: 2, roles: vec![ri(Role::Builder, 1)] },
-            CpuPlan { cpu: 3, roles: vec![ri(Role::Auction, 0)] },
+            CpuPlan { cpu: 3, roles: vec![ri(Role::Merger, 0)] },
             CpuPlan { cpu: 4, roles: vec![ri(Role::Prover, 0), ri(Role::Journal, 0), ri(Role::Admin, 0)] },
-            CpuPlan { cpu: 5, roles: vec![ri(Role::Build, 0)] },
-            CpuPlan { cpu: 6, roles: vec![ri(Role::Build, 1)] },
+            CpuPlan { cpu: 5, roles: vec![ri(Role::BuildWorker, 0)] },
+            CpuPlan { cpu: 6, roles: vec![ri(Role::BuildWorker, 1)] },
         ]
     );
 }
@@ -192,11 +192,11 @@ fn core_map_on_one_and_two_cpus() {
     let two = load(&Inputs::default(), &cpus(2)).unwrap();
     assert_eq!(
         two.settings.core_map.to_string(),
-        "cpu 0: intake#0 builder#0 build#1\ncpu 1: build#0 auction#0 prover#0 journal#0 admin#0\n"
+        "cpu 0: intake#0 builder#0 build_worker#1\ncpu 1: build_worker#0 merger#0 prover#0 journal#0 admin#0\n"
     );
 
     // The 2-CPU defaults name cpu 1, which a 1-CPU host lacks; an explicit list is checked.
-    let err = load(&Inputs { flags: sets(&["cores.auction=1"]), ..Inputs::default() }, &cpus(1)).unwrap_err();
+    let err = load(&Inputs { flags: sets(&["cores.merger=1"]), ..Inputs::default() }, &cpus(1)).unwrap_err();
     assert_eq!(err.0.len(), 1);
     assert!(err.0[0].to_string().contains("cpu 1 is not in this process's allowed CPUs {0}"));
 }
@@ -226,8 +226,8 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
             "engine.lock_memory=yes",
             r#"engine.lock_memory = "yes" (flag --set): must be one of "off", "try", "on""#,
         ),
-        ("window.window_ms=0", "window.window_ms = 0 (flag --set): must be in 1..=1000"),
-        ("window.window_ms=1001", "window.window_ms = 1001 (flag --set): must be in 1..=1000"),
+        ("window.duration_ms=0", "window.duration_ms = 0 (flag --set): must be in 1..=1000"),
+        ("window.duration_ms=1001", "window.duration_ms = 1001 (flag --set): must be in 1..=1000"),
         ("window.records_max=0", "window.records_max = 0 (flag --set): must be in 1..=1048576"),
         ("window.records_max=1048577", "must be in 1..=1048576"),
         ("window.keys_max=0", "window.keys_max = 0 (flag --set): must be in 1..=67108864"),
@@ -276,10 +276,7 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
             "cores.prover = [5] (flag --set): cpu 5 is not in this process's allowed CPUs {0, 1}",
         ),
         ("cores.builder=0,1", "cores.builder = [0, 1] (flag --set): lists 2 CPUs but builder.shards = 1"),
-        (
-            "cores.auction=0,1",
-            "cores.auction = [0, 1] (flag --set): lists 2 CPUs; auction runs as one thread",
-        ),
+        ("cores.merger=0,1", "cores.merger = [0, 1] (flag --set): lists 2 CPUs; merger runs as one thread"),
         (
             "cores.journal=0,1",
             "cores.journal = [0, 1] (flag --set): lists 2 CPUs; journal runs as one thread",
@@ -311,10 +308,10 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
         ),
         // Type errors, found before validation.
         (
-            "window.window_ms=20ms",
-            r#"window.window_ms = "20ms" (flag --set): expected a non-negative integer"#,
+            "window.duration_ms=20ms",
+            r#"window.duration_ms = "20ms" (flag --set): expected a non-negative integer"#,
         ),
-        ("window.window_ms=-1", "expected a non-negative integer"),
+        ("window.duration_ms=-1", "expected a non-negative integer"),
         ("admin.enabled=yes", r#"admin.enabled = "yes" (flag --set): expected true or false"#),
         ("cores.builder=0,x", r#"cores.builder = "0,x" (flag --set): expected a list of CPU ids"#),
     ];
@@ -405,19 +402,19 @@ fn fee_rate_edge_cases() {
 #[test]
 fn unknown_names_in_every_layer_are_errors() {
     let errs = errors(Inputs {
-        file: file("top = 1\n[windw]\nwindow_ms = 5\n[window]\nwindow_mss = 5\n[cores.extra]\nx = 1\n"),
-        env: env(&[("FPN_WINDOW_WINDOW_MX", "3"), ("FPN_NOPE", "1"), ("FPNX_OTHER", "ignored")]),
-        flags: sets(&["windw.window_ms=3", "window.window_ms"]),
+        file: file("top = 1\n[windw]\nduration_ms = 5\n[window]\nduration_mss = 5\n[cores.extra]\nx = 1\n"),
+        env: env(&[("FPN_WINDOW_DURATION_MX", "3"), ("FPN_NOPE", "1"), ("FPNX_OTHER", "ignored")]),
+        flags: sets(&["windw.duration_ms=3", "window.duration_ms"]),
     });
     let want = [
         "unknown key `cores.extra` (file test.toml)",
         "unknown section [windw] (file test.toml): did you mean window?",
         "unknown key `top` (file test.toml): keys belong in a section",
-        "unknown key `window.window_mss` (file test.toml): did you mean window.window_ms?",
+        "unknown key `window.duration_mss` (file test.toml): did you mean window.duration_ms?",
         "unknown variable (env FPN_NOPE)",
-        "unknown variable (env FPN_WINDOW_WINDOW_MX): did you mean FPN_WINDOW_WINDOW_MS?",
-        "unknown key `windw.window_ms` (flag --set): did you mean window.window_ms?",
-        "--set \"window.window_ms\" has no `=` (flag --set)",
+        "unknown variable (env FPN_WINDOW_DURATION_MX): did you mean FPN_WINDOW_DURATION_MS?",
+        "unknown key `windw.duration_ms` (flag --set): did you mean window.duration_ms?",
+        "--set \"window.duration_ms\" has no `=` (flag --set)",
     ];
     assert_eq!(errs.len(), want.len(), "{errs:#?}");
     for w in want {
@@ -429,7 +426,7 @@ fn unknown_names_in_every_layer_are_errors() {
 fn all_errors_are_collected_across_layers() {
     let errs = errors(Inputs {
         file: file("[builder]\nfee_rate = \"1.5\"\nshards = 0\n"),
-        env: env(&[("FPN_WINDOW_WINDOW_MS", "0")]),
+        env: env(&[("FPN_WINDOW_DURATION_MS", "0")]),
         flags: sets(&["rings.capacity=3"]),
     });
     assert_eq!(errs.len(), 4, "{errs:#?}");
@@ -450,7 +447,7 @@ fn printed_config_loads_back_to_the_same_config() {
         ..Inputs::default()
     });
     let text = first.to_toml();
-    assert!(text.contains("#   cpu 0: intake#0 builder#0 build#1\n"), "{text}");
+    assert!(text.contains("#   cpu 0: intake#0 builder#0 build_worker#1\n"), "{text}");
     assert!(text.contains("#   builder.fee_rate (flag --set)\n"), "{text}");
     let second = ok(Inputs { file: file(&text), ..Inputs::default() });
     assert_eq!(second.config, first.config);
@@ -462,7 +459,7 @@ fn env_names_are_one_to_one_with_keys() {
     let keys = key_paths();
     let names: std::collections::BTreeSet<String> = keys.iter().map(|k| env_var_name(k)).collect();
     assert_eq!(names.len(), keys.len());
-    assert_eq!(env_var_name("window.window_ms"), "FPN_WINDOW_WINDOW_MS");
+    assert_eq!(env_var_name("window.duration_ms"), "FPN_WINDOW_DURATION_MS");
     for key in &keys {
         let (section, _) = key.split_once('.').unwrap();
         assert!(!section.contains('_'), "section {section} would make env names ambiguous");

@@ -137,7 +137,7 @@ pub struct QuicSettings {
     pub rx_timestamps: RxTimestamps,
 }
 
-pub const WINDOW_MS_MAX: u64 = 1_000;
+pub const DURATION_MS_MAX: u64 = 1_000;
 pub const RECORDS_MAX_MAX: u64 = 1 << 20;
 pub const KEYS_MAX_MAX: u64 = 1 << 26;
 pub const BIDS_MAX_MAX: u64 = 1 << 20;
@@ -340,7 +340,7 @@ pub(crate) fn validate(
 
     let w = &config.window;
     let window = WindowSettings {
-        window_ns: c.range("window.window_ms", w.window_ms, 1, WINDOW_MS_MAX) * NS_PER_MS,
+        window_ns: c.range("window.duration_ms", w.duration_ms, 1, DURATION_MS_MAX) * NS_PER_MS,
         records_max: c.size("window.records_max", w.records_max, 1, RECORDS_MAX_MAX),
         keys_max: c.size("window.keys_max", w.keys_max, 1, KEYS_MAX_MAX),
         bids_max: c.size("window.bids_max", w.bids_max, 1, BIDS_MAX_MAX),
@@ -494,7 +494,11 @@ pub(crate) fn validate(
     }
     let mut spread = vec![(Role::Builder, "builder.shards", builder.shards)];
     if builder.workers > 0 {
-        spread.push((Role::Build, "builder.shards × builder.workers", builder.shards * builder.workers));
+        spread.push((
+            Role::BuildWorker,
+            "builder.shards × builder.workers",
+            builder.shards * builder.workers,
+        ));
     }
     if prover.enabled {
         spread.push((Role::Prover, "prover.workers", prover.workers));
@@ -514,7 +518,7 @@ pub(crate) fn validate(
             );
         }
     }
-    for role in [Role::Auction, Role::Journal, Role::Admin] {
+    for role in [Role::Merger, Role::Journal, Role::Admin] {
         let list = lists.get(role);
         if list.len() > 1 {
             lists_ok = false;
@@ -533,8 +537,8 @@ pub(crate) fn validate(
     let counts = PerRole {
         intake: lists.intake.len(),
         builder: builder.shards,
-        build: builder.shards * builder.workers,
-        auction: 1,
+        build_worker: builder.shards * builder.workers,
+        merger: 1,
         prover: if prover.enabled { prover.workers } else { 0 },
         journal: 1,
         admin: usize::from(admin.enabled),

@@ -348,9 +348,9 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
             core: BuildWorker::new(&shard_config),
             input,
             out,
-            kit: kit(&name, Role::Build, beats.next().expect("one beat per role")),
+            kit: kit(&name, Role::BuildWorker, beats.next().expect("one beat per role")),
         };
-        states.push((Role::Build, i, RoleState::Build(Box::new(role))));
+        states.push((Role::BuildWorker, i, RoleState::Build(Box::new(role))));
     }
     let merger = MergerRole {
         core: Merger::new(&shard_config, first_window_id),
@@ -374,9 +374,9 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
             buffers_allocated_total: 0,
             publish_latency: Histogram::new(),
         },
-        kit: kit("auction", Role::Auction, beats.next().expect("one beat per role")),
+        kit: kit("auction", Role::Merger, beats.next().expect("one beat per role")),
     };
-    states.push((Role::Auction, 0, RoleState::Merger(Box::new(merger))));
+    states.push((Role::Merger, 0, RoleState::Merger(Box::new(merger))));
     let journal = JournalRole {
         results: results_rx,
         results_labels: Labels::new(&[("ring", "merger_journal")]),
@@ -432,7 +432,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
             if let Some(pos) = states.iter().position(|(r, i, _)| *r == instance.role && *i == instance.index)
             {
                 let (role, index, state) = states.remove(pos);
-                let name = if matches!(role, Role::Intake | Role::Builder | Role::Build) {
+                let name = if matches!(role, Role::Intake | Role::Builder | Role::BuildWorker) {
                     format!("{role}{index}")
                 } else {
                     role.to_string()

@@ -30,7 +30,7 @@ const GOOD: &str = r#"
 profile = "test"
 
 [window]
-window_ms = 10
+duration_ms = 10
 
 [builder]
 fee_rate = "0.05"
@@ -48,7 +48,8 @@ fn good_file_checks_ok() {
 
 #[test]
 fn bad_file_exits_2_naming_every_bad_key() {
-    let path = write_config("bad", "[builder]\nfee_rate = \"1.5\"\nshards = 0\n\n[window]\nwindow_mss = 5\n");
+    let path =
+        write_config("bad", "[builder]\nfee_rate = \"1.5\"\nshards = 0\n\n[window]\nduration_mss = 5\n");
     let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "nothing on stdout: {}", text(&out.stdout));
@@ -60,8 +61,8 @@ fn bad_file_exits_2_naming_every_bad_key() {
     );
     assert!(err.contains("builder.shards = 0"), "{err}");
     assert!(err.contains("must be in 1..=64"), "{err}");
-    assert!(err.contains("unknown key `window.window_mss`"), "{err}");
-    assert!(err.contains("did you mean window.window_ms?"), "{err}");
+    assert!(err.contains("unknown key `window.duration_mss`"), "{err}");
+    assert!(err.contains("did you mean window.duration_ms?"), "{err}");
 }
 
 #[test]
@@ -71,19 +72,22 @@ fn fpn_config_names_the_file_and_env_overrides_it() {
     let out = run(&["--check-config"], &[("FPN_CONFIG", p)]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
 
-    let out = run(&["--check-config"], &[("FPN_CONFIG", p), ("FPN_WINDOW_WINDOW_MS", "0")]);
+    let out = run(&["--check-config"], &[("FPN_CONFIG", p), ("FPN_WINDOW_DURATION_MS", "0")]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("window.window_ms = 0 (env FPN_WINDOW_WINDOW_MS): must be in 1..=1000"), "{err}");
+    assert!(
+        err.contains("window.duration_ms = 0 (env FPN_WINDOW_DURATION_MS): must be in 1..=1000"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_env_var_is_an_error() {
-    let out = run(&["--check-config"], &[("FPN_WINDOW_WINDOWMS", "5")]);
+    let out = run(&["--check-config"], &[("FPN_WINDOW_DURATIONMS", "5")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr)
-            .contains("unknown variable (env FPN_WINDOW_WINDOWMS): did you mean FPN_WINDOW_WINDOW_MS?")
+            .contains("unknown variable (env FPN_WINDOW_DURATIONMS): did you mean FPN_WINDOW_DURATION_MS?")
     );
 }
 
@@ -103,21 +107,21 @@ fn print_config_shows_flag_over_env_over_file() {
             path.to_str().unwrap(),
             "--print-config",
             "--set",
-            "window.window_ms=7",
+            "window.duration_ms=7",
             "--data-dir",
             "/srv/fpn",
         ],
-        &[("FPN_WINDOW_WINDOW_MS", "9"), ("FPN_WINDOW_BIDS_MAX", "128")],
+        &[("FPN_WINDOW_DURATION_MS", "9"), ("FPN_WINDOW_BIDS_MAX", "128")],
     );
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("window_ms = 7\n"), "{stdout}");
+    assert!(stdout.contains("duration_ms = 7\n"), "{stdout}");
     assert!(stdout.contains("bids_max = 128\n"), "{stdout}");
     assert!(stdout.contains("data_dir = \"/srv/fpn\"\n"), "{stdout}");
     assert!(stdout.contains("fee_rate = \"0.05\"\n"), "{stdout}");
     assert!(stdout.contains("# resolved core map:\n#   cpu "), "{stdout}");
     assert!(stdout.contains(": intake#0 builder#0"), "{stdout}");
-    assert!(stdout.contains("#   window.window_ms (flag --set)\n"), "{stdout}");
+    assert!(stdout.contains("#   window.duration_ms (flag --set)\n"), "{stdout}");
 
     // The printed text is itself a valid config file.
     let again = write_config("printed", &stdout);
@@ -188,15 +192,15 @@ fn core_map_follows_the_process_affinity_mask() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains(&format!("# allowed CPUs: {{{cpu}}}\n")), "{stdout}");
     let all_roles =
-        format!("#   cpu {cpu}: intake#0 builder#0 build#0 auction#0 prover#0 journal#0 admin#0\n");
+        format!("#   cpu {cpu}: intake#0 builder#0 build_worker#0 merger#0 prover#0 journal#0 admin#0\n");
     assert!(stdout.contains(&all_roles), "{stdout}");
 
     let other = cpu + 1;
-    let out = taskset(&["--check-config", "--set", &format!("cores.auction={other}")]);
+    let out = taskset(&["--check-config", "--set", &format!("cores.merger={other}")]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     let want = format!(
-        "cores.auction = [{other}] (flag --set): cpu {other} is not in this process's allowed CPUs {{{cpu}}}"
+        "cores.merger = [{other}] (flag --set): cpu {other} is not in this process's allowed CPUs {{{cpu}}}"
     );
     assert!(err.contains(&want), "{err}");
 }

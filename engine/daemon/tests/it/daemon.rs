@@ -39,12 +39,12 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-pub fn config_text(data_dir: &std::path::Path, window_ms: u64, shards: usize) -> String {
+pub fn config_text(data_dir: &std::path::Path, duration_ms: u64, shards: usize) -> String {
     let cpus = allowed_cpus();
     let (hot, rest) = (cpus[0], *cpus.last().unwrap());
     format!(
         "[engine]\nprofile = \"test\"\ndata_dir = {dir:?}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"127.0.0.1:0\"\n\n\
-         [window]\nwindow_ms = {window_ms}\n\n[builder]\nshards = {shards}\n\n\
+         [window]\nduration_ms = {duration_ms}\n\n[builder]\nshards = {shards}\n\n\
          [cores]\nintake = [{hot}]\nbuilder = [{hot}]\nauction = [{rest}]\nprover = [{rest}]\n\
          journal = [{rest}]\nadmin = [{rest}]\n\n\
          [prover]\nenabled = false\n",
@@ -78,12 +78,12 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn start(name: &str, window_ms: u64, shards: usize) -> Daemon {
-        Daemon::start_with(scratch_dir(name), window_ms, shards, &[])
+    pub fn start(name: &str, duration_ms: u64, shards: usize) -> Daemon {
+        Daemon::start_with(scratch_dir(name), duration_ms, shards, &[])
     }
 
-    pub fn start_with(dir: PathBuf, window_ms: u64, shards: usize, env: &[(&str, String)]) -> Daemon {
-        let text = config_text(&dir.join("data"), window_ms, shards);
+    pub fn start_with(dir: PathBuf, duration_ms: u64, shards: usize, env: &[(&str, String)]) -> Daemon {
+        let text = config_text(&dir.join("data"), duration_ms, shards);
         Daemon::start_text(dir, &text, env)
     }
 

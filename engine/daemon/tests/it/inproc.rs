@@ -25,11 +25,11 @@ pub struct InProcess {
 }
 
 /// Settings from the test config text (see `daemon::config_text`).
-pub fn settings(name: &str, window_ms: u64, shards: usize) -> (Settings, PathBuf) {
+pub fn settings(name: &str, duration_ms: u64, shards: usize) -> (Settings, PathBuf) {
     let dir = scratch_dir(name);
     let config = dir.join("flashpointd.toml");
     let data = dir.join("data");
-    std::fs::write(&config, config_text(&data, window_ms, shards)).unwrap();
+    std::fs::write(&config, config_text(&data, duration_ms, shards)).unwrap();
     let inputs = Inputs::gather(Some(config), vec![], vec![]).unwrap();
     (load(&inputs, &flashpointd::CpuSet::new(allowed_cpus())).unwrap().settings, data)
 }

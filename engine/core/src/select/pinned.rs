@@ -10,9 +10,9 @@
 
 use crate::amount::FeeRate;
 use crate::batch::{IntentBatch, IntentMeta};
-use crate::build::{BuilderKind, ImprovedConfig, Selection};
 use crate::economics::{Block, Packer};
 use crate::pace::{EveryPoint, run_to_completion};
+use crate::select::{BuilderKind, ImprovedConfig, Selection};
 use crate::sim::{SimParams, SplitMix64, UniformParams, random_batch, random_batch_uniform};
 
 /// FNV-1a over 64-bit words.

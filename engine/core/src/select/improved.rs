@@ -512,7 +512,7 @@ impl BlockBuilder for ImprovedBuilder {
 mod tests {
     use super::*;
     use crate::batch::IntentMeta;
-    use crate::build::FifoCore;
+    use crate::select::FifoCore;
     use crate::sim::{SimParams, random_batch};
 
     /// Runs improved on `batch` with the arrival-order pass filled here and with FIFO's
