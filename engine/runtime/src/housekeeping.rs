@@ -1,64 +1,48 @@
 //! When a run loop does its housekeeping (metrics publish, heartbeat).
 //!
-//! Reading the clock costs tens of nanoseconds, so [`HousekeepingTimer::due`] looks at it
-//! only every `check_every_iters` loop iterations; [`HousekeepingTimer::due_at`] takes `now`
-//! from the caller (sans-IO, used by tests and by loops that read the clock anyway).
+//! Sans-IO: [`HousekeepingTimer::due_at`] takes `now_ns` from the caller, which reads the
+//! clock once per loop iteration anyway ([`crate::clock::now_ns`]); the timer adds no clock
+//! read of its own.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Default housekeeping period: metrics and heartbeats ten times a second.
 pub const PERIOD_DEFAULT: Duration = Duration::from_millis(100);
 
-/// Default number of loop iterations between two clock reads.
-pub const CHECK_EVERY_ITERS_DEFAULT: u32 = 1024;
-
 /// A periodic deadline for housekeeping.
 #[derive(Clone, Debug)]
 pub struct HousekeepingTimer {
-    period: Duration,
-    next: Instant,
-    check_every_iters: u32,
-    countdown: u32,
+    period_ns: u64,
+    next_ns: u64,
 }
 
 impl HousekeepingTimer {
-    /// First due one `period` after `now`.
+    /// First due one `period` after `now_ns`.
     ///
     /// # Panics
-    /// If `period` is zero or `check_every_iters` is zero.
-    pub fn new(period: Duration, check_every_iters: u32, now: Instant) -> Self {
+    /// If `period` is zero.
+    pub fn new(period: Duration, now_ns: u64) -> Self {
         assert!(!period.is_zero(), "housekeeping period must be positive");
-        assert!(check_every_iters > 0, "check_every_iters must be at least 1");
-        Self { period, next: now + period, check_every_iters, countdown: check_every_iters }
+        let period_ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+        Self { period_ns, next_ns: now_ns.saturating_add(period_ns) }
     }
 
-    /// True when housekeeping is due; reads the clock every `check_every_iters` calls.
-    /// A loop that parks runs few iterations: use a small `check_every_iters` for it.
-    #[inline]
-    pub fn due(&mut self) -> bool {
-        self.countdown -= 1;
-        if self.countdown > 0 {
-            return false;
-        }
-        self.countdown = self.check_every_iters;
-        self.due_at(Instant::now())
-    }
-
-    /// True when `now` reached the deadline; the next deadline is one period later
+    /// True when `now_ns` reached the deadline; the next deadline is one period later
     /// (skipping missed periods rather than bursting to catch up).
-    pub fn due_at(&mut self, now: Instant) -> bool {
-        if now < self.next {
+    #[inline]
+    pub fn due_at(&mut self, now_ns: u64) -> bool {
+        if now_ns < self.next_ns {
             return false;
         }
-        self.next += self.period;
-        if self.next <= now {
-            self.next = now + self.period;
+        self.next_ns = self.next_ns.saturating_add(self.period_ns);
+        if self.next_ns <= now_ns {
+            self.next_ns = now_ns.saturating_add(self.period_ns);
         }
         true
     }
 
     pub fn period(&self) -> Duration {
-        self.period
+        Duration::from_nanos(self.period_ns)
     }
 }
 
@@ -68,9 +52,9 @@ mod tests {
 
     #[test]
     fn due_once_per_period_and_skips_missed_periods() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let mut timer = HousekeepingTimer::new(ms(100), 1, t0);
+        let ms = |m: u64| m * 1_000_000;
+        let t0 = 5_000;
+        let mut timer = HousekeepingTimer::new(Duration::from_millis(100), t0);
         assert!(!timer.due_at(t0 + ms(99)));
         assert!(timer.due_at(t0 + ms(100)));
         assert!(!timer.due_at(t0 + ms(150)));
@@ -79,14 +63,5 @@ mod tests {
         assert!(timer.due_at(t0 + ms(1000)));
         assert!(!timer.due_at(t0 + ms(1099)));
         assert!(timer.due_at(t0 + ms(1100)));
-    }
-
-    #[test]
-    fn due_reads_the_clock_only_every_n_calls() {
-        // Already past the deadline (zero-length wait is impossible, so start in the past).
-        let past = Instant::now() - Duration::from_secs(10);
-        let mut timer = HousekeepingTimer::new(Duration::from_secs(1), 4, past);
-        let calls: Vec<bool> = (0..8).map(|_| timer.due()).collect();
-        assert_eq!(calls, [false, false, false, true, false, false, false, false]);
     }
 }

@@ -1,6 +1,7 @@
 //! Runtime primitives for `flashpointd`: pinned thread-per-core shards joined by SPSC rings.
 //!
 //! - [`ring`]: bounded SPSC rings; a full ring hands the value back.
+//! - [`clock`]: the one clock every stamp comes from (`now_ns`).
 //! - [`idle`]: what a run loop does when it found no work (spin, spin-then-park, park).
 //! - [`exec`]: one pinned glommio executor per CPU, roles as tasks, a shared stop flag.
 //! - [`metrics`]: shard-local counters and histograms, published in housekeeping,
@@ -15,8 +16,9 @@
 //! ```text
 //! loop {
 //!     if stop.is_stopped() { break }
+//!     let now_ns = clock::now_ns();   // once per iteration
 //!     let did_work = drain inputs (Rx::drain) + work + publish outputs (Tx::try_push);
-//!     if housekeeping.due() { publisher.publish(..); heartbeat.beat(); }
+//!     if housekeeping.due_at(now_ns) { publisher.publish(..); heartbeat.beat(); }
 //!     idler.idle(did_work).perform(ctx.park_mode).await;
 //! }
 //! ```
@@ -24,6 +26,7 @@
 //! `unsafe` lives only in [`exec`] (affinity, rlimit, current CPU).
 
 pub mod admin;
+pub mod clock;
 pub mod exec;
 pub mod heartbeat;
 pub mod housekeeping;

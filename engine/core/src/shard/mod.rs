@@ -3,7 +3,8 @@
 //! Roles: `N` [`IntakeCore`]s (admission, dedup, seqs, routing), `S` [`BuilderShard`]s (one
 //! block builder each, over the intents whose keys all live on that shard) and one
 //! [`Merger`] (cross-shard intents, the merged block, the auction). A [`WindowClock`] shared
-//! by all intakes decides when windows close. `docs/sharding.md` states the rules, the
+//! by all intakes decides when windows close; [`CloseLeader`] and [`CloseFollower`] are the
+//! rules by which it closes them across intakes. `docs/sharding.md` states the rules, the
 //! close-marker protocol and the no-loss argument.
 //!
 //! Nothing here starts a thread or touches a queue implementation: every output goes through
@@ -12,6 +13,7 @@
 //! seeded scheduler, for tests and for replaying a failure from its seed.
 
 mod builder;
+mod close;
 mod intake;
 mod merger;
 mod msg;
@@ -21,6 +23,7 @@ mod worker;
 
 pub use crate::clock::{WindowClock, WindowClose};
 pub use builder::BuilderShard;
+pub use close::{CLOSE_LAG_MAX, CloseFollower, CloseLeader, LeaderView, lag_of};
 pub use intake::{ClosePending, IntakeCore, PREFETCH_AHEAD};
 pub use merger::{Merger, MergerOutput};
 pub use msg::{

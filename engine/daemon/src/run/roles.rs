@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fpn_engine::shard::{PREFETCH_AHEAD, ShardWindow, ToBuilder, ToMerger};
 use fpn_engine::{
@@ -76,7 +76,7 @@ impl LoopKit {
     pub fn new(idle: IdleStrategy, publisher: ShardPublisher, heartbeat: Heartbeat) -> LoopKit {
         LoopKit {
             idler: Idler::new(idle),
-            housekeeping: HousekeepingTimer::new(HOUSEKEEPING_PERIOD, 64, Instant::now()),
+            housekeeping: HousekeepingTimer::new(HOUSEKEEPING_PERIOD, now_ns()),
             publisher,
             heartbeat,
             none: Labels::none(),
@@ -155,10 +155,11 @@ pub(super) async fn run_role<R: RoleLoop>(mut role: R, ctx: RoleContext) {
         if R::HOT {
             super::alloc_probe::enter();
         }
-        let mut did_work = role.step(now_ns());
+        let now = now_ns();
+        let mut did_work = role.step(now);
         pace.start();
         did_work |= role.slow(&mut pace).await;
-        if role.kit().housekeeping.due_at(Instant::now()) {
+        if role.kit().housekeeping.due_at(now) {
             role.housekeep();
         }
         let action = role.kit().idler.idle(did_work);

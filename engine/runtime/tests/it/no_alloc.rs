@@ -59,7 +59,7 @@ fn hot_path_and_housekeeping_allocate_nothing_after_start_up() {
     let mut publisher = hub.register("hot-0");
     let labels = Labels::new(&[("ring", "in")]);
     let (_heartbeats, mut beats) = Heartbeats::new(["hot-0"]);
-    let mut timer = HousekeepingTimer::new(Duration::from_micros(10), 16, Instant::now());
+    let mut timer = HousekeepingTimer::new(Duration::from_micros(10), fpn_runtime::clock::now_ns());
     let publish = |publisher: &mut fpn_runtime::metrics::ShardPublisher,
                    tx: &fpn_runtime::ring::Tx<[u8; 64]>,
                    rx: &fpn_runtime::ring::Rx<[u8; 64]>,
@@ -92,7 +92,7 @@ fn hot_path_and_housekeeping_allocate_nothing_after_start_up() {
         }
         let action = idler.step(i % 5 == 0, Instant::now());
         std::hint::black_box(action);
-        if timer.due() {
+        if timer.due_at(fpn_runtime::clock::now_ns()) {
             housekeepings += 1;
             assert!(publish(&mut publisher, &tx, &rx, &records, &latency, &idler));
             beats[0].beat();

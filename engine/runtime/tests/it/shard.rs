@@ -58,14 +58,15 @@ fn shard_metrics_and_heartbeat_reach_the_admin_endpoint() {
         let mut idler = Idler::new("spin-then-park:1000:200us".parse().unwrap());
         let mut handled = Counter::default();
         let mut latency = Histogram::new();
-        let mut housekeeping = HousekeepingTimer::new(Duration::from_millis(10), 8, Instant::now());
+        let mut housekeeping =
+            HousekeepingTimer::new(Duration::from_millis(10), fpn_runtime::clock::now_ns());
         let ring_labels = Labels::new(&[("ring", "in")]);
         while !ctx.stop.is_stopped() {
             let n = rx.drain(64, |sent| {
                 handled.inc();
                 latency.record(sent.elapsed());
             });
-            if housekeeping.due() {
+            if housekeeping.due_at(fpn_runtime::clock::now_ns()) {
                 publisher.publish(|s| {
                     s.counter(&TEST_ECHO_TOTAL, &Labels::none(), handled.get());
                     s.histogram(&TEST_ECHO_SECONDS, &Labels::none(), &latency);
