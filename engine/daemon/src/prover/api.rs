@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use super::ProverShared;
 use super::pool::SkipReason;
 use super::witness::{journal_witness, submitted_witness};
-use crate::run::{Shared, now_ns};
+use fpn_runtime::clock::now_ns;
+
+use crate::run::Shared;
 
 fn error(status: u16, message: impl Into<String>) -> Response {
     Response::json(status, json!({ "error": message.into() }).to_string())

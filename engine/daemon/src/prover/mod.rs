@@ -7,7 +7,7 @@
 //! - [`worker`]: the pinned `SCHED_IDLE` worker threads and the key slot.
 //! - [`api`]: the `/proofs` admin routes.
 //!
-//! The dispatcher that drives them is a role loop (`run/prover.rs`).
+//! The dispatcher that drives them is a role loop (`run/roles/prover.rs`).
 
 pub mod api;
 pub mod jobs;
@@ -19,14 +19,13 @@ use std::sync::{Arc, Mutex};
 
 use fpn_prover::PROOF_COMPRESSED_LEN;
 use fpn_runtime::metrics::MetricDesc;
-use fpn_runtime::ring::Rx;
 
 use jobs::JobTable;
 use worker::KeySlot;
 
 /// "Proof ready (or failed) for windows `first ..= last`": one per finished window job, in
-/// finishing order, pushed to one announcement ring per consumer (each QUIC intake takes one
-/// at start-up and writes a proof record to its `subscribe_all` sessions). A full ring drops
+/// finishing order, pushed to one announcement ring per QUIC intake (`prover_quic<i>`),
+/// which writes a proof record to its `subscribe_all` sessions. A full ring drops
 /// the announcement for that consumer and counts it
 /// (`fpn_prover_announcements_dropped_total`), never waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +46,6 @@ pub const ANNOUNCEMENTS_CAPACITY: usize = 256;
 pub struct ProverShared {
     pub table: Mutex<JobTable>,
     pub keys: Arc<KeySlot>,
-    /// The consumer ends of the announcement rings not taken yet, one per consumer.
-    pub announcements: Mutex<Vec<Rx<ProofAnnouncement>>>,
     /// The auction reserve (`auction.reserve`), for witnesses of journal lines.
     pub reserve: u64,
 }
@@ -56,12 +53,6 @@ pub struct ProverShared {
 impl ProverShared {
     pub fn table(&self) -> std::sync::MutexGuard<'_, JobTable> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Takes the consumer end of one announcement ring: each consumer once, `None` when
-    /// every ring has its consumer.
-    pub fn take_announcements(&self) -> Option<Rx<ProofAnnouncement>> {
-        self.announcements.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 }
 

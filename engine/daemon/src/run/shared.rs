@@ -8,21 +8,22 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use fpn_engine::shard::WindowClose;
+use fpn_engine::shard::{CLOSE_LAG_MAX, WindowClose, lag_of};
 
-/// Closes kept on the board: an intake more than this many windows behind intake 0 makes
-/// intake 0 wait before closing another window.
+/// Closes kept on the board. The close policy keeps every intake fewer than
+/// [`CLOSE_LAG_MAX`] closes behind the leader, so a slot is never overwritten before every
+/// intake has read it.
 pub const BOARD_SLOTS: usize = 64;
-/// Intake 0 closes a window only while every intake is less than this many closes behind.
-pub const BOARD_LAG_MAX: u64 = 8;
+const _: () = assert!(CLOSE_LAG_MAX < BOARD_SLOTS as u64);
 
 /// A value alone on its cache line (two lines: adjacent-line prefetch).
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct Padded<T>(pub T);
 
-/// Intake 0 publishes each `WindowClose` here; the other intakes apply it with
-/// `IntakeCore::handle_window` in window order.
+/// The close board: intake 0 (the close leader, `fpn_engine::shard::CloseLeader`) publishes
+/// each `WindowClose` here; the other intakes (`CloseFollower`s) apply it with
+/// `IntakeCore::handle_window` in window order and record how far they got.
 #[derive(Debug)]
 pub struct CloseBoard {
     /// Id of the newest published close; 0 before the first.
@@ -41,10 +42,10 @@ impl CloseBoard {
         }
     }
 
-    /// Whether every intake is close enough behind for intake 0 to close another window.
-    pub fn may_close(&self) -> bool {
+    /// The most closes any intake has still to apply (`fpn_engine::shard::lag_of`).
+    pub fn lag(&self) -> u64 {
         let latest = self.latest.0.load(Ordering::Acquire);
-        self.handled.iter().all(|h| latest - h.0.load(Ordering::Acquire) < BOARD_LAG_MAX)
+        lag_of(latest, self.handled.iter().map(|h| h.0.load(Ordering::Acquire)))
     }
 
     /// Intake 0: publish `close` (after applying it itself).
@@ -63,7 +64,7 @@ impl CloseBoard {
     }
 
     /// The published close of `window_id` (which must be published and not yet overwritten:
-    /// `may_close` keeps every intake within `BOARD_LAG_MAX < BOARD_SLOTS`).
+    /// the close policy keeps every intake within `CLOSE_LAG_MAX < BOARD_SLOTS`).
     pub fn get(&self, window_id: u64) -> WindowClose {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let close = slots[window_id as usize % BOARD_SLOTS].expect("published close");

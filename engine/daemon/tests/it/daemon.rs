@@ -45,7 +45,7 @@ pub fn config_text(data_dir: &std::path::Path, duration_ms: u64, shards: usize) 
     format!(
         "[engine]\nprofile = \"test\"\ndata_dir = {dir:?}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"127.0.0.1:0\"\n\n\
          [window]\nduration_ms = {duration_ms}\n\n[builder]\nshards = {shards}\n\n\
-         [cores]\nintake = [{hot}]\nbuilder = [{hot}]\nauction = [{rest}]\nprover = [{rest}]\n\
+         [cores]\nintake = [{hot}]\nbuilder = [{hot}]\nmerger = [{rest}]\nprover = [{rest}]\n\
          journal = [{rest}]\nadmin = [{rest}]\n\n\
          [prover]\nenabled = false\n",
         dir = data_dir.display().to_string(),

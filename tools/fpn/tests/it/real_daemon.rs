@@ -80,7 +80,7 @@ impl Daemon {
         let config = format!(
             "[engine]\nprofile = \"test\"\ndata_dir = {data:?}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n\
              [quic]\nlisten = \"{listen}\"\n\n[window]\nduration_ms = 50\n\n\
-             [cores]\nintake = [{hot}]\nbuilder = [{hot}]\nauction = [{rest}]\nprover = [{rest}]\n\
+             [cores]\nintake = [{hot}]\nbuilder = [{hot}]\nmerger = [{rest}]\nprover = [{rest}]\n\
              journal = [{rest}]\nadmin = [{rest}]\n",
             data = data.display().to_string(),
         );

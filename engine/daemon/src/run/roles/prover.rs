@@ -1,4 +1,4 @@
-//! The prover role: the dispatcher of the prover pool (`docs/daemon.md`, "Prover pool").
+//! Role `prover`: the dispatcher of the prover pool (`docs/daemon.md`, "Prover pool").
 //!
 //! A light role loop on the CPU of `prover#0`: it drains the journal → prover ring into the
 //! sans-IO [`PoolCore`], records each window's fate in the job table, hands spans and
@@ -10,17 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use fpn_runtime::exec::RoleContext;
 use fpn_runtime::metrics::{Histogram, Labels};
 use fpn_runtime::ring::{Rx, Tx, ring};
 
-use super::roles::{BUDGET, LoopKit, RoleLoop, run_role};
 use crate::config::{ProverMode, Settings};
 use crate::cores::Role;
 use crate::prover::jobs::JobTable;
 use crate::prover::pool::{Policy, PoolCore, SkipReason, WindowInput};
 use crate::prover::worker::{self, KeySlot, WorkerDone, WorkerJob};
 use crate::prover::*;
+use crate::run::RunError;
+use crate::run::links::{RxLink, TxLink};
+use crate::run::role::{BUDGET, LoopKit, RoleLoop};
+use crate::run::topology::Wiring;
 
 /// Directory of the proving keys under `engine.data_dir`.
 pub const KEYS_DIR: &str = "keys";
@@ -29,8 +31,8 @@ pub const WORKER_STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// The journal's end of the journal → prover ring.
 pub struct ProverFeed {
-    pub tx: Tx<WindowInput>,
-    pub labels: Labels,
+    pub tx: TxLink<WindowInput>,
+    /// `auction.reserve`, for the witnesses.
     pub reserve: u64,
 }
 
@@ -82,34 +84,45 @@ impl ProverThreads {
     }
 }
 
-/// Everything `run` needs for the pool: the role, what it shares with the admin routes, the
-/// worker threads, and the journal's feed.
-pub struct ProverStart {
-    pub role: ProverRole,
+/// The pool's parts `run` keeps: what the admin routes share with it, and its threads.
+pub struct ProverHandles {
     pub shared: Arc<ProverShared>,
     pub threads: ProverThreads,
-    pub feed: ProverFeed,
+}
+
+impl ProverRole {
+    /// The dispatcher on the journal → prover ring and one announcement ring per QUIC
+    /// intake (`prover_quic<i>`), with its workers started.
+    pub fn build(w: &mut Wiring<'_>, quic_intakes: usize) -> Result<(ProverRole, ProverHandles), RunError> {
+        let feed = w.links.plain_rx("journal_prover");
+        let announce = (0..quic_intakes).map(|i| w.links.plain_tx(&format!("prover_quic{i}"))).collect();
+        let kit = w.kit(Role::Prover, "prover");
+        start(w.settings, kit, feed, announce).map_err(|source| RunError::Io {
+            what: "starting the prover workers",
+            path: "".into(),
+            source,
+        })
+    }
 }
 
 /// Builds the pool and starts its workers (pinned, idle priority). Nothing waits for the keys.
-/// Makes one announcement ring per consumer (`consumers`: the QUIC intakes); each takes its
-/// end with [`ProverShared::take_announcements`].
-pub fn start(settings: &Settings, kit: LoopKit, consumers: usize) -> std::io::Result<ProverStart> {
+pub fn start(
+    settings: &Settings,
+    kit: LoopKit,
+    windows: RxLink<WindowInput>,
+    announce: Vec<TxLink<ProofAnnouncement>>,
+) -> std::io::Result<(ProverRole, ProverHandles)> {
     let p = &settings.prover;
     let policy = match p.mode {
         ProverMode::Coalesce => Policy::Coalesce { span_max: p.span_max },
         ProverMode::Skip => Policy::Skip,
     };
     let keys = Arc::new(KeySlot::new(settings.data_dir.join(KEYS_DIR)));
-    let (announce, announcements): (Vec<_>, Vec<_>) =
-        (0..consumers).map(|_| ring::<ProofAnnouncement>(ANNOUNCEMENTS_CAPACITY)).unzip();
     let shared = Arc::new(ProverShared {
         table: Mutex::new(JobTable::new(p.jobs_max, p.workers)),
         keys: keys.clone(),
-        announcements: Mutex::new(announcements.into_iter().rev().collect()),
         reserve: settings.auction.reserve,
     });
-    let (feed_tx, windows) = ring(p.queue_capacity);
     let stop = Arc::new(AtomicBool::new(false));
     let mut links = Vec::with_capacity(p.workers);
     let mut handles = Vec::with_capacity(p.workers);
@@ -125,11 +138,9 @@ pub fn start(settings: &Settings, kit: LoopKit, consumers: usize) -> std::io::Re
     let role = ProverRole {
         core: PoolCore::new(policy, p.queue_capacity, 1),
         windows,
-        windows_labels: label(&[("ring", "journal_prover")]),
         workers: links,
         shared: shared.clone(),
         announce,
-        announce_labels: (0..consumers).map(|i| label(&[("ring", &format!("prover_quic{i}"))])).collect(),
         kit,
         lag: Histogram::new(),
         prove: std::array::from_fn(|_| Histogram::new()),
@@ -147,24 +158,17 @@ pub fn start(settings: &Settings, kit: LoopKit, consumers: usize) -> std::io::Re
         announcements_dropped_total: 0,
         jobs_evicted_total: 0,
     };
-    let feed = ProverFeed {
-        tx: feed_tx,
-        labels: label(&[("ring", "journal_prover")]),
-        reserve: settings.auction.reserve,
-    };
-    Ok(ProverStart { role, shared, threads: ProverThreads { stop, handles }, feed })
+    Ok((role, ProverHandles { shared, threads: ProverThreads { stop, handles } }))
 }
 
 /// The dispatcher. See the module documentation.
 pub struct ProverRole {
     core: PoolCore,
-    windows: Rx<WindowInput>,
-    windows_labels: Labels,
+    windows: RxLink<WindowInput>,
     workers: Vec<WorkerLink>,
     shared: Arc<ProverShared>,
-    /// One announcement ring per consumer.
-    announce: Vec<Tx<ProofAnnouncement>>,
-    announce_labels: Vec<Labels>,
+    /// One announcement ring per QUIC intake.
+    announce: Vec<TxLink<ProofAnnouncement>>,
     kit: LoopKit,
     lag: Histogram,
     prove: [Histogram; 4],
@@ -189,7 +193,7 @@ impl RoleLoop for ProverRole {
     fn step(&mut self, now: u64) -> bool {
         let mut did_work = false;
         for _ in 0..BUDGET {
-            let Some(input) = self.windows.pop() else { break };
+            let Some(input) = self.windows.rx.pop() else { break };
             self.core.handle_window(input);
             did_work = true;
         }
@@ -224,8 +228,8 @@ impl RoleLoop for ProverRole {
                         last_window_id: last,
                         proof: compressed,
                     };
-                    for tx in &mut self.announce {
-                        if tx.try_push(a).is_err() {
+                    for link in &mut self.announce {
+                        if link.tx.try_push(a).is_err() {
                             self.announcements_dropped_total += 1;
                         }
                     }
@@ -264,7 +268,7 @@ impl RoleLoop for ProverRole {
     }
 
     fn housekeep(&mut self) {
-        let Self { core, windows, windows_labels, announce, announce_labels, kit, lag, prove, .. } = self;
+        let Self { core, windows, announce, kit, lag, prove, .. } = self;
         let idle = kit.idler.counters();
         let c = *core.counters();
         let queued = core.queued() as i64;
@@ -280,10 +284,8 @@ impl RoleLoop for ProverRole {
         );
         let none = &kit.none;
         kit.publisher.publish(|s| {
-            s.ring_rx(windows_labels, windows.counters());
-            for (labels, tx) in announce_labels.iter().zip(announce.iter()) {
-                s.ring_tx(labels, tx.counters(), tx.occupancy());
-            }
+            windows.publish(s);
+            announce.iter().for_each(|a| a.publish(s));
             s.idle(none, idle);
             s.counter(&WINDOWS_RECEIVED_TOTAL, none, c.windows_received_total);
             s.counter(&WINDOWS_EMPTY_TOTAL, none, c.windows_empty_total);
@@ -309,12 +311,6 @@ impl RoleLoop for ProverRole {
     }
 }
 
-impl ProverRole {
-    pub async fn run(self, ctx: RoleContext) {
-        run_role(self, ctx).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use fpn_prover::ClearingWitness;
@@ -322,9 +318,10 @@ mod tests {
     use fpn_runtime::metrics::MetricsHub;
 
     use super::*;
+    use fpn_runtime::clock::now_ns;
+
     use crate::config::{Flag, Inputs, load};
     use crate::cores::CpuSet;
-    use crate::run::now_ns;
 
     /// The dispatcher with a real worker: a window goes in over the journal's feed, its proof
     /// comes out on the announcement ring and in the job table.
@@ -337,13 +334,15 @@ mod tests {
         let (_, mut beats) = Heartbeats::new(vec!["prover".to_string()]);
         let hub = MetricsHub::new();
         let kit = LoopKit::new(*settings.idle.get(Role::Prover), hub.register("prover"), beats.remove(0));
-        let ProverStart { mut role, shared, threads, mut feed } = start(&settings, kit, 1).unwrap();
-        let mut announcements = shared.take_announcements().expect("the consumer end, once");
-        assert!(shared.take_announcements().is_none());
+        let (mut feed, windows) = ring(4);
+        let (announce, mut announcements) = ring(4);
+        let windows = RxLink { rx: windows, labels: Labels::none() };
+        let announce = vec![TxLink { tx: announce, labels: Labels::none() }];
+        let (mut role, ProverHandles { shared, threads }) = start(&settings, kit, windows, announce).unwrap();
 
         let witness = ClearingWitness { window_id: 1, ..ClearingWitness::sample() };
         let input = WindowInput { window_id: 1, closed_ns: now_ns(), witness: Ok(witness) };
-        assert!(feed.tx.try_push(input).is_ok());
+        assert!(feed.try_push(input).is_ok());
         let deadline = Instant::now() + Duration::from_secs(300);
         let announced = loop {
             role.step(now_ns());

@@ -1,23 +1,172 @@
-//! The journal's line format: one JSON object per window (`docs/daemon.md`, "Journal").
+//! Role `journal`: appends each published window as one JSON line to
+//! `<data_dir>/journal.jsonl`, keeps the newest lines for the admin endpoint, and feeds each
+//! window's witness to the prover. Off the latency path: it formats JSON and writes a file,
+//! so it allocates and may block briefly in `write`.
 //!
 //! The line is written straight into a reused `String`, keys in alphabetical order (the order
 //! `serde_json`'s map gives, which the tests parse back and compare): building a
 //! `serde_json::Value` tree first cost milliseconds per busy window on the journal's CPU,
-//! which it shares with the intake on small machines.
+//! which it shares with the intake on small machines. The file writes happen on a thread of
+//! their own ([`JournalFile`]). `docs/daemon.md`, "Journal", has the format.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
-use fpn_engine::CloseReason;
-use fpn_engine::Pace;
+use fpn_engine::{CloseReason, Pace};
+use fpn_runtime::metrics::MetricDesc;
 use fpn_wire::{BlockRef, ClearingRef, RecordRef, decode_frame};
 
-use super::roles::ResultMsg;
-use super::shared::Shared;
+use super::merger::ResultMsg;
+use super::prover::ProverFeed;
+use crate::cores::Role;
+use crate::run::RunError;
+use crate::run::links::{RxLink, TxLink};
+use crate::run::role::{LoopKit, RoleLoop, SlicePace};
+use crate::run::shared::Shared;
+use crate::run::topology::Wiring;
+
+/// File name of the journal under `engine.data_dir`.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+pub static JOURNAL_WINDOWS_WRITTEN_TOTAL: MetricDesc =
+    MetricDesc::counter("fpn_journal_windows_written_total", "Window lines appended to the journal.");
+pub static JOURNAL_WRITTEN_BYTES_TOTAL: MetricDesc =
+    MetricDesc::counter("fpn_journal_written_bytes_total", "Bytes appended to the journal.");
+pub static JOURNAL_WRITE_ERRORS_TOTAL: MetricDesc =
+    MetricDesc::counter("fpn_journal_write_errors_total", "Journal appends that failed.");
+
+pub static METRICS: [&MetricDesc; 3] =
+    [&JOURNAL_WINDOWS_WRITTEN_TOTAL, &JOURNAL_WRITTEN_BYTES_TOTAL, &JOURNAL_WRITE_ERRORS_TOTAL];
+
+pub struct JournalRole {
+    results: RxLink<ResultMsg>,
+    back: TxLink<ResultMsg>,
+    file: JournalFile,
+    shared: Arc<Shared>,
+    kit: LoopKit,
+    /// Capacity of the next line's buffer: the longest line so far (admin keeps the lines).
+    line_reserve: usize,
+    /// The journal → prover ring, when the prover is enabled: each window's witness, or why
+    /// there is none. A full ring drops the window (the pool counts it as `ring_full`).
+    prover: Option<ProverFeed>,
+}
+
+impl JournalRole {
+    /// Opens `<data_dir>/journal.jsonl` for appending and starts its writer thread.
+    pub fn build(w: &mut Wiring<'_>) -> Result<JournalRole, RunError> {
+        let path = w.settings.data_dir.join(JOURNAL_FILE);
+        let io_err = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RunError::Io { what, path, source }
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("opening journal", &path))?;
+        let cpu = w.settings.core_map.cpu_of(Role::Journal, 0);
+        let file = JournalFile::start(file, w.shared.clone(), cpu)
+            .map_err(io_err("starting the journal writer thread", &path))?;
+        Ok(JournalRole {
+            results: w.links.plain_rx("merger_journal"),
+            back: w.links.plain_tx("journal_merger"),
+            file,
+            shared: w.shared.clone(),
+            kit: w.kit(Role::Journal, "journal"),
+            line_reserve: 1024,
+            prover: w
+                .links
+                .try_plain_tx("journal_prover")
+                .map(|tx| ProverFeed { tx, reserve: w.settings.auction.reserve }),
+        })
+    }
+
+    async fn append(&mut self, msg: &ResultMsg, pace: &mut SlicePace) {
+        let (block, clearing) = window_records(msg);
+        if let Some(feed) = &mut self.prover {
+            let input = crate::prover::pool::WindowInput {
+                window_id: msg.window.window_id,
+                closed_ns: msg.window.closed_ns,
+                witness: crate::prover::witness::frame_witness(block, clearing, feed.reserve),
+            };
+            let _ = feed.tx.tx.try_push(input);
+        }
+        let mut line = self.file.buffer(self.line_reserve);
+        write_line(msg, block, clearing, &mut line, pace).await;
+        self.line_reserve = self.line_reserve.max(line.len() + 1);
+        // The admin routes keep the newest lines; the file gets this buffer.
+        {
+            let mut latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+            // The oldest kept line's buffer takes the copy (no allocation once 64 are kept).
+            let mut kept = if latest.len() == self.shared.latest_max {
+                latest.pop_front().map(|(_, s)| s).unwrap_or_default()
+            } else {
+                String::new()
+            };
+            kept.clear();
+            kept.push_str(&line);
+            latest.push_back((msg.window.window_id, kept));
+        }
+        line.push('\n');
+        self.file.send(msg.window.window_id, line);
+    }
+}
+
+impl RoleLoop for JournalRole {
+    /// The journal formats JSON and writes a file: it allocates by design, off the hot cores.
+    const HOT: bool = false;
+
+    fn kit(&mut self) -> &mut LoopKit {
+        &mut self.kit
+    }
+
+    /// Everything happens in `slow`: a busy window's line is long enough to need slices.
+    fn step(&mut self, _now: u64) -> bool {
+        false
+    }
+
+    async fn slow(&mut self, pace: &mut SlicePace) -> bool {
+        let mut did_work = false;
+        while self.file.ready() {
+            let Some(msg) = self.results.rx.pop() else { break };
+            self.append(&msg, pace).await;
+            // The merger takes a buffer only while this pool ring has it to give back.
+            let back = self.back.tx.try_push(msg);
+            debug_assert!(back.is_ok(), "the pool ring holds every buffer");
+            did_work = true;
+            pace.point().await;
+        }
+        did_work
+    }
+
+    fn housekeep(&mut self) {
+        let idle = self.kit.idler.counters();
+        let Self { results, back, kit, prover, .. } = self;
+        let (w, b, e) = self.file.counters();
+        let none = &kit.none;
+        kit.publisher.publish(|s| {
+            results.publish(s);
+            back.publish(s);
+            s.idle(none, idle);
+            s.counter(&JOURNAL_WINDOWS_WRITTEN_TOTAL, none, w);
+            s.counter(&JOURNAL_WRITTEN_BYTES_TOTAL, none, b);
+            s.counter(&JOURNAL_WRITE_ERRORS_TOTAL, none, e);
+            if let Some(feed) = prover {
+                feed.tx.publish(s);
+            }
+        });
+        kit.heartbeat.beat();
+    }
+
+    fn finish(&mut self) {
+        self.file.close();
+    }
+}
 
 pub fn reason_str(reason: CloseReason) -> &'static str {
     match reason {

@@ -1,43 +1,197 @@
-//! The test submit path (until the QUIC intake lands): `POST /submit` with one binary frame
-//! (`docs/wire.md`) → the intake of the frame's first client over an SPSC ring → receipts
-//! back over rings (the intake's, and the merger's for book cancels) → the HTTP response.
+//! Role `admin`: the admin endpoint (`docs/daemon.md`, "Admin endpoint") and the submit
+//! path, on plain std threads served by `fpn_runtime::admin`, off the shard cores: the
+//! routes, readiness, and `POST /submit` with its receipt collector.
 //!
-//! Admin threads only: each intake's submit ring has one producer end behind a mutex. A
-//! collector thread drains the answer rings and hands each receipt to the request waiting
-//! for it, matched by the frame's `rx_ns`, which is unique per frame (a receipt carries it,
-//! also one answered by the merger).
+//! The submit path (for tests and tools): `POST /submit` with one binary frame
+//! (`docs/wire.md`) → the intake of the frame's first client over its submit ring → the
+//! answers back over the intake's answer ring (the merger's answers to book cancels come
+//! through the intake too, in their record's place) → the HTTP response. Each intake's
+//! submit ring has one producer end behind a mutex; a collector thread drains the answer
+//! rings and hands each answer to the request waiting for it, matched by the frame's
+//! `rx_ns`, which is unique per frame.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use fpn_runtime::admin::{Request, Response};
-use fpn_runtime::metrics::{Histogram, Labels, ShardPublisher};
+use fpn_runtime::admin::{Method, Request, Response, Router};
+use fpn_runtime::clock::now_ns;
+use fpn_runtime::heartbeat::{HeartbeatChecker, Heartbeats};
+use fpn_runtime::metrics::{Histogram, Labels, MetricDesc, MetricsHub, ShardPublisher};
 use fpn_runtime::ring::{Rx, Tx};
 use fpn_wire::{FrameWriter, Reason, Receipt, RecordRef, decode_frame};
+use serde_json::{Value, json};
 
-use super::metrics::{SUBMIT_FRAMES_TOTAL, SUBMIT_RECEIPT_SECONDS};
-use super::rings::now_ns;
-use super::roles::{Answer, Submit};
-use super::shared::Shared;
+use super::intake::{Answer, Submit};
+use crate::prover::ProverShared;
+use crate::run::role::HOUSEKEEPING_PERIOD;
+use crate::run::shared::Shared;
 
+/// Admin request bodies, at most (one frame).
+pub const SUBMIT_BODY_BYTES_MAX: usize = 64 * 1024;
 /// How long a request waits for its receipts.
 pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(5);
 
+pub static SUBMIT_FRAMES_TOTAL: MetricDesc = MetricDesc::counter(
+    "fpn_submit_frames_total",
+    "POST /submit requests, by outcome (ok, refused, shutting_down, overloaded, timeout).",
+);
+pub static SUBMIT_RECEIPT_SECONDS: MetricDesc = MetricDesc::histogram(
+    "fpn_submit_receipt_latency_seconds",
+    "From receipt of a POST /submit frame until every receipt of it was back on the admin side.",
+);
+
+pub static METRICS: [&MetricDesc; 2] = [&SUBMIT_FRAMES_TOTAL, &SUBMIT_RECEIPT_SECONDS];
+
+/// Readiness: READY was sent and every shard's heartbeat advanced since the previous check
+/// (checks are at least three housekeeping periods apart; a request in between gets the
+/// last answer).
+pub struct Health {
+    pub heartbeats: Heartbeats,
+    pub ready: AtomicBool,
+    last: Mutex<(HeartbeatChecker, Instant, Vec<String>)>,
+}
+
+impl Health {
+    pub fn new(heartbeats: Heartbeats) -> Health {
+        let checker = heartbeats.checker();
+        Health {
+            heartbeats,
+            ready: AtomicBool::new(false),
+            last: Mutex::new((checker, Instant::now(), vec!["starting".into()])),
+        }
+    }
+
+    /// Shards whose heartbeat did not advance (empty: all advanced).
+    pub fn stalled(&self) -> Vec<String> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.1.elapsed() >= 3 * HOUSEKEEPING_PERIOD {
+            last.2 = last.0.check().stalled;
+            last.1 = Instant::now();
+        }
+        last.2.clone()
+    }
+}
+
+/// The newest `n` journal lines as a JSON array text, newest first. With the prover on, each
+/// line gains a `proof` field (`docs/daemon.md`, "Prover pool"), spliced into the text before
+/// its closing brace rather than parsing the line.
+fn latest_array(shared: &Shared, prover: Option<&ProverShared>, n: usize) -> String {
+    let latest = shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+    let table = prover.map(ProverShared::table);
+    let lines: Vec<String> = latest
+        .iter()
+        .rev()
+        .take(n)
+        .map(|(window_id, line)| match &table {
+            Some(t) => format!("{},\"proof\":{}}}", &line[..line.len() - 1], t.window_json(*window_id)),
+            None => line.clone(),
+        })
+        .collect();
+    format!("[{}]", lines.join(","))
+}
+
+/// A field (`block`, `clearing`) of the newest journal line; the clearing gains the window's
+/// `proof` field when the prover is on.
+fn latest_field(shared: &Shared, prover: Option<&ProverShared>, field: &str) -> Response {
+    let line = shared.latest.lock().unwrap_or_else(|p| p.into_inner()).back().cloned();
+    match line {
+        Some((window_id, line)) => {
+            let mut value: Value = serde_json::from_str(&line).expect("the journal writes JSON");
+            if let Some(p) = prover
+                && field == "clearing"
+            {
+                value[field]["proof"] = p.table().window_json(window_id);
+            }
+            Response::json(200, value[field].to_string())
+        }
+        None => Response::json(404, json!({"error": "no window published yet"}).to_string()),
+    }
+}
+
+fn query_n(request: &Request) -> Result<usize, String> {
+    let Some(q) = request.query.as_deref() else { return Ok(1) };
+    for kv in q.split('&') {
+        if let Some(v) = kv.strip_prefix("n=") {
+            return v.parse().map_err(|_| format!("n={v:?} is not a count"));
+        }
+    }
+    Ok(1)
+}
+
+pub fn router(
+    hub: Arc<MetricsHub>,
+    shared: Arc<Shared>,
+    submit: Arc<SubmitPath>,
+    health: Arc<Health>,
+    prover: Option<Arc<ProverShared>>,
+) -> Router {
+    let (h1, h2) = (hub.clone(), hub);
+    let (p1, p2) = (prover.clone(), prover);
+    let (s1, s2, s3, s4) = (shared.clone(), shared.clone(), shared.clone(), shared);
+    let health2 = health.clone();
+    Router::new()
+        .route(Method::Get, "/metrics", move |_| Response::prometheus(h1.render_prometheus()))
+        .route(Method::Get, "/metrics/json", move |_| Response::json(200, h2.render_json()))
+        .route(Method::Get, "/health/live", |_| Response::text(200, "live\n"))
+        .route(Method::Get, "/health/ready", move |_| {
+            if !health.ready.load(Ordering::Acquire) {
+                return Response::text(503, "starting\n");
+            }
+            if s4.draining.load(Ordering::Acquire) {
+                return Response::text(503, "draining\n");
+            }
+            let stalled = health.stalled();
+            if stalled.is_empty() {
+                Response::text(200, "ready\n")
+            } else {
+                Response::text(503, format!("stalled: {}\n", stalled.join(" ")))
+            }
+        })
+        .route(Method::Get, "/blocks/latest", move |_| latest_field(&s1, None, "block"))
+        .route(Method::Get, "/clearings/latest", move |_| latest_field(&s2, p1.as_deref(), "clearing"))
+        .route(Method::Get, "/windows/latest", move |request| match query_n(request) {
+            Ok(n) => Response::json(200, latest_array(&s3, p2.as_deref(), n)),
+            Err(e) => Response::json(400, json!({ "error": e }).to_string()),
+        })
+        .route(Method::Post, "/submit", move |request| submit.handle(request))
+        .route(Method::Get, "/health", move |_| {
+            let names = health2.heartbeats.names().to_vec();
+            let values = health2.heartbeats.values();
+            let beats: serde_json::Map<String, Value> =
+                names.into_iter().zip(values).map(|(n, v)| (n, json!(v))).collect();
+            Response::json(200, json!({ "heartbeats": beats }).to_string())
+        })
+}
+
+// ---------------------------------------------------------------------------------------
+// The submit path
+
 const OUTCOMES: [&str; 5] = ["ok", "refused", "shutting_down", "overloaded", "timeout"];
 
+/// One request's answers, in record order: `None` marks a record the merger answers later.
 #[derive(Debug, Default)]
 struct Waiter {
     expected: usize,
-    receipts: Vec<Receipt>,
+    receipts: Vec<Option<Receipt>>,
     done: bool,
     refused: Option<Reason>,
 }
 
 impl Waiter {
     fn complete(&self) -> bool {
-        self.done && (self.refused.is_some() || self.receipts.len() >= self.expected)
+        self.done
+            && (self.refused.is_some()
+                || (self.receipts.len() >= self.expected && self.receipts.iter().all(Option::is_some)))
+    }
+
+    /// The merger's answer takes the first place left for one.
+    fn fill(&mut self, late: Receipt) {
+        match self.receipts.iter_mut().find(|r| r.is_none()) {
+            Some(place) => *place = Some(late),
+            None => debug_assert!(false, "a late receipt without its place"),
+        }
     }
 }
 
@@ -208,18 +362,19 @@ impl SubmitPath {
         }
         let waiter = waiters.remove(&rx_ns).expect("complete waiter");
         drop(waiters);
+        let receipts: Vec<Receipt> = waiter.receipts.into_iter().flatten().collect();
         if let Some(reason) = waiter.refused {
             self.count("refused", None);
             return refusal(400, reason, json);
         }
         self.count("ok", Some(now_ns().saturating_sub(rx_ns)));
         if json {
-            let list: Vec<_> = waiter.receipts.iter().map(receipt_json).collect();
+            let list: Vec<_> = receipts.iter().map(receipt_json).collect();
             Response::json(200, serde_json::json!({ "receipts": list }).to_string())
         } else {
             let mut buf = Vec::new();
             let mut w = FrameWriter::new(&mut buf, u32::MAX as usize);
-            for r in &waiter.receipts {
+            for r in &receipts {
                 w.push_receipt(r).expect("a u32-sized frame holds every receipt of a request");
             }
             w.finish();
@@ -238,7 +393,17 @@ impl SubmitPath {
                     match a {
                         Answer::Receipt(r) => {
                             if let Some(w) = waiters.get_mut(&r.rx_ns) {
-                                w.receipts.push(r);
+                                w.receipts.push(Some(r));
+                            }
+                        }
+                        Answer::Deferred { rx_ns } => {
+                            if let Some(w) = waiters.get_mut(&rx_ns) {
+                                w.receipts.push(None);
+                            }
+                        }
+                        Answer::Late(r) => {
+                            if let Some(w) = waiters.get_mut(&r.rx_ns) {
+                                w.fill(r);
                             }
                         }
                         Answer::Done { rx_ns, frame, refused } => {

@@ -8,26 +8,26 @@
 //! (`200us` in the `default` and `test` profiles) plus the wake-up overshoot to the first
 //! packet after a quiet spell. The kernel queues packets meanwhile (4 MiB socket buffer).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fpn_engine::IntakeCore;
 use fpn_quic::tls::{Identity, load_or_generate, load_pem};
 use fpn_quic::udp::{TimestampMode, UdpSocket};
 use fpn_quic::{Admit, Auth, Limits, Server, ServerConfig};
+use fpn_runtime::clock::now_ns;
 use fpn_runtime::metrics::{Histogram, Labels, MetricDesc, Snapshot};
-use fpn_runtime::ring::{Rx, Tx};
 use fpn_wire::{FrameWriter, ProofAnnounce, Reason, Receipt, RecordRef};
 
-use super::RunError;
-use super::metrics::ReceiptCounters;
-use super::rings::IntakeRings;
-use super::roles::ResultMsg;
+use super::admission::{Admission, Origin};
+use super::merger::ResultMsg;
 use crate::config::{QuicAuth, QuicSettings, RxTimestamps};
 use crate::prover::ProofAnnouncement;
+use crate::run::RunError;
+use crate::run::links::{RxLink, TxLink};
+use crate::run::shared::Shared;
+use crate::run::topology::Wiring;
 
 /// File the bound QUIC address is written to, under `engine.data_dir`.
 pub const QUIC_ADDR_FILE: &str = "quic.addr";
@@ -47,38 +47,33 @@ const _: () = {
 /// Bytes of a frame holding one proof announcement.
 pub const PROOF_FRAME_LEN: usize = fpn_wire::FRAME_HEADER_LEN + fpn_wire::PROOF_LEN;
 
-/// Who sent a record the merger answers later (a book cancel): answers go back the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    Admin,
-    Quic,
-}
-
-/// One intake's QUIC side: the I/O half and what the admit adapter records.
+/// One intake's QUIC side: the server, its socket, the published windows and proofs coming
+/// in, and the latency histograms of the records it admits.
 pub struct QuicIntake {
     pub io: QuicIo,
     /// When each record accepted over QUIC in the open window was admitted (ns).
-    pub stamps: Vec<u64>,
-    pub rx_to_ring: Histogram,
-    pub ring_to_close: Histogram,
+    stamps: Vec<u64>,
+    rx_to_ring: Histogram,
+    ring_to_close: Histogram,
+    labels: QuicLabels,
 }
 
 /// The server, its socket, and the published windows coming in.
 pub struct QuicIo {
     pub server: Server,
     pub socket: UdpSocket,
-    pub tx_buf: Vec<u8>,
+    tx_buf: Vec<u8>,
     /// Published windows from the merger, and their buffers back.
-    pub results: Rx<ResultMsg>,
-    pub results_back: Tx<ResultMsg>,
+    results: RxLink<ResultMsg>,
+    results_back: TxLink<ResultMsg>,
     /// This intake's announcement ring from the prover (`None` with the prover off).
-    pub announcements: Option<Rx<ProofAnnouncement>>,
+    announcements: Option<RxLink<ProofAnnouncement>>,
     /// One proof frame, encoded here (sized once: 180 bytes).
-    pub proof_buf: Vec<u8>,
-    pub close_to_here: Histogram,
-    pub publish_to_push: Histogram,
-    pub recv_errors_total: u64,
-    pub send_errors_total: u64,
+    proof_buf: Vec<u8>,
+    close_to_here: Histogram,
+    publish_to_push: Histogram,
+    recv_errors_total: u64,
+    send_errors_total: u64,
 }
 
 /// One server and socket per intake, the bound address, and the TLS identity.
@@ -136,72 +131,94 @@ pub fn bind(q: &QuicSettings, data_dir: &Path, intakes_n: usize) -> Result<Bound
     Ok((out, addr, identity))
 }
 
-/// The intake core as the QUIC server sees it.
-pub struct QuicAdmit<'a, 'r> {
-    pub core: &'a mut IntakeCore,
-    pub sink: IntakeRings<'r>,
-    pub counters: &'a mut ReceiptCounters,
-    pub origins: &'a mut VecDeque<Origin>,
-    pub stamps: &'a mut Vec<u64>,
-    pub rx_to_ring: &'a mut Histogram,
-    pub now_ns: u64,
-    pub draining: bool,
+/// The intake's admission as the QUIC server sees it ([`Admit`]).
+struct QuicAdmit<'a> {
+    admission: &'a mut Admission,
+    stamps: &'a mut Vec<u64>,
+    rx_to_ring: &'a mut Histogram,
+    now_ns: u64,
+    draining: bool,
     /// Free slots every output ring must have before a frame is taken: the records of one
     /// frame never meet a full ring; until there is room, stream frames wait in QUIC's
     /// buffers and datagram records are answered `overloaded` by the transport.
-    pub room_min: usize,
-    /// Set when the window is full and this intake does not own the clock.
-    pub close_request: Option<&'a AtomicBool>,
+    room_min: usize,
 }
 
-impl Admit for QuicAdmit<'_, '_> {
+impl Admit for QuicAdmit<'_> {
     fn ready(&mut self) -> bool {
-        if self.draining {
-            return true;
-        }
-        let full = self.core.wants_close() || self.core.has_pending();
-        if full && let Some(flag) = self.close_request {
-            flag.store(true, Ordering::Relaxed);
-        }
-        let room = self.sink.to_builder.iter().all(|q| q.tx.slots_free() >= self.room_min)
-            && self.sink.to_merger.tx.slots_free() >= self.room_min;
-        !full && room
+        self.draining || (!self.admission.is_full() && self.admission.has_room(self.room_min))
     }
 
     fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
         if self.draining {
-            let mut r = fpn_wire::Receipt::for_record(record, rx_ns);
+            let mut r = Receipt::for_record(record, rx_ns);
             r.status = Err(Reason::ShuttingDown);
-            self.counters.count(r.status);
+            self.admission.counters.count(r.status);
             return Some(r);
         }
-        let receipt = self.core.handle_record(self.now_ns, rx_ns, record, &mut self.sink);
+        let receipt = self.admission.admit(self.now_ns, rx_ns, record, Origin::Quic);
         self.rx_to_ring.record_ns(self.now_ns.saturating_sub(rx_ns).max(1));
-        match receipt {
-            Some(r) => {
-                self.counters.count(r.status);
-                if r.status.is_ok() && self.stamps.len() < self.stamps.capacity() {
-                    self.stamps.push(self.now_ns);
-                }
-                Some(r)
-            }
-            None => {
-                self.origins.push_back(Origin::Quic);
-                None
-            }
+        if receipt.is_some_and(|r| r.status.is_ok()) && self.stamps.len() < self.stamps.capacity() {
+            self.stamps.push(self.now_ns);
         }
+        receipt
     }
 
     fn refused(&mut self, receipt: &Receipt) {
-        self.counters.count(receipt.status);
+        self.admission.counters.count(receipt.status);
     }
 
     fn prefetch(&mut self, record: RecordRef<'_>) {
-        self.core.prefetch(record);
+        self.admission.core.prefetch(record);
     }
 }
 
 impl QuicIntake {
+    /// Intake `i`'s QUIC side, when the topology has a server for it (`quic.enabled`).
+    pub fn build(w: &mut Wiring<'_>, i: usize) -> Result<Option<QuicIntake>, RunError> {
+        let Some((server, socket)) = w.take_quic(i) else { return Ok(None) };
+        Ok(Some(QuicIntake {
+            io: QuicIo {
+                server,
+                socket,
+                tx_buf: Vec::with_capacity(64 * 1024),
+                results: w.links.plain_rx(&format!("merger_quic{i}")),
+                results_back: w.links.plain_tx(&format!("quic{i}_merger")),
+                announcements: w.links.try_plain_rx(&format!("prover_quic{i}")),
+                proof_buf: Vec::with_capacity(PROOF_FRAME_LEN),
+                close_to_here: Histogram::new(),
+                publish_to_push: Histogram::new(),
+                recv_errors_total: 0,
+                send_errors_total: 0,
+            },
+            stamps: Vec::with_capacity(w.shard_config.records_cap()),
+            rx_to_ring: Histogram::new(),
+            ring_to_close: Histogram::new(),
+            labels: QuicLabels::default(),
+        }))
+    }
+
+    /// One iteration: published windows and proofs out to the sessions, datagrams in (their
+    /// records through `admission`), timers, datagrams out. A follower (not `leader`) whose
+    /// window is full asks the leader to close it.
+    pub fn poll(&mut self, now: u64, admission: &mut Admission, shared: &Shared, leader: bool) -> bool {
+        let mut did_work = self.io.poll_results(now);
+        let room_min = FRAME_RECORDS_MAX.min(admission.to_merger.tx.capacity() / 2);
+        let mut admit = QuicAdmit {
+            admission,
+            stamps: &mut self.stamps,
+            rx_to_ring: &mut self.rx_to_ring,
+            now_ns: now,
+            draining: shared.draining.load(Ordering::Acquire),
+            room_min,
+        };
+        did_work |= self.io.poll_io(&mut admit);
+        if !leader && admit.admission.is_full() {
+            shared.close_request.0.store(true, Ordering::Relaxed);
+        }
+        did_work
+    }
+
     /// The open window closed at `closed_ns`: every record accepted in it waited from its
     /// admission until then.
     pub fn window_closed(&mut self, closed_ns: u64) {
@@ -211,7 +228,8 @@ impl QuicIntake {
         self.stamps.clear();
     }
 
-    pub fn publish(&self, s: &mut Snapshot, labels: &QuicLabels) {
+    pub fn publish(&self, s: &mut Snapshot) {
+        let labels = &self.labels;
         self.io.publish(s, labels);
         s.histogram(&QUIC_RX_TO_RING_SECONDS, &labels.none, &self.rx_to_ring);
         s.histogram(&QUIC_RING_TO_CLOSE_SECONDS, &labels.none, &self.ring_to_close);
@@ -220,17 +238,18 @@ impl QuicIntake {
 
 impl QuicIo {
     /// Published windows to the sessions; buffers back to the merger.
-    pub fn poll_results(&mut self, now_ns: u64) -> bool {
+    fn poll_results(&mut self, now_ns: u64) -> bool {
         let mut did_work = false;
-        while let Some(msg) = self.results.pop() {
+        while let Some(msg) = self.results.rx.pop() {
             self.close_to_here.record_ns(now_ns.saturating_sub(msg.window.closed_ns).max(1));
             self.server.handle_window(msg.window.window_id, &msg.bytes);
             self.publish_to_push.record_ns(now_ns.saturating_sub(msg.published_ns).max(1));
-            // A full return ring frees the buffer here (the merger counts what it allocates).
-            let _ = self.results_back.try_push(msg);
+            // The merger takes a buffer from this pool only while it is here to give back.
+            let back = self.results_back.tx.try_push(msg);
+            debug_assert!(back.is_ok(), "the pool ring holds every buffer");
             did_work = true;
         }
-        while let Some(a) = self.announcements.as_mut().and_then(Rx::pop) {
+        while let Some(a) = self.announcements.as_mut().and_then(|r| r.rx.pop()) {
             self.proof_buf.clear();
             let mut w = FrameWriter::new(&mut self.proof_buf, PROOF_FRAME_LEN);
             let proof = ProofAnnounce {
@@ -249,11 +268,11 @@ impl QuicIo {
 
     /// Reads every waiting datagram (one `recvmmsg` batch) into the server, handing records
     /// to `admit` after each; then timers and sends.
-    pub fn poll_io(&mut self, admit: &mut QuicAdmit<'_, '_>) -> bool {
+    fn poll_io(&mut self, admit: &mut QuicAdmit<'_>) -> bool {
         let now = Instant::now();
         let server = &mut self.server;
         let local_ip = self.socket.local_ip();
-        let mut did_work = match self.socket.recv_batch(super::rings::now_ns, |r| {
+        let mut did_work = match self.socket.recv_batch(now_ns, |r| {
             server.handle_datagram(now, r.rx_ns, r.remote, local_ip, r.data);
             server.poll_records(now, admit);
         }) {
@@ -285,7 +304,7 @@ impl QuicIo {
         }
     }
 
-    pub fn publish(&self, s: &mut Snapshot, labels: &QuicLabels) {
+    fn publish(&self, s: &mut Snapshot, labels: &QuicLabels) {
         let c = &self.server.counters;
         let u = &self.socket.counters;
         let none = &labels.none;
@@ -462,7 +481,7 @@ pub static QUIC_PUBLISH_TO_PUSH_SECONDS: MetricDesc = MetricDesc::histogram(
     "Per window: from the merger's publish until the block was written to the sessions' result streams.",
 );
 
-pub static QUIC_METRICS: [&MetricDesc; 17] = [
+pub static METRICS: [&MetricDesc; 19] = [
     &QUIC_UDP_DATAGRAMS_TOTAL,
     &QUIC_UDP_GARBAGE_TOTAL,
     &QUIC_RX_TIMESTAMPS_TOTAL,
@@ -480,6 +499,6 @@ pub static QUIC_METRICS: [&MetricDesc; 17] = [
     &QUIC_RX_TO_RING_SECONDS,
     &QUIC_RING_TO_CLOSE_SECONDS,
     &QUIC_CLOSE_TO_RESULT_SECONDS,
+    &QUIC_PUBLISH_TO_PUSH_SECONDS,
+    &QUIC_PROOFS_PUSHED_TOTAL,
 ];
-
-pub static QUIC_METRICS_MORE: [&MetricDesc; 2] = [&QUIC_PUBLISH_TO_PUSH_SECONDS, &QUIC_PROOFS_PUSHED_TOTAL];
