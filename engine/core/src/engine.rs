@@ -1,33 +1,40 @@
-//! The engine in one thread: window, builder, economics and auction behind one sans-IO type.
+//! The engine in one thread: the offline model of the daemon's record path.
 //!
 //! [`Engine`] takes frames (or decoded records) with the time they arrived and answers each
 //! record with a receipt; when its window is due it packs the block and clears the auction.
-//! It never reads a clock: the driver passes `now_ns` to every call and asks
-//! [`Engine::poll_timeout`] when to call again. The `fpn` CLI, the simulation tests and the
-//! daemon's single-shard reference all drive this type, so they agree byte for byte.
+//! It is the daemon's own cores (`shard::IntakeCore`, `shard::BuilderShard`,
+//! `shard::Merger`: one intake, one shard) stepped in one thread, so the `fpn` CLI and the
+//! tests admit records exactly as the daemon does. It never reads a clock: the driver passes
+//! `now_ns` to every call and asks [`Engine::poll_timeout`] when to call again.
 //!
 //! Call order: [`Engine::new`]; then, in any interleaving, [`Engine::handle_frame`] /
 //! [`Engine::handle_record`] for input and [`Engine::poll_window`] whenever `now_ns` reaches
 //! [`Engine::poll_timeout`] (or after a receipt said `overloaded` because the window was
 //! full); finally [`Engine::drain`] to close the open window on shutdown.
 //!
-//! One intent's path: `handle_frame` → `decode_frame` (structure) → `IntentRef::validate`
-//! (content) → `Window::handle_intent_le_keys` (dedup, sequence id, batch) → receipt. At the
-//! deadline: `Window::close` → `Packer::pack` (FIFO and the configured builder, economics) →
-//! `WindowResult::block`. Bids go the same way into the window's bid buffer, then at close
-//! into the [`Book`], which is cleared into `WindowResult::clearing`.
+//! One intent's path: `handle_frame` → `decode_frame` (structure) → `IntakeCore::handle_record`
+//! (content, de-duplication, sequence id, route) → receipt; its slots go to the builder
+//! shard's queue, which the facade drains at once. At the deadline: the close markers →
+//! `BuilderShard` stages and builds the window (`Packer`: FIFO and the configured builder) →
+//! `Merger` (economics, the book's clearing) → `WindowResult`. The test oracle
+//! (`crate::oracle`) writes the same rules once more on `Window` directly.
 
 use fpn_wire::{
-    BlockEntryWire, BlockSummary, CANCEL_BY_NONCE, ClearingSummary, FrameWriter, Reason, Receipt, RecordRef,
-    WinnerWire, decode_frame, validate_bid, validate_cancel,
+    BlockEntryWire, BlockSummary, ClearingSummary, FrameWriter, Reason, Receipt, RecordRef, WinnerWire,
+    decode_frame,
 };
 use thiserror::Error;
 
 use crate::amount::FeeRate;
-use crate::auction::{AuctionRules, Bid, Book, Clearing, RulesError};
-use crate::economics::{Block, Packer};
+use crate::auction::{AuctionRules, Book, Clearing, RulesError};
+use crate::clock::WindowClock;
+use crate::economics::Block;
 use crate::select::{BuilderKind, ImprovedConfig};
-use crate::window::{CloseReason, ClosedWindow, Window, WindowConfig, WindowConfigError};
+use crate::shard::{
+    BoundedQueue, BuilderShard, Full, IntakeCore, IntakeSink, Merger, MergerOutput, ShardConfig,
+    ShardConfigError, ShardWindow, Sink, Source, ToBuilder, ToMerger,
+};
+use crate::window::{CloseReason, KEYS_PER_INTENT_MAX, WindowConfig, WindowConfigError};
 
 /// Everything the engine core needs, validated by [`Engine::new`].
 #[derive(Debug, Clone, PartialEq)]
@@ -106,36 +113,117 @@ impl EngineCounters {
     }
 }
 
-/// The single-threaded engine. See the module doc for the call order.
+/// The offline engine: one intake, one builder shard and the merger of [`crate::shard`],
+/// stepped in one thread. See the module doc for the call order.
 #[derive(Debug)]
 pub struct Engine {
     config: EngineConfig,
-    window: Window,
-    closed: ClosedWindow,
-    packer: Packer,
-    book: Book,
-    result: WindowResult,
+    clock: WindowClock,
+    intake: IntakeCore,
+    builder: BuilderShard,
+    merger: Merger,
+    /// `[shard][intake]`: one queue.
+    to_builder: Vec<BoundedQueue<ToBuilder>>,
+    to_merger: [BoundedQueue<ToMerger>; 1],
+    shard_out: [BoundedQueue<Box<ShardWindow>>; 1],
+    out: Outputs,
     /// A window closed because it was full, waiting for `poll_window`.
     result_pending: bool,
     counters: EngineCounters,
 }
 
+/// The merger's outputs, kept for the caller.
+#[derive(Debug)]
+struct Outputs {
+    result: WindowResult,
+    /// The last window result published since the facade asked.
+    published: bool,
+    /// The merger's answer to the book cancel just forwarded.
+    late: Option<Receipt>,
+    /// The merger's latest book count for the intake.
+    book_open: Option<(usize, u64)>,
+    shard_back: [BoundedQueue<Box<ShardWindow>>; 1],
+}
+
+impl MergerOutput for Outputs {
+    fn window_result(&mut self, result: &WindowResult) {
+        self.result.copy_from(result);
+        self.published = true;
+    }
+
+    fn receipt(&mut self, _intake: usize, receipt: Receipt) {
+        debug_assert!(self.late.is_none(), "one book cancel at a time");
+        self.late = Some(receipt);
+    }
+
+    fn book_open(&mut self, _intake: usize, open: usize, taken_total: u64) {
+        self.book_open = Some((open, taken_total));
+    }
+
+    fn return_window(
+        &mut self,
+        _shard: usize,
+        window: Box<ShardWindow>,
+    ) -> Result<(), Full<Box<ShardWindow>>> {
+        self.shard_back[0].push(window)
+    }
+}
+
+/// The intake's queues, as its core sees them.
+struct Queues<'a> {
+    to_builder: &'a mut [BoundedQueue<ToBuilder>],
+    to_merger: &'a mut BoundedQueue<ToMerger>,
+}
+
+impl IntakeSink for Queues<'_> {
+    fn to_builder(&mut self, shard: usize, msg: ToBuilder) -> Result<(), Full<ToBuilder>> {
+        self.to_builder[shard].push(msg)
+    }
+
+    fn to_merger(&mut self, msg: ToMerger) -> Result<(), Full<ToMerger>> {
+        self.to_merger.push(msg)
+    }
+
+    fn builder_room(&self, shard: usize) -> usize {
+        self.to_builder[shard].room()
+    }
+
+    fn merger_room(&self) -> usize {
+        self.to_merger.room()
+    }
+}
+
+/// Slots of the intake's queues: the facade drains them after every record, so they hold at
+/// most one record's slots and one close marker.
+const QUEUE_SLOTS: usize = 2 * (1 + KEYS_PER_INTENT_MAX);
+
 impl Engine {
     /// Validates `config` and allocates every buffer; nothing allocates afterwards.
     pub fn new(config: EngineConfig, now_ns: u64) -> Result<Engine, EngineConfigError> {
-        config.window.validate()?;
-        if config.book_bids_max == 0 {
-            return Err(EngineConfigError::BookBidsMax);
-        }
-        let top_k_max = config.auction.top_k;
-        config.auction.validate(top_k_max)?;
-        let w = config.window;
+        let mut shard = ShardConfig::new(config.clone(), 1, 1);
+        shard.shard_windows_max = 1;
+        shard.validate().map_err(|e| match e {
+            ShardConfigError::Engine(e) => e,
+            other => unreachable!("one intake and one shard: {other}"),
+        })?;
+        let first = 1;
+        let w = &config.window;
+        let result = WindowResult::with_capacity(w.records_max, &config.auction);
         Ok(Engine {
-            window: Window::new(w, 1, now_ns),
-            closed: ClosedWindow::new(&w),
-            packer: Packer::new(config.builder, w.records_max, w.keys_max, config.improved),
-            book: Book::with_capacity(config.book_bids_max, top_k_max),
-            result: WindowResult::with_capacity(w.records_max, &config.auction),
+            clock: WindowClock::new(w.window_ns, first, now_ns),
+            intake: IntakeCore::new(&shard, 0, first),
+            builder: BuilderShard::new(&shard, 0, first),
+            merger: Merger::new(&shard, first),
+            to_builder: vec![BoundedQueue::new(QUEUE_SLOTS)],
+            to_merger: [BoundedQueue::new(QUEUE_SLOTS)],
+            shard_out: [BoundedQueue::new(1)],
+            out: Outputs {
+                result,
+                published: false,
+                late: None,
+                book_open: None,
+                shard_back: [BoundedQueue::new(1)],
+            },
             result_pending: false,
             counters: EngineCounters::default(),
             config,
@@ -152,21 +240,22 @@ impl Engine {
 
     /// The open auction book.
     pub fn book(&self) -> &Book {
-        &self.book
+        self.merger.book()
     }
 
     /// The id of the open window.
     pub fn window_id(&self) -> u64 {
-        self.window.window_id()
+        self.clock.window_id()
     }
 
     /// When the open window is due: call [`Engine::poll_window`] at or after this time.
     pub fn poll_timeout(&self) -> u64 {
-        if self.result_pending { 0 } else { self.window.deadline_ns() }
+        if self.result_pending { 0 } else { self.clock.deadline_ns() }
     }
 
-    /// Decodes one frame and answers each record through `receipt`. A frame whose structure
-    /// is invalid is refused whole: `Err(reason)`, and no record of it is taken.
+    /// Decodes one frame and answers each record through `receipt`, in record order. A frame
+    /// whose structure is invalid is refused whole: `Err(reason)`, and no record of it is
+    /// taken.
     pub fn handle_frame(
         &mut self,
         now_ns: u64,
@@ -190,126 +279,64 @@ impl Engine {
 
     /// Takes one decoded record and returns its receipt.
     pub fn handle_record(&mut self, now_ns: u64, rx_ns: u64, record: RecordRef<'_>) -> Receipt {
-        let (receipt, admitted) = self.admit(now_ns, rx_ns, record);
+        let receipt = self.admit(now_ns, rx_ns, record);
         match receipt.status {
             Ok(()) => self.counters.records_accepted_total += 1,
             Err(reason) => self.counters.records_rejected_total[reason.code() as usize - 1] += 1,
         }
-        debug_assert!(admitted || receipt.status.is_err());
         receipt
     }
 
-    fn admit(&mut self, now_ns: u64, rx_ns: u64, record: RecordRef<'_>) -> (Receipt, bool) {
-        let mut receipt = Receipt::for_record(record, rx_ns);
-        let (client_id, nonce) = (receipt.client_id, receipt.nonce);
-        let refuse = |mut r: Receipt, reason| {
-            r.status = Err(reason);
-            (r, false)
-        };
-        if self.result_pending {
-            // A full window closed and its result has not been collected yet; taking more
-            // would need a second result buffer. The driver polls, then the client retries.
-            return refuse(receipt, Reason::Overloaded);
-        }
-        if self.window.is_full() {
-            self.close_window(now_ns, CloseReason::Full);
+    fn admit(&mut self, now_ns: u64, rx_ns: u64, record: RecordRef<'_>) -> Receipt {
+        if !self.result_pending && self.intake.wants_close() {
+            // The window is full: close it now; the record is refused and the result waits
+            // for `poll_window` (taking more would need a second result buffer).
+            self.close_window(now_ns);
             self.result_pending = true;
-            return refuse(receipt, Reason::Overloaded);
         }
-        let admitted = match record {
-            RecordRef::Intent(i) => match i.validate() {
-                Err(reason) => Err(reason),
-                Ok(()) => self.window.handle_intent_le_keys(
-                    now_ns,
-                    client_id,
-                    nonce,
-                    i.fixed.profit.get(),
-                    i.fixed.priority.get(),
-                    rx_ns,
-                    i.keys_le(),
-                ),
-            },
-            RecordRef::Bid(b) => match validate_bid(b) {
-                Err(reason) => Err(reason),
-                // Bids join the book when their window closes; refuse here what the book
-                // could not take then, so an accepted bid is never lost.
-                Ok(()) if self.book.len() + self.window.bids().len() >= self.config.book_bids_max => {
-                    Err(Reason::BookFull)
-                }
-                Ok(()) => {
-                    self.window.handle_bid(now_ns, client_id, nonce, b.amount.get(), b.priority.get(), rx_ns)
-                }
-            },
-            RecordRef::Cancel(c) => {
-                return match validate_cancel(c).and_then(|()| self.cancel(c.mode, client_id, c.target.get()))
-                {
-                    Ok(seq) => {
-                        receipt.seq = seq;
-                        receipt.window_id = self.window.window_id();
-                        (receipt, true)
-                    }
-                    Err(reason) => refuse(receipt, reason),
-                };
-            }
-            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => {
-                Err(Reason::UnknownKind)
-            }
-        };
-        match admitted {
-            Ok(a) => {
-                receipt.seq = a.seq;
-                receipt.window_id = a.window_id;
-                (receipt, true)
-            }
-            Err(reason) => refuse(receipt, reason),
+        if self.result_pending {
+            let mut r = Receipt::for_record(record, rx_ns);
+            r.status = Err(Reason::Overloaded);
+            return r;
         }
+        let mut sink = Queues { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger[0] };
+        let answered = self.intake.handle_record(now_ns, rx_ns, record, &mut sink);
+        self.pump();
+        answered.unwrap_or_else(|| self.out.late.take().expect("the merger answers a book cancel at once"))
     }
 
-    /// Cancels an open intent or bid (the window's first, then the book's). Returns the
-    /// cancelled record's sequence id.
-    fn cancel(&mut self, mode: u8, client_id: u64, target: u64) -> Result<u64, Reason> {
-        if mode == CANCEL_BY_NONCE {
-            let nonce = target;
-            if let Ok(seq) = self.window.cancel_intent_nonce(client_id, nonce) {
-                return Ok(seq);
+    /// Moves everything the intake queued on: the builder takes its records, the merger its
+    /// bids, cancels and closes (and answers book cancels).
+    fn pump(&mut self) {
+        loop {
+            let mut progress = false;
+            while let Some(w) = self.out.shard_back[0].pop() {
+                self.builder.handle_returned(w);
+                progress = true;
             }
-            if let Ok(seq) = self.window.cancel_bid_nonce(client_id, nonce) {
-                return Ok(seq);
+            progress |= self.builder.poll(&mut self.to_builder, &mut self.shard_out[0], usize::MAX);
+            progress |= self.merger.poll(&mut self.to_merger, &mut self.shard_out, &mut self.out, usize::MAX);
+            if let Some((open, taken)) = self.out.book_open.take() {
+                self.intake.set_book_open(open, taken);
             }
-            self.book.cancel_nonce(client_id, nonce).map(|b| b.seq)
-        } else {
-            let seq = target;
-            if self.window.cancel_intent_seq(client_id, seq).is_ok()
-                || self.window.cancel_bid_seq(client_id, seq).is_ok()
-            {
-                return Ok(seq);
-            }
-            match self.book.cancel_seq(client_id, seq) {
-                Ok(b) => Ok(b.seq),
-                // An intent's window has closed once its seq is below the open window's.
-                Err(_) if seq < self.window.window_first_seq() && !self.is_open_bid(seq) => {
-                    Err(Reason::TooLate)
-                }
-                Err(reason) => Err(reason),
+            if !progress {
+                return;
             }
         }
     }
 
-    fn is_open_bid(&self, seq: u64) -> bool {
-        self.book.get(seq).is_some()
-    }
-
-    /// Closes the open window if it is due (or was closed full) and returns its result.
+    /// Closes the open window if it is due (its deadline passed, or it is full) or was closed
+    /// full, and returns its result.
     pub fn poll_window(&mut self, now_ns: u64) -> Option<&WindowResult> {
         if self.result_pending {
             self.result_pending = false;
-            return Some(&self.result);
+            return Some(&self.out.result);
         }
-        if !self.window.is_due(now_ns) {
+        if now_ns < self.clock.deadline_ns() && !self.intake.wants_close() {
             return None;
         }
-        self.close_window(now_ns, CloseReason::Deadline);
-        Some(&self.result)
+        self.close_window(now_ns);
+        Some(&self.out.result)
     }
 
     /// Closes the open window now, whatever its deadline (shutdown, end of input), and
@@ -317,44 +344,24 @@ impl Engine {
     pub fn drain(&mut self, now_ns: u64) -> &WindowResult {
         if self.result_pending {
             self.result_pending = false;
-            return &self.result;
+            return &self.out.result;
         }
-        self.close_window(now_ns, CloseReason::Drain);
-        &self.result
+        self.close_window(now_ns);
+        &self.out.result
     }
 
-    fn close_window(&mut self, now_ns: u64, reason: CloseReason) {
-        // The window tells Full, Deadline and Drain apart itself.
-        debug_assert!(reason != CloseReason::Full || self.window.is_full());
-        self.window.close(now_ns, &mut self.closed);
-        let closed = &self.closed;
-        let window_id = closed.window_id;
-        self.packer.pack(window_id, closed.batch(), self.config.fee_rate, &mut self.result.block);
-        for pending in closed.bids() {
-            let bid = Bid {
-                seq: pending.seq,
-                client_id: pending.client_id,
-                nonce: pending.nonce,
-                amount: pending.amount,
-                priority: pending.priority,
-                rx_ns: pending.rx_ns,
-            };
-            let taken = self.book.handle_bid(bid);
-            // Admission reserved the room (see `admit`), so the book always takes it.
-            assert!(taken.is_ok(), "book refused an admitted bid: {taken:?}");
-        }
-        self.book.clear(now_ns, window_id, &self.config.auction, &mut self.result.clearing);
-        self.counters.bids_expired_total += self.result.clearing.expired_count as u64;
+    /// Closes the open window (reason `Full` if the intake is full, else `Deadline` if due,
+    /// else `Drain`) and runs the builder and the merger until its result is published.
+    fn close_window(&mut self, now_ns: u64) {
+        let close = self.clock.close_now(now_ns, self.intake.wants_close());
+        let mut sink = Queues { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger[0] };
+        let delivered = self.intake.handle_window(close, &mut sink);
+        debug_assert!(delivered.is_ok(), "the queues were drained");
+        self.out.published = false;
+        self.pump();
+        assert!(self.out.published, "a closed window is published at once");
         self.counters.windows_closed_total += 1;
-        self.result.window = WindowSummary {
-            window_id,
-            opened_ns: closed.opened_ns,
-            closed_ns: closed.closed_ns,
-            reason: closed.reason,
-            intents_count: closed.batch().len(),
-            bids_count: closed.bids().len(),
-            cancelled_count: closed.cancelled_count,
-        };
+        self.counters.bids_expired_total += self.out.result.clearing.expired_count as u64;
     }
 }
 
@@ -369,6 +376,45 @@ impl WindowResult {
             pricing_code: rules.pricing.code(),
             order_code: rules.order.code(),
         }
+    }
+
+    /// Copies `other` into this result's buffers (no allocation within their capacity).
+    pub(crate) fn copy_from(&mut self, other: &WindowResult) {
+        let WindowResult { window, block, clearing, pricing_code, order_code } = other;
+        (self.window, self.pricing_code, self.order_code) = (*window, *pricing_code, *order_code);
+        let Block {
+            window_id,
+            builder,
+            entries,
+            total,
+            fifo_total,
+            surplus,
+            fee,
+            fee_rate,
+            upper_bound,
+            exact,
+        } = block;
+        let b = &mut self.block;
+        (b.window_id, b.builder, b.total, b.fifo_total, b.surplus) =
+            (*window_id, *builder, *total, *fifo_total, *surplus);
+        (b.fee, b.fee_rate, b.upper_bound, b.exact) = (*fee, *fee_rate, *upper_bound, *exact);
+        b.entries.clear();
+        b.entries.extend_from_slice(entries);
+        let Clearing {
+            window_id,
+            winners,
+            uniform_price,
+            revenue,
+            eligible_count,
+            expired_count,
+            open_count_after,
+        } = clearing;
+        let c = &mut self.clearing;
+        (c.window_id, c.uniform_price, c.revenue) = (*window_id, *uniform_price, *revenue);
+        (c.eligible_count, c.expired_count, c.open_count_after) =
+            (*eligible_count, *expired_count, *open_count_after);
+        c.winners.clear();
+        c.winners.extend_from_slice(winners);
     }
 
     /// Appends this window's block and clearing records as one frame (for streams: blocks

@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod economics;
 pub mod engine;
 pub mod mem;
+pub mod oracle;
 pub mod pace;
 pub mod select;
 pub mod shard;

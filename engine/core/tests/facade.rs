@@ -253,3 +253,76 @@ fn seeded_sessions_lose_nothing_and_replay_byte_for_byte() {
         }
     }
 }
+
+/// The offline engine or the oracle, driven alike.
+enum AnyEngine {
+    Engine(Box<Engine>),
+    Oracle(Box<fpn_engine::oracle::OracleEngine>),
+}
+
+impl AnyEngine {
+    fn send(&mut self, now: u64, frame: &[u8]) -> Receipt {
+        let mut out = Vec::new();
+        match self {
+            AnyEngine::Engine(e) => e.handle_frame(now, now, frame, |r| out.push(r)).unwrap(),
+            AnyEngine::Oracle(e) => e.handle_frame(now, now, frame, |r| out.push(r)).unwrap(),
+        }
+        assert_eq!(out.len(), 1);
+        out[0]
+    }
+
+    fn poll_window(&mut self, now: u64) -> bool {
+        match self {
+            AnyEngine::Engine(e) => e.poll_window(now).is_some(),
+            AnyEngine::Oracle(e) => e.poll_window(now).is_some(),
+        }
+    }
+}
+
+/// `docs/wire.md`: a cancel names an open record; once its window closed the answer is
+/// `too_late` (while the engine remembers the pair: the de-duplication horizon), by nonce
+/// as by seq. A bid still open in the book is cancelled by nonce after its window closed.
+#[test]
+fn a_cancel_after_the_window_closed_is_too_late_by_nonce_and_by_seq() {
+    // A reserve above the bid keeps it open in the book after its window's clearing.
+    let config = EngineConfig {
+        auction: fpn_engine::AuctionRules { reserve: 100, ..fpn_engine::AuctionRules::default() },
+        ..small_config()
+    };
+    let engines = [
+        ("engine", AnyEngine::Engine(Box::new(Engine::new(config.clone(), 0).unwrap()))),
+        ("oracle", AnyEngine::Oracle(Box::new(fpn_engine::oracle::OracleEngine::new(config, 0).unwrap()))),
+    ];
+    for (label, mut e) in engines {
+        let intent = e.send(MS, &intent_frame(7, 1, 100, &[1]));
+        let bid = e.send(MS, &bid_frame(7, 2, 50, 0));
+        assert_eq!(bid.status, Ok(()), "{label}");
+        assert!(e.send(MS, &intent_frame(7, 3, 100, &[2])).status.is_ok());
+        assert_eq!(e.send(MS, &cancel_frame(7, CancelTarget::Nonce(3))).status, Ok(()));
+        // Cancelled already, in the open window: nothing open to cancel.
+        assert_eq!(
+            e.send(MS, &cancel_frame(7, CancelTarget::Nonce(3))).status,
+            Err(Reason::NotFound),
+            "{label}"
+        );
+        assert!(e.poll_window(20 * MS));
+        let by_nonce = e.send(21 * MS, &cancel_frame(7, CancelTarget::Nonce(1)));
+        assert_eq!((by_nonce.status, by_nonce.nonce, by_nonce.seq), (Err(Reason::TooLate), 1, 0), "{label}");
+        let by_seq = e.send(21 * MS, &cancel_frame(7, CancelTarget::Seq(intent.seq)));
+        assert_eq!((by_seq.status, by_seq.seq), (Err(Reason::TooLate), intent.seq), "{label}");
+        assert_eq!(
+            e.send(21 * MS, &cancel_frame(7, CancelTarget::Nonce(3))).status,
+            Err(Reason::TooLate),
+            "{label}"
+        );
+        // The bid is in the book: cancelled by nonce after its window closed.
+        let bid_cancel = e.send(21 * MS, &cancel_frame(7, CancelTarget::Nonce(2)));
+        assert_eq!((bid_cancel.status, bid_cancel.seq), (Ok(()), bid.seq), "{label}");
+        // Never seen: not found.
+        assert_eq!(
+            e.send(21 * MS, &cancel_frame(7, CancelTarget::Nonce(99))).status,
+            Err(Reason::NotFound),
+            "{label}"
+        );
+    }
+}

@@ -1,8 +1,11 @@
-//! The sharded engine (intake → builder shards → merger) against the single-threaded
-//! `Engine`, and against itself under random scheduler interleavings.
+//! The sharded engine (intake → builder shards → merger) against the test oracle
+//! (`fpn_engine::oracle`, the rules written plainly on `Window`), and against itself under
+//! random scheduler interleavings; the offline `Engine` (the same cores in one thread)
+//! against the oracle.
 
 use std::collections::{HashMap, HashSet};
 
+use fpn_engine::oracle::OracleEngine;
 use fpn_engine::shard::{
     ClosePending, Full, IntakeCore, IntakeSink, Pipeline, PipelineConfig, Route, Router, ShardConfig,
     ToBuilder, ToMerger, WindowClose,
@@ -113,8 +116,43 @@ fn note_keys(keys_of: &mut HashMap<u64, Vec<u64>>, ev: &Event, new: &[Receipt]) 
     }
 }
 
+/// The one-thread engines' common API, so one driver runs either.
+trait OneThread {
+    fn handle_frame(&mut self, now: u64, frame: &[u8], receipt: impl FnMut(Receipt)) -> Result<(), Reason>;
+    fn poll_window(&mut self, now: u64) -> Option<&WindowResult>;
+    fn drain(&mut self, now: u64) -> &WindowResult;
+}
+
+impl OneThread for OracleEngine {
+    fn handle_frame(&mut self, now: u64, frame: &[u8], receipt: impl FnMut(Receipt)) -> Result<(), Reason> {
+        OracleEngine::handle_frame(self, now, now, frame, receipt)
+    }
+    fn poll_window(&mut self, now: u64) -> Option<&WindowResult> {
+        OracleEngine::poll_window(self, now)
+    }
+    fn drain(&mut self, now: u64) -> &WindowResult {
+        OracleEngine::drain(self, now)
+    }
+}
+
+impl OneThread for Engine {
+    fn handle_frame(&mut self, now: u64, frame: &[u8], receipt: impl FnMut(Receipt)) -> Result<(), Reason> {
+        Engine::handle_frame(self, now, now, frame, receipt)
+    }
+    fn poll_window(&mut self, now: u64) -> Option<&WindowResult> {
+        Engine::poll_window(self, now)
+    }
+    fn drain(&mut self, now: u64) -> &WindowResult {
+        Engine::drain(self, now)
+    }
+}
+
+/// The oracle on `events`.
 fn run_engine(config: &EngineConfig, events: &[Event]) -> Outcome {
-    let mut e = Engine::new(config.clone(), 0).unwrap();
+    run_one_thread(OracleEngine::new(config.clone(), 0).unwrap(), events)
+}
+
+fn run_one_thread(mut e: impl OneThread, events: &[Event]) -> Outcome {
     let mut out = Outcome {
         encoded: Vec::new(),
         receipts: Vec::new(),
@@ -126,7 +164,7 @@ fn run_engine(config: &EngineConfig, events: &[Event]) -> Outcome {
     for ev in events {
         now = ev.now;
         let before = out.receipts.len();
-        e.handle_frame(now, now, &ev.frame, |r| out.receipts.push(r)).unwrap();
+        e.handle_frame(now, &ev.frame, |r| out.receipts.push(r)).unwrap();
         note_keys(&mut out.keys_of, ev, &out.receipts[before..]);
         while let Some(r) = e.poll_window(now) {
             r.encode(&mut out.encoded);
@@ -213,6 +251,26 @@ fn one_intake_one_shard_is_the_engine_byte_for_byte() {
             let reasons: HashSet<_> = want.receipts.iter().filter_map(|r| r.status.err()).collect();
             if seed == 0 {
                 assert!(reasons.contains(&Reason::DuplicateNonce) && reasons.contains(&Reason::NotFound));
+            }
+        }
+    }
+}
+
+/// The offline engine (the daemon's cores, one intake and one shard, in one thread) is the
+/// oracle: same receipts in the same order, same results, byte for byte.
+#[test]
+fn the_offline_engine_is_the_oracle() {
+    for builder in [BuilderKind::Improved, BuilderKind::Greedy, BuilderKind::Fifo] {
+        for seed in 0..12u64 {
+            let config = engine_config(48, 4, builder);
+            let events = random_events(seed, 14, 5 * MS, 4);
+            let want = run_engine(&config, &events);
+            let got = run_one_thread(Engine::new(config, 0).unwrap(), &events);
+            assert_eq!(got.receipts, want.receipts, "{builder:?} seed {seed}: receipts");
+            assert_eq!(got.encoded, want.encoded, "{builder:?} seed {seed}: encoded results");
+            assert_eq!(got.results.len(), want.results.len(), "{builder:?} seed {seed}: windows");
+            for (a, b) in got.results.iter().zip(&want.results) {
+                assert_eq!((a.window, &a.block), (b.window, &b.block), "{builder:?} seed {seed}");
             }
         }
     }

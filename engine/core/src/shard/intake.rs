@@ -411,10 +411,15 @@ impl IntakeCore {
             receipt.status = Err(Reason::NotFound);
             return Some(receipt);
         }
-        // Below this intake's open window: a closed window's record. (For another intake's
-        // seq this compares positions in the two intakes' sequences; see docs/sharding.md.)
-        let too_late_if_absent =
-            !by_nonce && target < self.seq_of(self.local_at_open).saturating_sub(self.index as u64);
+        // A closed window's record, unless the book holds it: by seq, below this intake's open
+        // window (for another intake's seq this compares positions in the two intakes'
+        // sequences; see docs/sharding.md); by nonce, a pair the de-duplication table
+        // remembers from an earlier window (the open window's was handled above).
+        let too_late_if_absent = if by_nonce {
+            self.dedup.get(client_id, target).is_some_and(|e| e.window_id < self.window_id)
+        } else {
+            target < self.seq_of(self.local_at_open).saturating_sub(self.index as u64)
+        };
         receipt.window_id = self.window_id;
         let msg =
             ToMerger::CancelBook(BookCancel { client_id, by_nonce, target, too_late_if_absent, receipt });

@@ -280,11 +280,9 @@ impl Merger {
                 out.book_open(i, self.open_per_intake[i], self.taken_per_intake[i]);
             }
             Err(reason) => {
-                let reason = if !c.by_nonce && c.too_late_if_absent && self.book.get(c.target).is_none() {
-                    Reason::TooLate
-                } else {
-                    reason
-                };
+                // By nonce, the book has no open bid of that pair; by seq, check the seq itself.
+                let absent = c.by_nonce || self.book.get(c.target).is_none();
+                let reason = if c.too_late_if_absent && absent { Reason::TooLate } else { reason };
                 receipt.status = Err(reason);
                 receipt.window_id = 0;
                 receipt.seq = if c.by_nonce { 0 } else { c.target };

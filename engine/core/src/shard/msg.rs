@@ -211,8 +211,9 @@ pub struct BookCancel {
     /// `true`: `target` is a nonce; `false`: a seq.
     pub by_nonce: bool,
     pub target: u64,
-    /// By seq: the seq belongs to a closed window, so "no such open bid" is `TooLate`
-    /// rather than `NotFound` (the engine's rule).
+    /// The target was accepted in a window that has closed (by seq: the seq is below the
+    /// open window's; by nonce: the de-duplication table remembers the pair from an earlier
+    /// window), so "no such open bid" is `TooLate` rather than `NotFound` (the engine's rule).
     pub too_late_if_absent: bool,
     /// The receipt to answer, filled but for status and seq; `window_id` is the intake's
     /// open window, reported only on success (as the engine does).
