@@ -260,9 +260,6 @@ impl Server {
         if seen.handshake_ended {
             self.conns.handshake_ended();
         }
-        if let Some(at) = seen.hello_deadline {
-            self.next_timeout = Some(self.next_timeout.map_or(at, |n| n.min(at)));
-        }
         if s.pending && !self.pending.contains(&slot) {
             self.pending.push(slot);
         }
@@ -270,7 +267,9 @@ impl Server {
             s.dirty = true;
             self.dirty.push_back(slot);
         }
-        if let Some(t) = s.conn.poll_timeout() {
+        // The session's own deadline (the hello's, a refused session's linger) is a timer
+        // too, whatever the connection's timers are.
+        for t in s.conn.poll_timeout().into_iter().chain(s.close_at.map(|(at, _)| at)) {
             self.next_timeout = Some(self.next_timeout.map_or(t, |n| n.min(t)));
         }
         if drained {
@@ -317,15 +316,13 @@ impl Server {
                 s.dirty = true;
                 self.dirty.push_back(slot);
             }
-            if let Some(t) = s.conn.poll_timeout() {
-                self.next_timeout = Some(self.next_timeout.map_or(t, |n| n.min(t)));
-            }
             if s.pending {
                 i += 1;
             } else {
                 self.pending.swap_remove(i);
             }
-            // Events raised by what was written (e.g. a close) are handled at once.
+            // Events raised by what was written (e.g. a close) are handled at once, and the
+            // session's timers scheduled.
             self.process_conn(now, slot);
         }
         self.counters.progress() != before
@@ -395,9 +392,6 @@ impl Server {
         for slot in 0..self.sessions.len() {
             let Some(s) = self.sessions[slot].as_mut() else { continue };
             s.handle_timeout(now, &mut self.counters);
-            if let Some((at, _)) = s.close_at {
-                self.next_timeout = Some(self.next_timeout.map_or(at, |n| n.min(at)));
-            }
             self.process_conn(now, slot);
         }
     }

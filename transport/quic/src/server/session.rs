@@ -53,8 +53,6 @@ pub(super) struct Ctx<'a> {
 pub(super) struct Seen {
     /// The handshake ended (connected or failed).
     pub(super) handshake_ended: bool,
-    /// Connected: the hello is due by then.
-    pub(super) hello_deadline: Option<Instant>,
 }
 
 pub(super) struct Session {
@@ -123,9 +121,7 @@ impl Session {
                         self.phase = Phase::AwaitHello;
                         seen.handshake_ended = true;
                         // No hello in time: closed `unauthorized` (cleared by the welcome).
-                        let at = now + limits.hello_timeout;
-                        self.close_at = Some((at, app_error(Reason::Unauthorized)));
-                        seen.hello_deadline = Some(at);
+                        self.close_at = Some((now + limits.hello_timeout, app_error(Reason::Unauthorized)));
                     }
                 }
                 Event::ConnectionLost { reason } => {
