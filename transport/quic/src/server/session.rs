@@ -296,7 +296,8 @@ impl Session {
             stream.read(&mut self.conn);
             let (waiting, stop) = self.read_stream_frames(stream, slot, ctx, admit);
             more |= waiting;
-            let stop = stop.or(stream.truncated().then_some(Reason::Truncated));
+            // A stream that ended inside a frame; not one whose whole frames wait their turn.
+            let stop = stop.or((!waiting && stream.truncated()).then_some(Reason::Truncated));
             if let Some(reason) = stop {
                 // A frame refused whole: its successors cannot be found safely.
                 self.refuse_frame(reason, self.last_rx_ns, Path::Stream, ctx, admit);

@@ -164,3 +164,38 @@ fn subscribe_all_gets_windows_and_proofs_without_records() {
     assert!(pair.frames(quiet).is_empty());
     assert_eq!(pair.server.counters.proofs_pushed_total, 1);
 }
+
+#[test]
+fn a_finished_stream_whose_frames_wait_for_the_engine_is_not_truncated() {
+    let mut pair = Pair::open();
+    let c = pair.connect("9");
+    pair.engine.busy = true;
+    let mut bytes = intents_frame(9, 0..2);
+    bytes.extend_from_slice(&intents_frame(9, 2..4));
+    pair.send_stream_once(c, &bytes);
+    pair.drive();
+    assert!(pair.receipts(c).is_empty());
+    pair.engine.busy = false;
+    pair.drive();
+    let got = pair.receipts(c);
+    assert!(got.iter().map(|g| g.nonce).eq(0..4), "{got:?}");
+    assert!(got.iter().all(|g| g.status.is_ok()), "{got:?}");
+    assert_eq!(pair.server.counters.streams_stopped_total, 0);
+}
+
+#[test]
+fn a_finished_stream_of_more_frames_than_the_budget_is_read_to_its_end() {
+    let mut pair = Pair::open();
+    let c = pair.connect("9");
+    let frames = crate::server::RECORDS_BUDGET as u64 + 10;
+    let bytes: Vec<u8> = (0..frames).flat_map(|n| intents_frame(9, n..n + 1)).collect();
+    // All of it arrives while the engine is busy, so one poll finds more than its budget.
+    pair.engine.busy = true;
+    pair.send_stream_once(c, &bytes);
+    pair.drive();
+    pair.engine.busy = false;
+    pair.drive();
+    let got = pair.receipts(c);
+    assert!(got.iter().map(|g| g.nonce).eq(0..frames), "{got:?}");
+    assert!(got.iter().all(|g| g.status.is_ok()));
+}
