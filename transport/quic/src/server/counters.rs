@@ -39,6 +39,10 @@ pub struct Counters {
     pub proofs_pushed_total: u64,
     pub sessions_backlog_closed_total: u64,
     pub late_receipts_orphaned_total: u64,
+    /// Times a session stopped reading a path (its datagrams, or its streams) because
+    /// `RECEIPTS_HELD_MAX` receipts waited behind a record the engine had not answered yet;
+    /// the frames wait in QUIC's buffers meanwhile.
+    pub receipt_queue_full_total: u64,
 }
 
 impl Counters {

@@ -58,6 +58,12 @@ pub const RECORDS_BUDGET: usize = 256;
 pub const SESSION_WINDOWS_MAX: usize = 64;
 /// How long a refused session stays open so the refused welcome can reach the client.
 pub const REFUSED_LINGER: Duration = Duration::from_millis(50);
+/// Receipts one path of a session (its datagrams, or its streams) may hold behind a record
+/// the engine answers later, before the session stops reading that path until the answer
+/// comes. The merger answers within its ring's latency, so this is a backstop that bounds a
+/// path's receipt queue if it ever stalls: this many held (48 bytes a slot, 192 KiB), plus
+/// the one frame read past it and the receipts of one poll, which go out at its end.
+pub const RECEIPTS_HELD_MAX: usize = 4096;
 
 /// Everything the server needs.
 #[derive(Debug)]
@@ -329,7 +335,9 @@ impl Server {
     }
 
     /// A receipt the merger answered for a record [`Admit::admit`] took with `None`; receipts
-    /// must come in the order of those `None`s.
+    /// must come in the order of those `None`s. It fills the oldest hole in its session's
+    /// receipt queue for the path the record came by, which releases the receipts behind it.
+    /// A session that closed meanwhile, or a receipt nobody waits for, is counted orphaned.
     pub fn handle_late_receipt(&mut self, receipt: Receipt) {
         let Some(origin) = self.late.pop_front() else {
             self.counters.late_receipts_orphaned_total += 1;

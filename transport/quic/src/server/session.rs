@@ -33,6 +33,17 @@ pub(super) enum Phase {
     Closing,
 }
 
+/// Why a stream's frames were left unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Nothing complete is left.
+    No,
+    /// The poll's budget is spent, or the engine is not ready: poll again.
+    Poll,
+    /// The path's receipts wait for a late answer, whose arrival wakes the session.
+    LateReceipt,
+}
+
 pub(super) fn varint(code: u64) -> VarInt {
     VarInt::from_u64(code).expect("application error codes are small")
 }
@@ -258,9 +269,14 @@ impl Session {
     }
 
     /// Datagram frames, up to the budget. Each is taken whole or answered `overloaded`
-    /// whole, as the engine is ready or not: a datagram cannot wait.
+    /// whole, as the engine is ready or not: a datagram cannot wait for the engine. It waits
+    /// (in QUIC's datagram receive buffer) only while the path's receipts wait for a late
+    /// answer, which wakes the session.
     fn read_datagrams(&mut self, slot: usize, ctx: &mut Ctx<'_>, admit: &mut impl Admit) -> bool {
         for _ in 0..RECORDS_BUDGET {
+            if self.receipts_held(Path::Datagram, ctx.counters) {
+                return false;
+            }
             // Asked per frame: one datagram's records must fit the engine's queues.
             let ready = admit.ready();
             let Some(payload) = self.conn.datagrams().recv() else { return false };
@@ -294,10 +310,10 @@ impl Session {
         while i < streams.len() {
             let stream = &mut streams[i];
             stream.read(&mut self.conn);
-            let (waiting, stop) = self.read_stream_frames(stream, slot, ctx, admit);
-            more |= waiting;
+            let (wait, stop) = self.read_stream_frames(stream, slot, ctx, admit);
+            more |= wait == Wait::Poll;
             // A stream that ended inside a frame; not one whose whole frames wait their turn.
-            let stop = stop.or((!waiting && stream.truncated()).then_some(Reason::Truncated));
+            let stop = stop.or((wait == Wait::No && stream.truncated()).then_some(Reason::Truncated));
             if let Some(reason) = stop {
                 // A frame refused whole: its successors cannot be found safely.
                 self.refuse_frame(reason, self.last_rx_ns, Path::Stream, ctx, admit);
@@ -315,32 +331,35 @@ impl Session {
         more
     }
 
-    /// The complete frames `stream` holds. Returns whether frames are left waiting (budget
-    /// or engine), and the reason to stop the stream if a frame is refused whole.
+    /// The complete frames `stream` holds. Returns whether frames are left waiting, and the
+    /// reason to stop the stream if a frame is refused whole.
     fn read_stream_frames(
         &mut self,
         stream: &mut UniIn,
         slot: usize,
         ctx: &mut Ctx<'_>,
         admit: &mut impl Admit,
-    ) -> (bool, Option<Reason>) {
+    ) -> (Wait, Option<Reason>) {
         let rx_ns = self.last_rx_ns;
         let mut frames = 0;
         loop {
             let len = match stream.next_frame_len(ctx.limits.stream_frame_max) {
                 Ok(Some(len)) => len,
-                Ok(None) => return (false, None),
-                Err(reason) => return (false, Some(reason)),
+                Ok(None) => return (Wait::No, None),
+                Err(reason) => return (Wait::No, Some(reason)),
             };
             if frames == RECORDS_BUDGET || !admit.ready() {
-                return (true, None);
+                return (Wait::Poll, None);
+            }
+            if self.receipts_held(Path::Stream, ctx.counters) {
+                return (Wait::LateReceipt, None);
             }
             frames += 1;
             ctx.counters.frames_stream_total += 1;
             let answered = self.handle_frame(stream.frame(len), rx_ns, Path::Stream, slot, ctx, admit);
             stream.consume(len);
             if let Err(reason) = answered {
-                return (false, Some(reason));
+                return (Wait::No, Some(reason));
             }
         }
     }
@@ -369,7 +388,10 @@ impl Session {
                 note_window(windows, &r);
                 queue.push(r);
             }
-            None => late.push_back(LateOrigin { slot, generation, path }),
+            None => {
+                queue.push_hole();
+                late.push_back(LateOrigin { slot, generation, path });
+            }
         })
     }
 
@@ -387,6 +409,14 @@ impl Session {
         self.queue(path).push(r);
     }
 
+    /// Whether `path` must not be read now: its receipts wait behind a late answer, up to
+    /// [`super::RECEIPTS_HELD_MAX`]. Counts each pause once.
+    fn receipts_held(&mut self, path: Path, counters: &mut Counters) -> bool {
+        let (full, started) = self.queue(path).is_full();
+        counters.receipt_queue_full_total += u64::from(started);
+        full
+    }
+
     fn queue(&mut self, path: Path) -> &mut ReceiptQueue {
         match path {
             Path::Datagram => &mut self.dgram_receipts,
@@ -395,12 +425,17 @@ impl Session {
     }
 
     /// A receipt the merger answered for a record of this session, if the session is still
-    /// the one that sent it and open. Returns whether it was taken.
+    /// the one that sent it and open: it fills the oldest hole of its path. Returns whether
+    /// it was taken.
     pub(super) fn handle_late_receipt(&mut self, generation: u64, path: Path, receipt: Receipt) -> bool {
         if self.generation != generation || self.phase != Phase::Open {
             return false;
         }
-        self.queue(path).push_late(receipt);
+        let filled = self.queue(path).fill(receipt);
+        debug_assert!(filled, "a late receipt for a path without a hole");
+        if !filled {
+            return false;
+        }
         note_window(&mut self.windows, &receipt);
         self.pending = true;
         true

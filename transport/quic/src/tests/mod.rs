@@ -3,5 +3,6 @@
 //! sockets) are the integration tests in `tests/it`.
 
 mod pair;
+mod receipt_order;
 mod records;
 mod sessions;
