@@ -262,8 +262,7 @@ impl Server {
                 s.conn.handle_event(back);
             }
         }
-        let seen = s.handle_events(now, &self.config.limits, &mut self.counters);
-        if seen.handshake_ended {
+        if s.handle_events(now, &self.config.limits, &mut self.counters) {
             self.conns.handshake_ended();
         }
         if s.pending && !self.pending.contains(&slot) {

@@ -25,6 +25,7 @@ use super::{Counters, LateOrigin, RECORDS_BUDGET, REFUSED_LINGER, SESSION_WINDOW
 /// TLS alert `no_application_protocol` as a QUIC CRYPTO_ERROR.
 const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
 
+/// Where a session is in its life; it only moves down this list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
     Handshaking,
@@ -57,13 +58,6 @@ pub(super) struct Ctx<'a> {
     pub(super) late: &'a mut VecDeque<LateOrigin>,
     pub(super) frame_buf: &'a mut Vec<u8>,
     pub(super) now_ns: u64,
-}
-
-/// What the server's books must learn from a session's connection events.
-#[derive(Debug, Default)]
-pub(super) struct Seen {
-    /// The handshake ended (connected or failed).
-    pub(super) handshake_ended: bool,
 }
 
 pub(super) struct Session {
@@ -121,16 +115,17 @@ impl Session {
     }
 
     /// The connection's application events: the handshake's end, streams opened, data to
-    /// read (marks the session pending), the result stream stopped.
-    pub(super) fn handle_events(&mut self, now: Instant, limits: &Limits, counters: &mut Counters) -> Seen {
-        let mut seen = Seen::default();
+    /// read (marks the session pending), the result stream stopped. Returns whether the
+    /// handshake ended (connected or failed), for the server's count of handshakes.
+    pub(super) fn handle_events(&mut self, now: Instant, limits: &Limits, counters: &mut Counters) -> bool {
+        let mut handshake_ended = false;
         while let Some(event) = self.conn.poll() {
             match event {
                 Event::HandshakeDataReady => {}
                 Event::Connected => {
                     if self.phase == Phase::Handshaking {
                         self.phase = Phase::AwaitHello;
-                        seen.handshake_ended = true;
+                        handshake_ended = true;
                         // No hello in time: closed `unauthorized` (cleared by the welcome).
                         self.close_at = Some((now + limits.hello_timeout, app_error(Reason::Unauthorized)));
                     }
@@ -139,7 +134,7 @@ impl Session {
                     count_loss(&reason, counters);
                     if self.phase == Phase::Handshaking {
                         counters.handshakes_failed_total += 1;
-                        seen.handshake_ended = true;
+                        handshake_ended = true;
                     }
                     self.phase = Phase::Closing;
                 }
@@ -166,7 +161,7 @@ impl Session {
                 Event::Stream(_) | Event::DatagramsUnblocked => {}
             }
         }
-        seen
+        handshake_ended
     }
 
     /// The first bidirectional stream is the control stream; a second one is stopped.
