@@ -4,7 +4,8 @@
 //! - [`udp`]: the thin UDP driver (recvmmsg + GRO + SO_TIMESTAMPING, sendmsg + GSO).
 //! - [`tls`]: the certificate (PEM files, or self-signed at first start) and rustls configs
 //!   on the `ring` provider.
-//! - [`client`]: a small blocking client on quinn-proto, for tests and tools.
+//! - [`client`]: a small client on quinn-proto, for tests and tools: the sans-IO
+//!   [`client::ClientCore`] and the blocking [`client::Client`] that drives it over a socket.
 //!
 //! This crate never imports the engine: records go to the engine through [`Admit`].
 
@@ -16,5 +17,6 @@ pub mod udp;
 pub use quinn_proto;
 pub use server::{Admit, Auth, Counters, Limits, Server, ServerConfig, Transmit, handle_frame};
 
+/// The server against the client in memory, with a fake clock.
 #[cfg(test)]
 mod tests;

@@ -79,8 +79,7 @@ pub fn load_or_generate(dir: &Path) -> Result<Identity, TlsError> {
         load_pem(&cert_path, &key_path)?
     } else {
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-        let ck = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+        let ck = generate_for_loopback()?;
         // Key first, owner-only: a reader never sees a certificate without its key.
         write_private(&key_path, ck.key_pair.serialize_pem().as_bytes()).map_err(io("writing", &key_path))?;
         std::fs::write(&cert_path, ck.cert.pem()).map_err(io("writing", &cert_path))?;
@@ -92,6 +91,22 @@ pub fn load_or_generate(dir: &Path) -> Result<Identity, TlsError> {
     std::fs::write(&sha_path, format!("{}\n", identity.sha256_hex())).map_err(io("writing", &sha_path))?;
     identity.chain.shrink_to_fit();
     Ok(identity)
+}
+
+/// A self-signed pair for the loopback names, in memory only: for servers that live as long
+/// as a test (the in-memory client–server pair).
+pub fn self_signed() -> Result<Identity, TlsError> {
+    let ck = generate_for_loopback()?;
+    let cert = ck.cert.der().clone();
+    let sha256 = cert_sha256(&cert);
+    let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    Ok(Identity { chain: vec![cert], key, sha256, generated: true })
+}
+
+/// A fresh self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
+fn generate_for_loopback() -> Result<rcgen::CertifiedKey, TlsError> {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

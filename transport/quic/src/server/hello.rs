@@ -1,0 +1,84 @@
+//! The session preamble (`docs/transport.md`): the hello read off the control stream, the
+//! decision on it (API key, connections per client), and the welcome that answers it.
+
+use fpn_wire::Reason;
+use fpn_wire::session::{API_KEY_LEN_MAX, HELLO_FIXED_LEN, Hello, HelloError, SESSION_VERSION, Welcome};
+use quinn_proto::{Connection, StreamId};
+
+use super::limits::{Auth, Clients, Limits};
+
+/// The longest hello: a client cannot make the server buffer more than this.
+const HELLO_LEN_MAX: usize = HELLO_FIXED_LEN + API_KEY_LEN_MAX;
+
+/// Who a session is, once its hello was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Bound {
+    pub(super) client_id: u64,
+    pub(super) subscribe_all: bool,
+}
+
+/// Appends what the control stream has to `hello` (up to the longest hello); `true` if the
+/// client finished the stream.
+pub(super) fn read_hello_bytes(conn: &mut Connection, control: StreamId, hello: &mut Vec<u8>) -> bool {
+    let mut stream = conn.recv_stream(control);
+    let Ok(mut chunks) = stream.read(true) else { return false };
+    let mut finished = false;
+    loop {
+        match chunks.next(HELLO_LEN_MAX) {
+            Ok(Some(chunk)) => {
+                hello.extend_from_slice(&chunk.bytes);
+                if hello.len() >= HELLO_LEN_MAX {
+                    break;
+                }
+            }
+            Ok(None) => {
+                finished = true;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = chunks.finalize();
+    finished
+}
+
+/// The decision on the bytes read so far: `None` while the hello is incomplete and more may
+/// come. An accepted hello counts a session of its client.
+pub(super) fn decide(
+    hello: &[u8],
+    finished: bool,
+    auth: &Auth,
+    clients: &mut Clients,
+    limits: &Limits,
+    now_ns: u64,
+) -> Option<Result<Bound, Reason>> {
+    let hello = match Hello::decode(hello) {
+        Ok((hello, _)) => hello,
+        Err(HelloError::Incomplete(_)) if !finished => return None,
+        Err(HelloError::Incomplete(_)) => return Some(Err(Reason::Truncated)),
+        Err(HelloError::Refused(reason)) => return Some(Err(reason)),
+    };
+    let Some(client_id) = auth.client_of(hello.api_key) else { return Some(Err(Reason::Unauthorized)) };
+    Some(
+        clients
+            .open_session(client_id, limits, now_ns)
+            .map(|()| Bound { client_id, subscribe_all: hello.subscribe_all() }),
+    )
+}
+
+/// The welcome that answers `decided`.
+pub(super) fn welcome(decided: Result<Bound, Reason>, limits: &Limits) -> [u8; 32] {
+    let welcome = match decided {
+        Ok(bound) => Welcome {
+            status: Ok(()),
+            client_id: bound.client_id,
+            rate_per_s: limits.rate_per_s,
+            burst: limits.burst,
+            datagram_frame_max: limits.datagram_frame_max,
+        },
+        Err(reason) => Welcome::refused(reason),
+    };
+    let bytes = welcome.encode();
+    debug_assert_eq!(bytes[4], SESSION_VERSION);
+    bytes
+}

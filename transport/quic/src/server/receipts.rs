@@ -1,0 +1,143 @@
+//! Receipts out: each path's queue of receipts in record order (records that came in
+//! datagrams are answered in datagrams, records that came on streams on the result stream),
+//! and packing them into receipt frames.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use fpn_wire::{FRAME_HEADER_LEN, FrameWriter, RECEIPT_LEN, Receipt};
+use quinn_proto::{Connection, SendDatagramError};
+
+use super::outbox::Outbox;
+use super::{Counters, RECEIPTS_HELD_MAX};
+
+/// Which way a record came in, and so which way its receipt goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Path {
+    Datagram,
+    Stream,
+}
+
+/// Receipts of one path not yet packed, in record order. A record the engine answers later
+/// (`Admit::admit` returned `None`) leaves a hole; receipts go out only up to the first hole,
+/// so the records after it wait for its answer and every frame is answered in record order.
+///
+/// Late answers come in the order the holes were made (the merger answers in the order it
+/// was asked), so each fills the oldest hole. Holes are counted from the queue's first slot
+/// ever (`base` is the position of `slots[0]`), which makes filling one O(1).
+///
+/// Bounded: a path holding [`RECEIPTS_HELD_MAX`] receipts behind its first hole is not read
+/// until the hole is filled (see [`ReceiptQueue::is_full`]), so a queue holds at most that
+/// plus one poll's frames (packed at the end of the poll).
+#[derive(Debug, Default)]
+pub(super) struct ReceiptQueue {
+    slots: VecDeque<Option<Receipt>>,
+    /// Positions of the holes, oldest first.
+    holes: VecDeque<u64>,
+    base: u64,
+    /// Reading of this path is paused on a full queue (for counting pauses, not polls).
+    paused: bool,
+}
+
+impl ReceiptQueue {
+    pub(super) fn push(&mut self, receipt: Receipt) {
+        self.slots.push_back(Some(receipt));
+    }
+
+    /// A record whose receipt comes later, through [`ReceiptQueue::fill`].
+    pub(super) fn push_hole(&mut self) {
+        self.holes.push_back(self.base + self.slots.len() as u64);
+        self.slots.push_back(None);
+    }
+
+    /// The receipt the merger answered for this path's oldest hole; `false` if the path
+    /// has no hole (a late receipt nobody asked for).
+    pub(super) fn fill(&mut self, receipt: Receipt) -> bool {
+        let Some(at) = self.holes.pop_front() else { return false };
+        let slot = &mut self.slots[(at - self.base) as usize];
+        debug_assert!(slot.is_none(), "a hole is filled once");
+        *slot = Some(receipt);
+        true
+    }
+
+    /// Receipts before the first hole: those that may go out now.
+    fn ready_len(&self) -> usize {
+        self.holes.front().map_or(self.slots.len(), |&at| (at - self.base) as usize)
+    }
+
+    /// Whether the path must not be read for now: [`RECEIPTS_HELD_MAX`] receipts wait behind
+    /// a hole. The second value says whether this starts a pause (for the counter).
+    pub(super) fn is_full(&mut self) -> (bool, bool) {
+        let full = self.slots.len() - self.ready_len() >= RECEIPTS_HELD_MAX;
+        let started = full && !self.paused;
+        self.paused = full;
+        (full, started)
+    }
+
+    /// Takes up to `n` of the ready receipts, in order.
+    fn take(&mut self, n: usize) -> impl Iterator<Item = Receipt> + '_ {
+        debug_assert!(n <= self.ready_len());
+        self.base += n as u64;
+        self.slots.drain(..n).map(|slot| slot.expect("ready receipts precede the first hole"))
+    }
+}
+
+/// Packs a datagram path's ready receipts into receipt frames of up to the connection's
+/// datagram size (and `datagram_frame_max`). A frame the connection cannot take now (its
+/// datagram send buffer is full) goes on the result stream instead: the server never drops
+/// a receipt.
+pub(super) fn pack_datagrams(
+    queue: &mut ReceiptQueue,
+    conn: &mut Connection,
+    datagram_frame_max: u16,
+    frame_buf: &mut Vec<u8>,
+    outbox: &mut Outbox,
+    counters: &mut Counters,
+) {
+    let mut ready = queue.ready_len();
+    if ready == 0 {
+        return;
+    }
+    let size = conn.datagrams().max_size().unwrap_or(0).min(datagram_frame_max as usize);
+    let per_frame = size.saturating_sub(FRAME_HEADER_LEN) / RECEIPT_LEN;
+    while ready > 0 {
+        let n = ready.min(per_frame.max(1));
+        ready -= n;
+        frame_buf.clear();
+        let mut w = FrameWriter::new(frame_buf, u32::MAX as usize);
+        for r in queue.take(n) {
+            w.push_receipt(&r).expect("room for the chunk");
+        }
+        w.finish();
+        let sent = per_frame > 0
+            && match conn.datagrams().send(Bytes::copy_from_slice(frame_buf), false) {
+                Ok(()) => true,
+                Err(SendDatagramError::Blocked(_))
+                | Err(SendDatagramError::TooLarge)
+                | Err(SendDatagramError::Disabled)
+                | Err(SendDatagramError::UnsupportedByPeer) => false,
+            };
+        if sent {
+            counters.receipts_datagram_total += n as u64;
+        } else {
+            counters.receipts_fallback_total += n as u64;
+            outbox.push(frame_buf);
+        }
+    }
+}
+
+/// Packs a stream path's ready receipts into receipt frames on the result stream (65,535
+/// receipts a frame, the most a frame's record count holds).
+pub(super) fn pack_stream(queue: &mut ReceiptQueue, outbox: &mut Outbox, counters: &mut Counters) {
+    let mut ready = queue.ready_len();
+    counters.receipts_stream_total += ready as u64;
+    while ready > 0 {
+        let n = ready.min(u16::MAX as usize);
+        ready -= n;
+        let mut w = FrameWriter::new(outbox.buf(), u32::MAX as usize);
+        for r in queue.take(n) {
+            w.push_receipt(&r).expect("a u32-sized frame holds 65535 receipts");
+        }
+        w.finish();
+    }
+}

@@ -1,0 +1,105 @@
+//! Records in: where the engine takes them ([`Admit`]) and the transport's checks on each
+//! record of a frame ([`handle_frame`]), shared by the datagram and the stream path and by
+//! the fuzz target.
+
+use fpn_wire::{Reason, Receipt, RecordRef, decode_frame};
+
+use super::Counters;
+
+/// Where the engine side takes records.
+pub trait Admit {
+    /// Whether the next frame may be taken now (asked before each frame). While `false`,
+    /// stream frames wait in QUIC's buffers (flow control slows the client down), and
+    /// datagram records are answered `overloaded` at once: a datagram left waiting would be
+    /// dropped without a word once the connection's receive buffer is full.
+    fn ready(&mut self) -> bool;
+    /// One record of a structurally valid frame, already checked for the session's client id
+    /// and its token bucket. `None`: answered later through [`super::Server::handle_late_receipt`].
+    fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt>;
+    /// A receipt the transport made itself (`rate_limited`, `client_mismatch`,
+    /// `unauthorized`, a frame refused whole): for the engine's counters.
+    fn refused(&mut self, receipt: &Receipt);
+    /// A record [`Admit::admit`] will see a few records from now: a chance to start its
+    /// memory loads early (the engine prefetches its de-duplication slot). Only a hint.
+    fn prefetch(&mut self, record: RecordRef<'_>) {
+        let _ = record;
+    }
+}
+
+/// How many records ahead of the one being admitted [`handle_frame`] calls
+/// [`Admit::prefetch`].
+pub const PREFETCH_AHEAD: usize = 8;
+
+/// One wire frame of a session: the frame's structure, then for each record the transport's
+/// checks (a session must be open: `client_id` is `Some`; the record's client id must be
+/// the session's; `take_token` must give a token) and the engine (`admit`). Every record's
+/// answer goes to `answer` in record order: `Some(receipt)`, or `None` when the engine
+/// answers later. `Err`: the frame is refused whole (nothing was answered).
+///
+/// This is the intake's handling of untrusted bytes after QUIC; the fuzz target
+/// `quic_datagram` drives it with arbitrary datagram payloads.
+pub fn handle_frame(
+    bytes: &[u8],
+    rx_ns: u64,
+    client_id: Option<u64>,
+    counters: &mut Counters,
+    take_token: &mut dyn FnMut() -> bool,
+    admit: &mut impl Admit,
+    mut answer: impl FnMut(Option<Receipt>),
+) -> Result<(), Reason> {
+    for (record, ahead) in decode_frame(bytes)?.with_lookahead(PREFETCH_AHEAD) {
+        for r in ahead {
+            admit.prefetch(r);
+        }
+        let mut receipt = Receipt::for_record(record, rx_ns);
+        let refusal = match client_id {
+            None => {
+                counters.records_unauthorized_total += 1;
+                Some(Reason::Unauthorized)
+            }
+            Some(id) if record.kind().is_client_kind() && receipt.client_id != id => {
+                counters.records_client_mismatch_total += 1;
+                Some(Reason::ClientMismatch)
+            }
+            Some(_) if !take_token() => {
+                counters.records_rate_limited_total += 1;
+                Some(Reason::RateLimited)
+            }
+            Some(_) => None,
+        };
+        answer(match refusal {
+            Some(reason) => {
+                receipt.status = Err(reason);
+                admit.refused(&receipt);
+                Some(receipt)
+            }
+            None => admit.admit(rx_ns, record),
+        });
+    }
+    Ok(())
+}
+
+/// Answers every record `overloaded` (after the transport's own checks): how a datagram is
+/// handled while the engine cannot take a frame.
+pub(super) struct RefuseOverloaded<'a, A> {
+    pub(super) inner: &'a mut A,
+    pub(super) refused: u64,
+}
+
+impl<A: Admit> Admit for RefuseOverloaded<'_, A> {
+    fn ready(&mut self) -> bool {
+        true
+    }
+
+    fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
+        let mut receipt = Receipt::for_record(record, rx_ns);
+        receipt.status = Err(Reason::Overloaded);
+        self.inner.refused(&receipt);
+        self.refused += 1;
+        Some(receipt)
+    }
+
+    fn refused(&mut self, receipt: &Receipt) {
+        self.inner.refused(receipt);
+    }
+}
