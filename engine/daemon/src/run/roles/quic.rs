@@ -360,6 +360,7 @@ impl QuicIo {
         s.counter(&QUIC_WINDOWS_PUSHED_TOTAL, none, c.windows_pushed_total);
         s.counter(&QUIC_PROOFS_PUSHED_TOTAL, none, c.proofs_pushed_total);
         s.counter(&QUIC_LATE_RECEIPTS_ORPHANED_TOTAL, none, c.late_receipts_orphaned_total);
+        s.counter(&QUIC_RECEIPT_QUEUE_FULL_TOTAL, none, c.receipt_queue_full_total);
         s.counter(&QUIC_SEND_DROPPED_TOTAL, none, u.send_dropped_total);
         s.counter(
             &QUIC_IO_ERRORS_TOTAL,
@@ -456,6 +457,10 @@ pub static QUIC_LATE_RECEIPTS_ORPHANED_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_quic_late_receipts_orphaned_total",
     "Merger receipts whose connection had gone.",
 );
+pub static QUIC_RECEIPT_QUEUE_FULL_TOTAL: MetricDesc = MetricDesc::counter(
+    "fpn_quic_receipt_queue_full_total",
+    "Times a session stopped reading a path because receipts waited behind a record the merger had not answered yet.",
+);
 pub static QUIC_SEND_DROPPED_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_quic_send_dropped_total",
     "Transmits dropped because the socket send buffer was full.",
@@ -481,7 +486,7 @@ pub static QUIC_PUBLISH_TO_PUSH_SECONDS: MetricDesc = MetricDesc::histogram(
     "Per window: from the merger's publish until the block was written to the sessions' result streams.",
 );
 
-pub static METRICS: [&MetricDesc; 19] = [
+pub static METRICS: [&MetricDesc; 20] = [
     &QUIC_UDP_DATAGRAMS_TOTAL,
     &QUIC_UDP_GARBAGE_TOTAL,
     &QUIC_RX_TIMESTAMPS_TOTAL,
@@ -493,6 +498,7 @@ pub static METRICS: [&MetricDesc; 19] = [
     &QUIC_RECEIPTS_TOTAL,
     &QUIC_WINDOWS_PUSHED_TOTAL,
     &QUIC_LATE_RECEIPTS_ORPHANED_TOTAL,
+    &QUIC_RECEIPT_QUEUE_FULL_TOTAL,
     &QUIC_SEND_DROPPED_TOTAL,
     &QUIC_IO_ERRORS_TOTAL,
     &QUIC_CONNECTIONS_OPEN,
