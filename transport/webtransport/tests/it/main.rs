@@ -2,4 +2,5 @@
 //! browser module, and a real Chromium.
 
 mod client;
+mod node;
 mod util;
