@@ -21,6 +21,7 @@ pub mod client;
 pub mod endpoint;
 pub mod engine;
 pub mod metrics;
+pub mod page;
 
 pub mod session;
 pub mod stream_start;
