@@ -317,3 +317,17 @@ fn connection_limits_in_total_and_per_ip() {
     assert_eq!(f.core.open_connection(b), Ok(()));
     assert_eq!(f.core.counters.conns_open, 3);
 }
+
+#[test]
+fn no_hello_in_time_closes_the_session_unauthorized() {
+    let mut f = fixture(Auth::Open, Limits::default(), 16);
+    let s = f.core.open_session(Box::new(Port::default()), Rc::new(Notify::new()));
+    assert_eq!(f.core.close_requested(s), None, "no close asked yet");
+    f.core.hello_timeout(s);
+    assert_eq!(f.core.close_requested(s), Some(Some(Reason::Unauthorized)));
+    assert_eq!(f.core.counters.sessions_hello_timeout_total, 1);
+    // An open session is not closed by a late timer.
+    let (open, _) = f.open("7", 0);
+    f.core.hello_timeout(open);
+    assert_eq!(f.core.close_requested(open), None);
+}

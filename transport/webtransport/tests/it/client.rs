@@ -239,3 +239,24 @@ fn one_small_frame_on_a_stream_that_stays_open_is_answered() {
         client.close().await;
     });
 }
+
+#[test]
+fn a_generated_certificate_is_renewed_before_it_expires() {
+    // Valid 4 s in all (2 s of it backdated), renewed 1 s before its expiry.
+    let cert = CertSource::SelfSigned {
+        names: vec!["localhost".into()],
+        validity: Duration::from_secs(4),
+        renew_before: Duration::from_secs(1),
+    };
+    let running = start(Config { cert, ..Config::default() }, QueueConfig::default());
+    let first = running.endpoint.info();
+    running.wait_counters(Duration::from_secs(3), |c| c.cert_rotations_total >= 1);
+    let renewed = running.endpoint.info();
+    assert_ne!(renewed.cert_sha256, first.cert_sha256);
+    assert!(renewed.not_after_unix_s > first.not_after_unix_s);
+    runtime().block_on(async {
+        let client =
+            Client::connect(&running.client_config("7")).await.expect("the renewed certificate serves");
+        client.close().await;
+    });
+}
