@@ -363,6 +363,9 @@ export class Session extends EventTarget {
     this.welcome = welcome;
     this.clientId = welcome.clientId;
     this._control = [controlWriter, controlReader];
+    // Receipts come in datagrams; a browser drops incoming datagrams past this queue length
+    // while the page is busy (Chromium's default is small).
+    if ('incomingHighWaterMark' in wt.datagrams) wt.datagrams.incomingHighWaterMark = 4096;
     this._datagrams = wt.datagrams.writable.getWriter();
     this._stream = null;
     this.closed = wt.closed.then(() => null, (e) => e).then((e) => { this.dispatchEvent(new CustomEvent('close', { detail: e })); });
