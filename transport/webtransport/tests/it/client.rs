@@ -67,12 +67,9 @@ fn refusals_carry_the_raw_intakes_reason_codes() {
         let bad_key = running.client_config("7");
         assert!(matches!(Client::connect(&bad_key).await, Err(ClientError::Refused(Reason::Unauthorized))));
         let mut client = Client::connect(&running.client_config("k-9")).await.expect("a session");
-        // Five records with a burst of three, one of another client.
-        let mut frame = intents(9, 1..=4);
-        let other = intents(10, [5]);
-        frame.truncate(frame.len());
-        client.send_datagram(&frame).await.unwrap();
-        client.send_datagram(&other).await.unwrap();
+        // Four records with a burst of three, then one of another client.
+        client.send_datagram(&intents(9, 1..=4)).await.unwrap();
+        client.send_datagram(&intents(10, [5])).await.unwrap();
         // A malformed frame on the stream: refused whole, and the stream is stopped.
         let mut bad = intents(9, [6]);
         bad[0] = b'X';
@@ -172,7 +169,9 @@ fn a_renewed_certificate_serves_new_connections_and_old_sessions_go_on() {
         assert_eq!(after.cert_sha256_previous, Some(before.cert_sha256));
         assert!(after.json().contains(&after.cert_sha256.to_string()));
         // The old pin no longer connects; the new one does; the old session still works.
-        let stale = Client::connect(&running.client_config("8").tap_pin(before.cert_sha256)).await;
+        let mut stale = running.client_config("8");
+        stale.trust = Trust::Pin(before.cert_sha256);
+        let stale = Client::connect(&stale).await;
         assert!(matches!(stale, Err(ClientError::Connection(_)) | Err(ClientError::Connect(_))), "{stale:?}");
         let mut new = Client::connect(&running.client_config("8")).await.expect("a session with the new pin");
         old.send_stream(&intents(7, [1])).await.unwrap();
@@ -185,17 +184,6 @@ fn a_renewed_certificate_serves_new_connections_and_old_sessions_go_on() {
         old.close().await;
         new.close().await;
     });
-}
-
-trait TapPin {
-    fn tap_pin(self, pin: fpn_tls::Fingerprint) -> Self;
-}
-
-impl TapPin for fpn_webtransport::client::ClientConfig {
-    fn tap_pin(mut self, pin: fpn_tls::Fingerprint) -> Self {
-        self.trust = Trust::Pin(pin);
-        self
-    }
 }
 
 #[test]
