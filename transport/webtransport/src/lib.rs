@@ -11,6 +11,9 @@
 //! - [`client`]: a Rust WebTransport client of `fpn/1`, for tests and the bench harness.
 //! - [`page`]: the browser client (`js/fpn.js`) and the demo page, as strings to serve.
 //! - [`metrics`]: the endpoint's counters (`fpn_webtransport_*`).
+//! - [`stream_start`]: a workaround for h3 0.0.8, which can leave a unidirectional stream
+//!   unread.
+//! - [`wt`]: WebTransport constants, stream error codes, QUIC varints.
 //! - `testing` (feature): a test engine and a tiny page server.
 //!
 //! This crate never imports the engine: frames reach it through [`EngineSide`], which calls
@@ -22,7 +25,6 @@ pub mod endpoint;
 pub mod engine;
 pub mod metrics;
 pub mod page;
-
 pub mod session;
 pub mod stream_start;
 #[cfg(feature = "testing")]
