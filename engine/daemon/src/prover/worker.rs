@@ -25,6 +25,7 @@ use fpn_prover::{
 use fpn_runtime::ring::{Rx, Tx};
 
 use super::jobs::ProofFiles;
+use crate::run::sys;
 
 /// The pool's keys, made or loaded once by worker 0.
 #[derive(Debug)]
@@ -78,13 +79,7 @@ pub struct Priority {
 /// Puts the calling thread on `SCHED_IDLE` and nice 19. Both are per thread on Linux, and
 /// lowering one's own priority needs no privilege.
 pub fn lower_priority() -> Priority {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param for SCHED_IDLE
-    // (priority 0) and outlives the call.
-    let sched_idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
-    // SAFETY: setpriority has no memory preconditions; who = 0 is the calling thread on Linux.
-    let nice_19 = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } == 0;
-    Priority { sched_idle, nice_19 }
+    Priority { sched_idle: sys::set_thread_sched_idle(), nice_19: sys::set_thread_nice(19) }
 }
 
 /// Starts worker `index` pinned to `cpu`. It proves what arrives on `jobs` and answers on
@@ -160,13 +155,9 @@ mod tests {
 
     #[test]
     fn workers_run_at_idle_priority() {
-        let (priority, policy, nice) = std::thread::spawn(|| {
+        let (priority, (policy, nice)) = std::thread::spawn(|| {
             let p = lower_priority();
-            // SAFETY: no preconditions; 0 is the calling thread.
-            let policy = unsafe { libc::sched_getscheduler(0) };
-            // SAFETY: as above.
-            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-            (p, policy, nice)
+            (p, sys::thread_priority())
         })
         .join()
         .unwrap();
@@ -176,7 +167,6 @@ mod tests {
             assert_eq!(policy, libc::SCHED_IDLE);
         }
         // The calling (test) thread is untouched: both are per thread.
-        // SAFETY: as above.
-        assert_ne!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_IDLE);
+        assert_ne!(sys::thread_priority().0, libc::SCHED_IDLE);
     }
 }

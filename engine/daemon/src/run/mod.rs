@@ -14,7 +14,7 @@ pub mod role;
 pub mod roles;
 mod shared;
 mod signals;
-mod sys;
+pub(crate) mod sys;
 pub mod topology;
 
 use std::net::SocketAddr;

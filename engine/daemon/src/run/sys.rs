@@ -1,5 +1,5 @@
 //! The daemon's own system calls (besides the sockets, in `fpn-quic`, and the executors, in
-//! `fpn-runtime`): memory locking. Signals are in `signals.rs`.
+//! `fpn-runtime`): memory locking and thread priorities. Signals are in `signals.rs`.
 
 use super::RunError;
 use crate::config::LockMemory;
@@ -29,4 +29,27 @@ pub fn lock_memory(mode: LockMemory) -> Result<(), RunError> {
          RLIMIT_MEMLOCK); running with unlocked memory"
     );
     Ok(())
+}
+
+/// Sets the calling thread's nice value (`setpriority` on its own thread id). Lowering one's
+/// own priority needs no privilege. Whether it took.
+pub fn set_thread_nice(nice: i32) -> bool {
+    // SAFETY: setpriority takes no memory; `who` is this thread's own id.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) == 0 }
+}
+
+/// Puts the calling thread on `SCHED_IDLE`: it runs only when its CPU has nothing else to do.
+/// Per thread on Linux, no privilege needed. Whether it took.
+pub fn set_thread_sched_idle() -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param for SCHED_IDLE
+    // (priority 0) and outlives the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 }
+}
+
+/// The calling thread's scheduling policy and nice value (`SCHED_*`, -20..=19).
+#[cfg(test)]
+pub fn thread_priority() -> (i32, i32) {
+    // SAFETY: neither call takes memory; 0 is the calling thread.
+    unsafe { (libc::sched_getscheduler(0), libc::getpriority(libc::PRIO_PROCESS, 0)) }
 }

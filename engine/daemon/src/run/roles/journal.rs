@@ -229,9 +229,7 @@ pub struct JournalCounters {
 /// idle often enough for it to keep up: 1.5 % of the CPU is ~15 ms/s, the journal needs a
 /// few ms/s at 100 k intents/s).
 fn lower_priority() {
-    // SAFETY: setpriority on this thread's own id; no memory is passed.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
-    if r != 0 {
+    if !crate::run::sys::set_thread_nice(19) {
         eprintln!("flashpointd: journal: setpriority(19) failed: {}", std::io::Error::last_os_error());
     }
 }
