@@ -85,6 +85,24 @@ impl Receipt {
         Receipt { client_id, nonce, seq, window_id: 0, rx_ns, status: Ok(()), for_kind: Some(record.kind()) }
     }
 
+    /// The receipt a decoded receipt record carries; `None` when its status is no known
+    /// reason code (a newer engine's, say).
+    pub fn from_wire(w: &ReceiptWire) -> Option<Receipt> {
+        let status = match w.status {
+            0 => Ok(()),
+            code => Err(Reason::from_code(code)?),
+        };
+        Some(Receipt {
+            client_id: w.client_id.get(),
+            nonce: w.nonce.get(),
+            seq: w.seq.get(),
+            window_id: w.window_id.get(),
+            rx_ns: w.rx_ns.get(),
+            status,
+            for_kind: Kind::from_u8(w.for_kind),
+        })
+    }
+
     /// The one receipt for a frame refused whole, before any record could be read.
     pub fn frame_refused(reason: Reason, rx_ns: u64) -> Receipt {
         Receipt { client_id: 0, nonce: 0, seq: 0, window_id: 0, rx_ns, status: Err(reason), for_kind: None }

@@ -2,8 +2,8 @@
 
 use fpn_wire::session::Welcome;
 use fpn_wire::{
-    BlockSummary, ClearingSummary, Kind, PROOF_BYTES_LEN, PROOF_DONE, Reason, Receipt, RecordRef,
-    decode_frame, validate_proof,
+    BlockSummary, ClearingSummary, PROOF_BYTES_LEN, PROOF_DONE, Reason, Receipt, RecordRef, decode_frame,
+    validate_proof,
 };
 
 /// Where a frame came from.
@@ -102,28 +102,10 @@ pub fn decode_server_frame(frame: &[u8], via: Via, out: &mut Vec<Event>) {
     };
     for record in records {
         match record {
-            RecordRef::Receipt(r) => {
-                let status = match r.status {
-                    0 => Ok(()),
-                    code => match Reason::from_code(code) {
-                        Some(reason) => Err(reason),
-                        None => {
-                            out.push(Event::BadFrame { via, reason: Reason::UnknownKind });
-                            continue;
-                        }
-                    },
-                };
-                let receipt = Receipt {
-                    client_id: r.client_id.get(),
-                    nonce: r.nonce.get(),
-                    seq: r.seq.get(),
-                    window_id: r.window_id.get(),
-                    rx_ns: r.rx_ns.get(),
-                    status,
-                    for_kind: Kind::from_u8(r.for_kind),
-                };
-                out.push(Event::Receipt { receipt, via });
-            }
+            RecordRef::Receipt(r) => match Receipt::from_wire(r) {
+                Some(receipt) => out.push(Event::Receipt { receipt, via }),
+                None => out.push(Event::BadFrame { via, reason: Reason::UnknownKind }),
+            },
             RecordRef::Block(b) => {
                 let f = b.fixed;
                 out.push(Event::Block(Block {
@@ -194,7 +176,7 @@ pub fn decode_server_frame(frame: &[u8], via: Via, out: &mut Vec<Event>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fpn_wire::{BlockEntryWire, FrameWriter, ProofAnnounce, WinnerWire};
+    use fpn_wire::{BlockEntryWire, FrameWriter, Kind, ProofAnnounce, WinnerWire};
 
     #[test]
     fn decodes_receipts_blocks_clearings_and_proofs() {

@@ -8,5 +8,6 @@ mod intakes;
 mod no_alloc;
 mod prover;
 mod quic;
+mod receipts;
 
 fn main() {}
