@@ -65,9 +65,6 @@ mod event;
 mod pack;
 mod tls;
 
-#[cfg(feature = "testing")]
-pub mod testing;
-
 pub use blocking::BlockingClient;
 pub use client::{Backoff, Client, ClientConfig, ConnectError, Events, SendError, SessionInfo};
 pub use event::{Block, BlockEntry, Clearing, Event, Via, Winner, decode_server_frame};

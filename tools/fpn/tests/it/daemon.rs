@@ -1,5 +1,5 @@
 //! The daemon-facing subcommands (`submit`, `bid`, `cancel`, `watch`, `status`) against the
-//! fpn/1 test server of `fpn_client::testing` and a stand-in admin endpoint, on loopback.
+//! fpn/1 test server of `fpn_testserver` and a stand-in admin endpoint, on loopback.
 //!
 //! Timeouts are generous (a shared, busy machine); nothing asserts a time.
 
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use fpn_client::testing::{TestServerConfig, ThreadedTestServer};
+use fpn_testserver::{TestServerConfig, ThreadedTestServer};
 
 use super::{file, fpn};
 

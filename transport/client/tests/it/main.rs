@@ -1,15 +1,15 @@
-//! `fpn-client` against the minimal fpn/1 server of `fpn_client::testing`, on loopback.
+//! `fpn-client` against the minimal fpn/1 server of `fpn_testserver` (the offline engine behind quinn sessions), on loopback.
 //!
 //! Timeouts are generous (the machine is shared with other builds); nothing asserts a time.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fpn_client::testing::{TestServer, TestServerConfig, ThreadedTestServer};
 use fpn_client::{
     Backoff, Bid, BlockingClient, Cancel, CancelTarget, Client, ClientConfig, ConnectError, Event, Events,
     Fingerprint, Intent, Kind, Reason, Receipt, Record, SendError, Trust, Via,
 };
+use fpn_testserver::{TestServer, TestServerConfig, ThreadedTestServer};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -249,7 +249,7 @@ async fn a_ca_file_authenticates_the_server() {
     assert!(Client::connect(ca.clone()).await.is_err());
     // Another CA.
     ca.server_name = "localhost".to_string();
-    ca.trust = Trust::CaPem(fpn_client::testing::TestCert::generate().cert_pem);
+    ca.trust = Trust::CaPem(fpn_testserver::TestCert::generate().cert_pem);
     assert!(Client::connect(ca).await.is_err());
     server.shutdown().await;
 }

@@ -1,35 +1,36 @@
-//! A minimal `fpn/1` server for tests (feature `testing`; never in production builds).
+//! A minimal `fpn/1` server for tests (`fpn-client`'s and `fpn-cli`'s; never in production
+//! builds): quinn sessions in front of the offline engine.
 //!
 //! It speaks the session of `docs/transport.md` with quinn: checks the hello (open mode: the
 //! key is the client id in decimal, or a fixed key table), sends the welcome (or refuses with
 //! a welcome and CONNECTION_CLOSE `0x100 + reason`), opens the result stream, and answers
 //! every record with one receipt: datagram records in receipt datagrams, stream records on
-//! the result stream. It checks what the engine checks at the door (frame structure, record
-//! content, the connection's client id, duplicate nonces) and accepts everything else into
-//! one window. With [`TestServerConfig::window`] set it publishes a block (the window's
-//! intents, first come first served on keys) and a clearing (every bid wins at its amount)
-//! to the sessions that had records in the window and to every `subscribe_all` session.
+//! the result stream. Records go through the raw QUIC intake's per-record checks
+//! (`fpn_quic::handle_frame`: the connection's client id) into `fpn_engine::Engine`, the
+//! daemon's own admission, builders, economics and auction in one thread: receipts, blocks
+//! and clearings are the engine's. Windows close on [`TestServerConfig::window`]'s timer (or
+//! when full); each window's block and clearing go to the sessions that had a record
+//! accepted in it and to every `subscribe_all` session.
 //!
-//! It is not the engine: no packing economics, no limits, no rate limiting.
+//! It is not the daemon: one engine behind one lock, no rate limits, no connection limits.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use fpn_engine::window::WindowConfig;
+use fpn_engine::{Engine, EngineConfig, WindowResult};
+use fpn_quic::Admit;
+use fpn_tls::{Fingerprint, provider};
 use fpn_wire::session::{Hello, HelloError, Welcome, app_error};
-use fpn_wire::{
-    BlockEntryWire, BlockSummary, CANCEL_BY_NONCE, ClearingSummary, FRAME_HEADER_LEN, FrameWriter, Reason,
-    Receipt, RecordRef, WinnerWire, decode_frame, peek_frame_len, validate_bid, validate_cancel,
-};
+use fpn_wire::{FRAME_HEADER_LEN, FrameWriter, Reason, Receipt, RecordRef, peek_frame_len};
 use quinn::VarInt;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::sync::Mutex as AsyncMutex;
-
-use crate::tls::{Fingerprint, provider};
 
 /// A self-signed certificate for `localhost` and `127.0.0.1`.
 #[derive(Debug, Clone)]
@@ -98,12 +99,11 @@ pub struct TestServerStats {
     pub windows_published_total: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-struct Window {
-    id: u64,
-    intents: Vec<(u64, u64, u64, Vec<u64>)>,
-    bids: Vec<(u64, u64, u64)>,
-    clients: HashSet<u64>,
+/// The engine and which clients had records accepted in each window.
+#[derive(Debug)]
+struct Engined {
+    engine: Engine,
+    clients: HashMap<u64, HashSet<u64>>,
 }
 
 #[derive(Debug)]
@@ -121,10 +121,8 @@ struct State {
     datagram_loss_every: u64,
     datagrams_in: AtomicU64,
     datagrams_out: AtomicU64,
-    seq_next: AtomicU64,
-    /// (client, nonce) → seq of every accepted intent or bid, and whether it is open.
-    records: Mutex<HashMap<(u64, u64), (u64, bool)>>,
-    window: Mutex<Window>,
+    engine: Mutex<Engined>,
+    started: Instant,
     sessions: Mutex<HashMap<usize, SessionHandle>>,
     stats: Arc<TestServerStats>,
 }
@@ -187,9 +185,8 @@ impl TestServer {
             datagram_loss_every: config.datagram_loss_every,
             datagrams_in: AtomicU64::new(0),
             datagrams_out: AtomicU64::new(0),
-            seq_next: AtomicU64::new(1),
-            records: Mutex::new(HashMap::new()),
-            window: Mutex::new(Window { id: 1, ..Window::default() }),
+            engine: Mutex::new(Engined { engine: engine(config.window), clients: HashMap::new() }),
+            started: Instant::now(),
             sessions: Mutex::new(HashMap::new()),
             stats: stats.clone(),
         });
@@ -207,7 +204,8 @@ impl TestServer {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    publish(&state).await;
+                    let results = state.poll_windows();
+                    publish(&state, results).await;
                 }
             });
         }
@@ -313,7 +311,58 @@ impl Drop for ThreadedTestServer {
     }
 }
 
+/// The engine behind the server: the daemon's defaults with smaller windows (a test server
+/// starts often), `window` long (1 s without a timer: nothing closes but full windows).
+fn engine(window: Option<Duration>) -> Engine {
+    let window_ns = window.map_or(1_000_000_000, |w| w.as_nanos().clamp(1_000_000, 1_000_000_000) as u64);
+    let config = EngineConfig {
+        window: WindowConfig {
+            window_ns,
+            dedup_horizon_windows: 4,
+            ..WindowConfig::with_records_max(16_384)
+        },
+        book_bids_max: 16_384,
+        ..EngineConfig::default()
+    };
+    Engine::new(config, 0).expect("a valid engine configuration")
+}
+
+/// One record at a time into the engine, which answers at once.
+struct EngineAdmit<'a> {
+    engine: &'a mut Engine,
+    now_ns: u64,
+}
+
+impl Admit for EngineAdmit<'_> {
+    fn ready(&mut self) -> bool {
+        true
+    }
+
+    fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
+        Some(self.engine.handle_record(self.now_ns, rx_ns, record))
+    }
+
+    fn refused(&mut self, _receipt: &Receipt) {}
+}
+
 impl State {
+    fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    /// Every window due now (its deadline passed, or it is full), closed: each result's
+    /// frame and the clients to send it to.
+    fn poll_windows(&self) -> Vec<Published> {
+        let now = self.now_ns();
+        let mut e = self.engine.lock().unwrap();
+        let Engined { engine, clients } = &mut *e;
+        let mut out = Vec::new();
+        while let Some(result) = engine.poll_window(now) {
+            out.push(published(result, clients));
+        }
+        out
+    }
+
     /// Whether the next datagram counted by `counter` is lost on the path.
     fn lose(&self, counter: &AtomicU64) -> bool {
         let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
@@ -395,8 +444,9 @@ async fn serve(incoming: quinn::Incoming, state: Arc<State>) {
                     continue;
                 }
                 state.stats.frames_datagram_total.fetch_add(1, Ordering::Relaxed);
-                let receipts = handle_frame(&state, client_id, &datagram);
+                let (receipts, closed) = handle_frame(&state, client_id, &datagram);
                 send_receipts_datagrams(&state, &conn, &results, &receipts).await;
+                publish(&state, closed).await;
             }
         });
     }
@@ -438,7 +488,7 @@ async fn read_records_stream(
             Ok(len) if len <= 1 << 20 => len,
             other => {
                 let reason = other.err().unwrap_or(Reason::Oversized);
-                write_receipts(&results, &[Receipt::frame_refused(reason, now_ns())]).await;
+                write_receipts(&results, &[Receipt::frame_refused(reason, state.now_ns())]).await;
                 let _ = recv.stop(VarInt::from_u64(app_error(reason)).expect("small code"));
                 return;
             }
@@ -448,8 +498,9 @@ async fn read_records_stream(
             return;
         }
         state.stats.frames_stream_total.fetch_add(1, Ordering::Relaxed);
-        let receipts = handle_frame(&state, client_id, &frame);
+        let (receipts, closed) = handle_frame(&state, client_id, &frame);
         write_receipts(&results, &receipts).await;
+        publish(&state, closed).await;
         if let [Receipt { status: Err(reason), for_kind: None, .. }] = receipts[..] {
             let _ = recv.stop(VarInt::from_u64(app_error(reason)).expect("small code"));
             return;
@@ -457,74 +508,38 @@ async fn read_records_stream(
     }
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// One receipt per record, or one for a frame refused whole.
-fn handle_frame(state: &State, client_id: u64, frame: &[u8]) -> Vec<Receipt> {
-    let rx_ns = now_ns();
-    let records = match decode_frame(frame) {
-        Ok(records) => records,
-        Err(reason) => return vec![Receipt::frame_refused(reason, rx_ns)],
-    };
-    let mut receipts = Vec::with_capacity(records.len());
-    let mut book = state.records.lock().unwrap();
-    let mut window = state.window.lock().unwrap();
-    for record in records {
-        let mut receipt = Receipt::for_record(record, rx_ns);
-        let (record_client, nonce) = (receipt.client_id, receipt.nonce);
-        receipt.status = match record {
-            RecordRef::Intent(i) => i.validate(),
-            RecordRef::Bid(b) => validate_bid(b),
-            RecordRef::Cancel(c) => validate_cancel(c),
-            _ => Err(Reason::UnknownKind),
-        };
-        if receipt.status.is_ok() && record_client != client_id {
-            receipt.status = Err(Reason::ClientMismatch);
-        }
-        if receipt.status.is_ok() {
-            match record {
-                RecordRef::Cancel(c) => {
-                    let target = c.target.get();
-                    let by_nonce = c.mode == CANCEL_BY_NONCE;
-                    let found = book.iter_mut().find(|(key, value)| {
-                        let ((client, n), seq) = (**key, value.0);
-                        client == client_id && if by_nonce { n == target } else { seq == target }
-                    });
-                    match found {
-                        Some((_, (seq, open))) if *open => {
-                            *open = false;
-                            receipt.seq = *seq;
-                            receipt.window_id = window.id;
-                        }
-                        _ => receipt.status = Err(Reason::NotFound),
-                    }
-                }
-                _ if book.contains_key(&(client_id, nonce)) => receipt.status = Err(Reason::DuplicateNonce),
-                _ => {
-                    let seq = state.seq_next.fetch_add(1, Ordering::Relaxed);
-                    book.insert((client_id, nonce), (seq, true));
-                    receipt.seq = seq;
-                    receipt.window_id = window.id;
-                    match record {
-                        RecordRef::Intent(i) => {
-                            let keys = (0..i.keys.len()).map(|k| i.key(k)).collect();
-                            window.intents.push((seq, client_id, i.fixed.profit.get(), keys));
-                        }
-                        RecordRef::Bid(b) => window.bids.push((seq, client_id, b.amount.get())),
-                        _ => {}
-                    }
-                    window.clients.insert(client_id);
-                }
-            }
-        }
-        if receipt.status.is_ok() {
+/// One receipt per record, or one for a frame refused whole: the transport's checks, then
+/// the engine. Returns the receipts and the windows that closed full meanwhile.
+fn handle_frame(state: &State, client_id: u64, frame: &[u8]) -> (Vec<Receipt>, Vec<Published>) {
+    let now_ns = state.now_ns();
+    let mut receipts = Vec::new();
+    let mut published_now = Vec::new();
+    let mut e = state.engine.lock().unwrap();
+    let Engined { engine, clients } = &mut *e;
+    let mut counters = fpn_quic::Counters::default();
+    let mut admit = EngineAdmit { engine, now_ns };
+    let result = fpn_quic::handle_frame(
+        frame,
+        now_ns,
+        Some(client_id),
+        &mut counters,
+        &mut || true,
+        &mut admit,
+        |r| receipts.push(r.expect("the offline engine answers every record at once")),
+    );
+    if let Err(reason) = result {
+        return (vec![Receipt::frame_refused(reason, now_ns)], Vec::new());
+    }
+    for r in &receipts {
+        if r.status.is_ok() && r.window_id != 0 {
+            clients.entry(r.window_id).or_default().insert(client_id);
             state.stats.records_accepted_total.fetch_add(1, Ordering::Relaxed);
         }
-        receipts.push(receipt);
     }
-    receipts
+    while let Some(result) = engine.poll_window(now_ns) {
+        published_now.push(published(result, clients));
+    }
+    (receipts, published_now)
 }
 
 fn receipt_frames(receipts: &[Receipt], len_max: usize) -> Vec<Vec<u8>> {
@@ -579,56 +594,35 @@ async fn write_receipts(results: &AsyncMutex<quinn::SendStream>, receipts: &[Rec
     }
 }
 
-/// Closes the open window: a block of its intents (first come first served on keys, payout
-/// = profit, no fee) and a clearing where every bid wins at its amount.
-async fn publish(state: &State) {
-    let window = {
-        let mut open = state.window.lock().unwrap();
-        let next = Window { id: open.id + 1, ..Window::default() };
-        std::mem::replace(&mut *open, next)
-    };
-    let mut used = HashSet::new();
-    let mut entries = Vec::new();
-    for (seq, client, profit, keys) in &window.intents {
-        if keys.iter().all(|k| !used.contains(k)) {
-            used.extend(keys.iter().copied());
-            entries.push(BlockEntryWire::new(*seq, *client, *profit, *profit));
+/// A published window: its block and clearing frame, and the clients that had records in it.
+struct Published {
+    frame: Vec<u8>,
+    clients: HashSet<u64>,
+}
+
+fn published(result: &WindowResult, clients: &mut HashMap<u64, HashSet<u64>>) -> Published {
+    let mut frame = Vec::new();
+    result.encode(&mut frame);
+    Published { frame, clients: clients.remove(&result.window.window_id).unwrap_or_default() }
+}
+
+/// Writes each published window to the result streams of the sessions that had records in
+/// it and of every `subscribe_all` session.
+async fn publish(state: &State, published: Vec<Published>) {
+    for p in published {
+        let targets: Vec<_> = state
+            .sessions
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| s.subscribe_all || p.clients.contains(&s.client_id))
+            .map(|s| s.results.clone())
+            .collect();
+        for results in targets {
+            let _ = results.lock().await.write_all(&p.frame).await;
         }
+        state.stats.windows_published_total.fetch_add(1, Ordering::Relaxed);
     }
-    let total: u64 = entries.iter().map(|e| e.profit.get()).sum();
-    let block = BlockSummary {
-        window_id: window.id,
-        total,
-        fifo_total: total,
-        upper_bound: window.intents.iter().map(|i| i.2).sum(),
-        ..BlockSummary::default()
-    };
-    let winners: Vec<WinnerWire> =
-        window.bids.iter().map(|(s, c, a)| WinnerWire::new(*s, *c, *a, *a)).collect();
-    let clearing = ClearingSummary {
-        window_id: window.id,
-        revenue: window.bids.iter().map(|b| b.2).sum(),
-        ..ClearingSummary::default()
-    };
-    let mut frames = Vec::new();
-    let mut w = FrameWriter::new(&mut frames, u32::MAX as usize);
-    w.push_block(&block, &entries).expect("no limit");
-    w.finish();
-    let mut w = FrameWriter::new(&mut frames, u32::MAX as usize);
-    w.push_clearing(&clearing, &winners).expect("no limit");
-    w.finish();
-    let targets: Vec<_> = state
-        .sessions
-        .lock()
-        .unwrap()
-        .values()
-        .filter(|s| s.subscribe_all || window.clients.contains(&s.client_id))
-        .map(|s| s.results.clone())
-        .collect();
-    for results in targets {
-        let _ = results.lock().await.write_all(&frames).await;
-    }
-    state.stats.windows_published_total.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The files a daemon leaves for its clients, for a test server at `addr` with `cert`.
