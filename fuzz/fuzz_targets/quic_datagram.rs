@@ -44,7 +44,7 @@ impl Admit for Engine {
     }
 
     fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
-        self.core.handle_record(rx_ns, rx_ns, record, &mut Discard)
+        self.core.handle_record(rx_ns, record, &mut Discard)
     }
 
     fn refused(&mut self, receipt: &Receipt) {

@@ -85,10 +85,8 @@ fn handle_frames(c: &mut Criterion) {
             if *PREFETCH_NEXT {
                 prefetch_frame(input.frame((f + 1) % input.len()));
             }
-            core.handle_frame(now, now, input.frame(f), queues, |r| {
-                accepted += usize::from(r.status.is_ok())
-            })
-            .expect("frame structure");
+            core.handle_frame(now, input.frame(f), queues, |r| accepted += usize::from(r.status.is_ok()))
+                .expect("frame structure");
         }
         let took = t.elapsed();
         assert_eq!(accepted, RECORDS, "every intent is admitted");

@@ -300,7 +300,7 @@ impl Engine {
             return r;
         }
         let mut sink = Queues { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger[0] };
-        let answered = self.intake.handle_record(now_ns, rx_ns, record, &mut sink);
+        let answered = self.intake.handle_record(rx_ns, record, &mut sink);
         self.pump();
         answered.unwrap_or_else(|| self.out.late.take().expect("the merger answers a book cancel at once"))
     }

@@ -470,7 +470,7 @@ fn close_markers_wait_for_room_and_are_never_dropped() {
     assert_eq!(intake.handle_window(close(1), &mut gate), Err(ClosePending));
     // While a marker waits, records are refused (nothing of window 2 may overtake it).
     let mut got = Vec::new();
-    intake.handle_frame(2, 2, &intent_frame(1, 1, 5, &[1]), &mut gate, |r| got.push(r)).unwrap();
+    intake.handle_frame(2, &intent_frame(1, 1, 5, &[1]), &mut gate, |r| got.push(r)).unwrap();
     assert_eq!(got[0].status, Err(Reason::Overloaded));
     // A second close while the first still waits: both stay queued, in order.
     assert_eq!(intake.handle_window(close(2), &mut gate), Err(ClosePending));
@@ -484,7 +484,7 @@ fn close_markers_wait_for_room_and_are_never_dropped() {
     assert_eq!(gate.merger, vec![ToMerger::Close(close(1)), ToMerger::Close(close(2))]);
     // And the intake takes records again, in window 3; the refused nonce was not consumed.
     got.clear();
-    intake.handle_frame(3, 3, &intent_frame(1, 1, 5, &[1]), &mut gate, |r| got.push(r)).unwrap();
+    intake.handle_frame(3, &intent_frame(1, 1, 5, &[1]), &mut gate, |r| got.push(r)).unwrap();
     assert_eq!((got[0].status, got[0].window_id), (Ok(()), 3));
 }
 
@@ -498,7 +498,7 @@ fn seqs_are_unique_across_intakes_and_increase_per_intake() {
         let mut last = 0;
         for k in 0..10 {
             let mut got = Vec::new();
-            intake.handle_frame(1, 1, &intent_frame(1, k, 5, &[k]), &mut sink, |r| got.push(r)).unwrap();
+            intake.handle_frame(1, &intent_frame(1, k, 5, &[k]), &mut sink, |r| got.push(r)).unwrap();
             let seq = got[0].seq;
             assert!(seq > last && (seq - 1) % 3 == i as u64);
             assert!(seqs.insert(seq));
@@ -656,7 +656,7 @@ mod alloc_free {
             for (client, frame) in frames {
                 let i = (*client % n as u64) as usize;
                 let mut q = Queues { intake: i, to_builder: &mut to_builder, to_merger: &mut to_merger };
-                intakes[i].handle_frame(now, now, frame, &mut q, |r| receipts.push(r)).unwrap();
+                intakes[i].handle_frame(now, frame, &mut q, |r| receipts.push(r)).unwrap();
             }
             let close = clock.close_now(now, false);
             for (i, intake) in intakes.iter_mut().enumerate() {

@@ -92,11 +92,8 @@ impl GreedyCore {
         for k in 0..n {
             // The order visits intents at random: start loading the next ones' data in
             // stages (their ids' position, then their ids), each a few intents before it is
-            // needed. Prefetching changes no result. Measured on
-            // `Packer::select` (min of 24, 4 alternations), with a third stage for the owners
-            // (before `taken` replaced those reads): 65k-intent e2e-like window 284-291 ->
-            // 268-282 ns per intent; the same staging in the local search's loops made no
-            // difference and was not kept.
+            // needed. Prefetching changes no result (`BENCHMARKS.md`, "Measurements behind
+            // code choices").
             if k + 3 * FILL_AHEAD < ahead {
                 index.prefetch_starts((self.order[k + 3 * FILL_AHEAD] & INDEX_MASK) as usize);
             }

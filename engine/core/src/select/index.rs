@@ -66,21 +66,18 @@ pub struct KeyIndex {
 
 /// Intents with at most this many keys count their distinct resources by comparing their
 /// ids with each other, without `last_holder`, whose random reads were 9 % of `prepare` in
-/// perf (`select/improved/20000`). The comparison has no early exit: with `contains` it
-/// mispredicted, and `prepare` on the bench's 10k window (2-8 keys from 2,000, where
-/// `last_holder` stays in cache) took 42 -> 55 ns per intent with 16 here, 43 with 4; now
-/// 40 with 4, the same with 8 (min of 40, 3 alternations).
+/// perf. The comparison has no early exit (with `contains` it mispredicted). Why 4:
+/// `BENCHMARKS.md`, "Measurements behind code choices".
 const DISTINCT_SCAN_MAX: usize = 4;
 
-/// How many keys ahead `prepare` prefetches the slot of. Measured (one thread, min of 30,
-/// 22k-intent window of 4 keys from 2^18, 4 MB table prefix): 8 ahead 123 -> 68 ns/intent,
-/// 16 ahead 81; a plain load instead of the prefetch instruction saved under 10.
+/// How many keys ahead `prepare` prefetches the slot of: far enough to cover a miss, near
+/// enough to stay within the line-fill buffers (`BENCHMARKS.md`, "Measurements behind code
+/// choices").
 const PREFETCH_AHEAD: usize = 8;
 
-/// Distinct keys at which a table prefix of `slots_used` slots doubles: half full. Tried
-/// three quarters (a 20k-intent e2e window's ~69k distinct keys then fit in 2 MB, not 4):
-/// `prepare` got slower on every window size (min of 40: 97 against 77 ns per intent at
-/// 20k, 106 against 93 at 65k), the longer probe chains costing more than the misses saved.
+/// Distinct keys at which a table prefix of `slots_used` slots doubles: half full. Fuller
+/// prefixes fit more windows in cache but their longer probe chains cost more than the
+/// misses saved (`BENCHMARKS.md`, "Measurements behind code choices").
 #[inline]
 fn grow_threshold(slots_used: usize) -> u32 {
     (slots_used / 2) as u32
@@ -176,10 +173,8 @@ impl KeyIndex {
         // with (consecutive windows are alike), at least a quarter of the worst case (every
         // key distinct), and double it whenever it gets half full. Doubling rehashes only
         // the distinct keys seen so far, under a fresh stamp (which empties the table in
-        // O(1)); ids stay as assigned. Measured on the 10k bench window (2,000 distinct
-        // keys): a 2 MB prefix missed cache on most probes. Measured on the e2e bench
-        // (~20k-intent windows, ~70k distinct keys): restarting the window from scratch at
-        // each doubling, as before, interned most keys three times.
+        // O(1)); ids stay as assigned, so no key is interned twice (`BENCHMARKS.md`,
+        // "Measurements behind code choices").
         let slots_needed = (2 * keys.len()).max(16).next_power_of_two();
         debug_assert!(slots_needed <= self.slots.len());
         let mut slots_used = (slots_needed / 4).max(self.slots_used_last).clamp(16, slots_needed);

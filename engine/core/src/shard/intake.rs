@@ -172,7 +172,6 @@ impl IntakeCore {
     /// A cancel of a book bid is answered later, by the merger.
     pub fn handle_frame(
         &mut self,
-        now_ns: u64,
         rx_ns: u64,
         bytes: &[u8],
         sink: &mut impl IntakeSink,
@@ -182,7 +181,7 @@ impl IntakeCore {
             for r in ahead {
                 self.prefetch(r);
             }
-            if let Some(r) = self.handle_record(now_ns, rx_ns, record, sink) {
+            if let Some(r) = self.handle_record(rx_ns, record, sink) {
                 receipt(r);
             }
         }
@@ -207,12 +206,10 @@ impl IntakeCore {
     /// [`BookCancel`], which answers it.
     pub fn handle_record(
         &mut self,
-        now_ns: u64,
         rx_ns: u64,
         record: RecordRef<'_>,
         sink: &mut impl IntakeSink,
     ) -> Option<Receipt> {
-        let _ = now_ns;
         let mut receipt = Receipt::for_record(record, rx_ns);
         // The engine refuses everything while its window is full, before validation.
         if self.has_pending() || self.wants_close() {

@@ -454,8 +454,9 @@ impl Merger {
     /// window takes exactly the union of the shards' FIFO selections, and its dual bound is
     /// the sum of theirs before rounding ([`BoundParts`]); the builder's selection is the
     /// union of the shards' (no cross intents to add). Only the published entries are
-    /// merged by seq. Measured on the e2e bench (one shard): the merger's share fell from
-    /// about 270 to 20 ns per intent. Returns the window's intent count.
+    /// merged by seq, so the merger does a few ns per intent instead of packing the window
+    /// again (`BENCHMARKS.md`, "Measurements behind code choices"). Returns the window's
+    /// intent count.
     fn pack_disjoint(&mut self, window_id: u64, shard_bound: u64) -> usize {
         let windows = &self.shard_windows;
         let shard = |s: usize| windows[s].as_deref().expect("all shard windows are in");

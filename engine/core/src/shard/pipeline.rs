@@ -231,7 +231,7 @@ impl Pipeline {
             let _ = intake.poll_pending(&mut q);
         }
         let receipts = &mut self.receipts;
-        intake.handle_frame(now_ns, rx_ns, frame, &mut q, |r| receipts.push(r))?;
+        intake.handle_frame(rx_ns, frame, &mut q, |r| receipts.push(r))?;
         if self.intakes[i].wants_close() {
             self.close_now(now_ns);
         }

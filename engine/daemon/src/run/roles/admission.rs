@@ -150,13 +150,7 @@ impl Admission {
     /// Admits one record that arrived at `rx_ns` through `origin`: its receipt, or `None`
     /// when the merger answers it later (then [`Admission::take_origin`] says where to).
     #[inline]
-    pub fn admit(
-        &mut self,
-        now_ns: u64,
-        rx_ns: u64,
-        record: RecordRef<'_>,
-        origin: Origin,
-    ) -> Option<Receipt> {
+    pub fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>, origin: Origin) -> Option<Receipt> {
         if matches!(record, RecordRef::Cancel(_)) && self.origins.len() == self.origins_max {
             // It might be a book cancel, and the merger's answers for this intake are all
             // outstanding: refuse it rather than wait.
@@ -166,7 +160,7 @@ impl Admission {
             return Some(r);
         }
         let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
-        match self.core.handle_record(now_ns, rx_ns, record, &mut sink) {
+        match self.core.handle_record(rx_ns, record, &mut sink) {
             Some(r) => {
                 self.counters.count(r.status);
                 Some(r)
@@ -183,7 +177,6 @@ impl Admission {
     /// (`None`: answered later by the merger). `Err`: the frame is refused whole.
     pub fn admit_frame(
         &mut self,
-        now_ns: u64,
         rx_ns: u64,
         frame: &[u8],
         origin: Origin,
@@ -193,7 +186,7 @@ impl Admission {
             for r in ahead {
                 self.core.prefetch(r);
             }
-            answer(self.admit(now_ns, rx_ns, record, origin));
+            answer(self.admit(rx_ns, record, origin));
         }
         Ok(())
     }

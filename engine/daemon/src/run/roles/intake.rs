@@ -122,7 +122,7 @@ impl IntakeRole {
     }
 
     /// Frames from the submit ring, each answered in record order over the answer ring.
-    fn handle_submits(&mut self, now: u64) -> bool {
+    fn handle_submits(&mut self) -> bool {
         let mut did_work = false;
         for _ in 0..BUDGET {
             // A full window (or a close marker still waiting for ring room) would refuse every
@@ -142,7 +142,7 @@ impl IntakeRole {
             }
             let answers = &mut self.answers.tx;
             let rx_ns = sub.rx_ns;
-            let result = self.admission.admit_frame(now, rx_ns, &sub.frame, Origin::Admin, |r| {
+            let result = self.admission.admit_frame(rx_ns, &sub.frame, Origin::Admin, |r| {
                 let a = match r {
                     Some(r) => Answer::Receipt(r),
                     None => Answer::Deferred { rx_ns },
@@ -274,7 +274,7 @@ impl RoleLoop for IntakeRole {
             did_work |= self.admission.poll_pending();
         }
         did_work |= self.handle_late();
-        did_work |= self.handle_submits(now);
+        did_work |= self.handle_submits();
         if let Some(q) = self.quic.as_mut() {
             let leader = matches!(self.closes, Closes::Leader(_));
             did_work |= q.poll(now, &mut self.admission, &self.shared, leader);

@@ -156,7 +156,7 @@ impl Admit for QuicAdmit<'_> {
             self.admission.counters.count(r.status);
             return Some(r);
         }
-        let receipt = self.admission.admit(self.now_ns, rx_ns, record, Origin::Quic);
+        let receipt = self.admission.admit(rx_ns, record, Origin::Quic);
         self.rx_to_ring.record_ns(self.now_ns.saturating_sub(rx_ns).max(1));
         if receipt.is_some_and(|r| r.status.is_ok()) && self.stamps.len() < self.stamps.capacity() {
             self.stamps.push(self.now_ns);
