@@ -1,6 +1,7 @@
 //! `fpn` run as a user would: the built binary, real files, exit codes and output.
 
 mod daemon;
+mod probe;
 mod real_daemon;
 
 use std::io::Write;
