@@ -4,7 +4,7 @@
 //! (one block from a JSON-lines file of intents), `clear` (one auction from a JSON-lines
 //! file of bids) and `zk`. Subcommands that talk to a running `flashpointd` over QUIC
 //! (`fpn-client`): `submit`, `bid`, `cancel`, `watch`; and over its admin endpoint: `status`.
-//! On the daemon's host: `probe` (eBPF latency probes, `fpn-ebpf`).
+//! On the daemon's host: `probe` (eBPF latency probes, `fpn-ebpf`) and `tune` (host checks).
 //! Human-readable output by default, `--json` for scripts. Exit codes: 0 ok, 1 a record
 //! refused, a daemon not ready or a connection failure, 2 bad arguments or input.
 
@@ -20,6 +20,7 @@ mod feed;
 mod jsonl;
 mod net;
 mod render;
+mod tune;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ enum Command {
     Status(cmd_status::StatusArgs),
     /// eBPF latency probes on a running daemon: a live view and a Prometheus endpoint (root).
     Probe(cmd_probe::ProbeArgs),
+    /// The host against the daemon's core map: check (read-only) or apply tuning (docs/tuning.md).
+    #[command(subcommand)]
+    Tune(tune::TuneCommand),
 }
 
 /// A command's output and exit code (0, or 1 when a record was refused, a check failed...).
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => cmd_watch::run(&args),
         Command::Status(args) => cmd_status::run(&args),
         Command::Probe(args) => cmd_probe::run(&args),
+        Command::Tune(command) => tune::run(&command),
     };
     match result {
         Ok(Done { text, code }) => {

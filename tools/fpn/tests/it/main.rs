@@ -3,6 +3,7 @@
 mod daemon;
 mod probe;
 mod real_daemon;
+mod tune;
 
 use std::io::Write;
 use std::process::{Command, Output};
