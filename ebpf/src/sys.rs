@@ -113,6 +113,10 @@ pub struct Filter {
     pub hot_cpus: BTreeSet<usize>,
     /// The intake's UDP ports: datagrams queued on sockets bound to them are stamped.
     pub ports: BTreeSet<u16>,
+    /// Attach the syscall probes (5). Off, a spinning intake's empty `recvmmsg` polls cost
+    /// nothing extra (they are most of the probes' cost: `BENCHMARKS.md`, "eBPF probes"),
+    /// and tracefs is not needed.
+    pub syscalls: bool,
 }
 
 /// The attached probes. Dropping them detaches them, as [`Probes::detach`] does.
@@ -124,7 +128,7 @@ pub struct Probes {
 impl Probes {
     /// Checks what loading needs, loads the object with `filter` and attaches every program.
     pub fn attach(filter: &Filter) -> Result<Probes, ProbeError> {
-        preflight()?;
+        preflight(filter.syscalls)?;
         if filter.pid == 0 {
             return Err(ProbeError::Target("pid 0 is not a process".into()));
         }
@@ -152,6 +156,9 @@ impl Probes {
         }
         let mut program_ids = Vec::with_capacity(PROGRAMS.len());
         for (name, attach) in PROGRAMS {
+            if matches!(attach, Attach::Classic(..)) && !filter.syscalls {
+                continue;
+            }
             let program = ebpf.program_mut(name).ok_or_else(|| missing(&format!("program {name}")))?;
             let fail =
                 |e: &dyn std::error::Error| ProbeError::Attach { program: name, message: error_chain(e) };
@@ -260,7 +267,7 @@ pub fn still_loaded(ids: &[u32]) -> Result<Vec<String>, ProbeError> {
 }
 
 /// What loading needs, checked in the order an operator can fix it, each with its fix.
-fn preflight() -> Result<(), ProbeError> {
+fn preflight(tracefs: bool) -> Result<(), ProbeError> {
     if !BUILT_WITH_CLANG {
         return Err(ProbeError::BuiltWithoutClang);
     }
@@ -273,7 +280,7 @@ fn preflight() -> Result<(), ProbeError> {
             "{BTF_VMLINUX} is missing (a kernel built without CONFIG_DEBUG_INFO_BTF)"
         )));
     }
-    ensure_tracefs()
+    if tracefs { ensure_tracefs() } else { Ok(()) }
 }
 
 /// The effective capability set from `/proc/self/status` (`CapEff:` in hex).

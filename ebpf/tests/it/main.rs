@@ -33,6 +33,7 @@ fn probes_count_this_process_datagrams_switches_and_detach_cleanly() {
         pid: std::process::id(),
         hot_cpus: target::parse_cpu_list(allowed.trim()).unwrap().into_iter().collect(),
         ports: BTreeSet::from([port]),
+        syscalls: true,
     };
     if !fpn_ebpf::BUILT_WITH_CLANG && std::env::var_os("CI").is_none() {
         eprintln!(

@@ -49,6 +49,10 @@ pub struct ProbeArgs {
     /// when stdout is not a terminal).
     #[arg(long)]
     pub plain: bool,
+    /// Leave out the syscall probes: a spinning intake's empty recvmmsg polls then cost nothing
+    /// extra (most of the probes' overhead, BENCHMARKS.md).
+    #[arg(long)]
+    pub no_syscalls: bool,
 }
 
 /// Why the loop stopped.
@@ -83,7 +87,7 @@ pub fn run(args: &ProbeArgs) -> Result<Done, UsageError> {
         "off" => None,
         addr => Some(addr.parse().map_err(|e| crate::usage(format!("--listen {addr}: {e}")))?),
     };
-    let filter = Filter { pid, hot_cpus, ports: found.ports.clone() };
+    let filter = Filter { pid, hot_cpus, ports: found.ports.clone(), syscalls: !args.no_syscalls };
     let probes = Probes::attach(&filter).map_err(|e| UsageError::invalid(&e.to_string()))?;
     let server = match listen {
         Some(addr) => Some(
