@@ -4,11 +4,13 @@
 //! (one block from a JSON-lines file of intents), `clear` (one auction from a JSON-lines
 //! file of bids) and `zk`. Subcommands that talk to a running `flashpointd` over QUIC
 //! (`fpn-client`): `submit`, `bid`, `cancel`, `watch`; and over its admin endpoint: `status`.
+//! On the daemon's host: `probe` (eBPF latency probes, `fpn-ebpf`) and `tune` (host checks).
 //! Human-readable output by default, `--json` for scripts. Exit codes: 0 ok, 1 a record
 //! refused, a daemon not ready or a connection failure, 2 bad arguments or input.
 
 mod cmd_build;
 mod cmd_clear;
+mod cmd_probe;
 mod cmd_sim;
 mod cmd_status;
 mod cmd_submit;
@@ -18,6 +20,7 @@ mod feed;
 mod jsonl;
 mod net;
 mod render;
+mod tune;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -50,6 +53,11 @@ enum Command {
     Watch(cmd_watch::WatchArgs),
     /// The daemon's readiness and metrics (admin endpoint).
     Status(cmd_status::StatusArgs),
+    /// eBPF latency probes on a running daemon: a live view and a Prometheus endpoint (root).
+    Probe(cmd_probe::ProbeArgs),
+    /// The host against the daemon's core map: check (read-only) or apply tuning (docs/tuning.md).
+    #[command(subcommand)]
+    Tune(tune::TuneCommand),
 }
 
 /// A command's output and exit code (0, or 1 when a record was refused, a check failed...).
@@ -104,6 +112,8 @@ fn main() -> ExitCode {
         Command::Cancel(args) => cmd_submit::run_cancel(&args),
         Command::Watch(args) => cmd_watch::run(&args),
         Command::Status(args) => cmd_status::run(&args),
+        Command::Probe(args) => cmd_probe::run(&args),
+        Command::Tune(command) => tune::run(&command),
     };
     match result {
         Ok(Done { text, code }) => {

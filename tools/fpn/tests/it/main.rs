@@ -1,7 +1,9 @@
 //! `fpn` run as a user would: the built binary, real files, exit codes and output.
 
 mod daemon;
+mod probe;
 mod real_daemon;
+mod tune;
 
 use std::io::Write;
 use std::process::{Command, Output};

@@ -63,7 +63,7 @@ fn allowed_cpus() -> Vec<usize> {
 }
 
 /// A running daemon; killed on drop.
-struct Daemon {
+pub(super) struct Daemon {
     child: Child,
     dir: PathBuf,
 }
@@ -71,6 +71,11 @@ struct Daemon {
 impl Daemon {
     /// Starts with its QUIC intake on `listen` and waits until it is ready.
     fn start(dir: &Path, listen: &str) -> Daemon {
+        Daemon::start_with(dir, listen, "")
+    }
+
+    /// As [`Daemon::start`], with `extra` TOML appended to the configuration file.
+    pub(super) fn start_with(dir: &Path, listen: &str, extra: &str) -> Daemon {
         let data = dir.join("data");
         for file in ["quic.addr", "admin.addr"] {
             let _ = std::fs::remove_file(data.join(file));
@@ -81,7 +86,7 @@ impl Daemon {
             "[engine]\nprofile = \"test\"\ndata_dir = {data:?}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n\
              [quic]\nlisten = \"{listen}\"\n\n[window]\nduration_ms = 50\n\n\
              [cores]\nintake = [{hot}]\nbuilder = [{hot}]\nmerger = [{rest}]\nprover = [{rest}]\n\
-             journal = [{rest}]\nadmin = [{rest}]\n",
+             journal = [{rest}]\nadmin = [{rest}]\n{extra}",
             data = data.display().to_string(),
         );
         std::fs::create_dir_all(dir).unwrap();
@@ -111,15 +116,19 @@ impl Daemon {
         }
     }
 
-    fn data(&self) -> PathBuf {
+    pub(super) fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
 
-    fn stderr(&self) -> String {
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(super) fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
-    fn quic_addr(&self) -> String {
+    pub(super) fn quic_addr(&self) -> String {
         std::fs::read_to_string(self.data().join("quic.addr")).unwrap().trim().to_string()
     }
 
@@ -136,14 +145,14 @@ impl Drop for Daemon {
     }
 }
 
-fn scratch(name: &str) -> PathBuf {
+pub(super) fn scratch(name: &str) -> PathBuf {
     let dir =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fpn-real-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
-fn text(out: &std::process::Output) -> String {
+pub(super) fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
