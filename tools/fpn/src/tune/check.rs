@@ -12,7 +12,7 @@ use super::host::Host;
 /// What the daemon's configuration asks of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// CPUs of the hot roles (intake, builder, build workers, auction).
+    /// CPUs of the hot roles (intake, builder, build workers, merger).
     pub hot_cpus: BTreeSet<usize>,
     /// The QUIC intake's address (`quic.listen`).
     pub listen: SocketAddr,

@@ -4,7 +4,7 @@
 //! The configuration is loaded exactly as the daemon loads it (`flashpointd::load`: the file
 //! from `--config` or `FPN_CONFIG`, the `FPN_*` environment, `--set`), against this process's
 //! CPU affinity, so under the unit's `ExecStartPre=` it sees the daemon's core map. The hot
-//! CPUs are those of the hot roles (`Role::is_hot`: intake, builder, build, auction).
+//! CPUs are those of the hot roles (`Role::is_hot`: intake, builder, build worker, merger).
 //!
 //! `check` is read-only and needs no privileges. Exit 0 when nothing fails (warnings allowed;
 //! always 0 with `--warn-only`), 1 when a check fails, 2 for usage or configuration errors.
