@@ -7,7 +7,7 @@
 //! records stream cuts frames, one per session writes its result stream, one takes the
 //! engine's answers, and one does housekeeping (counter snapshots, certificate renewal).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::poll_fn;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::rc::Rc;
@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
+use fpn_quic::server::ConnAdmission;
 use fpn_quic::{Auth, Limits};
 use fpn_tls::Fingerprint;
 use fpn_wire::session::{API_KEY_LEN_MAX, HELLO_FIXED_LEN, app_error};
@@ -63,6 +64,9 @@ pub struct Config {
     pub cert: CertSource,
     pub auth: Auth,
     pub limits: Limits,
+    /// The clock of receive times (`rx_ns` of receipts: ns since the Unix epoch). The daemon
+    /// passes its own, so every entry point stamps records with one clock.
+    pub clock: fn() -> u64,
 }
 
 impl Default for Config {
@@ -74,6 +78,7 @@ impl Default for Config {
             cert: CertSource::default(),
             auth: Auth::Open,
             limits: Limits::default(),
+            clock: unix_now_ns,
         }
     }
 }
@@ -126,10 +131,29 @@ struct Control {
 #[derive(Debug)]
 pub struct EndpointHandle {
     local_addr: SocketAddr,
-    info: Arc<Mutex<EndpointInfo>>,
-    counters: Arc<Mutex<Counters>>,
+    watch: EndpointWatch,
     control: Arc<Control>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the endpoint publishes, readable from any thread and cloned freely (the daemon's
+/// admin endpoint serves its [`EndpointInfo`], the intake publishes its [`Counters`]).
+#[derive(Debug, Clone)]
+pub struct EndpointWatch {
+    info: Arc<Mutex<EndpointInfo>>,
+    counters: Arc<Mutex<Counters>>,
+}
+
+impl EndpointWatch {
+    /// The current URL and certificate hashes.
+    pub fn info(&self) -> EndpointInfo {
+        self.info.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The counters as of the endpoint's last housekeeping (copied: no allocation).
+    pub fn counters(&self) -> Counters {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl EndpointHandle {
@@ -139,12 +163,17 @@ impl EndpointHandle {
 
     /// The current URL and certificate hashes.
     pub fn info(&self) -> EndpointInfo {
-        self.info.lock().expect("info lock").clone()
+        self.watch.info()
     }
 
     /// The counters as of the last housekeeping.
     pub fn counters(&self) -> Counters {
-        self.counters.lock().expect("counters lock").clone()
+        self.watch.counters()
+    }
+
+    /// A handle on what the endpoint publishes, for other threads.
+    pub fn watch(&self) -> EndpointWatch {
+        self.watch.clone()
     }
 
     /// Replaces a generated certificate at the next housekeeping, due or not (an operator's
@@ -209,7 +238,8 @@ impl Endpoint {
             Ok(Err(e)) => return Err(StartError::Runtime(e)),
             Err(_) => return Err(StartError::Runtime("the thread ended before it was ready".into())),
         }
-        Ok(EndpointHandle { local_addr, info, counters, control, thread: Some(thread) })
+        let watch = EndpointWatch { info, counters };
+        Ok(EndpointHandle { local_addr, watch, control, thread: Some(thread) })
     }
 }
 
@@ -244,11 +274,11 @@ fn quinn_server_config(cert: &Certificate, limits: &Limits) -> Result<quinn::Ser
 struct Shared {
     core: RefCell<Core>,
     config: Config,
-    handshakes: Cell<usize>,
     wake: Arc<Wake>,
 }
 
-fn now_ns() -> u64 {
+/// The default [`Config::clock`]: the wall clock.
+pub fn unix_now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
@@ -279,7 +309,7 @@ fn run(
         };
         let EndpointQueues { frames, answers, wake } = queues;
         let core = Core::new(config.auth.clone(), config.limits.clone(), frames, Instant::now());
-        let shared = Rc::new(Shared { core: RefCell::new(core), config, handshakes: Cell::new(0), wake });
+        let shared = Rc::new(Shared { core: RefCell::new(core), config, wake });
         spawn_local(dispatch(shared.clone(), answers));
         spawn_local(housekeeping(
             shared.clone(),
@@ -307,38 +337,29 @@ fn run(
 
 fn on_incoming(shared: &Rc<Shared>, incoming: quinn::Incoming) {
     let ip = incoming.remote_address().ip();
-    if shared.core.borrow_mut().open_connection(ip).is_err() {
-        incoming.refuse();
-        return;
-    }
-    let limits = &shared.config.limits;
-    if shared.handshakes.get() >= limits.retry_above && !incoming.remote_address_validated() {
-        let mut core = shared.core.borrow_mut();
-        core.close_connection(ip);
-        core.counters.conns_accepted_total -= 1;
-        if incoming.may_retry() {
-            core.counters.retries_total += 1;
+    let admission = shared.core.borrow_mut().open_connection(ip, incoming.remote_address_validated());
+    match admission {
+        ConnAdmission::Accept => drop(spawn_local(connection(shared.clone(), incoming, ip))),
+        ConnAdmission::Retry if incoming.may_retry() => {
+            shared.core.borrow_mut().counters.retries_total += 1;
             let _ = incoming.retry();
-        } else {
-            incoming.ignore();
         }
-        return;
+        ConnAdmission::Retry => incoming.ignore(),
+        ConnAdmission::RefuseMax | ConnAdmission::RefuseIp => incoming.refuse(),
     }
-    spawn_local(connection(shared.clone(), incoming, ip));
 }
 
 async fn connection(shared: Rc<Shared>, incoming: quinn::Incoming, ip: IpAddr) {
-    shared.handshakes.set(shared.handshakes.get() + 1);
     let conn = match incoming.accept() {
         Ok(connecting) => connecting.await,
         Err(e) => Err(e),
     };
-    shared.handshakes.set(shared.handshakes.get() - 1);
+    shared.core.borrow_mut().handshake_ended();
     match conn {
         Ok(conn) => serve(&shared, conn).await,
         Err(_) => shared.core.borrow_mut().counters.handshakes_failed_total += 1,
     }
-    shared.core.borrow_mut().close_connection(ip);
+    shared.core.borrow_mut().close_connection(ip, false);
 }
 
 /// Serves a connection's requests until the WebTransport CONNECT, then its session.
@@ -433,7 +454,7 @@ async fn run_session(
             d = datagrams.read_datagram() => {
                 let Ok(d) = d else { return None };
                 let mut core = shared.core.borrow_mut();
-                core.handle_frame(key, Via::Datagram, d.into_payload(), now_ns(), Instant::now());
+                core.handle_frame(key, Via::Datagram, d.into_payload(), (shared.config.clock)(), Instant::now());
                 core.flush();
             }
             _ = tokio::time::sleep_until(hello_deadline), if awaiting_hello => {
@@ -507,7 +528,8 @@ async fn write_results(shared: Rc<Shared>, mut send: WtSend, key: SessionKey, wa
 async fn read_records(shared: Rc<Shared>, mut stream: WtRecv, key: SessionKey) {
     let frame_max = shared.config.limits.stream_frame_max;
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut rx_ns = now_ns();
+    let clock = shared.config.clock;
+    let mut rx_ns = clock();
     loop {
         while buf.len() >= FRAME_HEADER_LEN {
             let len = match peek_frame_len(&buf) {
@@ -546,7 +568,7 @@ async fn read_records(shared: Rc<Shared>, mut stream: WtRecv, key: SessionKey) {
         }
         match poll_fn(|cx| stream.poll_data(cx)).await {
             Ok(Some(chunk)) => {
-                rx_ns = now_ns();
+                rx_ns = clock();
                 buf.extend_from_slice(&chunk);
             }
             Ok(None) if buf.is_empty() => return,

@@ -32,6 +32,6 @@ pub mod testing;
 pub mod wt;
 
 pub use cert::{CertError, CertSource, Certificate};
-pub use endpoint::{Config, Endpoint, EndpointHandle, EndpointInfo, StartError};
+pub use endpoint::{Config, Endpoint, EndpointHandle, EndpointInfo, EndpointWatch, StartError};
 pub use engine::{EndpointQueues, EngineSide, FrameIn, QueueConfig, SessionKey, ToSession, Via, queues};
 pub use metrics::Counters;

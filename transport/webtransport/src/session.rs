@@ -4,27 +4,32 @@
 //! and proof fan-out. The driver (`endpoint`) does the I/O and calls in; tests drive it in
 //! memory.
 //!
+//! The rules are the raw QUIC server's own, taken from `fpn_quic::server`: the connection
+//! and client books (`Connections`, `Clients`: limits, token buckets), the decision on a
+//! hello and its welcome (`hello`), the per-record checks (`handle_frame`,
+//! `RefuseOverloaded`), receipt packing (`pack`) and which windows reach a session
+//! (`SessionWindows`). What is here is the session table and the engine's ring.
+//!
 //! Call order for one session: [`Core::open_session`] once its CONNECT is accepted;
 //! [`Core::handle_hello`] with the control stream's bytes until it answers; then
 //! [`Core::handle_frame`] per frame; [`Core::handle_answer`] for what the engine sends back;
 //! [`Core::flush`] after any of these; [`Core::close_session`] at the end.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use fpn_quic::server::hello::{self, Bound};
+use fpn_quic::server::pack::{pack_datagram_receipts, pack_stream_receipts};
+use fpn_quic::server::{Clients, ConnAdmission, Connections, RefuseOverloaded, SessionWindows};
 use fpn_quic::{Admit, Auth, Limits};
-use fpn_wire::session::{Hello, HelloError, Welcome};
-use fpn_wire::{FRAME_HEADER_LEN, FrameWriter, RECEIPT_LEN, Reason, Receipt, RecordRef};
+use fpn_wire::session::Welcome;
+use fpn_wire::{Reason, Receipt, RecordRef};
 use tokio::sync::Notify;
 
 use crate::engine::{FrameIn, SessionKey, ToSession, Via};
 use crate::metrics::Counters;
-
-/// Windows with accepted records remembered per session, awaiting their results.
-pub const SESSION_WINDOWS_MAX: usize = 64;
 
 /// How a session sends HTTP/3 datagrams.
 pub trait DatagramPort {
@@ -70,7 +75,7 @@ struct Session {
     counted: bool,
     dgram_receipts: Vec<Receipt>,
     stream_receipts: Vec<Receipt>,
-    windows: VecDeque<u64>,
+    windows: SessionWindows,
     /// Result-stream bytes the writer has not taken yet.
     outbox: Vec<u8>,
     port: Box<dyn DatagramPort>,
@@ -81,14 +86,6 @@ struct Session {
     dirty: bool,
 }
 
-#[derive(Debug)]
-struct ClientState {
-    conns: u32,
-    /// Nano-tokens (10⁻⁹ of a record), and when they were last topped up.
-    tokens_n: u128,
-    topped_ns: u64,
-}
-
 /// The sessions of one endpoint.
 pub struct Core {
     auth: Auth,
@@ -96,9 +93,8 @@ pub struct Core {
     sessions: Vec<Option<Session>>,
     free: Vec<u32>,
     generation: u32,
-    clients: HashMap<u64, ClientState>,
-    per_ip: HashMap<IpAddr, u32>,
-    conns: usize,
+    clients: Clients,
+    conns: Connections,
     frames: rtrb::Producer<FrameIn>,
     dirty: Vec<u32>,
     epoch: Instant,
@@ -111,15 +107,8 @@ pub struct Core {
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("conns", &self.conns).finish_non_exhaustive()
+        f.debug_struct("Core").field("conns", &self.conns.open()).finish_non_exhaustive()
     }
-}
-
-/// Why a connection was refused before its handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnRefusal {
-    Max,
-    PerIp,
 }
 
 impl Core {
@@ -131,9 +120,8 @@ impl Core {
             sessions: Vec::with_capacity(conns_max),
             free: Vec::with_capacity(conns_max),
             generation: 0,
-            clients: HashMap::with_capacity(conns_max),
-            per_ip: HashMap::with_capacity(conns_max),
-            conns: 0,
+            clients: Clients::with_capacity(conns_max),
+            conns: Connections::with_capacity(conns_max),
             frames,
             dirty: Vec::with_capacity(conns_max),
             epoch: now,
@@ -153,33 +141,33 @@ impl Core {
         self.frames.slots() > 0
     }
 
-    /// A new QUIC connection from `ip`: counted, or refused at a limit.
-    pub fn open_connection(&mut self, ip: IpAddr) -> Result<(), ConnRefusal> {
-        if self.conns >= self.limits.conns_max {
-            self.counters.conns_refused_max_total += 1;
-            return Err(ConnRefusal::Max);
+    /// A new QUIC connection from `ip` (`validated`: its address passed a Retry): accepted
+    /// and counted (it is handshaking), sent through a Retry, or refused at a limit. The
+    /// driver counts the Retry it sends.
+    pub fn open_connection(&mut self, ip: IpAddr, validated: bool) -> ConnAdmission {
+        let admission = self.conns.admission(ip, validated, &self.limits);
+        match admission {
+            ConnAdmission::Accept => {
+                self.conns.add(ip);
+                self.counters.conns_accepted_total += 1;
+                self.counters.conns_open = self.conns.open() as u64;
+            }
+            ConnAdmission::RefuseMax => self.counters.conns_refused_max_total += 1,
+            ConnAdmission::RefuseIp => self.counters.conns_refused_ip_total += 1,
+            ConnAdmission::Retry => {}
         }
-        let n = self.per_ip.entry(ip).or_insert(0);
-        if *n >= self.limits.conns_per_ip {
-            self.counters.conns_refused_ip_total += 1;
-            return Err(ConnRefusal::PerIp);
-        }
-        *n += 1;
-        self.conns += 1;
-        self.counters.conns_accepted_total += 1;
-        self.counters.conns_open = self.conns as u64;
-        Ok(())
+        admission
     }
 
-    pub fn close_connection(&mut self, ip: IpAddr) {
-        self.conns -= 1;
-        self.counters.conns_open = self.conns as u64;
-        if let Some(n) = self.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&ip);
-            }
-        }
+    /// An accepted connection's handshake ended (connected or failed).
+    pub fn handshake_ended(&mut self) {
+        self.conns.handshake_ended();
+    }
+
+    /// An accepted connection ended; `handshaking` if its handshake never ended.
+    pub fn close_connection(&mut self, ip: IpAddr, handshaking: bool) {
+        self.conns.remove(ip, handshaking);
+        self.counters.conns_open = self.conns.open() as u64;
     }
 
     /// A WebTransport session accepted on a connection: it awaits its hello.
@@ -193,7 +181,7 @@ impl Core {
             counted: false,
             dgram_receipts: Vec::new(),
             stream_receipts: Vec::new(),
-            windows: VecDeque::new(),
+            windows: SessionWindows::default(),
             outbox: Vec::new(),
             port,
             close: None,
@@ -229,13 +217,8 @@ impl Core {
         self.free.push(key.slot);
         self.dirty.retain(|&d| d != key.slot);
         self.counters.sessions_closed_total += 1;
-        if counted && let Some(c) = self.clients.get_mut(&client_id) {
-            c.conns = c.conns.saturating_sub(1);
-            // Its bucket is kept for the client's next connection (a reconnect does not
-            // refill it) unless the table is large.
-            if c.conns == 0 && self.clients.len() > 4 * self.limits.conns_max {
-                self.clients.remove(&client_id);
-            }
+        if counted {
+            self.clients.close_session(client_id);
         }
     }
 
@@ -277,44 +260,14 @@ impl Core {
         if s.generation != key.generation || s.phase != Phase::AwaitHello {
             return HelloOutcome::Incomplete;
         }
-        let decided = match Hello::decode(bytes) {
-            Ok((hello, _)) => match self.auth.client_of(hello.api_key) {
-                None => Err(Reason::Unauthorized),
-                Some(client_id) => {
-                    let burst = self.limits.burst;
-                    let state = self.clients.entry(client_id).or_insert_with(|| ClientState {
-                        conns: 0,
-                        tokens_n: u128::from(burst) * 1_000_000_000,
-                        topped_ns: now_ns,
-                    });
-                    if state.conns >= self.limits.conns_per_client {
-                        Err(Reason::Overloaded)
-                    } else {
-                        state.conns += 1;
-                        s.counted = true;
-                        s.client_id = client_id;
-                        s.subscribe_all = hello.subscribe_all();
-                        Ok(())
-                    }
-                }
-            },
-            Err(HelloError::Incomplete(_)) if !finished => return HelloOutcome::Incomplete,
-            Err(HelloError::Incomplete(_)) => Err(Reason::Truncated),
-            Err(HelloError::Refused(reason)) => Err(reason),
-        };
+        let decided = hello::decide(bytes, finished, &self.auth, &mut self.clients, &self.limits, now_ns);
+        let Some(decided) = decided else { return HelloOutcome::Incomplete };
         let c = &mut self.counters;
         match decided {
-            Ok(()) => {
+            Ok(Bound { client_id, subscribe_all }) => {
                 c.sessions_opened_total += 1;
+                (s.counted, s.client_id, s.subscribe_all) = (true, client_id, subscribe_all);
                 s.phase = Phase::Open;
-                let datagram_frame_max = s.port.max_size().min(usize::from(self.limits.datagram_frame_max));
-                HelloOutcome::Answer(Welcome {
-                    status: Ok(()),
-                    client_id: s.client_id,
-                    rate_per_s: self.limits.rate_per_s,
-                    burst: self.limits.burst,
-                    datagram_frame_max: datagram_frame_max as u16,
-                })
             }
             Err(reason) => {
                 match reason {
@@ -323,9 +276,11 @@ impl Core {
                     _ => c.sessions_refused_bad_hello_total += 1,
                 }
                 s.phase = Phase::Closing;
-                HelloOutcome::Answer(Welcome::refused(reason))
             }
         }
+        // What this session's path carries in one datagram, at most the configured maximum.
+        let datagram_frame_max = s.port.max_size().min(usize::from(self.limits.datagram_frame_max));
+        HelloOutcome::Answer(hello::welcome_for(decided, &self.limits, datagram_frame_max as u16))
     }
 
     fn now_ns(&self, now: Instant) -> u64 {
@@ -366,7 +321,7 @@ impl Core {
         }
         let client_id = (s.phase == Phase::Open).then_some(s.client_id);
         let (limits, clients, bucket_client) = (&self.limits, &mut self.clients, s.client_id);
-        let mut bucket = || take_token(limits, clients, now_ns, bucket_client);
+        let mut bucket = || clients.take_token(limits, now_ns, bucket_client);
         let verdicts = &mut self.verdicts;
         verdicts.clear();
         let result = if room {
@@ -374,7 +329,8 @@ impl Core {
                 verdicts.push(a)
             })
         } else {
-            let mut refuse = RefuseOverloaded { refused: 0 };
+            let mut defer = Defer;
+            let mut refuse = RefuseOverloaded::new(&mut defer);
             let r = fpn_quic::handle_frame(
                 &frame,
                 rx_ns,
@@ -446,7 +402,7 @@ impl Core {
                     self.counters.receipts_orphaned_total += 1;
                     return;
                 }
-                note_window(&mut s.windows, &receipt);
+                s.windows.note(&receipt);
                 match via {
                     Via::Datagram => s.dgram_receipts.push(receipt),
                     Via::Stream => s.stream_receipts.push(receipt),
@@ -470,14 +426,7 @@ impl Core {
     fn push_window(&mut self, window_id: u64, frame: &[u8]) {
         for (slot, entry) in self.sessions.iter_mut().enumerate() {
             let Some(s) = entry.as_mut().filter(|s| s.phase == Phase::Open) else { continue };
-            while s.windows.front().is_some_and(|&w| w < window_id) {
-                s.windows.pop_front();
-            }
-            let had_records = s.windows.front() == Some(&window_id);
-            if had_records {
-                s.windows.pop_front();
-            }
-            if had_records || s.subscribe_all {
+            if s.windows.take(window_id) || s.subscribe_all {
                 s.outbox.extend_from_slice(frame);
                 self.counters.windows_pushed_total += 1;
                 mark_dirty(&mut self.dirty, s, slot as u32);
@@ -526,64 +475,13 @@ fn mark_dirty(dirty: &mut Vec<u32>, s: &mut Session, slot: u32) {
 fn flush_session(s: &mut Session, limits: &Limits, c: &mut Counters, frame_buf: &mut Vec<u8>) {
     if !s.dgram_receipts.is_empty() {
         let size = s.port.max_size().min(usize::from(limits.datagram_frame_max));
-        let per_frame = size.saturating_sub(FRAME_HEADER_LEN) / RECEIPT_LEN;
-        for chunk in s.dgram_receipts.chunks(per_frame.max(1)) {
-            frame_buf.clear();
-            let mut w = FrameWriter::new(frame_buf, u32::MAX as usize);
-            for r in chunk {
-                w.push_receipt(r).expect("a u32-sized frame holds a datagram's receipts");
-            }
-            w.finish();
-            let n = chunk.len() as u64;
-            if per_frame > 0 && s.port.try_send(Bytes::copy_from_slice(frame_buf)) {
-                c.receipts_datagram_total += n;
-            } else {
-                c.receipts_fallback_total += n;
-                s.outbox.extend_from_slice(frame_buf);
-            }
-        }
-        s.dgram_receipts.clear();
+        let port = &mut s.port;
+        let receipts = s.dgram_receipts.drain(..);
+        let packed = pack_datagram_receipts(receipts, size, frame_buf, |d| port.try_send(d), &mut s.outbox);
+        c.receipts_datagram_total += packed.datagram;
+        c.receipts_fallback_total += packed.fallback;
     }
-    if !s.stream_receipts.is_empty() {
-        for chunk in s.stream_receipts.chunks(usize::from(u16::MAX)) {
-            let mut w = FrameWriter::new(&mut s.outbox, u32::MAX as usize);
-            for r in chunk {
-                w.push_receipt(r).expect("a u32-sized frame holds 65535 receipts");
-            }
-            w.finish();
-        }
-        c.receipts_stream_total += s.stream_receipts.len() as u64;
-        s.stream_receipts.clear();
-    }
-}
-
-fn note_window(windows: &mut VecDeque<u64>, receipt: &Receipt) {
-    if receipt.status.is_ok() && receipt.window_id != 0 && windows.back() != Some(&receipt.window_id) {
-        if windows.len() == SESSION_WINDOWS_MAX {
-            windows.pop_front();
-        }
-        windows.push_back(receipt.window_id);
-    }
-}
-
-/// Takes one token from `client_id`'s bucket (the raw QUIC intake's rule: `rate_per_s`
-/// tokens a second up to `burst`, counted in nano-tokens).
-fn take_token(l: &Limits, clients: &mut HashMap<u64, ClientState>, now_ns: u64, client_id: u64) -> bool {
-    if l.rate_per_s == 0 {
-        return true;
-    }
-    let Some(c) = clients.get_mut(&client_id) else { return true };
-    const UNIT: u128 = 1_000_000_000;
-    let elapsed = now_ns.saturating_sub(c.topped_ns);
-    c.topped_ns = now_ns;
-    let cap = u128::from(l.burst.max(1)) * UNIT;
-    c.tokens_n = (c.tokens_n + u128::from(elapsed) * u128::from(l.rate_per_s)).min(cap);
-    if c.tokens_n >= UNIT {
-        c.tokens_n -= UNIT;
-        true
-    } else {
-        false
-    }
+    c.receipts_stream_total += pack_stream_receipts(s.stream_receipts.drain(..), &mut s.outbox);
 }
 
 /// Every record the transport passes is the engine's to answer (through the ring).
@@ -595,24 +493,6 @@ impl Admit for Defer {
     }
     fn admit(&mut self, _: u64, _: RecordRef<'_>) -> Option<Receipt> {
         None
-    }
-    fn refused(&mut self, _: &Receipt) {}
-}
-
-/// The engine's ring is full: every record the transport passes is answered `overloaded`.
-struct RefuseOverloaded {
-    refused: u64,
-}
-
-impl Admit for RefuseOverloaded {
-    fn ready(&mut self) -> bool {
-        true
-    }
-    fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
-        let mut r = Receipt::for_record(record, rx_ns);
-        r.status = Err(Reason::Overloaded);
-        self.refused += 1;
-        Some(r)
     }
     fn refused(&mut self, _: &Receipt) {}
 }

@@ -1,5 +1,7 @@
 //! The session preamble (`docs/transport.md`): the hello read off the control stream, the
-//! decision on it (API key, connections per client), and the welcome that answers it.
+//! decision on it (API key, connections per client), and the welcome that answers it. The
+//! decision and the welcome are public: the WebTransport endpoint (`fpn-webtransport`) runs
+//! the same preamble inside its sessions.
 
 use fpn_wire::Reason;
 use fpn_wire::session::{API_KEY_LEN_MAX, HELLO_FIXED_LEN, Hello, HelloError, SESSION_VERSION, Welcome};
@@ -12,9 +14,9 @@ const HELLO_LEN_MAX: usize = HELLO_FIXED_LEN + API_KEY_LEN_MAX;
 
 /// Who a session is, once its hello was accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Bound {
-    pub(super) client_id: u64,
-    pub(super) subscribe_all: bool,
+pub struct Bound {
+    pub client_id: u64,
+    pub subscribe_all: bool,
 }
 
 /// Appends what the control stream has to `hello` (up to the longest hello); `true` if the
@@ -44,7 +46,7 @@ pub(super) fn read_hello_bytes(conn: &mut Connection, control: StreamId, hello: 
 
 /// The decision on the bytes read so far: `None` while the hello is incomplete and more may
 /// come. An accepted hello counts a session of its client.
-pub(super) fn decide(
+pub fn decide(
     hello: &[u8],
     finished: bool,
     auth: &Auth,
@@ -66,19 +68,25 @@ pub(super) fn decide(
     )
 }
 
-/// The welcome that answers `decided`.
-pub(super) fn welcome(decided: Result<Bound, Reason>, limits: &Limits) -> [u8; 32] {
-    let welcome = match decided {
+/// The welcome that answers `decided`, telling the client the token bucket of `limits` and
+/// `datagram_frame_max` (the transport may take less than `limits.datagram_frame_max` in a
+/// datagram).
+pub fn welcome_for(decided: Result<Bound, Reason>, limits: &Limits, datagram_frame_max: u16) -> Welcome {
+    match decided {
         Ok(bound) => Welcome {
             status: Ok(()),
             client_id: bound.client_id,
             rate_per_s: limits.rate_per_s,
             burst: limits.burst,
-            datagram_frame_max: limits.datagram_frame_max,
+            datagram_frame_max,
         },
         Err(reason) => Welcome::refused(reason),
-    };
-    let bytes = welcome.encode();
+    }
+}
+
+/// The welcome that answers `decided`, encoded.
+pub(super) fn welcome(decided: Result<Bound, Reason>, limits: &Limits) -> [u8; 32] {
+    let bytes = welcome_for(decided, limits, limits.datagram_frame_max).encode();
     debug_assert_eq!(bytes[4], SESSION_VERSION);
     bytes
 }

@@ -1,6 +1,9 @@
 //! Who may connect, how many times and how fast: API keys ([`Auth`]), the configured
 //! [`Limits`], and the books that enforce them: connections in total, per remote IP and
 //! still handshaking ([`Connections`]); sessions and a token bucket per client ([`Clients`]).
+//!
+//! Every transport of `fpn/1` keeps these books with these types (the raw QUIC server, the
+//! WebTransport endpoint of `fpn-webtransport`), so the rules are the same on both.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -74,9 +77,10 @@ impl Default for Limits {
     }
 }
 
-/// What admission decides for a new connection, before the server spends state on it.
+/// What [`Connections::admission`] decides for a new connection, before the server spends
+/// state on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Admission {
+pub enum ConnAdmission {
     Accept,
     /// Address validation first: too many handshakes in flight.
     Retry,
@@ -88,50 +92,50 @@ pub(super) enum Admission {
 
 /// Connections held (handshaking, open or closing), in total and per remote IP.
 #[derive(Debug)]
-pub(super) struct Connections {
+pub struct Connections {
     open: usize,
     handshaking: usize,
     per_ip: HashMap<IpAddr, u32>,
 }
 
 impl Connections {
-    pub(super) fn with_capacity(conns_max: usize) -> Connections {
+    pub fn with_capacity(conns_max: usize) -> Connections {
         Connections { open: 0, handshaking: 0, per_ip: HashMap::with_capacity(conns_max) }
     }
 
-    pub(super) fn open(&self) -> usize {
+    pub fn open(&self) -> usize {
         self.open
     }
 
     /// The limits in the order they are checked: total, per IP, then Retry under load
     /// (a validated address has already passed one).
-    pub(super) fn admission(&self, ip: IpAddr, validated: bool, limits: &Limits) -> Admission {
+    pub fn admission(&self, ip: IpAddr, validated: bool, limits: &Limits) -> ConnAdmission {
         if self.open >= limits.conns_max {
-            Admission::RefuseMax
+            ConnAdmission::RefuseMax
         } else if self.per_ip.get(&ip).copied().unwrap_or(0) >= limits.conns_per_ip {
-            Admission::RefuseIp
+            ConnAdmission::RefuseIp
         } else if self.handshaking >= limits.retry_above && !validated {
-            Admission::Retry
+            ConnAdmission::Retry
         } else {
-            Admission::Accept
+            ConnAdmission::Accept
         }
     }
 
     /// A connection accepted: it is handshaking.
-    pub(super) fn add(&mut self, ip: IpAddr) {
+    pub fn add(&mut self, ip: IpAddr) {
         self.open += 1;
         self.handshaking += 1;
         *self.per_ip.entry(ip).or_insert(0) += 1;
     }
 
     /// A connection's handshake ended (connected or failed).
-    pub(super) fn handshake_ended(&mut self) {
+    pub fn handshake_ended(&mut self) {
         debug_assert!(self.handshaking > 0);
         self.handshaking -= 1;
     }
 
     /// A connection removed; `handshaking` if its handshake never ended.
-    pub(super) fn remove(&mut self, ip: IpAddr, handshaking: bool) {
+    pub fn remove(&mut self, ip: IpAddr, handshaking: bool) {
         self.open -= 1;
         if handshaking {
             self.handshake_ended();
@@ -161,24 +165,19 @@ struct ClientState {
 /// sessions, so a reconnect does not refill it; the table forgets idle clients only once it
 /// holds more than `kept_max`.
 #[derive(Debug)]
-pub(super) struct Clients {
+pub struct Clients {
     map: HashMap<u64, ClientState>,
     kept_max: usize,
 }
 
 impl Clients {
-    pub(super) fn with_capacity(conns_max: usize) -> Clients {
+    pub fn with_capacity(conns_max: usize) -> Clients {
         Clients { map: HashMap::with_capacity(conns_max), kept_max: 4 * conns_max }
     }
 
     /// Counts a new session of `client_id`; `overloaded` past `conns_per_client`. A client
     /// seen for the first time starts with a full bucket.
-    pub(super) fn open_session(
-        &mut self,
-        client_id: u64,
-        limits: &Limits,
-        now_ns: u64,
-    ) -> Result<(), Reason> {
+    pub fn open_session(&mut self, client_id: u64, limits: &Limits, now_ns: u64) -> Result<(), Reason> {
         let state = self.map.entry(client_id).or_insert_with(|| ClientState {
             conns: 0,
             tokens_n: u128::from(limits.burst) * NANO_TOKENS_PER_RECORD,
@@ -192,7 +191,7 @@ impl Clients {
     }
 
     /// A session of `client_id` ended.
-    pub(super) fn close_session(&mut self, client_id: u64) {
+    pub fn close_session(&mut self, client_id: u64) {
         if let Some(c) = self.map.get_mut(&client_id) {
             c.conns = c.conns.saturating_sub(1);
             if c.conns == 0 && self.map.len() > self.kept_max {
@@ -202,7 +201,7 @@ impl Clients {
     }
 
     /// Takes one token from `client_id`'s bucket, topped up for the time since the last take.
-    pub(super) fn take_token(&mut self, limits: &Limits, now_ns: u64, client_id: u64) -> bool {
+    pub fn take_token(&mut self, limits: &Limits, now_ns: u64, client_id: u64) -> bool {
         if limits.rate_per_s == 0 {
             return true;
         }

@@ -16,17 +16,24 @@
 //! This file admits connections and routes to sessions; the rest is one concern a file:
 //! `session` (one connection's state machine), `hello` (the preamble), `streams` (frames
 //! off uni streams), `records` (the checks on each record, [`handle_frame`]), `receipts`
-//! (receipt queues and packing), `outbox` (the result stream's backlog), `limits` (keys,
-//! connection counts, token buckets), `counters`.
+//! (receipt queues), `pack` (receipt frames), `outbox` (the result stream's backlog), `limits`
+//! (keys, connection counts, token buckets), `counters`.
+//!
+//! Public for the other transport of `fpn/1` (`fpn-webtransport`), so each rule is written
+//! once: `limits` (the connection and client books), `hello` (the decision on a hello and
+//! its welcome), `records` ([`handle_frame`], [`RefuseOverloaded`]), `pack` (receipt frames)
+//! and `windows` (which published windows go to a session).
 
 mod counters;
-mod hello;
-mod limits;
+pub mod hello;
+pub mod limits;
 mod outbox;
+pub mod pack;
 mod receipts;
-mod records;
+pub mod records;
 mod session;
 mod streams;
+pub mod windows;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -41,12 +48,12 @@ use quinn_proto::{
 };
 
 pub use counters::Counters;
-pub use limits::{Auth, Limits};
+pub use limits::{Auth, Clients, ConnAdmission, Connections, Limits};
 pub use quinn_proto::Transmit;
-pub use records::{Admit, PREFETCH_AHEAD, handle_frame};
+pub use records::{Admit, PREFETCH_AHEAD, RefuseOverloaded, handle_frame};
+pub use windows::{SESSION_WINDOWS_MAX, SessionWindows};
 
 use crate::tls::{Identity, TlsError, server_crypto};
-use limits::{Admission, Clients, Connections};
 use receipts::Path;
 use session::{Ctx, Phase, Session, varint};
 
@@ -54,8 +61,6 @@ use session::{Ctx, Phase, Session, varint};
 pub const GSO_SEGMENTS_MAX: usize = 16;
 /// Datagrams and stream frames handled per session per [`Server::poll_records`] call.
 pub const RECORDS_BUDGET: usize = 256;
-/// Windows with accepted records remembered per session, awaiting their results.
-pub const SESSION_WINDOWS_MAX: usize = 64;
 /// How long a refused session stays open so the refused welcome can reach the client.
 pub const REFUSED_LINGER: Duration = Duration::from_millis(50);
 /// Receipts one path of a session (its datagrams, or its streams) may hold behind a record
@@ -204,8 +209,8 @@ impl Server {
         let admission = self.conns.admission(ip, incoming.remote_address_validated(), &self.config.limits);
         self.scratch.clear();
         match admission {
-            Admission::RefuseMax | Admission::RefuseIp => {
-                if admission == Admission::RefuseMax {
+            ConnAdmission::RefuseMax | ConnAdmission::RefuseIp => {
+                if admission == ConnAdmission::RefuseMax {
                     self.counters.conns_refused_max_total += 1;
                 } else {
                     self.counters.conns_refused_ip_total += 1;
@@ -213,14 +218,14 @@ impl Server {
                 let t = self.endpoint.refuse(incoming, &mut self.scratch);
                 self.respond(t);
             }
-            Admission::Retry => match self.endpoint.retry(incoming, &mut self.scratch) {
+            ConnAdmission::Retry => match self.endpoint.retry(incoming, &mut self.scratch) {
                 Ok(t) => {
                     self.counters.retries_total += 1;
                     self.respond(t);
                 }
                 Err(e) => self.endpoint.ignore(e.into_incoming()),
             },
-            Admission::Accept => self.accept(now, rx_ns, ip, incoming),
+            ConnAdmission::Accept => self.accept(now, rx_ns, ip, incoming),
         }
     }
 

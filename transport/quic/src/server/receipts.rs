@@ -4,11 +4,11 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
-use fpn_wire::{FRAME_HEADER_LEN, FrameWriter, RECEIPT_LEN, Receipt};
-use quinn_proto::{Connection, SendDatagramError};
+use fpn_wire::Receipt;
+use quinn_proto::Connection;
 
 use super::outbox::Outbox;
+use super::pack::{pack_datagram_receipts, pack_stream_receipts};
 use super::{Counters, RECEIPTS_HELD_MAX};
 
 /// Which way a record came in, and so which way its receipt goes out.
@@ -85,7 +85,7 @@ impl ReceiptQueue {
 /// Packs a datagram path's ready receipts into receipt frames of up to the connection's
 /// datagram size (and `datagram_frame_max`). A frame the connection cannot take now (its
 /// datagram send buffer is full) goes on the result stream instead: the server never drops
-/// a receipt.
+/// a receipt (`pack::pack_datagram_receipts`).
 pub(super) fn pack_datagrams(
     queue: &mut ReceiptQueue,
     conn: &mut Connection,
@@ -94,50 +94,20 @@ pub(super) fn pack_datagrams(
     outbox: &mut Outbox,
     counters: &mut Counters,
 ) {
-    let mut ready = queue.ready_len();
+    let ready = queue.ready_len();
     if ready == 0 {
         return;
     }
     let size = conn.datagrams().max_size().unwrap_or(0).min(datagram_frame_max as usize);
-    let per_frame = size.saturating_sub(FRAME_HEADER_LEN) / RECEIPT_LEN;
-    while ready > 0 {
-        let n = ready.min(per_frame.max(1));
-        ready -= n;
-        frame_buf.clear();
-        let mut w = FrameWriter::new(frame_buf, u32::MAX as usize);
-        for r in queue.take(n) {
-            w.push_receipt(&r).expect("room for the chunk");
-        }
-        w.finish();
-        let sent = per_frame > 0
-            && match conn.datagrams().send(Bytes::copy_from_slice(frame_buf), false) {
-                Ok(()) => true,
-                Err(SendDatagramError::Blocked(_))
-                | Err(SendDatagramError::TooLarge)
-                | Err(SendDatagramError::Disabled)
-                | Err(SendDatagramError::UnsupportedByPeer) => false,
-            };
-        if sent {
-            counters.receipts_datagram_total += n as u64;
-        } else {
-            counters.receipts_fallback_total += n as u64;
-            outbox.push(frame_buf);
-        }
-    }
+    // Every error (blocked, too large, disabled, unsupported) means not sent now.
+    let send = |d| conn.datagrams().send(d, false).is_ok();
+    let packed = pack_datagram_receipts(queue.take(ready), size, frame_buf, send, outbox.buf());
+    counters.receipts_datagram_total += packed.datagram;
+    counters.receipts_fallback_total += packed.fallback;
 }
 
-/// Packs a stream path's ready receipts into receipt frames on the result stream (65,535
-/// receipts a frame, the most a frame's record count holds).
+/// Packs a stream path's ready receipts into receipt frames on the result stream.
 pub(super) fn pack_stream(queue: &mut ReceiptQueue, outbox: &mut Outbox, counters: &mut Counters) {
-    let mut ready = queue.ready_len();
-    counters.receipts_stream_total += ready as u64;
-    while ready > 0 {
-        let n = ready.min(u16::MAX as usize);
-        ready -= n;
-        let mut w = FrameWriter::new(outbox.buf(), u32::MAX as usize);
-        for r in queue.take(n) {
-            w.push_receipt(&r).expect("a u32-sized frame holds 65535 receipts");
-        }
-        w.finish();
-    }
+    let ready = queue.ready_len();
+    counters.receipts_stream_total += pack_stream_receipts(queue.take(ready), outbox.buf());
 }

@@ -80,10 +80,18 @@ pub fn handle_frame(
 }
 
 /// Answers every record `overloaded` (after the transport's own checks): how a datagram is
-/// handled while the engine cannot take a frame.
-pub(super) struct RefuseOverloaded<'a, A> {
-    pub(super) inner: &'a mut A,
-    pub(super) refused: u64,
+/// handled while the engine cannot take a frame. `inner` hears of every refusal
+/// ([`Admit::refused`]); `refused` counts the records it answered `overloaded`. Both
+/// transports of `fpn/1` (this server, `fpn-webtransport`'s endpoint) use it.
+pub struct RefuseOverloaded<'a, A> {
+    pub inner: &'a mut A,
+    pub refused: u64,
+}
+
+impl<'a, A: Admit> RefuseOverloaded<'a, A> {
+    pub fn new(inner: &'a mut A) -> RefuseOverloaded<'a, A> {
+        RefuseOverloaded { inner, refused: 0 }
+    }
 }
 
 impl<A: Admit> Admit for RefuseOverloaded<'_, A> {

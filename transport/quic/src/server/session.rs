@@ -20,7 +20,8 @@ use super::outbox::{Flushed, Outbox};
 use super::receipts::{Path, ReceiptQueue, pack_datagrams, pack_stream};
 use super::records::{Admit, RefuseOverloaded, handle_frame};
 use super::streams::UniIn;
-use super::{Counters, LateOrigin, RECORDS_BUDGET, REFUSED_LINGER, SESSION_WINDOWS_MAX};
+use super::windows::SessionWindows;
+use super::{Counters, LateOrigin, RECORDS_BUDGET, REFUSED_LINGER};
 
 /// TLS alert `no_application_protocol` as a QUIC CRYPTO_ERROR.
 const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
@@ -76,7 +77,7 @@ pub(super) struct Session {
     dgram_receipts: ReceiptQueue,
     stream_receipts: ReceiptQueue,
     /// Windows this session had records accepted in, whose results are still to come.
-    windows: VecDeque<u64>,
+    windows: SessionWindows,
     pub(super) last_rx_ns: u64,
     /// When to close the connection, and with which application error code: the hello's
     /// deadline, or the end of a refused session's linger.
@@ -105,7 +106,7 @@ impl Session {
             uni: Vec::new(),
             dgram_receipts: ReceiptQueue::default(),
             stream_receipts: ReceiptQueue::default(),
-            windows: VecDeque::new(),
+            windows: SessionWindows::default(),
             last_rx_ns: rx_ns,
             close_at: None,
             counted: false,
@@ -284,7 +285,7 @@ impl Session {
             let answered = if ready {
                 self.handle_frame(&payload, rx_ns, Path::Datagram, slot, ctx, admit)
             } else {
-                let mut refuse = RefuseOverloaded { inner: admit, refused: 0 };
+                let mut refuse = RefuseOverloaded::new(admit);
                 let answered = self.handle_frame(&payload, rx_ns, Path::Datagram, slot, ctx, &mut refuse);
                 ctx.counters.records_overloaded_total += refuse.refused;
                 answered
@@ -380,7 +381,7 @@ impl Session {
         let generation = self.generation;
         handle_frame(bytes, rx_ns, client_id, counters, &mut bucket, admit, |answered| match answered {
             Some(r) => {
-                note_window(windows, &r);
+                windows.note(&r);
                 queue.push(r);
             }
             None => {
@@ -431,7 +432,7 @@ impl Session {
         if !filled {
             return false;
         }
-        note_window(&mut self.windows, &receipt);
+        self.windows.note(&receipt);
         self.pending = true;
         true
     }
@@ -442,13 +443,7 @@ impl Session {
         if self.phase != Phase::Open {
             return false;
         }
-        while self.windows.front().is_some_and(|&w| w < window_id) {
-            self.windows.pop_front();
-        }
-        let had_records = self.windows.front() == Some(&window_id);
-        if had_records {
-            self.windows.pop_front();
-        }
+        let had_records = self.windows.take(window_id);
         if !(had_records || self.subscribe_all) {
             return false;
         }
@@ -524,16 +519,5 @@ fn count_loss(reason: &ConnectionError, counters: &mut Counters) {
             counters.alpn_refused_total += 1
         }
         _ => {}
-    }
-}
-
-/// Remembers the window an accepted record joined, so the window's results reach this
-/// session; the oldest is forgotten past [`SESSION_WINDOWS_MAX`].
-fn note_window(windows: &mut VecDeque<u64>, receipt: &Receipt) {
-    if receipt.status.is_ok() && receipt.window_id != 0 && windows.back() != Some(&receipt.window_id) {
-        if windows.len() == SESSION_WINDOWS_MAX {
-            windows.pop_front();
-        }
-        windows.push_back(receipt.window_id);
     }
 }

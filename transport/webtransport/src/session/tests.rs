@@ -304,18 +304,23 @@ fn a_result_stream_too_far_behind_closes_its_session() {
 }
 
 #[test]
-fn connection_limits_in_total_and_per_ip() {
-    let limits = Limits { conns_max: 3, conns_per_ip: 2, ..Limits::default() };
+fn connection_limits_in_total_and_per_ip_and_retry_under_load() {
+    let limits = Limits { conns_max: 3, conns_per_ip: 2, retry_above: 2, ..Limits::default() };
     let mut f = fixture(Auth::Open, limits, 16);
     let (a, b) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
-    assert_eq!(f.core.open_connection(a), Ok(()));
-    assert_eq!(f.core.open_connection(a), Ok(()));
-    assert_eq!(f.core.open_connection(a), Err(ConnRefusal::PerIp));
-    assert_eq!(f.core.open_connection(b), Ok(()));
-    assert_eq!(f.core.open_connection(b), Err(ConnRefusal::Max));
-    f.core.close_connection(a);
-    assert_eq!(f.core.open_connection(b), Ok(()));
+    assert_eq!(f.core.open_connection(a, false), ConnAdmission::Accept);
+    assert_eq!(f.core.open_connection(a, false), ConnAdmission::Accept);
+    assert_eq!(f.core.open_connection(a, true), ConnAdmission::RefuseIp);
+    // Two handshakes in flight: a new address must pass a Retry, a validated one not.
+    assert_eq!(f.core.open_connection(b, false), ConnAdmission::Retry);
+    assert_eq!(f.core.open_connection(b, true), ConnAdmission::Accept);
+    assert_eq!(f.core.open_connection(b, true), ConnAdmission::RefuseMax);
+    f.core.handshake_ended();
+    f.core.close_connection(a, false);
+    assert_eq!(f.core.open_connection(b, true), ConnAdmission::Accept);
     assert_eq!(f.core.counters.conns_open, 3);
+    let c = &f.core.counters;
+    assert_eq!((c.conns_accepted_total, c.conns_refused_ip_total, c.conns_refused_max_total), (4, 1, 1));
 }
 
 #[test]
