@@ -198,10 +198,13 @@ impl Client {
     /// Sends one frame in an HTTP datagram, waiting for room in the send buffer rather than
     /// discarding an older datagram.
     pub async fn send_datagram(&self, frame: &[u8]) -> Result<(), ClientError> {
-        let mut payload = BytesMut::with_capacity(self.prefix.len() + frame.len());
-        payload.extend_from_slice(&self.prefix);
-        payload.extend_from_slice(frame);
-        Ok(self.conn.send_datagram_wait(payload.freeze()).await?)
+        self.datagrams().send(frame).await
+    }
+
+    /// A handle that sends datagrams of this session, for another task than the one reading
+    /// events (the bench harness's sender).
+    pub fn datagrams(&self) -> DatagramSender {
+        DatagramSender { conn: self.conn.clone(), prefix: Bytes::copy_from_slice(&self.prefix) }
     }
 
     /// Sends frames on the records stream (opened at the first call and kept open).
@@ -233,6 +236,24 @@ impl Client {
     pub async fn close(self) {
         self.conn.close(0x100u32.into(), b"");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Sends HTTP datagrams of one session (see [`Client::datagrams`]).
+#[derive(Debug, Clone)]
+pub struct DatagramSender {
+    conn: quinn::Connection,
+    /// The HTTP datagram prefix: the CONNECT stream's quarter id.
+    prefix: Bytes,
+}
+
+impl DatagramSender {
+    /// As [`Client::send_datagram`].
+    pub async fn send(&self, frame: &[u8]) -> Result<(), ClientError> {
+        let mut payload = BytesMut::with_capacity(self.prefix.len() + frame.len());
+        payload.extend_from_slice(&self.prefix);
+        payload.extend_from_slice(frame);
+        Ok(self.conn.send_datagram_wait(payload.freeze()).await?)
     }
 }
 

@@ -1,20 +1,29 @@
 //! The endpoint's counters. The endpoint thread counts in a plain struct and copies it to a
 //! shared snapshot in its housekeeping (every [`crate::endpoint::HOUSEKEEPING`]); the daemon
-//! reads the snapshot ([`crate::EndpointHandle::counters`]) and publishes each field as
-//! `fpn_webtransport_<field>` ([`Counters::metrics`]).
+//! reads the snapshot ([`crate::EndpointWatch::counters`]) and publishes each field as
+//! `fpn_webtransport_<field>` ([`Counters::DESCRIPTIONS`], [`Counters::values`]): fields
+//! ending in `_total` are counters, the others gauges.
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    ($( #[doc = $doc:literal] $(#[doc = $more:literal])* $name:ident ),* $(,)?) => {
         /// Endpoint counters; fields ending in `_total` only grow.
         #[derive(Debug, Default, Clone, PartialEq, Eq)]
         pub struct Counters {
-            $( $(#[$doc])* pub $name: u64, )*
+            $( #[doc = $doc] $(#[doc = $more])* pub $name: u64, )*
         }
 
         impl Counters {
-            /// Every counter with its Prometheus name (`fpn_webtransport_<field>`).
-            pub fn metrics(&self) -> Vec<(&'static str, u64)> {
-                vec![$( (concat!("fpn_webtransport_", stringify!($name)), self.$name), )*]
+            /// How many fields there are.
+            pub const COUNT: usize = [$(stringify!($name)),*].len();
+
+            /// Every field's Prometheus name (`fpn_webtransport_<field>`) and help text (its
+            /// doc comment, with a leading space), in the order of [`Counters::values`].
+            pub const DESCRIPTIONS: [(&'static str, &'static str); Self::COUNT] =
+                [$( (concat!("fpn_webtransport_", stringify!($name)), concat!($doc $(, $more)*)), )*];
+
+            /// Every field's value, in the order of [`Counters::DESCRIPTIONS`].
+            pub fn values(&self) -> [u64; Self::COUNT] {
+                [$( self.$name, )*]
             }
         }
     };
@@ -23,25 +32,35 @@ macro_rules! counters {
 counters! {
     /// QUIC connections accepted (handshake started).
     conns_accepted_total,
-    /// Refused at the connection limit (`connections_max`) or per IP (`conns_per_ip`).
+    /// Connections refused at the connection limit (`quic.connections_max`).
     conns_refused_max_total,
+    /// Connections refused at the per-IP limit (`quic.conns_per_ip`).
     conns_refused_ip_total,
     /// Initial packets answered with a Retry (more handshakes in flight than `retry_above`).
     retries_total,
+    /// Handshakes that failed.
     handshakes_failed_total,
     /// Connections open now (a gauge).
     conns_open,
     /// HTTP/3 requests that were not a WebTransport CONNECT on the configured path (404).
     requests_refused_total,
+    /// Hellos accepted: sessions opened.
     sessions_opened_total,
+    /// Hellos refused `unauthorized` (an unknown API key).
     sessions_refused_unauthorized_total,
+    /// Hellos refused `overloaded` (the client holds `conns_per_client` sessions).
     sessions_refused_overloaded_total,
+    /// Hellos refused as malformed.
     sessions_refused_bad_hello_total,
+    /// Sessions closed `unauthorized` for sending no hello in time.
     sessions_hello_timeout_total,
     /// Sessions closed because their result stream fell `result_backlog_max` behind.
     sessions_backlog_closed_total,
+    /// Sessions that ended.
     sessions_closed_total,
+    /// Wire frames read from HTTP datagrams.
     frames_datagram_total,
+    /// Wire frames read from unidirectional streams.
     frames_stream_total,
     /// Frames refused whole (structure, oversized): one receipt each.
     frames_refused_total,
@@ -51,19 +70,27 @@ counters! {
     stream_waits_total,
     /// Records handed to the engine.
     records_forwarded_total,
+    /// Records refused `rate_limited` (the client's token bucket).
     records_rate_limited_total,
     /// Datagram records answered `overloaded` because the engine's ring was full.
     records_overloaded_total,
+    /// Records refused `client_mismatch` (another client id than the session's).
     records_client_mismatch_total,
+    /// Records refused `unauthorized` (before the welcome).
     records_unauthorized_total,
+    /// Receipts sent in HTTP datagrams.
     receipts_datagram_total,
+    /// Receipts of stream records, on the result stream.
     receipts_stream_total,
     /// Datagram receipts that went on the result stream (no room for a datagram).
     receipts_fallback_total,
     /// Receipts whose session had ended.
     receipts_orphaned_total,
+    /// Block and clearing frames written to result streams.
     windows_pushed_total,
+    /// Proof announcement frames written to result streams.
     proofs_pushed_total,
+    /// Self-signed certificates replaced (renewed before expiry, or on request).
     cert_rotations_total,
     /// Receive time of the latest frame, ns since the Unix epoch (a gauge).
     rx_ns_last,
@@ -71,12 +98,17 @@ counters! {
 
 #[cfg(test)]
 mod tests {
+    use super::Counters;
+
     #[test]
-    fn every_counter_has_a_prefixed_name() {
-        let c = super::Counters { frames_datagram_total: 3, ..Default::default() };
-        let m = c.metrics();
-        assert!(m.iter().all(|(name, _)| name.starts_with("fpn_webtransport_")));
-        assert!(m.contains(&("fpn_webtransport_frames_datagram_total", 3)));
-        assert_eq!(m.len(), 32);
+    fn every_counter_has_a_prefixed_name_and_one_line_of_help() {
+        let c = Counters { frames_datagram_total: 3, ..Default::default() };
+        assert_eq!(Counters::COUNT, 32);
+        let values = c.values();
+        for ((name, help), value) in Counters::DESCRIPTIONS.iter().zip(values) {
+            assert!(name.starts_with("fpn_webtransport_"), "{name}");
+            assert!(!help.trim().is_empty() && !help.contains('\n'), "{name}: {help:?}");
+            assert_eq!(value, u64::from(*name == "fpn_webtransport_frames_datagram_total") * 3);
+        }
     }
 }

@@ -1,9 +1,13 @@
-//! For tests and the example (feature `testing`): a test engine behind [`EngineSide`], and a
-//! tiny HTTP/1.1 server for pages on loopback. Neither is the engine nor a web server.
+//! For tests and the example (feature `testing`): a test engine behind [`EngineSide`], a
+//! tiny HTTP/1.1 server for pages on loopback, a headless Chromium, and the check of what
+//! the demo page's self-test reports. Neither is the engine nor a web server; the daemon's
+//! browser test uses the last three against the real `flashpointd`.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -278,5 +282,128 @@ fn serve_one(stream: TcpStream, routes: &Routes, posted: &mpsc::Sender<Posted>) 
             stream.write_all(&body)
         }
         None => stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"),
+    }
+}
+
+/// A headless Chromium showing one URL; killed with its process group, and its profile
+/// removed, when dropped. The binary is `chromium` (Debian's package) or `$FPN_CHROMIUM`.
+#[derive(Debug)]
+pub struct Chromium {
+    child: Child,
+    profile: PathBuf,
+}
+
+impl Chromium {
+    /// Opens `url` in a fresh profile.
+    ///
+    /// # Panics
+    /// When Chromium cannot be started, naming the package to install.
+    pub fn open(url: &str) -> Chromium {
+        use std::os::unix::process::CommandExt;
+        let binary = std::env::var("FPN_CHROMIUM").unwrap_or_else(|_| "chromium".to_string());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let profile = std::env::temp_dir().join(format!("fpn-chromium-{}-{nanos}", std::process::id()));
+        let spawned = Command::new(&binary)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+            ])
+            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(child) => Chromium { child, profile },
+            Err(e) => panic!(
+                "cannot start {binary} ({e}): this test needs Chromium; install the Debian package `chromium` \
+                 (apt-get install -y chromium) or set FPN_CHROMIUM to a Chromium binary"
+            ),
+        }
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        // Chromium's renderer, GPU and network processes are in its process group.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// What the demo page's self-test (`#selftest=<n>`, `js/demo.html`) posted: `n` intents
+/// over datagrams and `n` over a stream, then a frame with a bad magic on each channel.
+#[derive(Debug, Clone)]
+pub struct SelfTest {
+    /// The whole report, as the page posted it.
+    pub json: serde_json::Value,
+    /// (nonce, status code, seq, via) of every intent's receipt, in nonce order.
+    pub receipts: Vec<(u64, u8, u64, String)>,
+    /// Seqs of our intents seen in blocks.
+    pub in_blocks: HashSet<u64>,
+    /// (reason code, via) of the receipts of frames refused whole.
+    pub refusals: Vec<(u8, String)>,
+}
+
+impl SelfTest {
+    /// Parses a self-test report.
+    ///
+    /// # Panics
+    /// If it is not one, or the page reported a failure.
+    pub fn parse(posted: &str) -> SelfTest {
+        let json: serde_json::Value = serde_json::from_str(posted).expect("JSON from the page");
+        assert_eq!(json["ok"], true, "the page failed: {json}");
+        let list = |key: &str| json[key].as_array().unwrap_or_else(|| panic!("no {key}: {json}")).clone();
+        let via = |v: &serde_json::Value| v["via"].as_str().expect("via").to_string();
+        let num = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+        let mut receipts: Vec<_> = list("receipts")
+            .iter()
+            .map(|r| (num(r, "nonce"), num(r, "status") as u8, num(r, "seq"), via(r)))
+            .collect();
+        receipts.sort_by_key(|r| r.0);
+        let in_blocks = list("inBlocks").iter().filter_map(serde_json::Value::as_u64).collect();
+        let mut refusals: Vec<_> = list("refusals").iter().map(|r| (num(r, "code") as u8, via(r))).collect();
+        refusals.sort();
+        SelfTest { json, receipts, in_blocks, refusals }
+    }
+
+    /// Every one of the `n` + `n` intents accepted on the channel it was sent on (the first
+    /// `n` nonces by datagram, the next `n` on the stream), every accepted seq in a published
+    /// block, and the bad frame answered `bad_magic` (code 1) on both channels with the
+    /// records stream stopped (Chromium's `streamErrorCode` is `0x100 + 1` when it reports
+    /// one: a write still in flight may fail first with a plain `NetworkError`).
+    ///
+    /// # Panics
+    /// On the first difference, with the report.
+    pub fn assert_complete(&self, n: usize) {
+        let json = &self.json;
+        assert_eq!(self.receipts.len(), 2 * n, "{json}");
+        for (i, (nonce, status, seq, via)) in self.receipts.iter().enumerate() {
+            assert_eq!(*status, 0, "nonce {nonce} refused: {json}");
+            let expected = if i < n { "datagram" } else { "stream" };
+            assert_eq!(via, expected, "nonce {nonce}: {json}");
+            assert!(self.in_blocks.contains(seq), "seq {seq} in no block: {json}");
+        }
+        let bad_magic = Reason::BadMagic.code();
+        assert_eq!(
+            self.refusals,
+            [(bad_magic, "datagram".to_string()), (bad_magic, "stream".to_string())],
+            "{json}"
+        );
+        assert_ne!(json["stopError"], "not stopped", "{json}");
+        assert_ne!(json["stopError"], "closed", "{json}");
+        if !json["streamErrorCode"].is_null() {
+            assert_eq!(json["streamErrorCode"], 0x100 + u64::from(bad_magic), "{json}");
+        }
     }
 }
