@@ -22,7 +22,8 @@ pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{Flag, Inputs, Loaded, NON_KEY_VARS, env_var_name, key_paths, load};
 pub use validate::{
     AdminSettings, AuctionSettings, BidOrder, BuilderSettings, Pricing, ProverMode, ProverSettings, QuicAuth,
-    QuicSettings, RingSettings, RxTimestamps, Settings, WindowSettings,
+    QuicSettings, RingSettings, RxTimestamps, Settings, WebTransportCert, WebTransportSettings,
+    WindowSettings,
 };
 
 /// The whole configuration file. Every field is always present after loading: the defaults
@@ -42,6 +43,7 @@ pub struct Config {
     pub admin: AdminSection,
     pub prover: ProverSection,
     pub quic: QuicSection,
+    pub webtransport: WebtransportSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +173,30 @@ pub struct QuicSection {
     pub datagram_frame_max: u64,
     /// `software`, `hardware` or `off`.
     pub rx_timestamps: String,
+}
+
+/// The WebTransport intake for browsers (`docs/webtransport.md`). Its API keys, token
+/// buckets and connection limits are `[quic]`'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebtransportSection {
+    pub enabled: bool,
+    pub listen: String,
+    /// The path of the extended CONNECT that opens a session.
+    pub path: String,
+    /// The host of the published URL; empty: the IP of `listen`.
+    pub url_host: String,
+    /// PEM paths; both empty: a self-signed ECDSA P-256 certificate, renewed before expiry.
+    pub cert: String,
+    pub key: String,
+    pub cert_validity_hours: u64,
+    pub cert_renew_before_hours: u64,
+    /// Frames in flight from the endpoint to intake 0.
+    pub frames_capacity: u64,
+    /// Receipts, windows and proofs in flight from intake 0 to the endpoint.
+    pub answers_capacity: u64,
+    /// Windows and proofs that may wait for room in the answer ring.
+    pub results_pending_max: u64,
 }
 
 /// A set of defaults for one kind of machine.
@@ -325,6 +351,19 @@ impl Config {
                 retry_above: 64,
                 datagram_frame_max: 1_200,
                 rx_timestamps: "software".into(),
+            },
+            webtransport: WebtransportSection {
+                enabled: false,
+                listen: "127.0.0.1:4434".into(),
+                path: "/fpn/1".into(),
+                url_host: String::new(),
+                cert: String::new(),
+                key: String::new(),
+                cert_validity_hours: 13 * 24,
+                cert_renew_before_hours: 24,
+                frames_capacity: 4_096,
+                answers_capacity: 16_384,
+                results_pending_max: 64,
             },
         }
     }

@@ -63,6 +63,15 @@ fn no_inputs_give_the_documented_defaults() {
     assert!(s.admin.enabled && s.prover.enabled);
     assert_eq!(s.prover.mode, ProverMode::Coalesce);
     assert_eq!(s.quic.listen.to_string(), "127.0.0.1:4433");
+    let wt = &s.webtransport;
+    assert!(!wt.enabled);
+    assert_eq!(
+        (wt.listen.to_string().as_str(), wt.path.as_str(), &wt.url_host),
+        ("127.0.0.1:4434", "/fpn/1", &None)
+    );
+    let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+    assert_eq!(wt.cert, WebTransportCert::SelfSigned { validity: hours(312), renew_before: hours(24) });
+    assert_eq!((wt.frames_capacity, wt.answers_capacity, wt.results_pending_max), (4_096, 16_384, 64));
     assert!(loaded.origins.values().all(|o| *o == Origin::Default));
     assert!(loaded.warnings.is_empty());
 }
@@ -306,6 +315,31 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
             "quic.rx_timestamps=ptp",
             r#"quic.rx_timestamps = "ptp" (flag --set): must be one of "software", "hardware", "off""#,
         ),
+        (
+            "webtransport.listen=4434",
+            r#"webtransport.listen = "4434" (flag --set): must be an IP address and port"#,
+        ),
+        ("webtransport.path=fpn", r#"webtransport.path = "fpn" (flag --set): must start with `/`"#),
+        ("webtransport.path=/fpn?x=1", "no `?` or `#`"),
+        ("webtransport.url_host=a/b", r#"webtransport.url_host = "a/b" (flag --set): must be a host name"#),
+        ("webtransport.cert=/etc/fpn/wt.pem", "needs webtransport.key too (set both or neither)"),
+        (
+            "webtransport.cert_validity_hours=337",
+            "webtransport.cert_validity_hours = 337 (flag --set): must be in 3..=336",
+        ),
+        (
+            "webtransport.cert_renew_before_hours=311",
+            "webtransport.cert_renew_before_hours = 311 (flag --set): must be in 1..=310",
+        ),
+        (
+            "webtransport.frames_capacity=0",
+            "webtransport.frames_capacity = 0 (flag --set): must be in 1..=16777216",
+        ),
+        (
+            "webtransport.answers_capacity=100",
+            "webtransport.answers_capacity = 100 (flag --set): must be in 2048..=16777216",
+        ),
+        ("webtransport.results_pending_max=0", "must be in 1..=65536"),
         // Type errors, found before validation.
         (
             "window.duration_ms=20ms",
@@ -518,4 +552,31 @@ fn docs_state_the_real_defaults() {
         );
         assert_eq!(row, want);
     }
+}
+
+#[test]
+fn webtransport_listens_apart_from_quic_and_takes_a_pem_pair() {
+    let errs = errors(Inputs {
+        flags: sets(&["webtransport.enabled=true", "webtransport.listen=127.0.0.1:4433"]),
+        ..Inputs::default()
+    });
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("webtransport.listen = \"127.0.0.1:4433\""), "{errs:?}");
+    assert!(errs[0].contains("must differ from quic.listen"), "{errs:?}");
+    // Port 0 picks a free port for each: no conflict.
+    let ok =
+        sets(&["webtransport.enabled=true", "webtransport.listen=127.0.0.1:0", "quic.listen=127.0.0.1:0"]);
+    assert!(load(&Inputs { flags: ok, ..Inputs::default() }, &cpus(2)).is_ok());
+    let dir = std::env::temp_dir().join(format!("fpn-wt-pem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, "x").unwrap();
+    std::fs::write(&key, "x").unwrap();
+    let pem = sets(&[
+        &format!("webtransport.cert={}", cert.display()),
+        &format!("webtransport.key={}", key.display()),
+    ]);
+    let s = load(&Inputs { flags: pem, ..Inputs::default() }, &cpus(2)).unwrap().settings;
+    assert_eq!(s.webtransport.cert, WebTransportCert::Pem { cert, key });
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use fpn_engine::{BuilderKind, FeeRate, FeeRateError, MAX_AMOUNT};
 
@@ -32,6 +33,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub prover: ProverSettings,
     pub quic: QuicSettings,
+    pub webtransport: WebTransportSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +139,57 @@ pub struct QuicSettings {
     pub rx_timestamps: RxTimestamps,
 }
 
+/// Where the WebTransport endpoint's certificate comes from (`webtransport.cert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebTransportCert {
+    /// Generated at start (ECDSA P-256, what Chromium pins by hash), valid for `validity`
+    /// and replaced `renew_before` ahead of its expiry.
+    SelfSigned { validity: Duration, renew_before: Duration },
+    /// A configured chain and key (CA-issued: browsers need no hash). Not rotated.
+    Pem { cert: PathBuf, key: PathBuf },
+}
+
+/// The WebTransport intake (`[webtransport]`; API keys, token buckets and connection limits
+/// are `[quic]`'s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebTransportSettings {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub path: String,
+    /// The host of the published URL; `None`: the IP of `listen`.
+    pub url_host: Option<String>,
+    pub cert: WebTransportCert,
+    pub frames_capacity: usize,
+    pub answers_capacity: usize,
+    pub results_pending_max: usize,
+}
+
+impl QuicSettings {
+    /// The API keys as the transports of `fpn/1` check them (the raw QUIC intake and the
+    /// WebTransport endpoint).
+    pub fn auth(&self) -> fpn_quic::Auth {
+        match &self.auth {
+            QuicAuth::Open => fpn_quic::Auth::Open,
+            QuicAuth::Keys(keys) => fpn_quic::Auth::Keys(keys.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+        }
+    }
+
+    /// The session limits of both transports: token buckets, connection counts, timeouts.
+    pub fn limits(&self) -> fpn_quic::Limits {
+        fpn_quic::Limits {
+            rate_per_s: self.rate_per_s,
+            burst: self.burst,
+            conns_per_client: self.conns_per_client,
+            conns_per_ip: self.conns_per_ip,
+            conns_max: self.connections_max,
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            retry_above: self.retry_above,
+            datagram_frame_max: self.datagram_frame_max,
+            ..fpn_quic::Limits::default()
+        }
+    }
+}
+
 pub const DURATION_MS_MAX: u64 = 1_000;
 pub const RECORDS_MAX_MAX: u64 = 1 << 20;
 pub const KEYS_MAX_MAX: u64 = 1 << 26;
@@ -167,6 +220,15 @@ pub const DATAGRAM_FRAME_MIN: u64 = 64;
 pub const DATAGRAM_FRAME_MAX_MAX: u64 = 1_400;
 /// Keys in `quic.keys_file`, at most.
 pub const QUIC_KEYS_MAX: usize = 1 << 20;
+/// Chromium pins a certificate by hash only if it is valid for at most 14 days.
+pub const WT_CERT_VALIDITY_HOURS_MAX: u64 = 14 * 24;
+/// The WebTransport frame and answer rings, at most.
+pub const WT_RING_CAPACITY_MAX: u64 = 1 << 24;
+/// The answer ring holds every receipt of the largest frame.
+pub const WT_ANSWERS_CAPACITY_MIN: u64 = fpn_webtransport::engine::RECORDS_PER_FRAME_MAX as u64;
+pub const WT_RESULTS_PENDING_MAX_MAX: u64 = 65_536;
+/// Longest `webtransport.path` and `webtransport.url_host`.
+pub const WT_TEXT_LEN_MAX: usize = 256;
 
 const NS_PER_MS: u64 = 1_000_000;
 
@@ -244,6 +306,88 @@ fn fee_rate(check: &mut Check<'_>, text: &str) -> FeeRate {
         check.fail("builder.fee_rate", format!("{text:?}"), problem.into());
         FeeRate::ZERO
     })
+}
+
+/// A `<section>.cert` / `<section>.key` pair of PEM paths: both or neither, each readable.
+fn cert_key_pair(c: &mut Check<'_>, section: &str, cert: &str, key: &str) -> Option<(PathBuf, PathBuf)> {
+    let (cert_key, key_key) = (format!("{section}.cert"), format!("{section}.key"));
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => None,
+        (false, false) => {
+            for (k, path) in [(&cert_key, cert), (&key_key, key)] {
+                if let Err(e) = std::fs::metadata(path) {
+                    c.fail(k, format!("{path:?}"), format!("cannot be read: {e}"));
+                }
+            }
+            Some((PathBuf::from(cert), PathBuf::from(key)))
+        }
+        (false, true) => {
+            c.fail(&cert_key, format!("{cert:?}"), format!("needs {key_key} too (set both or neither)"));
+            None
+        }
+        (true, false) => {
+            c.fail(&key_key, format!("{key:?}"), format!("needs {cert_key} too (set both or neither)"));
+            None
+        }
+    }
+}
+
+/// `[webtransport]`, checked against `[quic]`'s address.
+fn webtransport(
+    c: &mut Check<'_>,
+    w: &super::WebtransportSection,
+    quic: &QuicSettings,
+) -> WebTransportSettings {
+    let listen = c.socket_addr("webtransport.listen", &w.listen);
+    if w.enabled && quic.enabled && listen.port() != 0 && listen == quic.listen {
+        c.fail("webtransport.listen", format!("{:?}", w.listen), "must differ from quic.listen".into());
+    }
+    let text_ok = |t: &str, extra: &[char]| {
+        t.len() <= WT_TEXT_LEN_MAX && t.chars().all(|ch| ch.is_ascii_graphic() && !extra.contains(&ch))
+    };
+    if !w.path.starts_with('/') || !text_ok(&w.path, &['?', '#']) {
+        let problem = format!(
+            "must start with `/`, at most {WT_TEXT_LEN_MAX} printable ASCII characters, no `?` or `#`"
+        );
+        c.fail("webtransport.path", format!("{:?}", w.path), problem);
+    }
+    if !text_ok(&w.url_host, &['/', '?', '#', '@']) {
+        let problem =
+            format!("must be a host name or IP (IPv6 in brackets), at most {WT_TEXT_LEN_MAX} characters");
+        c.fail("webtransport.url_host", format!("{:?}", w.url_host), problem);
+    }
+    let validity_h =
+        c.range("webtransport.cert_validity_hours", w.cert_validity_hours, 3, WT_CERT_VALIDITY_HOURS_MAX);
+    // The certificate is backdated an hour (for clocks slightly behind), which counts in its
+    // validity: it must be renewed before the rest runs out.
+    // An out-of-range validity is reported once: the renewal is checked against it clamped.
+    let renew_max = w.cert_validity_hours.clamp(3, WT_CERT_VALIDITY_HOURS_MAX) - 2;
+    let renew_h = c.range("webtransport.cert_renew_before_hours", w.cert_renew_before_hours, 1, renew_max);
+    let hours = |h: u64| Duration::from_secs(h * 3600);
+    let cert = match cert_key_pair(c, "webtransport", &w.cert, &w.key) {
+        Some((cert, key)) => WebTransportCert::Pem { cert, key },
+        None => WebTransportCert::SelfSigned { validity: hours(validity_h), renew_before: hours(renew_h) },
+    };
+    WebTransportSettings {
+        enabled: w.enabled,
+        listen,
+        path: w.path.clone(),
+        url_host: (!w.url_host.is_empty()).then(|| w.url_host.clone()),
+        cert,
+        frames_capacity: c.size("webtransport.frames_capacity", w.frames_capacity, 1, WT_RING_CAPACITY_MAX),
+        answers_capacity: c.size(
+            "webtransport.answers_capacity",
+            w.answers_capacity,
+            WT_ANSWERS_CAPACITY_MIN,
+            WT_RING_CAPACITY_MAX,
+        ),
+        results_pending_max: c.size(
+            "webtransport.results_pending_max",
+            w.results_pending_max,
+            1,
+            WT_RESULTS_PENDING_MAX_MAX,
+        ),
+    }
 }
 
 /// Reads `quic.keys_file`: one `<client_id> <api key>` per line (blank lines and lines
@@ -424,25 +568,7 @@ pub(crate) fn validate(
     };
 
     let q = &config.quic;
-    let cert_key = match (q.cert.is_empty(), q.key.is_empty()) {
-        (true, true) => None,
-        (false, false) => {
-            for (key, path) in [("quic.cert", &q.cert), ("quic.key", &q.key)] {
-                if let Err(e) = std::fs::metadata(path) {
-                    c.fail(key, format!("{path:?}"), format!("cannot be read: {e}"));
-                }
-            }
-            Some((PathBuf::from(&q.cert), PathBuf::from(&q.key)))
-        }
-        (false, true) => {
-            c.fail("quic.cert", format!("{:?}", q.cert), "needs quic.key too (set both or neither)".into());
-            None
-        }
-        (true, false) => {
-            c.fail("quic.key", format!("{:?}", q.key), "needs quic.cert too (set both or neither)".into());
-            None
-        }
-    };
+    let cert_key = cert_key_pair(&mut c, "quic", &q.cert, &q.key);
     let auth = match c.choice("quic.auth", &q.auth, &[("open", false), ("keys", true)]) {
         false => QuicAuth::Open,
         true => QuicAuth::Keys(keys_file(&mut c, &q.keys_file)),
@@ -475,6 +601,8 @@ pub(crate) fn validate(
             ],
         ),
     };
+
+    let webtransport = webtransport(&mut c, &config.webtransport, &quic);
 
     let idle = PerRole::from_fn(|role| {
         let text = config.idle.get(role);
@@ -578,6 +706,7 @@ pub(crate) fn validate(
         admin,
         prover,
         quic,
+        webtransport,
     };
     Ok((settings, warnings))
 }
