@@ -41,6 +41,26 @@ pub struct ProofAnnouncement {
 /// Slots of each announcement ring (announcements come about once a second at most).
 pub const ANNOUNCEMENTS_CAPACITY: usize = 256;
 
+/// Bytes of a frame holding one proof announcement.
+pub const PROOF_FRAME_LEN: usize = fpn_wire::FRAME_HEADER_LEN + fpn_wire::PROOF_LEN;
+
+impl ProofAnnouncement {
+    /// The announcement as the wire frame sessions get (`docs/wire.md`, kind 0x84), written
+    /// over `buf` (which holds [`PROOF_FRAME_LEN`] bytes without growing).
+    pub fn write_frame(&self, buf: &mut Vec<u8>) {
+        buf.clear();
+        let mut w = fpn_wire::FrameWriter::new(buf, PROOF_FRAME_LEN);
+        let proof = fpn_wire::ProofAnnounce {
+            window_first: self.first_window_id,
+            window_last: self.last_window_id,
+            job_id: self.job_id,
+            proof: self.proof,
+        };
+        w.push_proof(&proof).expect("a proof frame holds one proof record");
+        w.finish();
+    }
+}
+
 /// What the dispatcher, the workers and the admin routes share.
 #[derive(Debug)]
 pub struct ProverShared {

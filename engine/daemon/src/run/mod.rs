@@ -41,6 +41,7 @@ use crate::config::Settings;
 use crate::cores::Role;
 use roles::admin::{Health, SubmitPath};
 use roles::quic;
+use roles::webtransport::{self, WEBTRANSPORT_ADDR_FILE};
 use topology::{Topology, TopologyIo};
 
 /// File the bound admin address is written to, under `engine.data_dir`.
@@ -60,6 +61,8 @@ pub enum RunError {
     Admin { addr: SocketAddr, source: std::io::Error },
     #[error("QUIC intake on {addr}: {source}")]
     Quic { addr: SocketAddr, source: std::io::Error },
+    #[error("WebTransport intake on {addr}: {source}")]
+    WebTransport { addr: SocketAddr, source: fpn_webtransport::StartError },
     #[error("executors: {0}")]
     Exec(#[from] exec::ExecError),
     #[error("a shard stopped: {0}")]
@@ -89,7 +92,9 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     sys::lock_memory(settings.lock_memory)?;
     std::fs::create_dir_all(&settings.data_dir).map_err(io("creating data dir", &settings.data_dir))?;
     let quic = bind_quic(settings)?;
-    let mut topology = Topology::build(settings, TopologyIo { quic, journal: true })?;
+    let (wt_endpoint, wt_io) = start_webtransport(settings)?.unzip();
+    let wt_watch = wt_io.as_ref().map(|io| io.watch.clone());
+    let mut topology = Topology::build(settings, TopologyIo { quic, webtransport: wt_io, journal: true })?;
     let specs = topology.executor_specs(&settings.core_map, Vec::new());
     let c = settings.shard_config();
     let submit_txs =
@@ -120,7 +125,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
             move || submit.collect(answers, &stop)
         })
         .map_err(io("spawning the receipt collector", "".as_ref()))?;
-    let admin = match start_admin(settings, &topology, &submit, &health) {
+    let admin = match start_admin(settings, &topology, &submit, &health, wt_watch) {
         Ok(admin) => admin,
         Err(e) => {
             executors.stop();
@@ -144,6 +149,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         collector,
         collector_stop,
         notifier,
+        wt_endpoint,
     };
     match running.serve_until_signal(start) {
         Some(signal) => running.drain_and_stop(signal),
@@ -175,12 +181,33 @@ fn bind_quic(settings: &Settings) -> Result<Vec<(fpn_quic::Server, fpn_quic::udp
     Ok(servers)
 }
 
+/// Starts the WebTransport endpoint (`webtransport.enabled`) on its own thread, before the
+/// executors, so an address in use or a bad certificate stops the start here; its address is
+/// written to the data dir.
+fn start_webtransport(
+    settings: &Settings,
+) -> Result<Option<(fpn_webtransport::EndpointHandle, webtransport::WebTransportIo)>, RunError> {
+    let Some((handle, wt_io)) = webtransport::start(settings)? else { return Ok(None) };
+    let addr_path = settings.data_dir.join(WEBTRANSPORT_ADDR_FILE);
+    std::fs::write(&addr_path, format!("{}\n", handle.local_addr())).map_err(io("writing", &addr_path))?;
+    let info = handle.info();
+    let expiry = info.not_after_unix_s.map_or(String::new(), |s| format!(", valid until unix time {s}"));
+    eprintln!(
+        "flashpointd: WebTransport intake on {} (written to {}), certificate sha256 {}{expiry}",
+        info.url,
+        addr_path.display(),
+        info.cert_sha256,
+    );
+    Ok(Some((handle, wt_io)))
+}
+
 /// The admin endpoint (`admin.enabled`), its address written to the data dir.
 fn start_admin(
     settings: &Settings,
     topology: &Topology,
     submit: &Arc<SubmitPath>,
     health: &Arc<Health>,
+    webtransport: Option<fpn_webtransport::EndpointWatch>,
 ) -> Result<Option<AdminServer>, RunError> {
     if !settings.admin.enabled {
         return Ok(None);
@@ -197,8 +224,11 @@ fn start_admin(
         prover.clone(),
     );
     let proofs = prover.map(|prover| crate::prover::api::ProofsApi { prover, shared });
+    let pages = webtransport.map(roles::admin::WebTransportPages::new);
     let handle = move |r: &fpn_runtime::admin::Request| {
-        proofs.as_ref().and_then(|p| p.handle(r)).unwrap_or_else(|| router.handle(r))
+        (pages.as_ref().and_then(|p| p.handle(r)))
+            .or_else(|| proofs.as_ref().and_then(|p| p.handle(r)))
+            .unwrap_or_else(|| router.handle(r))
     };
     let server = AdminServer::start(config, handle)
         .map_err(|source| RunError::Admin { addr: settings.admin.addr, source })?;
@@ -206,6 +236,9 @@ fn start_admin(
     let addr_path = settings.data_dir.join(ADMIN_ADDR_FILE);
     std::fs::write(&addr_path, format!("{addr}\n")).map_err(io("writing", &addr_path))?;
     eprintln!("flashpointd: admin endpoint on http://{addr} (written to {})", addr_path.display());
+    if settings.webtransport.enabled {
+        eprintln!("flashpointd: WebTransport demo page on http://{addr}/webtransport/demo?key=<api key>");
+    }
     Ok(Some(server))
 }
 
@@ -221,6 +254,8 @@ struct Running<'a> {
     collector: JoinHandle<()>,
     collector_stop: Arc<AtomicBool>,
     notifier: Notifier,
+    /// Stopped after the executors (intake 0 drives its rings until then).
+    wt_endpoint: Option<fpn_webtransport::EndpointHandle>,
 }
 
 impl Running<'_> {
@@ -298,6 +333,9 @@ impl Running<'_> {
         let journal_path = self.settings.data_dir.join(JOURNAL_FILE);
         self.executors.stop();
         let errors = join_errors(self.executors);
+        if let Some(endpoint) = self.wt_endpoint {
+            endpoint.stop();
+        }
         if let Some(prover) = self.topology.prover {
             prover.threads.stop();
         }

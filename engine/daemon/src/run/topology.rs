@@ -19,9 +19,9 @@
 //! | `merger_intake<i>` (book-cancel receipts) | plain | `rings.capacity` |
 //! | `builder<k>_merger`, `merger_builder<k>` (`Box<ShardWindow>`) | stamped | `shard_windows_max` + workers |
 //! | `builder<k>_build_worker<i>`, `build_worker<i>_builder<k>` | stamped | 1 |
-//! | `merger_journal`, `merger_quic<i>` (`ResultMsg`) and their pools `journal_merger`, `quic<i>_merger` | plain | `rings.results_capacity`; 4 buffers each |
+//! | `merger_journal`, `merger_quic<i>`, `merger_wt` (`ResultMsg`) and their pools `journal_merger`, `quic<i>_merger`, `wt_merger` | plain | `rings.results_capacity`; 4 buffers each |
 //! | `journal_prover` (`WindowInput`) | plain | `prover.queue_capacity` |
-//! | `prover_quic<i>` (`ProofAnnouncement`) | plain | 256 |
+//! | `prover_quic<i>`, `prover_wt` (`ProofAnnouncement`) | plain | 256 |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +46,7 @@ use super::roles::intake::{self, Answer, IntakeRole, Submit};
 use super::roles::journal::{self, JournalRole};
 use super::roles::merger::{self, MergerRole, RESULT_POOL, ResultMsg, result_bytes_reserve};
 use super::roles::prover::{ProverHandles, ProverRole};
+use super::roles::webtransport::{self, WebTransportIo};
 use super::roles::{admission, quic};
 use super::shared::Shared;
 use crate::config::Settings;
@@ -63,6 +64,8 @@ pub const LATEST_WINDOWS_MAX: usize = 64;
 pub struct TopologyIo {
     /// One bound QUIC server and socket per intake (`quic.enabled`), or none.
     pub quic: Vec<(Server, UdpSocket)>,
+    /// The WebTransport endpoint's rings (`webtransport.enabled`), driven by intake 0.
+    pub webtransport: Option<WebTransportIo>,
     /// Whether the journal (and with it the prover) runs. Without it, whoever builds the
     /// topology takes `merger_journal` and `journal_merger` from [`Topology::links`] (the
     /// e2e bench counts published windows there).
@@ -81,6 +84,7 @@ pub struct Wiring<'a> {
     pub now_ns: u64,
     beats: HashMap<String, Heartbeat>,
     quic: Vec<Option<(Server, UdpSocket)>>,
+    webtransport: Option<WebTransportIo>,
 }
 
 impl Wiring<'_> {
@@ -94,6 +98,11 @@ impl Wiring<'_> {
     /// Intake `i`'s QUIC server and socket, if it has one.
     pub fn take_quic(&mut self, i: usize) -> Option<(Server, UdpSocket)> {
         self.quic.get_mut(i).and_then(Option::take)
+    }
+
+    /// The WebTransport endpoint's rings, if the topology has an endpoint (intake 0's).
+    pub fn take_webtransport(&mut self) -> Option<WebTransportIo> {
+        self.webtransport.take()
     }
 }
 
@@ -130,7 +139,7 @@ fn instances(settings: &Settings, c: &ShardConfig, journal: bool) -> Vec<(RoleIn
 }
 
 /// Every ring of the topology, by name. See the module doc's table.
-fn declare_links(settings: &Settings, c: &ShardConfig, quic_n: usize, journal: bool) -> Links {
+fn declare_links(settings: &Settings, c: &ShardConfig, quic_n: usize, wt: bool, journal: bool) -> Links {
     let mut links = Links::new();
     let (n, s, w) = (c.intakes_n, c.shards_n, c.workers_per_shard);
     let cap = settings.rings.capacity;
@@ -159,7 +168,7 @@ fn declare_links(settings: &Settings, c: &ShardConfig, quic_n: usize, journal: b
     let e = &c.engine;
     let reserve = result_bytes_reserve(e.window.records_max, e.auction.top_k as usize);
     let results = settings.rings.results_capacity;
-    for (out, back) in consumers(quic_n) {
+    for (out, back) in consumers(quic_n, wt) {
         links.plain::<ResultMsg>(&out, results);
         links.pool(&back, results + RESULT_POOL, (0..RESULT_POOL).map(|_| ResultMsg::with_reserve(reserve)));
     }
@@ -168,15 +177,20 @@ fn declare_links(settings: &Settings, c: &ShardConfig, quic_n: usize, journal: b
         for i in 0..quic_n {
             links.plain::<ProofAnnouncement>(&format!("prover_quic{i}"), ANNOUNCEMENTS_CAPACITY);
         }
+        if wt {
+            links.plain::<ProofAnnouncement>("prover_wt", ANNOUNCEMENTS_CAPACITY);
+        }
     }
     links
 }
 
 /// The consumers of published windows: `(ring out, pool ring back)`, the journal first.
-fn consumers(quic_n: usize) -> Vec<(String, String)> {
+fn consumers(quic_n: usize, wt: bool) -> Vec<(String, String)> {
     let journal = ("merger_journal".to_string(), "journal_merger".to_string());
+    let wt = wt.then(|| ("merger_wt".to_string(), "wt_merger".to_string()));
     std::iter::once(journal)
         .chain((0..quic_n).map(|i| (format!("merger_quic{i}"), format!("quic{i}_merger"))))
+        .chain(wt)
         .collect()
 }
 
@@ -187,6 +201,7 @@ impl Topology {
         let c = settings.shard_config();
         c.validate().map_err(|e| RunError::Config(e.to_string()))?;
         let quic_n = io.quic.len();
+        let wt = io.webtransport.is_some();
         assert!(quic_n == 0 || quic_n == c.intakes_n, "one QUIC server per intake, or none");
         let named = instances(settings, &c, io.journal);
         let (heartbeats, beats) = Heartbeats::new(named.iter().map(|(_, name)| name.clone()));
@@ -206,10 +221,13 @@ impl Topology {
         if quic_n > 0 {
             hub.describe(&quic::METRICS);
         }
+        if wt {
+            webtransport::describe(&hub);
+        }
         let shared = Arc::new(Shared::new(c.intakes_n, FIRST_WINDOW_ID, LATEST_WINDOWS_MAX));
         let mut w = Wiring {
             settings,
-            links: declare_links(settings, &c, quic_n, io.journal),
+            links: declare_links(settings, &c, quic_n, wt, io.journal),
             shard_config: c,
             shared: shared.clone(),
             hub: hub.clone(),
@@ -217,6 +235,7 @@ impl Topology {
             now_ns: now_ns(),
             beats,
             quic: io.quic.into_iter().map(Some).collect(),
+            webtransport: io.webtransport,
         };
         let mut tasks = Vec::with_capacity(named.len());
         let mut prover = None;
@@ -226,7 +245,7 @@ impl Topology {
                 Role::Intake => spec(name, IntakeRole::build(&mut w, i)?),
                 Role::Builder => spec(name, BuilderShardRole::build(&mut w, i)),
                 Role::BuildWorker => spec(name, BuildWorkerRole::build(&mut w, i)),
-                Role::Merger => spec(name, MergerRole::build(&mut w, &consumers(quic_n))),
+                Role::Merger => spec(name, MergerRole::build(&mut w, &consumers(quic_n, wt))),
                 Role::Journal => spec(name, JournalRole::build(&mut w)?),
                 Role::Prover => {
                     let (role, handles) = ProverRole::build(&mut w, quic_n)?;
@@ -238,6 +257,7 @@ impl Topology {
             tasks.push((*instance, task));
         }
         assert!(w.quic.iter().all(Option::is_none), "every QUIC server has its intake");
+        assert!(w.webtransport.is_none(), "the WebTransport endpoint has its intake");
         assert!(w.beats.is_empty(), "every heartbeat has its role");
         Ok(Topology { shared, hub, heartbeats, links: w.links, prover, tasks })
     }

@@ -148,9 +148,27 @@ impl Daemon {
 
     /// SIGTERM, then the exit code (killed after 40 s).
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take().unwrap();
         // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        self.wait_exit()
+    }
+
+    /// The QUIC intake's address and certificate pin, from the data dir.
+    pub fn quic_endpoint(&self) -> (std::net::SocketAddr, [u8; 32]) {
+        let data = self.dir.join("data");
+        let addr = std::fs::read_to_string(data.join("quic.addr")).unwrap().trim().parse().unwrap();
+        let pin = std::fs::read_to_string(data.join("tls/cert.sha256")).unwrap();
+        (addr, fpn_quic::tls::parse_pin(&pin).unwrap())
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// The exit code once the daemon exits (killed after 40 s).
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(status) = child.try_wait().unwrap() {

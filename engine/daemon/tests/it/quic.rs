@@ -31,7 +31,7 @@ fn start(name: &str, quic: &str) -> (Daemon, SocketAddr, [u8; 32]) {
     (d, addr, pin)
 }
 
-fn options(pin: [u8; 32], key: &str) -> ClientOptions {
+pub fn options(pin: [u8; 32], key: &str) -> ClientOptions {
     ClientOptions {
         pin,
         alpn: ALPN.to_vec(),

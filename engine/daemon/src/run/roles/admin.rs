@@ -166,6 +166,43 @@ pub fn router(
 }
 
 // ---------------------------------------------------------------------------------------
+// The WebTransport pages (with `webtransport.enabled`)
+
+/// `GET /webtransport` (and `/webtransport/config.json`, where the demo page looks): the
+/// endpoint's URL and its current certificate hashes, as a page needs them to connect
+/// (`{"url", "hashes", "not_after_unix_s"}`, `docs/webtransport.md`); `GET
+/// /webtransport/demo`: the demo page; `GET /webtransport/fpn.js`: the browser module.
+pub struct WebTransportPages {
+    endpoint: fpn_webtransport::EndpointWatch,
+}
+
+impl WebTransportPages {
+    pub fn new(endpoint: fpn_webtransport::EndpointWatch) -> WebTransportPages {
+        WebTransportPages { endpoint }
+    }
+
+    /// The answer to `request` if it is one of these routes.
+    pub fn handle(&self, request: &Request) -> Option<Response> {
+        use fpn_webtransport::page::{DEMO_HTML, FPN_JS};
+        let rest = request.path.strip_prefix("/webtransport")?;
+        if request.method != Method::Get {
+            return Some(Response::text(405, "method not allowed\n").with_header("Allow", "GET"));
+        }
+        let page = |content_type: &str, body: &str| {
+            Response::new(200, content_type, body.as_bytes()).with_header("Cache-Control", "no-store")
+        };
+        Some(match rest {
+            "" | "/" | "/config.json" => {
+                Response::json(200, self.endpoint.info().json()).with_header("Cache-Control", "no-store")
+            }
+            "/demo" => page("text/html; charset=utf-8", DEMO_HTML),
+            "/fpn.js" => page("text/javascript; charset=utf-8", FPN_JS),
+            _ => Response::not_found(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The submit path
 
 const OUTCOMES: [&str; 5] = ["ok", "refused", "shutting_down", "overloaded", "timeout"];

@@ -1,5 +1,6 @@
 //! The one admission path of an intake: every record that enters the engine, whichever
-//! entry point it came through (`POST /submit`, a QUIC datagram or stream), is admitted by
+//! entry point it came through (`POST /submit`, a QUIC or WebTransport datagram or stream),
+//! is admitted by
 //! [`Admission::admit`], which hands it to the intake's sans-IO `IntakeCore` (validation,
 //! de-duplication, sequence id, routing onto the rings to the builder shards and the
 //! merger) and counts its receipt. The offline model (`fpn_engine::Engine`) drives the same
@@ -36,6 +37,7 @@ pub static RECORDS_REJECTED_TOTAL: MetricDesc = MetricDesc::counter(
 pub enum Origin {
     Admin,
     Quic,
+    WebTransport,
 }
 
 /// Receipt counts by status, counted locally; labels made once at start-up.

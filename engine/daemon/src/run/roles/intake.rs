@@ -2,7 +2,8 @@
 //!
 //! Each iteration it applies the merger's book counts, retries close markers that waited
 //! for ring room, forwards the merger's late answers, takes `POST /submit` frames from its
-//! submit ring, runs its QUIC side (`quic.rs`), and then closes windows: intake 0 leads
+//! submit ring, runs its QUIC side (`quic.rs`) and, on intake 0, the WebTransport endpoint's
+//! rings (`webtransport.rs`), and then closes windows: intake 0 leads
 //! (`fpn_engine::shard::CloseLeader`, publishing each close on the board in `Shared`), the
 //! others follow the board (`CloseFollower`). Every record goes through the one admission
 //! path (`admission.rs`).
@@ -18,6 +19,7 @@ use fpn_wire::{Reason, Receipt};
 
 use super::admission::{Admission, Origin};
 use super::quic::QuicIntake;
+use super::webtransport::WebTransportIntake;
 use crate::cores::Role;
 use crate::run::links::{RxLink, TxLink};
 use crate::run::role::{BUDGET, LoopKit, RoleLoop};
@@ -82,6 +84,7 @@ pub struct IntakeRole {
     /// The merger's answers to this intake's book cancels, in the order they were sent.
     late: RxLink<Receipt>,
     quic: Option<Box<QuicIntake>>,
+    webtransport: Option<Box<WebTransportIntake>>,
     shared: Arc<Shared>,
     kit: LoopKit,
     frames_total: u64,
@@ -112,6 +115,7 @@ impl IntakeRole {
             answers: w.links.plain_tx(&format!("intake{i}_answers")),
             late,
             quic: QuicIntake::build(w, i)?.map(Box::new),
+            webtransport: WebTransportIntake::build(w, i).map(Box::new),
             shared: w.shared.clone(),
             kit: w.kit(Role::Intake, &format!("intake{i}")),
             frames_total: 0,
@@ -185,6 +189,11 @@ impl IntakeRole {
                 Some(Origin::Quic) => {
                     if let Some(q) = &mut self.quic {
                         q.io.server.handle_late_receipt(r);
+                    }
+                }
+                Some(Origin::WebTransport) => {
+                    if let Some(wt) = &mut self.webtransport {
+                        wt.side.handle_late_receipt(r);
                     }
                 }
                 None => debug_assert!(false, "a merger receipt nobody asked for"),
@@ -279,6 +288,9 @@ impl RoleLoop for IntakeRole {
             let leader = matches!(self.closes, Closes::Leader(_));
             did_work |= q.poll(now, &mut self.admission, &self.shared, leader);
         }
+        if let Some(wt) = self.webtransport.as_mut() {
+            did_work |= wt.poll(now, &mut self.admission, &self.shared);
+        }
         if self.admission.is_full() && matches!(self.closes, Closes::Follower(_)) {
             self.shared.close_request.0.store(true, Ordering::Relaxed);
         }
@@ -290,7 +302,7 @@ impl RoleLoop for IntakeRole {
     }
 
     fn housekeep(&mut self) {
-        let Self { kit, admission, submits, answers, late, quic, latency, .. } = self;
+        let Self { kit, admission, submits, answers, late, quic, webtransport, latency, .. } = self;
         let (frames, closed, idle) = (self.frames_total, self.windows_closed_total, kit.idler.counters());
         let leader = matches!(self.closes, Closes::Leader(_));
         let none = &kit.none;
@@ -307,6 +319,9 @@ impl RoleLoop for IntakeRole {
             s.histogram(&INTAKE_LATENCY_SECONDS, none, latency);
             if let Some(q) = quic {
                 q.publish(s);
+            }
+            if let Some(wt) = webtransport {
+                wt.publish(s);
             }
         });
         kit.heartbeat.beat();

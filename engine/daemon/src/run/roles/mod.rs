@@ -3,7 +3,7 @@
 //!
 //! | file | role instances | sans-IO core |
 //! |---|---|---|
-//! | `intake.rs` (+ `admission.rs`, `quic.rs`) | `intake<i>` | `IntakeCore`, `CloseLeader` / `CloseFollower` |
+//! | `intake.rs` (+ `admission.rs`, `quic.rs`, `webtransport.rs`) | `intake<i>` | `IntakeCore`, `CloseLeader` / `CloseFollower` |
 //! | `builder.rs` | `builder<k>` | `BuilderShard` |
 //! | `build_worker.rs` | `build_worker<i>` | `BuildWorker` |
 //! | `merger.rs` | `merger` | `Merger` |
@@ -20,3 +20,4 @@ pub mod journal;
 pub mod merger;
 pub mod prover;
 pub mod quic;
+pub mod webtransport;

@@ -92,10 +92,13 @@ pub struct ProverHandles {
 
 impl ProverRole {
     /// The dispatcher on the journal → prover ring and one announcement ring per QUIC
-    /// intake (`prover_quic<i>`), with its workers started.
+    /// intake (`prover_quic<i>`) and the WebTransport endpoint's (`prover_wt`), with its
+    /// workers started.
     pub fn build(w: &mut Wiring<'_>, quic_intakes: usize) -> Result<(ProverRole, ProverHandles), RunError> {
         let feed = w.links.plain_rx("journal_prover");
-        let announce = (0..quic_intakes).map(|i| w.links.plain_tx(&format!("prover_quic{i}"))).collect();
+        let mut announce: Vec<_> =
+            (0..quic_intakes).map(|i| w.links.plain_tx(&format!("prover_quic{i}"))).collect();
+        announce.extend(w.links.try_plain_tx("prover_wt"));
         let kit = w.kit(Role::Prover, "prover");
         start(w.settings, kit, feed, announce).map_err(|source| RunError::Io {
             what: "starting the prover workers",

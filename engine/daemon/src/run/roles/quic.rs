@@ -11,18 +11,18 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fpn_quic::tls::{Identity, load_or_generate, load_pem};
 use fpn_quic::udp::{TimestampMode, UdpSocket};
-use fpn_quic::{Admit, Auth, Limits, Server, ServerConfig};
+use fpn_quic::{Admit, Server, ServerConfig};
 use fpn_runtime::clock::now_ns;
 use fpn_runtime::metrics::{Histogram, Labels, MetricDesc, Snapshot};
-use fpn_wire::{FrameWriter, ProofAnnounce, Reason, Receipt, RecordRef};
+use fpn_wire::{Reason, Receipt, RecordRef};
 
 use super::admission::{Admission, Origin};
 use super::merger::ResultMsg;
-use crate::config::{QuicAuth, QuicSettings, RxTimestamps};
+use crate::config::{QuicSettings, RxTimestamps};
 use crate::prover::ProofAnnouncement;
 use crate::run::RunError;
 use crate::run::links::{RxLink, TxLink};
@@ -44,8 +44,7 @@ const _: () = {
         k += 1;
     }
 };
-/// Bytes of a frame holding one proof announcement.
-pub const PROOF_FRAME_LEN: usize = fpn_wire::FRAME_HEADER_LEN + fpn_wire::PROOF_LEN;
+pub use crate::prover::PROOF_FRAME_LEN;
 
 /// One intake's QUIC side: the server, its socket, the published windows and proofs coming
 /// in, and the latency histograms of the records it admits.
@@ -105,21 +104,7 @@ pub fn bind(q: &QuicSettings, data_dir: &Path, intakes_n: usize) -> Result<Bound
     for _ in 1..intakes_n {
         sockets.push(UdpSocket::bind(addr, true, timestamps).map_err(quic_err(addr))?);
     }
-    let auth = match &q.auth {
-        QuicAuth::Open => Auth::Open,
-        QuicAuth::Keys(keys) => Auth::Keys(keys.iter().map(|(k, v)| (k.clone(), *v)).collect()),
-    };
-    let limits = Limits {
-        rate_per_s: q.rate_per_s,
-        burst: q.burst,
-        conns_per_client: q.conns_per_client,
-        conns_per_ip: q.conns_per_ip,
-        conns_max: q.connections_max,
-        idle_timeout: Duration::from_millis(q.idle_timeout_ms),
-        retry_above: q.retry_above,
-        datagram_frame_max: q.datagram_frame_max,
-        ..Limits::default()
-    };
+    let (auth, limits) = (q.auth(), q.limits());
     let now = Instant::now();
     let mut out = Vec::with_capacity(intakes_n);
     for socket in sockets {
@@ -131,9 +116,12 @@ pub fn bind(q: &QuicSettings, data_dir: &Path, intakes_n: usize) -> Result<Bound
     Ok((out, addr, identity))
 }
 
-/// The intake's admission as the QUIC server sees it ([`Admit`]).
-struct QuicAdmit<'a> {
+/// The intake's admission as a transport of `fpn/1` sees it ([`Admit`]): the raw QUIC
+/// server, and the WebTransport endpoint's `EngineSide` (`webtransport.rs`).
+pub(super) struct QuicAdmit<'a> {
     admission: &'a mut Admission,
+    /// Where the records come from (for the merger's late answers).
+    origin: Origin,
     stamps: &'a mut Vec<u64>,
     rx_to_ring: &'a mut Histogram,
     now_ns: u64,
@@ -142,6 +130,23 @@ struct QuicAdmit<'a> {
     /// frame never meet a full ring; until there is room, stream frames wait in QUIC's
     /// buffers and datagram records are answered `overloaded` by the transport.
     room_min: usize,
+}
+
+impl<'a> QuicAdmit<'a> {
+    /// Admission for one iteration at `now` of records from `origin`; `stamps` and
+    /// `rx_to_ring` take each accepted record's admission time and its rx → admitted latency.
+    pub(super) fn new(
+        admission: &'a mut Admission,
+        origin: Origin,
+        stamps: &'a mut Vec<u64>,
+        rx_to_ring: &'a mut Histogram,
+        now_ns: u64,
+        shared: &Shared,
+    ) -> QuicAdmit<'a> {
+        let room_min = FRAME_RECORDS_MAX.min(admission.to_merger.tx.capacity() / 2);
+        let draining = shared.draining.load(Ordering::Acquire);
+        QuicAdmit { admission, origin, stamps, rx_to_ring, now_ns, draining, room_min }
+    }
 }
 
 impl Admit for QuicAdmit<'_> {
@@ -156,7 +161,7 @@ impl Admit for QuicAdmit<'_> {
             self.admission.counters.count(r.status);
             return Some(r);
         }
-        let receipt = self.admission.admit(rx_ns, record, Origin::Quic);
+        let receipt = self.admission.admit(rx_ns, record, self.origin);
         self.rx_to_ring.record_ns(self.now_ns.saturating_sub(rx_ns).max(1));
         if receipt.is_some_and(|r| r.status.is_ok()) && self.stamps.len() < self.stamps.capacity() {
             self.stamps.push(self.now_ns);
@@ -203,15 +208,8 @@ impl QuicIntake {
     /// window is full asks the leader to close it.
     pub fn poll(&mut self, now: u64, admission: &mut Admission, shared: &Shared, leader: bool) -> bool {
         let mut did_work = self.io.poll_results(now);
-        let room_min = FRAME_RECORDS_MAX.min(admission.to_merger.tx.capacity() / 2);
-        let mut admit = QuicAdmit {
-            admission,
-            stamps: &mut self.stamps,
-            rx_to_ring: &mut self.rx_to_ring,
-            now_ns: now,
-            draining: shared.draining.load(Ordering::Acquire),
-            room_min,
-        };
+        let (stamps, rx_to_ring) = (&mut self.stamps, &mut self.rx_to_ring);
+        let mut admit = QuicAdmit::new(admission, Origin::Quic, stamps, rx_to_ring, now, shared);
         did_work |= self.io.poll_io(&mut admit);
         if !leader && admit.admission.is_full() {
             shared.close_request.0.store(true, Ordering::Relaxed);
@@ -250,16 +248,7 @@ impl QuicIo {
             did_work = true;
         }
         while let Some(a) = self.announcements.as_mut().and_then(|r| r.rx.pop()) {
-            self.proof_buf.clear();
-            let mut w = FrameWriter::new(&mut self.proof_buf, PROOF_FRAME_LEN);
-            let proof = ProofAnnounce {
-                window_first: a.first_window_id,
-                window_last: a.last_window_id,
-                job_id: a.job_id,
-                proof: a.proof,
-            };
-            w.push_proof(&proof).expect("a proof frame holds one proof record");
-            w.finish();
+            a.write_frame(&mut self.proof_buf);
             self.server.handle_proof(&self.proof_buf);
             did_work = true;
         }
