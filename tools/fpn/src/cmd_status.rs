@@ -1,4 +1,5 @@
-//! `fpn status`: the daemon's admin endpoint, `GET /health/ready` and `GET /metrics/json`.
+//! `fpn status`: the daemon's admin endpoint, `GET /health/ready` and `GET /metrics/json`,
+//! and where browsers connect when the WebTransport intake is on (`GET /webtransport`).
 //!
 //! Exit 0 when the daemon is ready, 1 when it is not (or cannot be reached), 2 for usage.
 
@@ -64,6 +65,9 @@ struct StatusReport {
     ready: bool,
     /// The /health/ready answer: `ready`, `starting`, `draining`, `stalled: …`.
     health: String,
+    /// `GET /webtransport` (`{url, hashes, not_after_unix_s}`) with the demo page's URL
+    /// added as `demo`; null when the daemon's WebTransport intake is off.
+    webtransport: serde_json::Value,
     metrics: serde_json::Value,
 }
 
@@ -122,13 +126,28 @@ pub fn run(args: &StatusArgs) -> Result<Done, UsageError> {
         Ok((200, body)) => serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
         _ => serde_json::Value::Null,
     };
-    let report = StatusReport { admin, ready, health: health.trim().to_string(), metrics };
+    let webtransport = match get(&admin, "/webtransport", timeout) {
+        Ok((200, body)) => {
+            let mut info: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+            if info.is_object() {
+                info["demo"] = format!("http://{admin}/webtransport/demo?key=<api key>").into();
+            }
+            info
+        }
+        _ => serde_json::Value::Null,
+    };
+    let report = StatusReport { admin, ready, health: health.trim().to_string(), webtransport, metrics };
     let code = u8::from(!ready);
     if args.json {
         return Ok(Done { text: serde_json::to_string_pretty(&report)? + "\n", code });
     }
     let mut text =
         format!("{}: {} ({})\n", report.admin, if ready { "ready" } else { "not ready" }, report.health);
+    if let (Some(url), Some(demo)) =
+        (report.webtransport["url"].as_str(), report.webtransport["demo"].as_str())
+    {
+        text.push_str(&format!("webtransport: {url} (demo page: {demo})\n"));
+    }
     for line in metric_lines(&report.metrics) {
         text.push_str(&line);
         text.push('\n');

@@ -339,8 +339,9 @@ fn watch_prints_window_results_until_count() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
-/// A stand-in admin endpoint: answers `n` requests with `ready` (200 or 503) and metrics.
-fn admin(ready: bool, n: usize) -> String {
+/// A stand-in admin endpoint: answers `n` requests with `ready` (200 or 503), metrics and,
+/// with `webtransport`, the WebTransport intake's URL (else 404, as with the intake off).
+fn admin(ready: bool, n: usize, webtransport: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
@@ -358,6 +359,14 @@ fn admin(ready: bool, n: usize) -> String {
                 } else {
                     ("503 Service Unavailable", "starting\n".to_string())
                 }
+            } else if webtransport && head.starts_with("GET /webtransport ") {
+                (
+                    "200 OK",
+                    format!(
+                        r#"{{"url":"https://127.0.0.1:4434/fpn/1","hashes":["{}"],"not_after_unix_s":1}}"#,
+                        "ab".repeat(32)
+                    ),
+                )
             } else if head.starts_with("GET /metrics/json ") {
                 let m = r#"{"metrics":[{"name":"fpn_submit_frames_total","type":"counter","help":"h","series":[{"labels":{"shard":"all","outcome":"ok"},"value":12}]}]}"#;
                 ("200 OK", m.to_string())
@@ -376,15 +385,23 @@ fn admin(ready: bool, n: usize) -> String {
 
 #[test]
 fn status_reads_readiness_and_metrics() {
-    let addr = admin(true, 2);
+    let addr = admin(true, 3, true);
     let out = fpn(&["status", "--admin", &addr, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = json_of(&out);
     assert_eq!((v["ready"].as_bool(), v["health"].as_str()), (Some(true), Some("ready")));
     assert_eq!(v["metrics"]["metrics"][0]["name"], "fpn_submit_frames_total");
+    assert_eq!(v["webtransport"]["url"], "https://127.0.0.1:4434/fpn/1");
+    assert_eq!(v["webtransport"]["demo"], format!("http://{addr}/webtransport/demo?key=<api key>"));
+    let addr = admin(true, 3, true);
+    let text = stdout(&fpn(&["status", "--admin", &addr]));
+    let line = format!(
+        "webtransport: https://127.0.0.1:4434/fpn/1 (demo page: http://{addr}/webtransport/demo?key=<api key>)"
+    );
+    assert!(text.contains(&line), "{text}");
 
-    // From <data-dir>/admin.addr, as the daemon writes it; human output.
-    let addr = admin(false, 2);
+    // From <data-dir>/admin.addr, as the daemon writes it; human output; no WebTransport.
+    let addr = admin(false, 3, false);
     let dir = std::env::temp_dir().join(format!("fpn-it-{}-status", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("admin.addr"), format!("{addr}\n")).unwrap();
@@ -393,6 +410,7 @@ fn status_reads_readiness_and_metrics() {
     let text = stdout(&out);
     assert!(text.contains("not ready (starting)"), "{text}");
     assert!(text.contains("fpn_submit_frames_total{outcome=ok} 12"), "{text}");
+    assert!(!text.contains("webtransport"), "{text}");
 
     // Nobody there.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
