@@ -1,9 +1,11 @@
 //! The load generator's I/O driver: one code path for every target.
 //!
 //! A target is reached over [`Datagrams`] (a QUIC connection after the fpn/1 hello, or a
-//! connected UDP socket for the physical floor). Per connection, a sender task keeps the
-//! [`Schedule`] and a receiver task matches answers in the [`Tracker`]; QUIC sessions also
-//! read the result stream, where a server puts receipts it could not send as datagrams.
+//! connected UDP socket for the physical floor), or over a WebTransport session
+//! (`fpn_webtransport::client`: the same fpn/1 session inside HTTP/3, datagrams sent through
+//! [`SendFrames`], answers read as the client's events). Per connection, a sender task keeps
+//! the [`Schedule`] and a receiver task matches answers in the [`Tracker`]; QUIC sessions
+//! also read the result stream, where a server puts receipts it could not send as datagrams.
 //! Everything runs on one current-thread tokio runtime on the client's core.
 //!
 //! Sending precisely: tokio's timer has 1 ms granularity, so the sender sleeps only until
@@ -26,19 +28,32 @@ use crate::load::{FrameGen, Schedule, Shape};
 use crate::procstat;
 use crate::track::{Counts, Tracker, new_histogram};
 
-/// One message-oriented link to the target.
-pub trait Datagrams: Clone + 'static {
+/// Where a sender puts its datagrams.
+pub trait SendFrames: Clone + 'static {
     fn send(&self, frame: Bytes) -> impl Future<Output = io::Result<()>>;
+}
+
+/// One message-oriented link to the target, both ways.
+pub trait Datagrams: SendFrames {
     fn recv(&self) -> impl Future<Output = io::Result<Bytes>>;
 }
 
-impl Datagrams for quinn::Connection {
+impl SendFrames for quinn::Connection {
     async fn send(&self, frame: Bytes) -> io::Result<()> {
         // Waits for room in the datagram send buffer rather than dropping the oldest queued
         // datagram: a full buffer then shows as send lag, not as lost records.
         self.send_datagram_wait(frame).await.map_err(io::Error::other)
     }
+}
 
+impl SendFrames for fpn_webtransport::client::DatagramSender {
+    async fn send(&self, frame: Bytes) -> io::Result<()> {
+        // Waits for room too (`send_datagram_wait`).
+        fpn_webtransport::client::DatagramSender::send(self, &frame).await.map_err(io::Error::other)
+    }
+}
+
+impl Datagrams for quinn::Connection {
     async fn recv(&self) -> io::Result<Bytes> {
         self.read_datagram().await.map_err(io::Error::other)
     }
@@ -48,11 +63,13 @@ impl Datagrams for quinn::Connection {
 #[derive(Clone)]
 pub struct Udp(pub Rc<tokio::net::UdpSocket>);
 
-impl Datagrams for Udp {
+impl SendFrames for Udp {
     async fn send(&self, frame: Bytes) -> io::Result<()> {
         self.0.send(&frame).await.map(drop)
     }
+}
 
+impl Datagrams for Udp {
     async fn recv(&self) -> io::Result<Bytes> {
         let mut buf = vec![0u8; 65_536];
         let n = self.0.recv(&mut buf).await?;
@@ -109,7 +126,7 @@ impl SendLimits {
 /// Gives up (returns `Ok(false)`) when it is more than `limits.give_up_lag_ns` behind:
 /// catching up would only make the phase longer. Stops (returns `Ok(true)`) at
 /// `limits.stop_at_ns`.
-pub async fn send_loop<D: Datagrams>(
+pub async fn send_loop<D: SendFrames>(
     link: D,
     frames: Rc<FrameGen>,
     client_id: u64,
@@ -155,6 +172,24 @@ pub async fn recv_loop<D: Datagrams>(link: D, tracker: Rc<RefCell<Tracker>>, clo
     while let Ok(frame) = link.recv().await {
         let now = clock.now_ns();
         tracker.borrow_mut().handle_answer_frame(&frame, false, now);
+    }
+}
+
+/// Matches every receipt of a WebTransport session (datagrams and the result stream, as the
+/// client decoded them) until the session ends or the task is aborted.
+async fn wt_events(
+    mut client: fpn_webtransport::client::Client,
+    tracker: Rc<RefCell<Tracker>>,
+    clock: Clock,
+) {
+    while let Some(event) = client.next_event().await {
+        if let fpn_client::Event::Receipt { receipt, via } = event {
+            let now = clock.now_ns();
+            let kind = receipt.for_kind.map_or(0, |k| k as u8);
+            let status = receipt.status.err().map_or(0, fpn_wire::Reason::code);
+            let via_stream = via == fpn_client::Via::Stream;
+            tracker.borrow_mut().handle_answer(kind, receipt.nonce, status, via_stream, now);
+        }
     }
 }
 
@@ -268,13 +303,15 @@ pub enum Target {
     Quic { addr: SocketAddr, pin: Option<[u8; 32]>, stats: bool, answers: bool },
     /// The plain UDP echo.
     Udp { addr: SocketAddr },
+    /// The engine's WebTransport intake (`https://<addr><path>`), its certificate pinned.
+    WebTransport { addr: SocketAddr, path: String, pin: [u8; 32] },
 }
 
 impl Target {
     pub fn answers(&self) -> bool {
         match self {
             Target::Quic { answers, .. } => *answers,
-            Target::Udp { .. } => true,
+            Target::Udp { .. } | Target::WebTransport { .. } => true,
         }
     }
 }
@@ -378,11 +415,25 @@ async fn sum_stats(sessions: &mut [QuicSession]) -> io::Result<ServerStats> {
     Ok(sum)
 }
 
+/// One connection's sender task ([`send_loop`]).
+fn spawn_sender<D: SendFrames>(
+    link: D,
+    frames: &Rc<FrameGen>,
+    client_id: u64,
+    schedule: Schedule,
+    tracker: Rc<RefCell<Tracker>>,
+    clock: Clock,
+    limits: SendLimits,
+) -> tokio::task::JoinHandle<io::Result<bool>> {
+    tokio::task::spawn_local(send_loop(link, frames.clone(), client_id, schedule, tracker, clock, limits))
+}
+
 /// Runs one phase of `shape` against `target`. Call inside a `tokio::task::LocalSet`.
 pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Result<PhaseOutcome, String> {
     let conns = shape.conns as usize;
     let mut quic: Vec<QuicSession> = Vec::new();
     let mut udp: Vec<Udp> = Vec::new();
+    let mut wt: Vec<fpn_webtransport::client::Client> = Vec::new();
     let mut endpoint = None;
     let mut frame_len_max = opts.frame_len_max;
     match target {
@@ -399,6 +450,19 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
                 quic.push(s);
             }
             endpoint = Some(ep);
+        }
+        Target::WebTransport { addr, path, pin } => {
+            for c in 0..conns {
+                let key = (opts.client_id_base + c as u64).to_string();
+                let mut config =
+                    fpn_webtransport::client::ClientConfig::pinned(*addr, fpn_tls::Fingerprint(*pin), &key);
+                config.path = path.clone();
+                let s = fpn_webtransport::client::Client::connect(&config)
+                    .await
+                    .map_err(|e| format!("WebTransport session with {addr}: {e}"))?;
+                frame_len_max = frame_len_max.min(s.datagram_frame_max());
+                wt.push(s);
+            }
         }
         Target::Udp { addr } => {
             let bind = if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
@@ -423,6 +487,10 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
     let mut trackers = Vec::new();
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
+    // The sessions' connections, to close them once the receivers (which own the clients)
+    // are aborted.
+    let wt_conns: Vec<quinn::Connection> = wt.iter().map(|s| s.connection().clone()).collect();
+    let mut wt = wt.into_iter();
     for c in 0..conns {
         let schedule = Schedule::new(shape, c as u32);
         let tracker =
@@ -440,28 +508,19 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
                     tracker.clone(),
                     clock,
                 )));
-                senders.push(tokio::task::spawn_local(send_loop(
-                    conn,
-                    frames.clone(),
-                    client_id,
-                    schedule,
-                    tracker,
-                    clock,
-                    limits,
-                )));
+                senders.push(spawn_sender(conn, &frames, client_id, schedule, tracker, clock, limits));
+            }
+            Target::WebTransport { .. } => {
+                let session = wt.next().expect("one session per connection");
+                let link = session.datagrams();
+                let client_id = session.welcome().client_id;
+                receivers.push(tokio::task::spawn_local(wt_events(session, tracker.clone(), clock)));
+                senders.push(spawn_sender(link, &frames, client_id, schedule, tracker, clock, limits));
             }
             Target::Udp { .. } => {
                 let link = udp[c].clone();
                 receivers.push(tokio::task::spawn_local(recv_loop(link.clone(), tracker.clone(), clock)));
-                senders.push(tokio::task::spawn_local(send_loop(
-                    link,
-                    frames.clone(),
-                    client_id,
-                    schedule,
-                    tracker,
-                    clock,
-                    limits,
-                )));
+                senders.push(spawn_sender(link, &frames, client_id, schedule, tracker, clock, limits));
             }
         }
     }
@@ -496,6 +555,9 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
         (!quic.is_empty()).then(|| quic.iter().map(|s| s.conn.stats().frame_rx.datagram).sum::<u64>());
     for s in &quic {
         s.conn.close(0u32.into(), b"done");
+    }
+    for conn in &wt_conns {
+        conn.close(0x100u32.into(), b"done");
     }
     if let Some(ep) = endpoint {
         ep.close(0u32.into(), b"done");

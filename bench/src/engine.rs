@@ -145,6 +145,27 @@ impl Server {
         self.child.id()
     }
 
+    /// The engine's WebTransport intake as a target, once ready: its address from
+    /// `<dir>/webtransport.addr`, its path and the current certificate hash from the admin
+    /// endpoint's `GET /webtransport` (a page would fetch the same before it connects).
+    pub fn webtransport_target(&mut self) -> Result<crate::client::Target, String> {
+        let name = &self.name;
+        let addr = read_trimmed(&self.dir.join("webtransport.addr"))
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("{name}: no webtransport.addr (is webtransport.enabled set?)"))?;
+        let admin = self.admin.ok_or_else(|| format!("{name}: no admin endpoint"))?;
+        let body = http_get(admin, "/webtransport")?;
+        let info: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("GET /webtransport: {e}: {body}"))?;
+        let hash = info["hashes"][0].as_str().and_then(crate::tls::parse_sha256_hex);
+        let pin = hash.ok_or_else(|| format!("GET /webtransport: no certificate hash in {body}"))?;
+        // `https://host:port/path`: the path starts at the first `/` after the authority.
+        let url = info["url"].as_str().unwrap_or_default();
+        let path = url.strip_prefix("https://").and_then(|r| r.find('/').map(|i| r[i..].to_string()));
+        let path = path.ok_or_else(|| format!("GET /webtransport: no path in {url:?}"))?;
+        Ok(crate::client::Target::WebTransport { addr, path, pin })
+    }
+
     /// SIGTERM, then SIGKILL after 15 s. Returns the exit status if it exited.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         if let Ok(Some(status)) = self.child.try_wait() {

@@ -1,6 +1,8 @@
 //! A whole comparison in one run: the same client code and the same load against the plain
 //! UDP echo (the physical floor), the bare quinn sink and echo (the transport's ceiling) and
-//! the engine, each server pinned to the server CPUs and the client to the client CPUs.
+//! the engine (over its raw QUIC intake; over its WebTransport intake, `webtransport`; and
+//! over raw QUIC with the WebTransport intake enabled beside it, `engine-wt-on`), each
+//! server pinned to the server CPUs and the client to the client CPUs.
 //! Per target: a fixed-rate phase, bursts, a mix of intents and bids, many connections, and a
 //! saturation search. Then the table, the ratios to the ceiling, the JSON summary, one
 //! `.hgrm` per phase and the SVG plot.
@@ -19,7 +21,16 @@ use crate::report::{fmt_rate, fmt_us, percentile_distribution, phase_json};
 use crate::svg::{Curve, plot};
 
 /// The servers a suite can run against, in the order they run.
-pub const TARGETS: [&str; 4] = ["udp-echo", "quic-sink", "quic-echo", "engine"];
+pub const TARGETS: [&str; 6] =
+    ["udp-echo", "quic-sink", "quic-echo", "engine", "webtransport", "engine-wt-on"];
+
+/// The targets that are `flashpointd` (their figure is records accepted, not answered).
+pub fn is_engine(target: &str) -> bool {
+    matches!(target, "engine" | "webtransport" | "engine-wt-on")
+}
+
+/// What the engine targets with the WebTransport intake set on top of the caller's `--set`s.
+const WT_SETS: [&str; 2] = ["webtransport.enabled=true", "webtransport.listen=127.0.0.1:0"];
 
 /// Phases, in order.
 pub const PHASES: [&str; 6] = ["fixed", "burst", "mix", "conns", "blast", "saturation"];
@@ -98,11 +109,15 @@ fn start_server(name: &str, o: &SuiteOpts) -> Result<(Server, Target), String> {
             let t = Target::Quic { addr: s.addr, pin: s.pin, stats: true, answers: name == "quic-echo" };
             Ok((s, t))
         }
-        "engine" => {
+        "engine" | "webtransport" | "engine-wt-on" => {
             if !o.engine_bin.exists() {
                 return Err(format!("{} not built", o.engine_bin.display()));
             }
-            let cmd = engine_command(&o.engine_bin, &dir, &o.engine_sets);
+            let mut sets = o.engine_sets.clone();
+            if name != "engine" {
+                sets.extend(WT_SETS.iter().map(|s| s.to_string()));
+            }
+            let cmd = engine_command(&o.engine_bin, &dir, &sets);
             let mut s = Server::start(
                 name,
                 cmd,
@@ -113,7 +128,11 @@ fn start_server(name: &str, o: &SuiteOpts) -> Result<(Server, Target), String> {
                 o.engine_start_timeout,
             )?;
             s.wait_ready(o.engine_start_timeout)?;
-            let t = Target::Quic { addr: s.addr, pin: s.pin, stats: false, answers: true };
+            let t = if name == "webtransport" {
+                s.webtransport_target()?
+            } else {
+                Target::Quic { addr: s.addr, pin: s.pin, stats: false, answers: true }
+            };
             Ok((s, t))
         }
         other => Err(format!("unknown target `{other}`")),
@@ -176,7 +195,7 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
             return run;
         }
     };
-    let engine = name == "engine";
+    let engine = is_engine(name);
     eprintln!("fpn-bench: {name} on {} (pid {}, cpus {:?})", server.addr, server.pid(), o.server_cpus);
     let mut opts = ClientOpts {
         client_id_base: 1,
@@ -449,7 +468,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<10} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}  notes",
+        "{:<12} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}  notes",
         "target",
         "phase",
         "offered",
@@ -464,13 +483,13 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
         "cpu cli/srv",
     );
     for r in &runs {
-        let engine = r.name == "engine";
+        let engine = is_engine(&r.name);
         for (p, out) in &r.phases {
             if p == "blast" {
                 let (got, sent) = out.blast_per_s(engine);
                 let _ = writeln!(
                     t,
-                    "{:<10} {:<10} {:>11} {:>11}   (as fast as the client can, up to {}; offered = what the client sent{})",
+                    "{:<12} {:<10} {:>11} {:>11}   (as fast as the client can, up to {}; offered = what the client sent{})",
                     r.name,
                     p,
                     fmt_rate(sent),
@@ -496,7 +515,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
             );
             let _ = writeln!(
                 t,
-                "{:<10} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}  {}",
+                "{:<12} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}  {}",
                 r.name,
                 p,
                 fmt_rate(out.offered_per_s()),
@@ -515,7 +534,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
         if let Some(s) = &r.saturation {
             let _ = writeln!(
                 t,
-                "{:<10} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10}   (highest rate with achieved >= 97% of offered, p99 <= {})",
+                "{:<12} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10}   (highest rate with achieved >= 97% of offered, p99 <= {})",
                 r.name,
                 "saturation",
                 s.best_rate.map_or("none".into(), fmt_rate),
@@ -528,7 +547,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
         }
         if let Some(e) = &r.error {
             let first = e.lines().next().unwrap_or("");
-            let _ = writeln!(t, "{:<10} error: {first}", r.name);
+            let _ = writeln!(t, "{:<12} error: {first}", r.name);
         }
     }
 
@@ -551,7 +570,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
             ratios.insert(format!("{num}/{den} {p}"), Value::Object(row));
         }
     }
-    let blast = |t: &str| find(t, "blast").map(|o| o.blast_per_s(t == "engine"));
+    let blast = |t: &str| find(t, "blast").map(|o| o.blast_per_s(is_engine(t)));
     for (num, den) in [("engine", "quic-sink"), ("engine", "quic-echo"), ("quic-echo", "quic-sink")] {
         if let (Some((a, _)), Some((b, b_sent))) = (blast(num), blast(den)) {
             let bound =
@@ -645,13 +664,14 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
             }
         }
     }
+    let wt_checks = webtransport_checks(&mut t, &find, &sat);
     print!("{t}");
     write(&o.out.join("table.txt"), &t)?;
 
     let targets: serde_json::Map<String, Value> = runs
         .iter()
         .map(|r| {
-            let engine = r.name == "engine";
+            let engine = is_engine(&r.name);
             let phases: serde_json::Map<String, Value> =
                 r.phases.iter().map(|(p, out)| (p.clone(), phase_json(out, engine))).collect();
             let sat = r.saturation.as_ref().map(|s| {
@@ -672,10 +692,67 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
         "targets": targets,
         "ratios": ratios,
         "issue4": checks,
+        "webtransport": wt_checks,
     });
     write(&o.out.join("summary.json"), &serde_json::to_string_pretty(&summary).expect("json"))?;
     println!("\nwrote {}/{{summary.json,table.txt,percentiles.svg,*.hgrm}}", o.out.display());
     Ok(summary)
+}
+
+/// The WebTransport intake's targets, when the run has them: its receipt round trip against
+/// the raw QUIC intake's at the same load (fixed phase: p50 ≤ 1.3×, p99 ≤ 1.5×), its records/s
+/// at saturation (≥ 80 % of the raw intake's), and the raw intake's p99 with WebTransport
+/// enabled beside it (`engine-wt-on`) against without (`engine`): within 5 %. One run of
+/// each is one sample: `bench/wt_overhead.sh` alternates them.
+fn webtransport_checks<'a>(
+    t: &mut String,
+    find: &impl Fn(&str, &str) -> Option<&'a PhaseOutcome>,
+    sat: &impl Fn(&str) -> Option<f64>,
+) -> Value {
+    let mut checks = serde_json::Map::new();
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let pairs = [
+        ("webtransport", "engine", "p50", 0.5, 1.3),
+        ("webtransport", "engine", "p99", 0.99, 1.5),
+        ("engine-wt-on", "engine", "p99", 0.99, 1.05),
+    ];
+    for (num, den, name, q, limit) in pairs {
+        let (Some(x), Some(y)) =
+            (find(num, "fixed").and_then(|a| lat_us(a, q)), find(den, "fixed").and_then(|b| lat_us(b, q)))
+        else {
+            continue;
+        };
+        if checks.is_empty() {
+            let _ = writeln!(t, "\nWebTransport targets (fixed phase; saturation):");
+        }
+        let _ = writeln!(
+            t,
+            "  {num} / {den} receipt round trip {name} <= {limit}x: {} / {} = {:.2}x -> {}",
+            fmt_us(x),
+            fmt_us(y),
+            x / y,
+            verdict(x / y <= limit)
+        );
+        checks.insert(
+            format!("{num}/{den} {name}"),
+            json!({"ratio": x / y, "limit": limit, "met": x / y <= limit}),
+        );
+    }
+    if let (Some(w), Some(e)) = (sat("webtransport"), sat("engine")) {
+        let _ = writeln!(
+            t,
+            "  webtransport / engine records/s at saturation >= 0.8x: {} / {} = {:.2}x -> {}",
+            fmt_rate(w),
+            fmt_rate(e),
+            w / e,
+            verdict(w / e >= 0.8)
+        );
+        checks.insert(
+            "webtransport/engine saturation".into(),
+            json!({"ratio": w / e, "limit": 0.8, "met": w / e >= 0.8}),
+        );
+    }
+    Value::Object(checks)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

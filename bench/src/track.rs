@@ -188,16 +188,22 @@ impl Tracker {
             return;
         };
         for record in records {
-            match record {
-                RecordRef::Receipt(r) if r.for_kind == 0 => bump(&mut self.counts.frames_refused, r.status),
-                RecordRef::Receipt(r) => {
-                    self.counts.via_stream += u64::from(via_stream);
-                    self.handle_receipt(r.nonce.get(), r.status, now_ns);
-                }
-                // Blocks and clearings on the result stream are not answers to records.
-                _ => {}
+            // Blocks and clearings on the result stream are not answers to records.
+            if let RecordRef::Receipt(r) = record {
+                self.handle_answer(r.for_kind, r.nonce.get(), r.status, via_stream, now_ns);
             }
         }
+    }
+
+    /// One receipt (for a record of kind `for_kind`, 0 for a frame refused whole), in a
+    /// datagram or (`via_stream`) on the result stream, received at `now_ns`.
+    pub fn handle_answer(&mut self, for_kind: u8, nonce: u64, status: u8, via_stream: bool, now_ns: u64) {
+        if for_kind == 0 {
+            bump(&mut self.counts.frames_refused, status);
+            return;
+        }
+        self.counts.via_stream += u64::from(via_stream);
+        self.handle_receipt(nonce, status, now_ns);
     }
 
     /// Records sent and not (yet) answered, all of them (warm-up included).

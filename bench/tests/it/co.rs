@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fpn_bench::client::{Clock, Datagrams, SendLimits, recv_loop, send_loop};
+use fpn_bench::client::{Clock, Datagrams, SendFrames, SendLimits, recv_loop, send_loop};
 use fpn_bench::echo::answer_frames;
 use fpn_bench::load::{FrameGen, Schedule, Shape};
 use fpn_bench::track::Tracker;
@@ -31,7 +31,7 @@ struct StallingServer {
     stall: Duration,
 }
 
-impl Datagrams for StallingServer {
+impl SendFrames for StallingServer {
     async fn send(&self, frame: Bytes) -> io::Result<()> {
         let n = self.received.get();
         self.received.set(n + 1);
@@ -49,7 +49,9 @@ impl Datagrams for StallingServer {
         self.ready.notify_one();
         Ok(())
     }
+}
 
+impl Datagrams for StallingServer {
     async fn recv(&self) -> io::Result<Bytes> {
         loop {
             if let Some(b) = self.answers.borrow_mut().pop_front() {
