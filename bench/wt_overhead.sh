@@ -30,6 +30,7 @@ for n in $(seq 1 "$rounds"); do
     2) order="engine-wt-on webtransport engine" ;;
     0) order="webtransport engine engine-wt-on" ;;
   esac
+  mkdir -p "$out/round-$n"
   for t in $order; do
     "$target/release/fpn-bench" run --targets "$t" --phases "$phases" --rate 100000 --duration 10 \
       --warmup 2 --frame-max 1100 --engine-bin "$target/release/flashpointd" \
