@@ -24,6 +24,7 @@ export const REASONS = Object.freeze([
   'reserved_nonzero', 'zero_amount', 'no_resources', 'too_many_resources', 'duplicate_resource',
   'amount_too_large', 'duplicate_nonce', 'overloaded', 'rate_limited', 'unauthorized', 'not_found', 'too_late',
   'shutting_down', 'empty_frame', 'bad_cancel_mode', 'client_mismatch', 'book_full', 'oversized',
+  'nonce_expired', 'storage_unavailable',
 ]);
 export const REASON = Object.freeze(Object.fromEntries(REASONS.map((name, code) => [name, code]).filter(([n]) => n)));
 

@@ -99,7 +99,7 @@ impl IntakeCore {
             first_seq: w.first_seq,
             router: Router::new(config.shards_n),
             window_id: first_window_id,
-            dedup: Dedup::new(w.dedup_horizon_windows, records_cap, first_window_id),
+            dedup: Dedup::with_clients(w.dedup_horizon_windows, records_cap, first_window_id, w.clients_max),
             local_next: 0,
             local_at_open: 0,
             arrivals: Vec::with_capacity(records_cap),

@@ -89,6 +89,9 @@ pub struct WindowSection {
     pub keys_max: u64,
     pub bids_max: u64,
     pub dedup_horizon_windows: u64,
+    /// Clients whose nonce high-water marks each intake keeps (replay protection beyond the
+    /// de-duplication horizon).
+    pub clients_max: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +281,7 @@ impl Config {
                 keys_max: basis.records_max.saturating_mul(KEYS_PER_RECORD_DEFAULT),
                 bids_max: 65_536,
                 dedup_horizon_windows: 16,
+                clients_max: 65_536,
             },
             builder: BuilderSection {
                 kind: "improved".into(),

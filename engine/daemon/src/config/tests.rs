@@ -47,7 +47,8 @@ fn no_inputs_give_the_documented_defaults() {
             records_max: 65_536,
             keys_max: 524_288,
             bids_max: 65_536,
-            dedup_horizon_windows: 16
+            dedup_horizon_windows: 16,
+            clients_max: 65_536,
         }
     );
     assert_eq!(s.builder.kind, fpn_engine::BuilderKind::Improved);

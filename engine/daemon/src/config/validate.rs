@@ -41,6 +41,7 @@ pub struct WindowSettings {
     pub keys_max: usize,
     pub bids_max: usize,
     pub dedup_horizon_windows: usize,
+    pub clients_max: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,6 +351,12 @@ pub(crate) fn validate(
             1,
             DEDUP_HORIZON_WINDOWS_MAX,
         ),
+        clients_max: c.size(
+            "window.clients_max",
+            w.clients_max,
+            1,
+            fpn_engine::WindowConfig::CLIENTS_MAX_MAX as u64,
+        ),
     };
 
     let b = &config.builder;
@@ -601,6 +608,7 @@ impl Settings {
             bids_max: w.bids_max,
             dedup_horizon_windows: u32::try_from(w.dedup_horizon_windows).expect("validated <= 4096"),
             first_seq: 1,
+            clients_max: w.clients_max,
         };
         let improved = fpn_engine::ImprovedConfig {
             local_search_steps_max: b.local_search_steps_max,
