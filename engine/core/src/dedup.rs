@@ -112,6 +112,9 @@ pub struct Dedup {
     /// left yet). `None`: no high-water marks (pairs are forgotten after the horizon).
     high_water: Option<HashMap<u64, u64>>,
     clients_max: usize,
+    /// The last insert gave its client a place in the high-water table (for
+    /// [`Dedup::undo_insert`]).
+    last_insert_new_client: bool,
 }
 
 #[inline]
@@ -164,6 +167,7 @@ impl Dedup {
             window_id,
             high_water: (clients_max > 0).then(|| HashMap::with_capacity(clients_max)),
             clients_max,
+            last_insert_new_client: false,
         }
     }
 
@@ -229,8 +233,12 @@ impl Dedup {
         self.log[pos] = DedupEntry { client_id, nonce, window_id, value };
         self.slots[i] = Slot { pos: pos as u32, tag };
         self.len += 1;
-        if let Some(marks) = &mut self.high_water {
-            marks.entry(client_id).or_insert(0);
+        self.last_insert_new_client = false;
+        if let Some(marks) = &mut self.high_water
+            && !marks.contains_key(&client_id)
+        {
+            marks.insert(client_id, 0);
+            self.last_insert_new_client = true;
         }
         debug_assert!(2 * self.len <= self.slots.len());
         Ok(())
@@ -379,6 +387,50 @@ impl Dedup {
         let m = marks.entry(client_id).or_insert(0);
         *m = (*m).max(mark);
         Ok(())
+    }
+
+    /// Forgets the pair the last [`Dedup::insert`] remembered (its record could not be
+    /// queued after all): the pair may come again. Panics if `(client_id, nonce)` is not the
+    /// newest entry.
+    pub fn undo_insert(&mut self, client_id: u64, nonce: u64) {
+        assert!(self.len > 0, "undo without an insert");
+        let mut pos = self.head + self.len - 1;
+        if pos >= self.log.len() {
+            pos -= self.log.len();
+        }
+        let e = self.log[pos];
+        assert!(e.client_id == client_id && e.nonce == nonce, "undo of a pair that is not the newest");
+        self.remove_slot_of(pos, hash(client_id, nonce));
+        self.len -= 1;
+        if self.last_insert_new_client
+            && let Some(marks) = &mut self.high_water
+        {
+            marks.remove(&client_id);
+        }
+        self.last_insert_new_client = false;
+    }
+
+    /// Recovery: remembers a pair accepted in `window_id` (at most the current window, and
+    /// not older than the pairs restored before it: the ring stays in window order). Pairs
+    /// already outside the horizon are not kept. `Err(Overloaded)` when the table (or the
+    /// client table) is full.
+    pub fn restore_pair(
+        &mut self,
+        client_id: u64,
+        nonce: u64,
+        window_id: u64,
+        value: u64,
+    ) -> Result<(), Reason> {
+        assert!(window_id <= self.window_id, "a restored pair from the future");
+        if !self.is_live(window_id) {
+            return Ok(());
+        }
+        let current = self.window_id;
+        // Insert as if its window were current, then come back: the ring keeps window order.
+        self.window_id = window_id;
+        let r = self.insert(client_id, nonce, window_id, value);
+        self.window_id = current;
+        r
     }
 
     /// Clients holding a place in the high-water table.
