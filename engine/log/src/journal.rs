@@ -71,6 +71,18 @@ pub fn write_idle_line(first: u64, last: u64, out: &mut String) {
     o.close();
 }
 
+/// The newest window a journal line covers: its `window_id` (a window line, whose last key
+/// it is) or its `idle_to` (a run of idle windows). `None`: not a journal line.
+pub fn line_last_window(line: &str) -> Option<u64> {
+    let body = line.trim_end().strip_suffix('}')?;
+    let at = body.rfind(':')?;
+    let key = &body[..at];
+    if !(key.ends_with("\"window_id\"") || key.ends_with("\"idle_to\"")) {
+        return None;
+    }
+    body[at + 1..].parse().ok()
+}
+
 /// A JSON object written field by field; the caller gives keys in order.
 struct Obj<'a> {
     out: &'a mut String,

@@ -14,6 +14,7 @@
 //! - [`batch`]: a batch under construction, sealed with its checksum.
 //! - [`scan`]: a segment read back: valid batches, a torn tail, corruption.
 //! - [`replay`]: entries back through the cores; results and the state to resume from.
+//! - [`state`]: each intake's state as its entries go by (segment starts, recovery).
 //! - [`journal`]: the results journal's line format, shared by the daemon and `fpn replay`.
 
 pub mod batch;
@@ -22,11 +23,13 @@ pub mod format;
 pub mod journal;
 pub mod replay;
 pub mod scan;
+pub mod state;
 
 pub use batch::BatchBuffer;
 pub use encode::{Encoder, LogMsg};
 pub use format::{Entry, FormatError, SegmentHeader};
 pub use scan::{End, Scanned, scan_segment};
+pub use state::{IntakeTrack, LogState};
 
 /// The file name of segment `index`: ten digits and `.fpl`, so names sort as indices do.
 pub fn segment_file_name(index: u64) -> String {

@@ -19,7 +19,7 @@
 //! Replay is offline: its queues grow with a window's records (one window at a time), it
 //! allocates freely, and it reads no clock (the caller passes `now_ns`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use fpn_engine::auction::Bid;
 use fpn_engine::shard::{
@@ -30,6 +30,7 @@ use fpn_engine::{CloseReason, IntentMeta, PendingBid, WindowClose, WindowResult}
 use fpn_wire::{Kind, Receipt};
 
 use crate::format::{DEST_MERGER, Entry};
+use crate::state::IntakeTrack;
 
 /// An unbounded FIFO: replay holds one window's messages at a time.
 #[derive(Debug)]
@@ -85,16 +86,10 @@ impl MergerOutput for Outputs {
 /// One intake's progress through the log.
 #[derive(Debug, Clone, Default)]
 struct Intake {
-    /// The newest window it closed (0: none), and that close.
-    closed: u64,
+    track: IntakeTrack,
+    /// Its newest close.
     last_close: Option<WindowClose>,
-    seq_max: u64,
-    /// Its pairs `(client, nonce, window, seq)` of the windows the horizon may still cover,
-    /// oldest first; older ones are folded into `marks`.
-    pairs: VecDeque<(u64, u64, u64, u64)>,
-    /// Per client: one above the highest nonce of its pairs that left the horizon.
-    marks: HashMap<u64, u64>,
-    /// Whether it logged anything for the window after `closed`.
+    /// Whether it logged anything for the window after its newest close.
     open_entries: bool,
 }
 
@@ -184,7 +179,7 @@ impl Replayer {
         if let Some(w) = self.first_window {
             return w;
         }
-        let first = self.intakes.iter().map(|i| i.closed).max().unwrap_or(0) + 1;
+        let first = self.intakes.iter().map(|i| i.track.closed).max().unwrap_or(0) + 1;
         self.builders =
             (0..self.config.shards_n).map(|k| BuilderShard::new(&self.config, k, first)).collect();
         self.merger = Some(Merger::new(&self.config, first));
@@ -195,16 +190,16 @@ impl Replayer {
     /// Takes one entry, in log order.
     pub fn entry(&mut self, e: Entry<'_>) {
         match e {
+            // Segment-start state matters only before the first replayed segment: later ones
+            // repeat what the entries before them said (their marks more coarsely).
+            Entry::IntakeState { .. } | Entry::HighWater { .. } if self.first_window.is_some() => {}
             Entry::IntakeState { intake, seq_max, window_closed } => {
-                let i = &mut self.intakes[intake as usize];
-                i.seq_max = i.seq_max.max(seq_max);
-                i.closed = i.closed.max(window_closed);
+                self.intakes[intake as usize].track.apply_state(seq_max, window_closed)
             }
             Entry::HighWater { intake, marks } => {
-                let m = &mut self.intakes[intake as usize].marks;
+                let track = &mut self.intakes[intake as usize].track;
                 for (client, mark) in marks.iter() {
-                    let v = m.entry(client).or_insert(0);
-                    *v = (*v).max(mark);
+                    track.raise_mark(client, mark);
                 }
             }
             _ => self.input(e),
@@ -296,27 +291,19 @@ impl Replayer {
 
     fn note_pair(&mut self, intake: usize, client: u64, nonce: u64, window: u64, seq: u64) {
         let i = &mut self.intakes[intake];
-        i.seq_max = i.seq_max.max(seq);
         i.open_entries = true;
-        i.pairs.push_back((client, nonce, window, seq));
+        i.track.note_pair(client, nonce, window, seq);
     }
 
     fn close(&mut self, intake: usize, close: WindowClose) {
         let first = self.start();
         let i = &mut self.intakes[intake];
-        assert!(close.window_id > i.closed, "intake {intake} closes window {} twice", close.window_id);
-        let horizon = self.horizon;
-        i.closed = close.window_id;
+        assert!(close.window_id > i.track.closed, "intake {intake} closes window {} twice", close.window_id);
+        i.track.close(close.window_id, self.horizon);
         i.last_close = Some(close);
         i.open_entries = false;
         self.closes.insert(close.window_id, close);
-        // Pairs whose window the horizon no longer covers once the next window opens.
-        while i.pairs.front().is_some_and(|p| close.window_id + 1 - p.2 >= horizon) {
-            let (client, nonce, _, _) = i.pairs.pop_front().expect("checked");
-            let m = i.marks.entry(client).or_insert(0);
-            *m = (*m).max(nonce.saturating_add(1));
-        }
-        let behind = self.intakes.iter().map(|i| i.closed).min().unwrap_or(0);
+        let behind = self.intakes.iter().map(|i| i.track.closed).min().unwrap_or(0);
         while self.closes.first_key_value().is_some_and(|(&w, _)| w <= behind) && self.closes.len() > 1 {
             self.closes.pop_first();
         }
@@ -359,14 +346,14 @@ impl Replayer {
     /// in it; it is never before that window opened.
     pub fn finish(mut self, now_ns: u64) -> Recovered {
         let first = self.start();
-        let newest = self.intakes.iter().map(|i| i.closed).max().unwrap_or(0);
+        let newest = self.intakes.iter().map(|i| i.track.closed).max().unwrap_or(0);
         // Every window up to `newest` was closed by some intake: an intake behind gets the
         // closes it missed, in order, the same ones the others logged.
         let mut closes = Vec::new();
         let logged = self.closes.clone();
         for intake in 0..self.intakes.len() {
-            while self.intakes[intake].closed < newest {
-                let w = self.intakes[intake].closed + 1;
+            while self.intakes[intake].track.closed < newest {
+                let w = self.intakes[intake].track.closed + 1;
                 let close = match logged.get(&w) {
                     Some(&c) => c,
                     None => {
@@ -404,15 +391,7 @@ impl Replayer {
         }
         debug_assert!(next >= first);
         let horizon = self.horizon;
-        let intakes = self
-            .intakes
-            .iter()
-            .map(|i| RecoveredIntake {
-                seq_max: i.seq_max,
-                pairs: i.pairs.iter().copied().filter(|p| next - p.2 < horizon).collect(),
-                marks: i.marks.iter().map(|(&c, &m)| (c, m)).collect(),
-            })
-            .collect();
+        let intakes = self.intakes.iter().map(|i| i.track.recovered(next, horizon)).collect();
         let book = self.merger.as_ref().map(|m| m.book().bids().to_vec()).unwrap_or_default();
         Recovered {
             results: std::mem::take(&mut self.out.results),

@@ -370,9 +370,15 @@ impl Core {
         let verdicts = &mut self.verdicts;
         verdicts.clear();
         let result = if room {
-            fpn_quic::handle_frame(&frame, rx_ns, client_id, &mut self.quic, &mut bucket, &mut Defer, |a| {
-                verdicts.push(a)
-            })
+            fpn_quic::handle_frame(
+                &frame,
+                rx_ns,
+                client_id,
+                &mut self.quic,
+                &mut bucket,
+                &mut Defer,
+                |a, _| verdicts.push(a),
+            )
         } else {
             let mut refuse = RefuseOverloaded { refused: 0 };
             let r = fpn_quic::handle_frame(
@@ -382,7 +388,7 @@ impl Core {
                 &mut self.quic,
                 &mut bucket,
                 &mut refuse,
-                |a| verdicts.push(a),
+                |a, _| verdicts.push(a),
             );
             self.counters.records_overloaded_total += refuse.refused;
             r

@@ -21,8 +21,9 @@ use crate::cores::{CpuSet, PerRole, Role, default_lists};
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{Flag, Inputs, Loaded, NON_KEY_VARS, env_var_name, key_paths, load};
 pub use validate::{
-    AdminSettings, AuctionSettings, BidOrder, BuilderSettings, Pricing, ProverMode, ProverSettings, QuicAuth,
-    QuicSettings, RingSettings, RxTimestamps, Settings, WindowSettings,
+    AdminSettings, AuctionSettings, BidOrder, BuilderSettings, Durability, JournalSettings, LogSettings,
+    OnCorruption, Pricing, ProverMode, ProverSettings, QuicAuth, QuicSettings, RingSettings, RxTimestamps,
+    Settings, WindowSettings,
 };
 
 /// The whole configuration file. Every field is always present after loading: the defaults
@@ -42,6 +43,8 @@ pub struct Config {
     pub admin: AdminSection,
     pub prover: ProverSection,
     pub quic: QuicSection,
+    pub log: LogSection,
+    pub journal: JournalSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +179,35 @@ pub struct QuicSection {
     pub rx_timestamps: String,
 }
 
+/// The durable input log (`docs/log.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `group` (acknowledge once durable) or `none` (acknowledge at once).
+    pub durability: String,
+    /// A group commit writes at most this many bytes of entries.
+    pub group_bytes_max: u64,
+    /// How long a group waits for more entries before it is written (0: written as soon as
+    /// the previous one is on disk).
+    pub group_wait_us: u64,
+    pub segment_bytes_max: u64,
+    pub retain_bytes_max: u64,
+    /// 0: no age limit (size only).
+    pub retain_age_s: u64,
+    /// `refuse` (do not start) or `truncate` (drop the log from the corrupt batch on).
+    pub on_corruption: String,
+}
+
+/// The results journal's files (`docs/daemon.md`, "Journal").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    pub segment_bytes_max: u64,
+    pub retain_bytes_max: u64,
+    /// 0: no age limit (size only).
+    pub retain_age_s: u64,
+}
+
 /// A set of defaults for one kind of machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Profile {
@@ -218,6 +250,10 @@ impl Profile {
             (Profile::Default, Role::Journal) => "park:1ms",
             (Profile::Test, Role::Intake | Role::Builder | Role::BuildWorker | Role::Merger) => "park:200us",
             (Profile::Test, Role::Journal) => "park:1ms",
+            // The log role is on every acknowledgement's path (group commit): it wakes within
+            // 100 µs of an entry and spins a little after each batch.
+            (Profile::Default | Profile::Tuned, Role::Log) => "spin-then-park:50us:100us",
+            (Profile::Test, Role::Log) => "park:200us",
             // The prover's dispatcher hands out proofs that take a second: reacting within
             // 10 ms costs nothing, polling every 1 ms cost 4-10 % of a CPU on an idle daemon
             // (BENCHMARKS.md, "Prover pool").
@@ -329,6 +365,20 @@ impl Config {
                 retry_above: 64,
                 datagram_frame_max: 1_200,
                 rx_timestamps: "software".into(),
+            },
+            log: LogSection {
+                durability: "group".into(),
+                group_bytes_max: 1 << 20,
+                group_wait_us: 0,
+                segment_bytes_max: 64 << 20,
+                retain_bytes_max: 1 << 30,
+                retain_age_s: 86_400,
+                on_corruption: "refuse".into(),
+            },
+            journal: JournalSection {
+                segment_bytes_max: 64 << 20,
+                retain_bytes_max: 1 << 30,
+                retain_age_s: 86_400,
             },
         }
     }

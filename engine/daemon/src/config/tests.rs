@@ -177,7 +177,10 @@ fn tuned_profile_on_eight_cpus_gives_hot_roles_their_own_cpus() {
             CpuPlan { cpu: 1, roles: vec![ri(Role::Builder, 0)] },
             CpuPlan { cpu: 2, roles: vec![ri(Role::Builder, 1)] },
             CpuPlan { cpu: 3, roles: vec![ri(Role::Merger, 0)] },
-            CpuPlan { cpu: 4, roles: vec![ri(Role::Prover, 0), ri(Role::Journal, 0), ri(Role::Admin, 0)] },
+            CpuPlan {
+                cpu: 4,
+                roles: vec![ri(Role::Prover, 0), ri(Role::Journal, 0), ri(Role::Log, 0), ri(Role::Admin, 0)]
+            },
             CpuPlan { cpu: 5, roles: vec![ri(Role::BuildWorker, 0)] },
             CpuPlan { cpu: 6, roles: vec![ri(Role::BuildWorker, 1)] },
         ]
@@ -188,12 +191,12 @@ fn tuned_profile_on_eight_cpus_gives_hot_roles_their_own_cpus() {
 fn core_map_on_one_and_two_cpus() {
     let one = load(&Inputs::default(), &cpus(1)).unwrap();
     assert_eq!(one.settings.core_map.plans.len(), 1);
-    assert_eq!(one.settings.core_map.plans[0].roles.len(), 7);
+    assert_eq!(one.settings.core_map.plans[0].roles.len(), 8);
 
     let two = load(&Inputs::default(), &cpus(2)).unwrap();
     assert_eq!(
         two.settings.core_map.to_string(),
-        "cpu 0: intake#0 builder#0 build_worker#1\ncpu 1: build_worker#0 merger#0 prover#0 journal#0 admin#0\n"
+        "cpu 0: intake#0 builder#0 build_worker#1\ncpu 1: build_worker#0 merger#0 prover#0 journal#0 log#0 admin#0\n"
     );
 
     // The 2-CPU defaults name cpu 1, which a 1-CPU host lacks; an explicit list is checked.

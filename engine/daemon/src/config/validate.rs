@@ -32,6 +32,45 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub prover: ProverSettings,
     pub quic: QuicSettings,
+    pub log: LogSettings,
+    pub journal: JournalSettings,
+}
+
+/// `log.durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A record's `accepted` receipt leaves only once its group commit is on disk; a window
+    /// is published only once all its inputs are.
+    Group,
+    /// Acknowledge at once (the log is still written): for benchmarks and development.
+    None,
+}
+
+/// `log.on_corruption`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCorruption {
+    Refuse,
+    Truncate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    pub durability: Durability,
+    pub group_bytes_max: usize,
+    pub group_wait_ns: u64,
+    pub segment_bytes_max: u64,
+    pub retain_bytes_max: u64,
+    /// 0: no age limit.
+    pub retain_age_ns: u64,
+    pub on_corruption: OnCorruption,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalSettings {
+    pub segment_bytes_max: u64,
+    pub retain_bytes_max: u64,
+    /// 0: no age limit.
+    pub retain_age_ns: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +205,13 @@ pub const IDLE_TIMEOUT_MS_MAX: u64 = 3_600_000;
 /// fits a 1,500-byte Ethernet MTU after IP, UDP and QUIC overhead.
 pub const DATAGRAM_FRAME_MIN: u64 = 64;
 pub const DATAGRAM_FRAME_MAX_MAX: u64 = 1_400;
+pub const LOG_GROUP_BYTES_MIN: u64 = 4 << 10;
+pub const LOG_GROUP_BYTES_MAX: u64 = 64 << 20;
+pub const LOG_GROUP_WAIT_US_MAX: u64 = 100_000;
+pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+pub const SEGMENT_BYTES_MAX: u64 = 4 << 30;
+pub const RETAIN_BYTES_MAX: u64 = 1 << 50;
+pub const RETAIN_AGE_S_MAX: u64 = 10 * 365 * 86_400;
 /// Keys in `quic.keys_file`, at most.
 pub const QUIC_KEYS_MAX: usize = 1 << 20;
 
@@ -430,6 +476,63 @@ pub(crate) fn validate(
         jobs_max: c.size("prover.jobs_max", p.jobs_max, 1, PROVER_JOBS_MAX_MAX),
     };
 
+    let l = &config.log;
+    let log = LogSettings {
+        durability: c.choice(
+            "log.durability",
+            &l.durability,
+            &[("group", Durability::Group), ("none", Durability::None)],
+        ),
+        group_bytes_max: c.size(
+            "log.group_bytes_max",
+            l.group_bytes_max,
+            LOG_GROUP_BYTES_MIN,
+            LOG_GROUP_BYTES_MAX,
+        ),
+        group_wait_ns: c.range("log.group_wait_us", l.group_wait_us, 0, LOG_GROUP_WAIT_US_MAX) * 1_000,
+        segment_bytes_max: c.range(
+            "log.segment_bytes_max",
+            l.segment_bytes_max,
+            SEGMENT_BYTES_MIN,
+            SEGMENT_BYTES_MAX,
+        ),
+        retain_bytes_max: c.range(
+            "log.retain_bytes_max",
+            l.retain_bytes_max,
+            SEGMENT_BYTES_MIN,
+            RETAIN_BYTES_MAX,
+        ),
+        retain_age_ns: c.range("log.retain_age_s", l.retain_age_s, 0, RETAIN_AGE_S_MAX) * 1_000_000_000,
+        on_corruption: c.choice(
+            "log.on_corruption",
+            &l.on_corruption,
+            &[("refuse", OnCorruption::Refuse), ("truncate", OnCorruption::Truncate)],
+        ),
+    };
+    if log.segment_bytes_max < 2 * log.group_bytes_max as u64 {
+        c.fail(
+            "log.segment_bytes_max",
+            log.segment_bytes_max.to_string(),
+            format!("must be at least twice log.group_bytes_max ({})", log.group_bytes_max),
+        );
+    }
+    let j = &config.journal;
+    let journal = JournalSettings {
+        segment_bytes_max: c.range(
+            "journal.segment_bytes_max",
+            j.segment_bytes_max,
+            SEGMENT_BYTES_MIN,
+            SEGMENT_BYTES_MAX,
+        ),
+        retain_bytes_max: c.range(
+            "journal.retain_bytes_max",
+            j.retain_bytes_max,
+            SEGMENT_BYTES_MIN,
+            RETAIN_BYTES_MAX,
+        ),
+        retain_age_ns: c.range("journal.retain_age_s", j.retain_age_s, 0, RETAIN_AGE_S_MAX) * 1_000_000_000,
+    };
+
     let q = &config.quic;
     let cert_key = match (q.cert.is_empty(), q.key.is_empty()) {
         (true, true) => None,
@@ -525,7 +628,7 @@ pub(crate) fn validate(
             );
         }
     }
-    for role in [Role::Merger, Role::Journal, Role::Admin] {
+    for role in [Role::Merger, Role::Journal, Role::Log, Role::Admin] {
         let list = lists.get(role);
         if list.len() > 1 {
             lists_ok = false;
@@ -548,6 +651,7 @@ pub(crate) fn validate(
         merger: 1,
         prover: if prover.enabled { prover.workers } else { 0 },
         journal: 1,
+        log: 1,
         admin: usize::from(admin.enabled),
     };
     let core_map = CoreMap::resolve(&lists, &counts);
@@ -585,6 +689,8 @@ pub(crate) fn validate(
         admin,
         prover,
         quic,
+        log,
+        journal,
     };
     Ok((settings, warnings))
 }

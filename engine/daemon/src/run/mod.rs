@@ -10,6 +10,7 @@
 
 pub mod alloc_probe;
 pub mod links;
+mod log_file;
 pub mod role;
 pub mod roles;
 mod shared;
@@ -30,6 +31,7 @@ use fpn_runtime::exec::{self, Executors, StopFlag};
 use fpn_runtime::notify::{Notifier, watchdog_timeout_from_env};
 use thiserror::Error;
 
+pub use log_file::sync_dir;
 pub use roles::admin::SUBMIT_BODY_BYTES_MAX;
 pub use roles::intake::{Answer, Submit};
 pub use roles::journal::JOURNAL_FILE;
@@ -66,6 +68,10 @@ pub enum RunError {
     Stopped(String),
     #[error("drain: {0}")]
     Drain(String),
+    #[error(
+        "the input log is corrupt: {path} at byte {offset} ({error}); refusing to start. Move the log away, or start once with log.on_corruption = \"truncate\" (FPN_LOG_ON_CORRUPTION=truncate) to drop it from that byte on"
+    )]
+    LogCorrupt { path: PathBuf, offset: usize, error: String },
 }
 
 impl RunError {
@@ -89,7 +95,14 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     sys::lock_memory(settings.lock_memory)?;
     std::fs::create_dir_all(&settings.data_dir).map_err(io("creating data dir", &settings.data_dir))?;
     let quic = bind_quic(settings)?;
-    let mut topology = Topology::build(settings, TopologyIo { quic, journal: true })?;
+    let recovery = crate::recovery::recover(settings, now_ns())?;
+    if settings.log.durability == crate::config::Durability::None {
+        eprintln!(
+            "flashpointd: warning: log.durability = \"none\": records are acknowledged before they are on disk (benchmarks and development only)"
+        );
+    }
+    let topology_io = TopologyIo { quic, journal: true, log: Some(recovery.log), resume: recovery.resume };
+    let mut topology = Topology::build(settings, topology_io)?;
     let specs = topology.executor_specs(&settings.core_map, Vec::new());
     let c = settings.shard_config();
     let submit_txs =

@@ -165,10 +165,36 @@ impl Daemon {
         }
     }
 
+    /// The journal's windows in order ([`expand_journal`]).
     pub fn journal(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.dir.join("data").join("journal.jsonl")).unwrap();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        expand_journal(&text)
     }
+}
+
+/// A journal's lines as one value per window: a run of idle windows
+/// (`{"idle_from":F,"idle_to":L}`, `docs/daemon.md`, "Idle windows") becomes one empty
+/// window each, with zero counts and sums, an empty block and an empty clearing.
+pub fn expand_journal(text: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        match (v["idle_from"].as_u64(), v["idle_to"].as_u64()) {
+            (Some(from), Some(to)) => {
+                assert!(from <= to, "{line}");
+                for w in from..=to {
+                    out.push(serde_json::json!({
+                        "window_id": w, "idle": true,
+                        "intents_count": 0, "bids_count": 0, "cancelled_count": 0,
+                        "block": {"total": 0, "fifo_total": 0, "fee": 0, "entries": []},
+                        "clearing": {"revenue": 0, "winners": []},
+                    }));
+                }
+            }
+            _ => out.push(v),
+        }
+    }
+    out
 }
 
 impl Drop for Daemon {

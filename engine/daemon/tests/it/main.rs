@@ -2,6 +2,7 @@
 //! to the child process only; this process's environment is never changed.
 
 mod check_config;
+mod crash;
 mod daemon;
 mod inproc;
 mod intakes;

@@ -19,7 +19,7 @@ use fpn_wire::{Reason, Receipt};
 use super::admission::{Admission, Origin};
 use super::quic::QuicIntake;
 use crate::cores::Role;
-use crate::run::links::{RxLink, TxLink};
+use crate::run::links::{LogTx, RxLink, TxLink};
 use crate::run::role::{BUDGET, LoopKit, RoleLoop};
 use crate::run::shared::{Shared, unpack_book};
 use crate::run::topology::Wiring;
@@ -64,6 +64,9 @@ pub enum Answer {
         rx_ns: u64,
         frame: Vec<u8>,
         refused: Option<Reason>,
+        /// The log position the frame's receipts wait for (`Shared::log_durable` of this
+        /// intake; 0: none).
+        durable_at: u64,
     },
 }
 
@@ -89,16 +92,35 @@ pub struct IntakeRole {
     latency: Histogram,
     /// The merger's last book count applied (`u64::MAX`: none yet).
     book_seen: u64,
+    /// Receipts of accepted records wait until the log has them (`log.durability =
+    /// "group"`).
+    gate: bool,
 }
 
 impl IntakeRole {
     pub fn build(w: &mut Wiring<'_>, i: usize) -> Result<IntakeRole, crate::run::RunError> {
         let c = w.shard_config.clone();
-        let core = IntakeCore::new(&c, i, w.first_window_id);
+        let mut core = IntakeCore::new(&c, i, w.first_window_id);
+        if let Some((r, book_open)) = w.resume_intake(i) {
+            let refused =
+                core.restore(r.seq_max, r.pairs.iter().copied(), r.marks.iter().copied(), book_open);
+            if let Err(n) = refused {
+                eprintln!(
+                    "flashpointd: recovery: intake {i}: {n} de-duplication entries did not fit (window.clients_max); those clients' old nonces are not refused"
+                );
+            }
+        }
         let to_builder = (0..c.shards_n).map(|k| w.links.tx(&format!("intake{i}_builder{k}"))).collect();
         let late = w.links.plain_rx::<Receipt>(&format!("merger_intake{i}"));
-        let admission =
-            Admission::new(core, to_builder, w.links.tx(&format!("intake{i}_merger")), late.rx.capacity());
+        let log = LogTx { tx: w.links.try_plain_tx(&format!("intake{i}_log")), pushed: 0 };
+        let gate = w.gate_on_log();
+        let admission = Admission::new(
+            core,
+            to_builder,
+            w.links.tx(&format!("intake{i}_merger")),
+            log,
+            late.rx.capacity(),
+        );
         let closes = if i == 0 {
             Closes::Leader(CloseLeader::new(c.engine.window.window_ns, w.first_window_id, w.now_ns))
         } else {
@@ -118,6 +140,7 @@ impl IntakeRole {
             windows_closed_total: 0,
             latency: Histogram::new(),
             book_seen: u64::MAX,
+            gate,
         })
     }
 
@@ -152,7 +175,8 @@ impl IntakeRole {
             });
             self.frames_total += 1;
             self.latency.record_ns(now_ns().saturating_sub(rx_ns).max(1));
-            let done = Answer::Done { rx_ns, frame: sub.frame, refused: result.err() };
+            let durable_at = if self.gate { self.admission.log_position() } else { 0 };
+            let done = Answer::Done { rx_ns, frame: sub.frame, refused: result.err(), durable_at };
             let pushed = self.answers.tx.try_push(done);
             debug_assert!(pushed.is_ok(), "room was checked before the frame was taken");
             did_work = true;
@@ -263,6 +287,7 @@ impl RoleLoop for IntakeRole {
 
     fn step(&mut self, now: u64) -> bool {
         self.admission.set_now(now);
+        self.admission.storage_failing = self.shared.log_failing.load(Ordering::Relaxed);
         let mut did_work = false;
         let book = self.shared.book_open[self.index].0.load(Ordering::Relaxed);
         if book != self.book_seen {
@@ -277,7 +302,10 @@ impl RoleLoop for IntakeRole {
         did_work |= self.handle_submits();
         if let Some(q) = self.quic.as_mut() {
             let leader = matches!(self.closes, Closes::Leader(_));
-            did_work |= q.poll(now, &mut self.admission, &self.shared, leader);
+            if self.gate {
+                q.io.server.set_durable(self.shared.log_durable[self.index].0.load(Ordering::Acquire));
+            }
+            did_work |= q.poll(now, &mut self.admission, &self.shared, leader, self.gate);
         }
         if self.admission.is_full() && matches!(self.closes, Closes::Follower(_)) {
             self.shared.close_request.0.store(true, Ordering::Relaxed);

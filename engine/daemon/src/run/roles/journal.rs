@@ -1,20 +1,25 @@
 //! Role `journal`: appends each published window as one JSON line to
 //! `<data_dir>/journal.jsonl` (the line format is `fpn_log::journal`'s, shared with recovery
-//! and `fpn replay`), keeps the newest lines for the admin endpoint, and feeds each window's
-//! witness to the prover. Off the latency path: it formats JSON and writes a file, so it
-//! allocates and may block briefly in `write`; the file writes happen on a thread of their
-//! own ([`JournalFile`]). `docs/daemon.md`, "Journal", has the format.
+//! and `fpn replay`; the files' rotation is `journal_files`), keeps the newest lines for the
+//! admin endpoint, and feeds each window's witness to the prover. Off the latency path: it
+//! formats JSON and writes a file, so it allocates and may block briefly in `write`; the
+//! file writes and their `fdatasync`s happen on a thread of their own ([`JournalFile`]).
+//! `docs/daemon.md`, "Journal", has the format.
+//!
+//! Idle windows (nothing in them, `fpn_log::journal::is_idle`) are not written one line
+//! each: a run of them becomes one `{"idle_from":F,"idle_to":L}` line, written before the
+//! next window that is not idle, after [`IDLE_RUN_MAX_NS`] of idleness, or with the drain's
+//! last window. `/windows/latest` still shows each of them.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use fpn_engine::Pace;
-use fpn_log::journal::{Line, window_records, write_line};
+use fpn_engine::{CloseReason, Pace};
+use fpn_log::journal::{Line, is_idle, window_records, write_idle_line, write_line};
 use fpn_runtime::metrics::MetricDesc;
 
 use super::merger::ResultMsg;
@@ -26,8 +31,11 @@ use crate::run::role::{LoopKit, RoleLoop, SlicePace};
 use crate::run::shared::Shared;
 use crate::run::topology::Wiring;
 
-/// File name of the journal under `engine.data_dir`.
-pub const JOURNAL_FILE: &str = "journal.jsonl";
+pub use crate::journal_files::JOURNAL_FILE;
+use crate::journal_files::JournalWriter;
+
+/// A run of idle windows is written once it is this old (ns), even if more follow.
+pub const IDLE_RUN_MAX_NS: u64 = 1_000_000_000;
 
 pub static JOURNAL_WINDOWS_WRITTEN_TOTAL: MetricDesc =
     MetricDesc::counter("fpn_journal_windows_written_total", "Window lines appended to the journal.");
@@ -50,6 +58,8 @@ pub struct JournalRole {
     /// The journal → prover ring, when the prover is enabled: each window's witness, or why
     /// there is none. A full ring drops the window (the pool counts it as `ring_full`).
     prover: Option<ProverFeed>,
+    /// The run of idle windows not written yet: first, last, when its first was published.
+    idle_run: Option<(u64, u64, u64)>,
 }
 
 impl JournalRole {
@@ -60,10 +70,7 @@ impl JournalRole {
             let path = path.to_path_buf();
             move |source| RunError::Io { what, path, source }
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        let file = JournalWriter::open(&w.settings.data_dir, w.settings.journal)
             .map_err(io_err("opening journal", &path))?;
         let cpu = w.settings.core_map.cpu_of(Role::Journal, 0);
         let file = JournalFile::start(file, w.shared.clone(), cpu)
@@ -79,6 +86,7 @@ impl JournalRole {
                 .links
                 .try_plain_tx("journal_prover")
                 .map(|tx| ProverFeed { tx, reserve: w.settings.auction.reserve }),
+            idle_run: None,
         })
     }
 
@@ -110,8 +118,33 @@ impl JournalRole {
             kept.push_str(&line);
             latest.push_back((msg.window.window_id, kept));
         }
+        let id = msg.window.window_id;
+        // During the drain nothing waits: the last window may close by its deadline.
+        let last =
+            msg.window.reason == CloseReason::Drain || self.shared.drain_requested.load(Ordering::Acquire);
+        if is_idle(&msg.window, &msg.bytes) {
+            let run = self.idle_run.get_or_insert((id, id, msg.published_ns));
+            run.1 = id;
+            if last || msg.published_ns.saturating_sub(run.2) >= IDLE_RUN_MAX_NS {
+                // Written now: the run is old enough, or nothing follows.
+                line.clear();
+                write_idle_line(run.0, run.1, &mut line);
+                line.push('\n');
+                self.idle_run = None;
+                self.file.send(id, line);
+            }
+            return;
+        }
+        // The idle run before this window, then this window: one send.
         line.push('\n');
-        self.file.send(msg.window.window_id, line);
+        if let Some((first, prev, _)) = self.idle_run.take() {
+            let mut both = String::with_capacity(line.len() + 64);
+            write_idle_line(first, prev, &mut both);
+            both.push('\n');
+            both.push_str(&line);
+            line = both;
+        }
+        self.file.send(id, line);
     }
 }
 
@@ -203,10 +236,18 @@ fn lower_priority() {
 
 /// Lines in flight between the role and the writer thread.
 const LINES_IN_FLIGHT: usize = 16;
+/// Attempts at a failing journal append before its lines are given up.
+const JOURNAL_RETRIES: u32 = 60;
 
 impl JournalFile {
-    /// Starts the writer thread (`fpn-journal-io`, pinned to `cpu` when given).
-    pub fn start(mut file: File, shared: Arc<Shared>, cpu: Option<usize>) -> std::io::Result<JournalFile> {
+    /// Starts the writer thread (`fpn-journal-io`, pinned to `cpu` when given). It appends
+    /// every line waiting, syncs them with one `fdatasync`, and only then counts their
+    /// windows as journaled.
+    pub fn start(
+        mut file: JournalWriter,
+        shared: Arc<Shared>,
+        cpu: Option<usize>,
+    ) -> std::io::Result<JournalFile> {
         let (lines_tx, lines_rx) = sync_channel::<(u64, String)>(LINES_IN_FLIGHT);
         let (spare_tx, spare_rx) = sync_channel::<String>(LINES_IN_FLIGHT);
         let counters = Arc::new(JournalCounters::default());
@@ -216,21 +257,43 @@ impl JournalFile {
                 core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
             }
             lower_priority();
-            for (window_id, mut line) in lines_rx {
-                match file.write_all(line.as_bytes()) {
-                    Ok(()) => {
-                        c.bytes_written_total.fetch_add(line.len() as u64, Ordering::Relaxed);
-                        c.windows_written_total.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        c.write_errors_total.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("flashpointd: journal: append of window {window_id} failed: {e}");
+            let mut group = Vec::with_capacity(LINES_IN_FLIGHT);
+            while let Ok(first) = lines_rx.recv() {
+                group.push(first);
+                while let Ok(more) = lines_rx.try_recv() {
+                    group.push(more);
+                }
+                let newest = group.last().map_or(0, |g| g.0);
+                let bytes: u64 = group.iter().map(|(_, l)| l.len() as u64).sum();
+                // A failed append is cut back and written again after a back-off (the
+                // channel fills meanwhile and the merger waits: nothing is dropped); after
+                // `JOURNAL_RETRIES` the lines are given up (`fpn replay` rebuilds them from
+                // the input log), so a dead disk cannot hang the drain.
+                let mut backoff = Duration::from_millis(10);
+                for attempt in 1..=JOURNAL_RETRIES {
+                    match file.append_group(group.iter().map(|(_, l)| l.as_bytes())) {
+                        Ok(()) => {
+                            c.bytes_written_total.fetch_add(bytes, Ordering::Relaxed);
+                            c.windows_written_total.fetch_add(group.len() as u64, Ordering::Relaxed);
+                            break;
+                        }
+                        Err(e) => {
+                            c.write_errors_total.fetch_add(1, Ordering::Relaxed);
+                            eprintln!(
+                                "flashpointd: journal: append of windows up to {newest} failed ({e}), attempt {attempt}"
+                            );
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                        }
                     }
                 }
-                // Only once the line is in the file: the drain waits for this.
-                shared.journal_window_id.store(window_id, Ordering::Release);
-                line.clear();
-                let _ = spare_tx.try_send(line);
+                // Only once the lines are on disk: the drain and the log's retention wait
+                // for this.
+                shared.journal_window_id.store(newest, Ordering::Release);
+                for (_, mut line) in group.drain(..) {
+                    line.clear();
+                    let _ = spare_tx.try_send(line);
+                }
             }
         })?;
         Ok(JournalFile {

@@ -167,6 +167,9 @@ pub struct MergerRole {
     out: MergerOutputs,
     consumer_labels: Vec<Labels>,
     kit: LoopKit,
+    /// A window is published only once the log has all its inputs (`log.durability =
+    /// "group"` with a log).
+    gate: bool,
 }
 
 impl MergerRole {
@@ -175,6 +178,15 @@ impl MergerRole {
     /// `quic<i>_merger`).
     pub fn build(w: &mut Wiring<'_>, consumers: &[(String, String)]) -> MergerRole {
         let c = w.shard_config.clone();
+        let mut core = Merger::new(&c, w.first_window_id);
+        let book = w.take_book();
+        if !book.is_empty() {
+            let open = core.restore_book(book);
+            for (i, &n) in open.iter().enumerate() {
+                w.shared.book_open[i].0.store(pack_book(n, 0), Ordering::Relaxed);
+            }
+            w.set_book_open(open);
+        }
         let consumer_labels =
             consumers.iter().map(|(out, _)| Labels::new(&[("ring", out.as_str())])).collect();
         let consumers = consumers
@@ -182,7 +194,7 @@ impl MergerRole {
             .map(|(out, back)| Consumer::new(w.links.plain_tx(out), w.links.plain_rx(back)))
             .collect();
         MergerRole {
-            core: Merger::new(&c, w.first_window_id),
+            core,
             intakes: (0..c.intakes_n).map(|i| w.links.rx(&format!("intake{i}_merger"))).collect(),
             shards: (0..c.shards_n).map(|k| w.links.rx(&format!("builder{k}_merger"))).collect(),
             out: MergerOutputs {
@@ -197,6 +209,7 @@ impl MergerRole {
             },
             consumer_labels,
             kit: w.kit(Role::Merger, "merger"),
+            gate: w.gate_on_log(),
         }
     }
 }
@@ -223,10 +236,20 @@ impl RoleLoop for MergerRole {
         if !self.core.is_ready() || !self.out.ready(self.core.window_id()) {
             return false;
         }
+        if self.gate && self.out.shared.log_durable_window.0.load(Ordering::Acquire) < self.core.window_id() {
+            // Some of the window's inputs are not on disk yet (`docs/log.md`, "Durability").
+            return false;
+        }
         self.core.finalize_paced(&mut self.out, pace).await
     }
 
     fn housekeep(&mut self) {
+        if self.out.shared.book_oldest_asked.swap(false, Ordering::AcqRel) {
+            // The log role asks before it deletes a segment: once per rotation, not per window.
+            let oldest = self.core.book().bids().iter().map(|b| b.rx_ns).min().unwrap_or(u64::MAX);
+            let published = self.out.shared.merger_window_id.load(Ordering::Acquire);
+            *self.out.shared.book_oldest.lock().unwrap_or_else(|p| p.into_inner()) = (published, oldest);
+        }
         let Self { intakes, shards, out, consumer_labels, kit, .. } = self;
         let idle = kit.idler.counters();
         let none = &kit.none;

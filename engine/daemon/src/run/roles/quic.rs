@@ -142,6 +142,8 @@ struct QuicAdmit<'a> {
     /// frame never meet a full ring; until there is room, stream frames wait in QUIC's
     /// buffers and datagram records are answered `overloaded` by the transport.
     room_min: usize,
+    /// Receipts of accepted records wait for the log.
+    gate: bool,
 }
 
 impl Admit for QuicAdmit<'_> {
@@ -170,6 +172,10 @@ impl Admit for QuicAdmit<'_> {
 
     fn prefetch(&mut self, record: RecordRef<'_>) {
         self.admission.core.prefetch(record);
+    }
+
+    fn durable_at(&self) -> u64 {
+        if self.gate { self.admission.log_position() } else { 0 }
     }
 }
 
@@ -201,7 +207,15 @@ impl QuicIntake {
     /// One iteration: published windows and proofs out to the sessions, datagrams in (their
     /// records through `admission`), timers, datagrams out. A follower (not `leader`) whose
     /// window is full asks the leader to close it.
-    pub fn poll(&mut self, now: u64, admission: &mut Admission, shared: &Shared, leader: bool) -> bool {
+    /// `gate`: receipts of accepted records wait for the log (`log.durability = "group"`).
+    pub fn poll(
+        &mut self,
+        now: u64,
+        admission: &mut Admission,
+        shared: &Shared,
+        leader: bool,
+        gate: bool,
+    ) -> bool {
         let mut did_work = self.io.poll_results(now);
         let room_min = FRAME_RECORDS_MAX.min(admission.to_merger.tx.capacity() / 2);
         let mut admit = QuicAdmit {
@@ -211,6 +225,7 @@ impl QuicIntake {
             now_ns: now,
             draining: shared.draining.load(Ordering::Acquire),
             room_min,
+            gate,
         };
         did_work |= self.io.poll_io(&mut admit);
         if !leader && admit.admission.is_full() {
