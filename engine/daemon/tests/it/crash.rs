@@ -50,12 +50,16 @@ struct Run {
 
 impl Run {
     fn start(dir: &Path, cycle: usize) -> Run {
+        Run::start_text(dir, cycle, &config(&dir.join("data")))
+    }
+
+    fn start_text(dir: &Path, cycle: usize, text: &str) -> Run {
         let data = dir.join("data");
         for f in ["admin.addr", "quic.addr"] {
             let _ = std::fs::remove_file(data.join(f));
         }
         let conf = dir.join("flashpointd.toml");
-        std::fs::write(&conf, config(&data)).unwrap();
+        std::fs::write(&conf, text).unwrap();
         let log = dir.join(format!("stderr-{cycle}.log"));
         let mut child = Command::new(daemon_bin())
             .arg("--config")
@@ -416,4 +420,114 @@ fn mid_log_corruption_refuses_to_start_unless_told_to_truncate() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let stderr = std::fs::read_to_string(dir.join("stderr-t.log")).unwrap();
     assert!(stderr.contains("truncated there"), "{stderr}");
+}
+
+/// A tmpfs mounted for a test, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `None` when mounting is not allowed here (not root): the test says so and skips.
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            other => {
+                eprintln!("SKIPPED: cannot mount a tmpfs here (root needed): {other:?}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system of `path` with a file until a write fails.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 16 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+fn submit_statuses(admin: &str, client: u64, nonces: &[u64]) -> (u16, Vec<String>) {
+    let (status, body) = http(admin, "POST", "/submit?format=json", &intent_frame(client, nonces));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let statuses = v["receipts"]
+        .as_array()
+        .map(|a| a.iter().map(|r| r["status"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    (status, statuses)
+}
+
+fn metric(admin: &str, name: &str) -> u64 {
+    let text = String::from_utf8(http(admin, "GET", "/metrics", b"").1).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Disk full (a small tmpfs): new records are refused `storage_unavailable`, readiness says
+/// degraded, the failure is counted; once space is back, records are accepted again and
+/// nothing accepted before is lost.
+#[test]
+fn a_full_disk_refuses_new_records_until_space_is_back() {
+    let dir = scratch_dir("crash-full");
+    let Some(_fs) = Tmpfs::mount(&dir.join("data"), "4m") else { return };
+    let data = dir.join("data");
+    let conf = config(&data).replace(
+        "[prover]",
+        "[log]\nsegment_bytes_max = 1048576\ngroup_bytes_max = 65536\n\n[journal]\nsegment_bytes_max = 1048576\n\n[prover]",
+    );
+    let run = Run::start_text(&dir, 0, &conf);
+    let (status, before) = submit_statuses(&run.admin, 9, &[1, 2, 3]);
+    assert_eq!((status, before.clone()), (200, vec!["ok".to_string(); 3]));
+
+    fill(&data.join("filler"));
+    // Idle windows keep the log writing its closes: the next append fails.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = http(&run.admin, "GET", "/health/ready", b"");
+        if code == 503 && String::from_utf8_lossy(&body).contains("degraded") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not degraded: {code} {}", String::from_utf8_lossy(&body));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, refused) = submit_statuses(&run.admin, 9, &[4, 5]);
+    assert_eq!((status, refused), (200, vec!["storage_unavailable".to_string(); 2]));
+    assert_eq!(metric(&run.admin, "fpn_log_failing"), 1);
+    assert!(metric(&run.admin, "fpn_log_write_errors_total") >= 1);
+    assert!(
+        metric(&run.admin, "fpn_records_rejected_total{shard=\"intake0\",reason=\"storage_unavailable\"}")
+            >= 2
+    );
+
+    std::fs::remove_file(data.join("filler")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http(&run.admin, "GET", "/health/ready", b"").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready again after space came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, after) = submit_statuses(&run.admin, 9, &[4, 5]);
+    assert_eq!((status, after), (200, vec!["ok".to_string(); 2]), "refused records may be sent again");
+    assert_eq!(run.terminate(), Some(0));
+    let journal = {
+        let mut text = String::new();
+        for f in flashpointd::journal_files::files(&data).unwrap() {
+            text.push_str(&std::fs::read_to_string(f).unwrap());
+        }
+        expand_journal(&text)
+    };
+    let included: usize = journal.iter().map(|w| w["block"]["entries"].as_array().unwrap().len()).sum();
+    assert_eq!(included, 5, "the three accepted before and the two after, each in a block");
 }

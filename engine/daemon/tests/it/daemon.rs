@@ -146,6 +146,30 @@ impl Daemon {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    /// SIGTERM, without waiting.
+    pub fn signal_term(&self) {
+        let child = self.child.as_ref().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    }
+
+    /// The exit code after an earlier [`Daemon::signal_term`] (killed after 40 s).
+    pub fn terminate_wait(&mut self) -> Option<i32> {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no exit 40 s after SIGTERM: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, then the exit code (killed after 40 s).
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take().unwrap();

@@ -165,6 +165,7 @@ impl IntakeRole {
             }
             let answers = &mut self.answers.tx;
             let rx_ns = sub.rx_ns;
+            let logged_before = self.admission.log_position();
             let result = self.admission.admit_frame(rx_ns, &sub.frame, Origin::Admin, |r| {
                 let a = match r {
                     Some(r) => Answer::Receipt(r),
@@ -175,7 +176,10 @@ impl IntakeRole {
             });
             self.frames_total += 1;
             self.latency.record_ns(now_ns().saturating_sub(rx_ns).max(1));
-            let durable_at = if self.gate { self.admission.log_position() } else { 0 };
+            // The frame's answers wait for the log only if it logged something (a frame
+            // refused record by record, as while the log fails, is answered at once).
+            let logged = self.admission.log_position();
+            let durable_at = if self.gate && logged > logged_before { logged } else { 0 };
             let done = Answer::Done { rx_ns, frame: sub.frame, refused: result.err(), durable_at };
             let pushed = self.answers.tx.try_push(done);
             debug_assert!(pushed.is_ok(), "room was checked before the frame was taken");
@@ -279,8 +283,23 @@ impl RoleLoop for IntakeRole {
         &mut self.kit
     }
 
+    /// At the stop, after the drain: records still queued in the socket or in the sessions
+    /// are answered (`shutting_down`: the drain set `Shared::draining`), every receipt that
+    /// waited for the log goes (the drain waited until the last window's inputs were on
+    /// disk), the answers are sent, and only then the connections are closed, so a client
+    /// gets an answer to every record it sent before it saw the close (`docs/daemon.md`,
+    /// "Drain").
     fn finish(&mut self) {
+        let (index, gate, leader) = (self.index, self.gate, matches!(self.closes, Closes::Leader(_)));
         if let Some(q) = &mut self.quic {
+            if gate {
+                q.io.server.set_durable(self.shared.log_durable[index].0.load(Ordering::Acquire));
+            }
+            for _ in 0..16 {
+                if !q.poll(now_ns(), &mut self.admission, &self.shared, leader, gate) {
+                    break;
+                }
+            }
             q.io.close_all();
         }
     }
