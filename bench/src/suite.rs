@@ -18,8 +18,15 @@ use crate::load::Shape;
 use crate::report::{fmt_rate, fmt_us, percentile_distribution, phase_json};
 use crate::svg::{Curve, plot};
 
-/// The servers a suite can run against, in the order they run.
-pub const TARGETS: [&str; 4] = ["udp-echo", "quic-sink", "quic-echo", "engine"];
+/// The servers a suite can run against, in the order they run. `engine-nolog` is the engine
+/// with `log.durability = "none"` (receipts not waiting for the input log's `fdatasync`), for
+/// the durability checks (`docs/log.md`); it runs only when asked for.
+pub const TARGETS: [&str; 5] = ["udp-echo", "quic-sink", "quic-echo", "engine", "engine-nolog"];
+
+/// Whether a target is the daemon (it answers with receipts, counts accepted records).
+pub fn is_engine(name: &str) -> bool {
+    name == "engine" || name == "engine-nolog"
+}
 
 /// Phases, in order.
 pub const PHASES: [&str; 6] = ["fixed", "burst", "mix", "conns", "blast", "saturation"];
@@ -98,11 +105,15 @@ fn start_server(name: &str, o: &SuiteOpts) -> Result<(Server, Target), String> {
             let t = Target::Quic { addr: s.addr, pin: s.pin, stats: true, answers: name == "quic-echo" };
             Ok((s, t))
         }
-        "engine" => {
+        "engine" | "engine-nolog" => {
             if !o.engine_bin.exists() {
                 return Err(format!("{} not built", o.engine_bin.display()));
             }
-            let cmd = engine_command(&o.engine_bin, &dir, &o.engine_sets);
+            let mut sets = o.engine_sets.clone();
+            if name == "engine-nolog" {
+                sets.push("log.durability=none".into());
+            }
+            let cmd = engine_command(&o.engine_bin, &dir, &sets);
             let mut s = Server::start(
                 name,
                 cmd,
@@ -176,7 +187,7 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
             return run;
         }
     };
-    let engine = name == "engine";
+    let engine = is_engine(name);
     eprintln!("fpn-bench: {name} on {} (pid {}, cpus {:?})", server.addr, server.pid(), o.server_cpus);
     let mut opts = ClientOpts {
         client_id_base: 1,
@@ -464,7 +475,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
         "cpu cli/srv",
     );
     for r in &runs {
-        let engine = r.name == "engine";
+        let engine = is_engine(&r.name);
         for (p, out) in &r.phases {
             if p == "blast" {
                 let (got, sent) = out.blast_per_s(engine);
@@ -551,7 +562,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
             ratios.insert(format!("{num}/{den} {p}"), Value::Object(row));
         }
     }
-    let blast = |t: &str| find(t, "blast").map(|o| o.blast_per_s(t == "engine"));
+    let blast = |t: &str| find(t, "blast").map(|o| o.blast_per_s(is_engine(t)));
     for (num, den) in [("engine", "quic-sink"), ("engine", "quic-echo"), ("quic-echo", "quic-sink")] {
         if let (Some((a, _)), Some((b, b_sent))) = (blast(num), blast(den)) {
             let bound =
@@ -645,13 +656,70 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
             }
         }
     }
+    // Issue #15: the input log's cost (docs/log.md), with this disk's fdatasync measured here.
+    let mut log_checks = serde_json::Map::new();
+    if o.targets.iter().any(|t| t == "engine-nolog") {
+        let _ = writeln!(t, "\nissue #15 targets (input log, log.durability = group against none):");
+        let sync = fdatasync_percentiles(&o.out);
+        if let Some((p50, p99)) = sync {
+            let _ = writeln!(
+                t,
+                "  this disk's fdatasync of 64 KiB appends: p50 {}, p99 {}",
+                fmt_us(p50),
+                fmt_us(p99)
+            );
+            log_checks.insert("fdatasync_64k_us".into(), json!({"p50": p50, "p99": p99}));
+        }
+        match (sat("engine"), sat("engine-nolog")) {
+            (Some(g), Some(n)) => {
+                let _ = writeln!(
+                    t,
+                    "  saturation with group commit >= 90% of without: {:.1}% ({} / {}) -> {}",
+                    g / n * 100.0,
+                    fmt_rate(g),
+                    fmt_rate(n),
+                    verdict(g / n >= 0.9)
+                );
+                log_checks
+                    .insert("saturation_group_vs_none".into(), json!({"ratio": g / n, "met": g / n >= 0.9}));
+            }
+            _ => {
+                let _ = writeln!(t, "  saturation with group commit >= 90% of without: not measured");
+            }
+        }
+        match (
+            find("engine", "fixed").and_then(|a| lat_us(a, 0.99)),
+            find("quic-echo", "fixed").and_then(|b| lat_us(b, 0.99)),
+            sync,
+        ) {
+            (Some(x), Some(y), Some((_, s99))) => {
+                let bound = y + 2.0 * s99;
+                let _ = writeln!(
+                    t,
+                    "  receipt p99 <= bare quinn echo p99 + 2 x fdatasync p99: {} <= {} + 2 x {} = {} -> {}",
+                    fmt_us(x),
+                    fmt_us(y),
+                    fmt_us(s99),
+                    fmt_us(bound),
+                    verdict(x <= bound)
+                );
+                log_checks.insert(
+                    "p99_vs_echo_plus_sync".into(),
+                    json!({"engine_p99_us": x, "echo_p99_us": y, "fdatasync_p99_us": s99, "bound_us": bound, "met": x <= bound}),
+                );
+            }
+            _ => {
+                let _ = writeln!(t, "  receipt p99 <= bare quinn echo p99 + 2 x fdatasync p99: not measured");
+            }
+        }
+    }
     print!("{t}");
     write(&o.out.join("table.txt"), &t)?;
 
     let targets: serde_json::Map<String, Value> = runs
         .iter()
         .map(|r| {
-            let engine = r.name == "engine";
+            let engine = is_engine(&r.name);
             let phases: serde_json::Map<String, Value> =
                 r.phases.iter().map(|(p, out)| (p.clone(), phase_json(out, engine))).collect();
             let sat = r.saturation.as_ref().map(|s| {
@@ -672,10 +740,31 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
         "targets": targets,
         "ratios": ratios,
         "issue4": checks,
+        "issue15": log_checks,
     });
     write(&o.out.join("summary.json"), &serde_json::to_string_pretty(&summary).expect("json"))?;
     println!("\nwrote {}/{{summary.json,table.txt,percentiles.svg,*.hgrm}}", o.out.display());
     Ok(summary)
+}
+
+/// p50 and p99 (µs) of `fdatasync` after a 64 KiB append, 300 times, in a file under `dir`
+/// (the engines' data dirs are there too: the same disk).
+fn fdatasync_percentiles(dir: &Path) -> Option<(f64, f64)> {
+    use std::io::Write;
+    let path = dir.join("fdatasync.probe");
+    let mut file = std::fs::File::create(&path).ok()?;
+    let chunk = vec![7u8; 64 * 1024];
+    let mut us = Vec::with_capacity(300);
+    for _ in 0..300 {
+        file.write_all(&chunk).ok()?;
+        let t = std::time::Instant::now();
+        file.sync_data().ok()?;
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    us.sort_by(f64::total_cmp);
+    Some((us[us.len() / 2], us[us.len() * 99 / 100]))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

@@ -10,7 +10,7 @@
 
 pub mod alloc_probe;
 pub mod links;
-mod log_file;
+pub mod log_file;
 pub mod role;
 pub mod roles;
 mod shared;
