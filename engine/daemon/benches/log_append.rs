@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
                     encoder.push(0, m, &mut batch);
                 }
                 let bytes = batch.seal();
-                if writer.len() + bytes.len() as u64 > SEGMENT_BYTES {
+                if writer.bytes() + bytes.len() as u64 > SEGMENT_BYTES {
                     let old = dir.join(fpn_log::segment_file_name(index));
                     index += 1;
                     writer.rotate(index, b"").unwrap();

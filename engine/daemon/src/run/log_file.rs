@@ -104,7 +104,7 @@ impl SegmentWriter {
     }
 
     /// Bytes in the current segment (what is durable, plus nothing in flight).
-    pub fn len(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         self.offset
     }
 
@@ -209,7 +209,7 @@ mod tests {
         }
         assert_eq!(std::fs::read(dir.join(fpn_log::segment_file_name(1))).unwrap(), b"headone two three");
         w.rotate(2, b"h2").unwrap();
-        assert_eq!((w.index(), w.len()), (2, 2));
+        assert_eq!((w.index(), w.bytes()), (2, 2));
         assert!(SegmentWriter::create(&dir, 2, b"x").is_err(), "a segment is created once");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -288,7 +288,7 @@ impl LogRole {
             return Ok(false);
         }
         let len = self.filling.seal().len() as u64;
-        if self.writer.len() + len > self.settings.segment_bytes_max {
+        if self.writer.bytes() + len > self.settings.segment_bytes_max {
             self.rotate()?;
         }
         // The segment's state as of its batches: feed this batch's entries.
@@ -368,7 +368,7 @@ impl LogRole {
                 self.entries_total += u64::from(self.flying.entries());
                 self.commit.record_ns(now.saturating_sub(self.fly_submitted_ns).max(1));
                 if let Some(meta) = self.segments.back_mut() {
-                    meta.bytes = self.writer.len();
+                    meta.bytes = self.writer.bytes();
                 }
                 self.flying.clear();
                 for (i, d) in self.shared.log_durable.iter().enumerate() {
