@@ -172,21 +172,8 @@ impl Daemon {
 
     /// SIGTERM, then the exit code (killed after 40 s).
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("no exit 40 s after SIGTERM: {}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.signal_term();
+        self.terminate_wait()
     }
 
     /// The journal's windows in order ([`expand_journal`]).
