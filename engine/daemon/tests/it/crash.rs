@@ -41,19 +41,20 @@ fn config(data: &Path) -> String {
     )
 }
 
-/// A daemon started on `dir` (its `data/`), ready.
+/// A daemon started on `dir` (its `data/`), ready; killed on drop (a failing test).
 struct Run {
-    child: Child,
+    child: Option<Child>,
     quic: SocketAddr,
     admin: String,
 }
 
 impl Run {
     fn start(dir: &Path, cycle: usize) -> Run {
-        Run::start_text(dir, cycle, &config(&dir.join("data")))
+        Run::start_text(dir, cycle, &config(&dir.join("data")), &[])
     }
 
-    fn start_text(dir: &Path, cycle: usize, text: &str) -> Run {
+    /// With config `text` and extra environment `env`; stderr to `stderr-<cycle>.log`.
+    fn start_text(dir: &Path, cycle: usize, text: &str, env: &[(&str, &str)]) -> Run {
         let data = dir.join("data");
         for f in ["admin.addr", "quic.addr"] {
             let _ = std::fs::remove_file(data.join(f));
@@ -61,18 +62,21 @@ impl Run {
         let conf = dir.join("flashpointd.toml");
         std::fs::write(&conf, text).unwrap();
         let log = dir.join(format!("stderr-{cycle}.log"));
-        let mut child = Command::new(daemon_bin())
+        let child = Command::new(daemon_bin())
             .arg("--config")
             .arg(&conf)
             .env_clear()
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("flashpointd starts");
+        // Killed on drop if a check below fails.
+        let mut run = Run { child: Some(child), quic: "0.0.0.0:0".parse().unwrap(), admin: String::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
         let read = |f: &str| std::fs::read_to_string(data.join(f)).ok().filter(|t| t.ends_with('\n'));
         let (admin, quic) = loop {
-            if let Some(status) = child.try_wait().unwrap() {
+            if let Some(status) = run.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
                     "cycle {cycle}: flashpointd exited with {status}: {}",
                     std::fs::read_to_string(&log).unwrap()
@@ -96,18 +100,34 @@ impl Run {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        Run { child, quic, admin }
+        (run.quic, run.admin) = (quic, admin);
+        run
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
     }
 
     fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     fn terminate(mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
         // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap().code()
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap().code()
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -212,9 +232,8 @@ fn load(
         std::thread::sleep(Duration::from_millis(2));
     }
     // Kill it now: receipts already on their way are still read below.
-    let child_id = run.child.id();
     // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child_id as i32, libc::SIGKILL) };
+    unsafe { libc::kill(run.pid(), libc::SIGKILL) };
     let drain_until = Instant::now() + Duration::from_millis(300);
     while Instant::now() < drain_until {
         for (_, c) in &clients {
@@ -396,29 +415,10 @@ fn mid_log_corruption_refuses_to_start_unless_told_to_truncate() {
     assert!(stderr.contains("FPN_LOG_ON_CORRUPTION=truncate"), "{stderr}");
 
     // Told to truncate: it starts, and says so.
-    let mut child = Command::new(daemon_bin())
-        .arg("--config")
-        .arg(&conf)
-        .env_clear()
-        .env("FPN_LOG_ON_CORRUPTION", "truncate")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("stderr-t.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(dir.join("stderr-t.log")).unwrap().contains("ready in") {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{}",
-            std::fs::read_to_string(dir.join("stderr-t.log")).unwrap()
-        );
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    let stderr = std::fs::read_to_string(dir.join("stderr-t.log")).unwrap();
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let run = Run::start_text(&dir, 2, &text, &[("FPN_LOG_ON_CORRUPTION", "truncate")]);
+    assert_eq!(run.terminate(), Some(0));
+    let stderr = std::fs::read_to_string(dir.join("stderr-2.log")).unwrap();
     assert!(stderr.contains("truncated there"), "{stderr}");
 }
 
@@ -488,7 +488,7 @@ fn a_full_disk_refuses_new_records_until_space_is_back() {
         "[prover]",
         "[log]\nsegment_bytes_max = 1048576\ngroup_bytes_max = 65536\n\n[journal]\nsegment_bytes_max = 1048576\n\n[prover]",
     );
-    let run = Run::start_text(&dir, 0, &conf);
+    let run = Run::start_text(&dir, 0, &conf, &[]);
     let (status, before) = submit_statuses(&run.admin, 9, &[1, 2, 3]);
     assert_eq!((status, before.clone()), (200, vec!["ok".to_string(); 3]));
 
@@ -505,12 +505,18 @@ fn a_full_disk_refuses_new_records_until_space_is_back() {
     }
     let (status, refused) = submit_statuses(&run.admin, 9, &[4, 5]);
     assert_eq!((status, refused), (200, vec!["storage_unavailable".to_string(); 2]));
-    assert_eq!(metric(&run.admin, "fpn_log_failing"), 1);
-    assert!(metric(&run.admin, "fpn_log_write_errors_total") >= 1);
-    assert!(
-        metric(&run.admin, "fpn_records_rejected_total{shard=\"intake0\",reason=\"storage_unavailable\"}")
-            >= 2
-    );
+    // Metrics are published every 100 ms.
+    for (name, min) in [
+        ("fpn_log_failing", 1),
+        ("fpn_log_write_errors_total", 1),
+        ("fpn_records_rejected_total{shard=\"intake0\",reason=\"storage_unavailable\"}", 2),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metric(&run.admin, name) < min {
+            assert!(Instant::now() < deadline, "{name} < {min}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 
     std::fs::remove_file(data.join("filler")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
