@@ -53,6 +53,7 @@ fn messages(n: usize) -> Vec<LogMsg> {
 fn bench(c: &mut Criterion) {
     let dir = dir();
     let mut g = c.benchmark_group("log_append");
+    let mut index = 0;
     for records in [64usize, 4096] {
         let msgs = messages(records);
         let mut encoder = Encoder::new(1);
@@ -68,7 +69,7 @@ fn bench(c: &mut Criterion) {
         );
         g.throughput(Throughput::Elements(records as u64));
 
-        let mut index = 1;
+        index += 1;
         let mut writer = SegmentWriter::create(&dir, index, b"").unwrap();
         g.bench_function(format!("log_role/{records}"), |b| {
             b.iter(|| {
@@ -109,5 +110,61 @@ fn bench(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, bench);
+/// The two paths alternated group by group (the disk's speed drifts by 2× between
+/// criterion's runs of one and the other on the dev VM): p50 and p99 of each, and their
+/// ratio. `LOG_APPEND_ROUNDS` (default 2,000) groups each.
+fn interleaved(_: &mut Criterion) {
+    let rounds: usize = std::env::var("LOG_APPEND_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let dir = dir();
+    for records in [64usize, 4096] {
+        let msgs = messages(records);
+        let mut encoder = Encoder::new(1);
+        let mut batch = BatchBuffer::with_capacity(records * 128);
+        let mut writer = SegmentWriter::create(&dir, 1, b"").unwrap();
+        let mut plain = std::fs::File::create(dir.join("plain")).unwrap();
+        let (mut log_ns, mut plain_ns) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+        let mut sealed = Vec::new();
+        for _ in 0..rounds.min(if records > 64 { rounds / 8 } else { rounds }) {
+            let t = std::time::Instant::now();
+            batch.clear();
+            for m in &msgs {
+                encoder.push(0, m, &mut batch);
+            }
+            let bytes = batch.seal();
+            // SAFETY: `batch` is neither changed nor moved until `wait` returned.
+            unsafe { writer.submit(bytes).unwrap() };
+            assert_eq!(writer.wait().unwrap().unwrap(), Appended::Durable);
+            log_ns.push(t.elapsed().as_nanos() as u64);
+            sealed.clear();
+            sealed.extend_from_slice(batch.bytes());
+            let t = std::time::Instant::now();
+            plain.write_all(&sealed).unwrap();
+            plain.sync_data().unwrap();
+            plain_ns.push(t.elapsed().as_nanos() as u64);
+        }
+        let pct = |v: &mut Vec<u64>, q: f64| {
+            v.sort_unstable();
+            v[((v.len() - 1) as f64 * q) as usize] as f64 / 1e3
+        };
+        let (l50, l99, p50, p99) = (
+            pct(&mut log_ns, 0.5),
+            pct(&mut log_ns, 0.99),
+            pct(&mut plain_ns, 0.5),
+            pct(&mut plain_ns, 0.99),
+        );
+        let bytes = batch.bytes().len() as f64;
+        eprintln!(
+            "log_append interleaved, {records} records ({bytes} B) per group, {} groups each: log role p50 {l50:.0} µs p99 {l99:.0} µs ({:.1} MB/s at p50); plain write p50 {p50:.0} µs p99 {p99:.0} µs ({:.1} MB/s); log/plain throughput at p50 {:.0}%",
+            log_ns.len(),
+            bytes / l50,
+            bytes / p50,
+            p50 / l50 * 100.0
+        );
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+}
+
+criterion_group!(benches, interleaved, bench);
 criterion_main!(benches);
