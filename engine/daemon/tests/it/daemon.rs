@@ -266,6 +266,8 @@ fn submit_metrics_sigterm_and_journal() {
     let input = frames(7, 40, 100, true);
     // seq -> what it was, for every record answered ok
     let mut accepted: BTreeMap<u64, Sent> = BTreeMap::new();
+    // seq -> the receipt's rx_ns, which the block entry must carry
+    let mut rx_of: BTreeMap<u64, u64> = BTreeMap::new();
     let (mut ok_total, mut records_total, mut cancels_ok) = (0u64, 0u64, 0u64);
     for (frame, sent) in &input {
         let (status, body) = d.submit_json(frame);
@@ -286,6 +288,7 @@ fn submit_metrics_sigterm_and_journal() {
                     let seq = r["seq"].as_u64().unwrap();
                     assert!(seq > 0);
                     accepted.insert(seq, Sent::Bid);
+                    rx_of.insert(seq, r["rx_ns"].as_u64().unwrap());
                 }
                 k => panic!("kind {k}"),
             }
@@ -369,6 +372,9 @@ fn submit_metrics_sigterm_and_journal() {
             let Some(Sent::Intent { keys }) = accepted.get(&seq) else {
                 panic!("block entry seq {seq} is no accepted intent")
             };
+            let rx_ns = e["rx_ns"].as_u64().unwrap();
+            assert_eq!(rx_ns, rx_of[&seq], "seq {seq}: the block entry carries its receipt's rx_ns");
+            assert!(rx_ns <= w["published_ns"].as_u64().unwrap(), "received before published: {w}");
             for k in keys {
                 assert!(keys_seen.insert(*k), "window {}: key {k} twice in the block", w["window_id"]);
             }

@@ -106,6 +106,8 @@ fn send_retrying(
             *seen.block_seqs.entry(seq).or_default() += k;
         }
         seen.receipts.extend(again.receipts);
+        seen.receipt_rx.extend(again.receipt_rx);
+        seen.block_rx.extend(again.block_rx);
         seen.frames_refused.extend(again.frames_refused);
     }
     unreachable!()
@@ -118,6 +120,9 @@ struct Seen {
     frames_refused: Vec<Reason>,
     /// Every block entry seen on the result stream: seq → times seen.
     block_seqs: HashMap<u64, usize>,
+    /// seq → rx_ns, of the accepted receipts and of the block entries.
+    receipt_rx: HashMap<u64, u64>,
+    block_rx: HashMap<u64, u64>,
     blocks: usize,
     by_datagram: usize,
     by_stream: usize,
@@ -141,6 +146,9 @@ impl Seen {
                     if r.for_kind == 0 {
                         self.frames_refused.push(status.unwrap_err());
                     } else {
+                        if status.is_ok() {
+                            self.receipt_rx.insert(r.seq.get(), r.rx_ns.get());
+                        }
                         let prev =
                             self.receipts.insert(r.nonce.get(), (status, r.seq.get(), r.window_id.get()));
                         if prev.is_some() {
@@ -152,6 +160,7 @@ impl Seen {
                     self.blocks += 1;
                     for e in b.entries {
                         *self.block_seqs.entry(e.seq.get()).or_default() += 1;
+                        self.block_rx.insert(e.seq.get(), e.rx_ns.get());
                     }
                 }
                 _ => {}
@@ -207,6 +216,12 @@ fn await_blocks(c: &mut Client, seen: &mut Seen) {
     }
     for s in &accepted {
         assert_eq!(seen.block_seqs[s], 1, "seq {s} in one block on the result stream");
+        // The datagram's kernel timestamp, in the receipt and in the block entry.
+        assert_eq!(
+            seen.block_rx.get(s),
+            seen.receipt_rx.get(s),
+            "seq {s}: the block carries the receipt's rx_ns"
+        );
     }
 }
 

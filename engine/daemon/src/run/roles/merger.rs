@@ -66,7 +66,7 @@ impl ResultMsg {
 
 /// Bytes reserved per result buffer: a full window's block entries and the auction's winners.
 pub fn result_bytes_reserve(records_max: usize, top_k: usize) -> usize {
-    1024 + 32 * (records_max + top_k)
+    1024 + fpn_wire::BLOCK_ENTRY_LEN * records_max + fpn_wire::WINNER_LEN * top_k
 }
 
 /// One consumer of published windows: its ring and its pool of buffers.
