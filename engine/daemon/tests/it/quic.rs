@@ -264,6 +264,10 @@ fn quic_datagrams_and_streams_every_record_answered_and_in_one_block() {
     let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
     assert!(metric_sum(&metrics, "fpn_quic_frames_total") > 0);
     assert!(metric_sum(&metrics, "fpn_quic_rx_to_ring_latency_seconds_count") >= 2 * n as u64);
+    // Every accepted intent is in exactly one published block: one receive → published
+    // sample each (the merger's series; `shard="all"` repeats it).
+    let rx_to_publish = "fpn_window_rx_to_publish_seconds_count{shard=\"merger\"}";
+    assert_eq!(metric_sum(&metrics, rx_to_publish), 2 * n as u64, "{metrics}");
     a.close();
     b.close();
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
