@@ -15,6 +15,7 @@ pub mod roles;
 mod shared;
 mod signals;
 pub(crate) mod sys;
+pub mod threads;
 pub mod topology;
 
 use std::net::SocketAddr;
@@ -88,9 +89,11 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     now_ns();
     sys::lock_memory(settings.lock_memory)?;
     std::fs::create_dir_all(&settings.data_dir).map_err(io("creating data dir", &settings.data_dir))?;
+    let run_files = threads::RunFiles::create(&settings.data_dir)?;
     let quic = bind_quic(settings)?;
     let mut topology = Topology::build(settings, TopologyIo { quic, journal: true })?;
-    let specs = topology.executor_specs(&settings.core_map, Vec::new());
+    let mut specs = topology.executor_specs(&settings.core_map, Vec::new());
+    let executor_threads = threads::attach_setups(settings, &mut specs);
     let c = settings.shard_config();
     let submit_txs =
         (0..c.intakes_n).map(|i| topology.links.plain_tx(&format!("submit_intake{i}")).tx).collect();
@@ -144,6 +147,8 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         collector,
         collector_stop,
         notifier,
+        executor_threads,
+        _run_files: run_files,
     };
     match running.serve_until_signal(start) {
         Some(signal) => running.drain_and_stop(signal),
@@ -221,6 +226,10 @@ struct Running<'a> {
     collector: JoinHandle<()>,
     collector_stop: Arc<AtomicBool>,
     notifier: Notifier,
+    /// The executor threads as they started, for `threads.json`.
+    executor_threads: threads::ExecutorThreads,
+    /// The pid file and `threads.json`, removed when this is dropped.
+    _run_files: threads::RunFiles,
 }
 
 impl Running<'_> {
@@ -243,6 +252,10 @@ impl Running<'_> {
             }
             if !self.health.ready.load(Ordering::Acquire) && heartbeats.values().iter().all(|&v| v > 0) {
                 self.health.ready.store(true, Ordering::Release);
+                // Every long-lived thread exists by now.
+                if let Err(e) = threads::write_threads_file(&self.settings.data_dir, &self.executor_threads) {
+                    eprintln!("flashpointd: warning: writing {}: {e}", threads::THREADS_FILE);
+                }
                 let _ = notifier.ready();
                 let c = self.settings.shard_config();
                 eprintln!(

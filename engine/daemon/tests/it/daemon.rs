@@ -90,17 +90,28 @@ impl Daemon {
 
     /// Starts with the config file `text` (see [`config_text`]).
     pub fn start_text(dir: PathBuf, text: &str, env: &[(&str, String)]) -> Daemon {
+        Daemon::start_command(dir, text, env, |_| {})
+    }
+
+    /// As [`Daemon::start_text`], with `adjust` applied to the command before the spawn.
+    pub fn start_command(
+        dir: PathBuf,
+        text: &str,
+        env: &[(&str, String)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let config = dir.join("flashpointd.toml");
         std::fs::write(&config, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_flashpointd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flashpointd"));
+        command
             .arg("--config")
             .arg(&config)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-            .spawn()
-            .expect("flashpointd starts");
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+        adjust(&mut command);
+        let child = command.spawn().expect("flashpointd starts");
         let mut d = Daemon { child: Some(child), dir, addr: String::new(), config };
         let addr_file = d.dir.join("data").join("admin.addr");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -121,6 +132,10 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn stderr(&self) -> String {

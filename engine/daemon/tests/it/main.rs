@@ -9,5 +9,6 @@ mod no_alloc;
 mod prover;
 mod quic;
 mod receipts;
+mod threads;
 
 fn main() {}
