@@ -251,11 +251,11 @@ impl Running<'_> {
                 return None;
             }
             if !self.health.ready.load(Ordering::Acquire) && heartbeats.values().iter().all(|&v| v > 0) {
-                self.health.ready.store(true, Ordering::Release);
-                // Every long-lived thread exists by now.
+                // Every long-lived thread exists by now; the file is there before READY.
                 if let Err(e) = threads::write_threads_file(&self.settings.data_dir, &self.executor_threads) {
                     eprintln!("flashpointd: warning: writing {}: {e}", threads::THREADS_FILE);
                 }
+                self.health.ready.store(true, Ordering::Release);
                 let _ = notifier.ready();
                 let c = self.settings.shard_config();
                 eprintln!(
