@@ -172,6 +172,15 @@ fn bind_quic(settings: &Settings) -> Result<Vec<(fpn_quic::Server, fpn_quic::udp
         identity.sha256_hex(),
         if identity.generated { " (generated)" } else { "" },
     );
+    if settings.quic.rx_timestamps == crate::config::RxTimestamps::Hardware {
+        // Every intake socket has the same address, so the same devices.
+        let stamping = servers[0].1.rx_stamping();
+        let warning = if stamping.source == fpn_quic::udp::RxSource::Hardware { "" } else { "warning: " };
+        eprintln!(
+            "flashpointd: {warning}quic.rx_timestamps = \"hardware\": receive timestamps {}",
+            stamping.detail
+        );
+    }
     if settings.quic.auth == crate::config::QuicAuth::Open {
         eprintln!(
             "flashpointd: warning: quic.auth = \"open\": any client may claim any client id (development only)"

@@ -583,3 +583,43 @@ fn a_quic_port_in_use_stops_the_start() {
     assert!(stderr.contains(&format!("QUIC intake on {addr}")), "{stderr}");
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
 }
+
+#[test]
+fn quic_hardware_timestamps_fall_back_to_software_where_the_nic_has_none() {
+    // Loopback has no hardware stamping (nor this VM's virtio NIC): the start says why, the
+    // gauge says software, and the intents' kernel stamps reach the receipts and the blocks.
+    let (mut d, addr, pin) = start("quic-hwts", "rx_timestamps = \"hardware\"\nrate_per_s = 0");
+    let stderr = d.stderr();
+    assert!(
+        stderr.contains(
+            "warning: quic.rx_timestamps = \"hardware\": receive timestamps software on lo: the device offers no \
+             hardware receive stamping"
+        ),
+        "{stderr}"
+    );
+    let mut c = Client::connect(addr, &options(pin, "31")).unwrap();
+    let len_max = (c.welcome.unwrap().datagram_frame_max as usize).min(c.datagram_max());
+    let (mut seen, _) = send_retrying(&mut c, 31, 500, len_max, true, 200);
+    assert!(seen.receipts.values().all(|r| r.0.is_ok()), "every intent accepted");
+    await_blocks(&mut c, &mut seen);
+    assert_eq!(seen.block_rx.len(), 500);
+    std::thread::sleep(Duration::from_millis(300)); // a metrics publish
+    let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
+    let gauge = |source: &str| {
+        metric_sum(
+            &metrics,
+            &format!("fpn_quic_rx_timestamp_source{{shard=\"intake0\",source=\"{source}\"}}"),
+        )
+    };
+    assert_eq!((gauge("hardware"), gauge("software"), gauge("read_time")), (0, 1, 0), "{metrics}");
+    let stamps = |source: &str| {
+        metric_sum(
+            &metrics,
+            &format!("fpn_quic_rx_timestamps_total{{shard=\"intake0\",source=\"{source}\"}}"),
+        )
+    };
+    assert_eq!(stamps("hardware"), 0);
+    assert!(stamps("software") > 0, "{metrics}");
+    c.close();
+    assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+}
