@@ -161,6 +161,7 @@ pub async fn write_line(line: &Line<'_>, out: &mut String, pace: &mut impl Pace)
                 o.u64("client_id", e.client_id.get());
                 o.u64("payout", e.payout.get());
                 o.u64("profit", e.profit.get());
+                o.u64("rx_ns", e.rx_ns.get());
                 o.u64("seq", e.seq.get());
                 o.close();
             }
@@ -254,7 +255,9 @@ mod tests {
             builder: 2,
             exact: false,
         };
-        let block_entries = entries.iter().map(|&(s, c, p, y)| BlockEntryWire::new(s, c, p, y));
+        // Each entry's receive time: 1,000 ns per seq past the window's open, for the tests.
+        let block_entries =
+            entries.iter().map(|&(s, c, p, y)| BlockEntryWire::new(s, c, p, y, 100 + 1_000 * s));
         w.push_block_iter(&block, block_entries.collect::<Vec<_>>().into_iter()).unwrap();
         if let Some(pricing) = pricing {
             let clearing =
@@ -288,9 +291,9 @@ mod tests {
             "intents_count": 4, "bids_count": 1, "cancelled_count": 1,
             "block": {"window_id": 7, "builder": "improved", "exact": false, "total": 4200,
                       "fifo_total": 1000, "surplus": 3200, "fee": 320, "fee_ppm": 100000, "upper_bound": 5000,
-                      "entries": [{"seq": 3, "client_id": 1, "profit": 1000, "payout": 900},
-                                  {"seq": 5, "client_id": 2, "profit": 2500, "payout": 2300},
-                                  {"seq": 11, "client_id": 1, "profit": 700, "payout": 680}]},
+                      "entries": [{"seq": 3, "client_id": 1, "profit": 1000, "payout": 900, "rx_ns": 3100},
+                                  {"seq": 5, "client_id": 2, "profit": 2500, "payout": 2300, "rx_ns": 5100},
+                                  {"seq": 11, "client_id": 1, "profit": 700, "payout": 680, "rx_ns": 11100}]},
             "clearing": {"window_id": 7, "pricing": "first-price", "order": "priority-first",
                          "uniform_price": 0, "revenue": 800,
                          "winners": [{"seq": 9, "client_id": 3, "amount": 800, "price": 800}]}
@@ -323,7 +326,10 @@ mod tests {
         assert_eq!(got.len(), 1_500);
         for (i, e) in got.iter().enumerate() {
             let i = i as u64;
-            assert_eq!(e, &json!({"seq": i, "client_id": i % 7, "profit": 100 + i, "payout": 90 + i}));
+            assert_eq!(
+                e,
+                &json!({"seq": i, "client_id": i % 7, "profit": 100 + i, "payout": 90 + i, "rx_ns": 100 + 1_000 * i})
+            );
         }
     }
 

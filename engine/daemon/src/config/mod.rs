@@ -56,6 +56,10 @@ pub struct EngineSection {
     pub profile: String,
     /// `off`, `try` or `on`: lock the process's memory (`mlockall`), see [`LockMemory`].
     pub lock_memory: String,
+    /// `off`, `try` or `on`: `SCHED_FIFO` for the executors of hot roles, see [`Realtime`].
+    pub realtime: String,
+    /// The `SCHED_FIFO` priority they get, `1..=99`.
+    pub realtime_priority: u64,
 }
 
 /// `engine.lock_memory`: whether the daemon locks its memory (`mlockall(MCL_CURRENT |
@@ -82,6 +86,38 @@ impl LockMemory {
         }
     }
 }
+
+/// `engine.realtime`: whether the executor threads that run hot roles (`Role::is_hot`:
+/// intake, builder, build worker, merger) are put on `SCHED_FIFO` at
+/// `engine.realtime_priority`, so no ordinary (`SCHED_OTHER`) task on their CPU can preempt
+/// them (`docs/daemon.md`, "Realtime priority"). Off by default: a spinning `SCHED_FIFO`
+/// thread leaves its CPU's other threads only the kernel's RT throttling slack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Realtime {
+    Off,
+    /// Ask; if refused (no `CAP_SYS_NICE`, `RLIMIT_RTPRIO` too low), say why on stderr and
+    /// run on `SCHED_OTHER`.
+    Try,
+    /// Ask, or refuse to start.
+    On,
+}
+
+impl Realtime {
+    pub const ALL: [Realtime; 3] = [Realtime::Off, Realtime::Try, Realtime::On];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Realtime::Off => "off",
+            Realtime::Try => "try",
+            Realtime::On => "on",
+        }
+    }
+}
+
+/// Default `engine.realtime_priority`: above every ordinary task, below the kernel's
+/// threaded interrupt handlers (`SCHED_FIFO` 50) and its per-CPU watchdog and migration
+/// threads (99), so interrupts on a hot CPU are still served.
+pub const REALTIME_PRIORITY_DEFAULT: u64 = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -310,6 +346,8 @@ impl Config {
                 data_dir: "./data".into(),
                 profile: basis.profile.as_str().into(),
                 lock_memory: LockMemory::Try.as_str().into(),
+                realtime: Realtime::Off.as_str().into(),
+                realtime_priority: REALTIME_PRIORITY_DEFAULT,
             },
             window: WindowSection {
                 duration_ms: 20,

@@ -164,6 +164,33 @@ fn profile_sets_idle_defaults_but_explicit_keys_win() {
 }
 
 #[test]
+fn realtime_is_off_by_default_and_warns_where_a_fifo_spinner_shares_a_cpu_with_daemon_threads() {
+    let s = ok(Inputs::default()).settings;
+    assert_eq!((s.realtime, s.realtime_priority), (Realtime::Off, 10));
+    let on = ok(Inputs {
+        env: env(&[("FPN_ENGINE_REALTIME", "try"), ("FPN_ENGINE_REALTIME_PRIORITY", "7")]),
+        ..Inputs::default()
+    });
+    assert_eq!((on.settings.realtime, on.settings.realtime_priority), (Realtime::Try, 7));
+    assert!(on.warnings.is_empty(), "the default profile parks: {:?}", on.warnings);
+    // Tuned on two CPUs: the merger spins on cpu 1 beside the journal, admin and prover.
+    let tuned = |realtime: &str, n: usize| {
+        let flags = sets(&["engine.profile=tuned", &format!("engine.realtime={realtime}")]);
+        load(&Inputs { flags, ..Inputs::default() }, &cpus(n)).unwrap().warnings
+    };
+    let fifo: Vec<String> = tuned("on", 2).into_iter().filter(|w| w.contains("SCHED_FIFO")).collect();
+    assert_eq!(fifo.len(), 1, "{fifo:?}");
+    assert!(
+        fifo[0].starts_with("cpu 1: ") && fifo[0].contains("prover#0, journal#0, admin#0"),
+        "{}",
+        fifo[0]
+    );
+    assert!(!tuned("off", 2).iter().any(|w| w.contains("SCHED_FIFO")));
+    // The spread map gives each spinner a CPU of its own: nothing to warn about.
+    assert!(tuned("on", 8).is_empty(), "{:?}", tuned("on", 8));
+}
+
+#[test]
 fn tuned_profile_on_eight_cpus_gives_hot_roles_their_own_cpus() {
     let inputs = Inputs { flags: sets(&["engine.profile=tuned", "builder.shards=2"]), ..Inputs::default() };
     let loaded = load(&inputs, &cpus(8)).unwrap();
@@ -230,6 +257,12 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
             "engine.lock_memory=yes",
             r#"engine.lock_memory = "yes" (flag --set): must be one of "off", "try", "on""#,
         ),
+        (
+            "engine.realtime=fifo",
+            r#"engine.realtime = "fifo" (flag --set): must be one of "off", "try", "on""#,
+        ),
+        ("engine.realtime_priority=0", "engine.realtime_priority = 0 (flag --set): must be in 1..=99"),
+        ("engine.realtime_priority=100", "engine.realtime_priority = 100 (flag --set): must be in 1..=99"),
         ("window.duration_ms=0", "window.duration_ms = 0 (flag --set): must be in 1..=1000"),
         ("window.duration_ms=1001", "window.duration_ms = 1001 (flag --set): must be in 1..=1000"),
         ("window.records_max=0", "window.records_max = 0 (flag --set): must be in 1..=1048576"),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use fpn_engine::{BuilderKind, FeeRate, FeeRateError, MAX_AMOUNT};
 
-use super::{Config, ConfigError, LockMemory, Origin, Profile};
+use super::{Config, ConfigError, LockMemory, Origin, Profile, Realtime};
 use crate::cores::{CoreMap, CpuSet, PerRole, Role, RoleInstance};
 use crate::idle::{IdleStrategy, spins_forever};
 
@@ -20,6 +20,9 @@ pub struct Settings {
     /// As configured; a relative path is relative to the working directory at start.
     pub data_dir: PathBuf,
     pub lock_memory: LockMemory,
+    /// `SCHED_FIFO` for the executors of hot roles, and its priority (`1..=99`).
+    pub realtime: Realtime,
+    pub realtime_priority: u8,
     pub window: WindowSettings,
     pub builder: BuilderSettings,
     pub auction: AuctionSettings,
@@ -178,6 +181,9 @@ pub struct QuicSettings {
 }
 
 pub const DURATION_MS_MAX: u64 = 1_000;
+/// `SCHED_FIFO` priorities Linux accepts (`sched_get_priority_min/max`).
+pub const REALTIME_PRIORITY_MIN: u64 = 1;
+pub const REALTIME_PRIORITY_MAX: u64 = 99;
 pub const RECORDS_MAX_MAX: u64 = 1 << 20;
 pub const KEYS_MAX_MAX: u64 = 1 << 26;
 pub const BIDS_MAX_MAX: u64 = 1 << 20;
@@ -384,6 +390,14 @@ pub(crate) fn validate(
     }
     let lock_memory =
         c.choice("engine.lock_memory", &config.engine.lock_memory, &LockMemory::ALL.map(|l| (l.as_str(), l)));
+    let realtime =
+        c.choice("engine.realtime", &config.engine.realtime, &Realtime::ALL.map(|r| (r.as_str(), r)));
+    let realtime_priority = c.range(
+        "engine.realtime_priority",
+        config.engine.realtime_priority,
+        REALTIME_PRIORITY_MIN,
+        REALTIME_PRIORITY_MAX,
+    ) as u8;
 
     let w = &config.window;
     let window = WindowSettings {
@@ -675,10 +689,16 @@ pub(crate) fn validate(
         }
     }
 
+    if realtime != Realtime::Off {
+        warnings.extend(realtime_warnings(&core_map, &idle));
+    }
+
     let settings = Settings {
         profile,
         data_dir: PathBuf::from(&config.engine.data_dir),
         lock_memory,
+        realtime,
+        realtime_priority,
         window,
         builder,
         auction,
@@ -693,6 +713,37 @@ pub(crate) fn validate(
         journal,
     };
     Ok((settings, warnings))
+}
+
+/// With `engine.realtime`: a `SCHED_FIFO` executor whose roles include one that spins
+/// forever never sleeps, so the daemon's own threads placed on its CPU beside it (the
+/// journal writer, the admin threads, prover workers) run only in the kernel's RT throttling
+/// slack (`kernel.sched_rt_runtime_us`: 5 % of each second by default).
+fn realtime_warnings(core_map: &CoreMap, idle: &PerRole<IdleStrategy>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for plan in &core_map.plans {
+        let threads: Vec<String> = plan
+            .roles
+            .iter()
+            .filter(|r| matches!(r.role, Role::Journal | Role::Admin | Role::Prover))
+            .map(RoleInstance::to_string)
+            .collect();
+        if !plan.roles.iter().any(|r| r.role.is_hot()) || threads.is_empty() {
+            continue;
+        }
+        if let Some(spinner) = plan.roles.iter().find(|r| spins_forever(*idle.get(r.role))) {
+            warnings.push(format!(
+                "cpu {}: engine.realtime gives its executor SCHED_FIFO and {spinner} spins (idle.{} = \"spin\"): \
+                 the executor never sleeps, so the threads of {} on cpu {} run only in the kernel's RT \
+                 throttling slack (kernel.sched_rt_runtime_us). Move them to another CPU or use spin-then-park.",
+                plan.cpu,
+                spinner.role,
+                threads.join(", "),
+                plan.cpu,
+            ));
+        }
+    }
+    warnings
 }
 
 impl Settings {

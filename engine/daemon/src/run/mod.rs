@@ -16,6 +16,7 @@ pub mod roles;
 mod shared;
 mod signals;
 pub(crate) mod sys;
+pub mod threads;
 pub mod topology;
 
 use std::net::SocketAddr;
@@ -94,6 +95,7 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     now_ns();
     sys::lock_memory(settings.lock_memory)?;
     std::fs::create_dir_all(&settings.data_dir).map_err(io("creating data dir", &settings.data_dir))?;
+    let run_files = threads::RunFiles::create(&settings.data_dir)?;
     let quic = bind_quic(settings)?;
     let recovery = crate::recovery::recover(settings, now_ns())?;
     if settings.log.durability == crate::config::Durability::None {
@@ -103,7 +105,8 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     }
     let topology_io = TopologyIo { quic, journal: true, log: Some(recovery.log), resume: recovery.resume };
     let mut topology = Topology::build(settings, topology_io)?;
-    let specs = topology.executor_specs(&settings.core_map, Vec::new());
+    let mut specs = topology.executor_specs(&settings.core_map, Vec::new());
+    let executor_threads = threads::attach_setups(settings, &mut specs);
     let c = settings.shard_config();
     let submit_txs =
         (0..c.intakes_n).map(|i| topology.links.plain_tx(&format!("submit_intake{i}")).tx).collect();
@@ -157,6 +160,8 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         collector,
         collector_stop,
         notifier,
+        executor_threads,
+        _run_files: run_files,
     };
     match running.serve_until_signal(start) {
         Some(signal) => running.drain_and_stop(signal),
@@ -180,6 +185,15 @@ fn bind_quic(settings: &Settings) -> Result<Vec<(fpn_quic::Server, fpn_quic::udp
         identity.sha256_hex(),
         if identity.generated { " (generated)" } else { "" },
     );
+    if settings.quic.rx_timestamps == crate::config::RxTimestamps::Hardware {
+        // Every intake socket has the same address, so the same devices.
+        let stamping = servers[0].1.rx_stamping();
+        let warning = if stamping.source == fpn_quic::udp::RxSource::Hardware { "" } else { "warning: " };
+        eprintln!(
+            "flashpointd: {warning}quic.rx_timestamps = \"hardware\": receive timestamps {}",
+            stamping.detail
+        );
+    }
     if settings.quic.auth == crate::config::QuicAuth::Open {
         eprintln!(
             "flashpointd: warning: quic.auth = \"open\": any client may claim any client id (development only)"
@@ -234,6 +248,10 @@ struct Running<'a> {
     collector: JoinHandle<()>,
     collector_stop: Arc<AtomicBool>,
     notifier: Notifier,
+    /// The executor threads as they started, for `threads.json`.
+    executor_threads: threads::ExecutorThreads,
+    /// The pid file and `threads.json`, removed when this is dropped.
+    _run_files: threads::RunFiles,
 }
 
 impl Running<'_> {
@@ -255,6 +273,10 @@ impl Running<'_> {
                 return None;
             }
             if !self.health.ready.load(Ordering::Acquire) && heartbeats.values().iter().all(|&v| v > 0) {
+                // Every long-lived thread exists by now; the file is there before READY.
+                if let Err(e) = threads::write_threads_file(&self.settings.data_dir, &self.executor_threads) {
+                    eprintln!("flashpointd: warning: writing {}: {e}", threads::THREADS_FILE);
+                }
                 self.health.ready.store(true, Ordering::Release);
                 let _ = notifier.ready();
                 let c = self.settings.shard_config();

@@ -90,17 +90,28 @@ impl Daemon {
 
     /// Starts with the config file `text` (see [`config_text`]).
     pub fn start_text(dir: PathBuf, text: &str, env: &[(&str, String)]) -> Daemon {
+        Daemon::start_command(dir, text, env, |_| {})
+    }
+
+    /// As [`Daemon::start_text`], with `adjust` applied to the command before the spawn.
+    pub fn start_command(
+        dir: PathBuf,
+        text: &str,
+        env: &[(&str, String)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let config = dir.join("flashpointd.toml");
         std::fs::write(&config, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_flashpointd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flashpointd"));
+        command
             .arg("--config")
             .arg(&config)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-            .spawn()
-            .expect("flashpointd starts");
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+        adjust(&mut command);
+        let child = command.spawn().expect("flashpointd starts");
         let mut d = Daemon { child: Some(child), dir, addr: String::new(), config };
         let addr_file = d.dir.join("data").join("admin.addr");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -121,6 +132,10 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn stderr(&self) -> String {
@@ -303,6 +318,8 @@ fn submit_metrics_sigterm_and_journal() {
     let input = frames(7, 40, 100, true);
     // seq -> what it was, for every record answered ok
     let mut accepted: BTreeMap<u64, Sent> = BTreeMap::new();
+    // seq -> the receipt's rx_ns, which the block entry must carry
+    let mut rx_of: BTreeMap<u64, u64> = BTreeMap::new();
     let (mut ok_total, mut records_total, mut cancels_ok) = (0u64, 0u64, 0u64);
     for (frame, sent) in &input {
         let (status, body) = d.submit_json(frame);
@@ -323,6 +340,7 @@ fn submit_metrics_sigterm_and_journal() {
                     let seq = r["seq"].as_u64().unwrap();
                     assert!(seq > 0);
                     accepted.insert(seq, Sent::Bid);
+                    rx_of.insert(seq, r["rx_ns"].as_u64().unwrap());
                 }
                 k => panic!("kind {k}"),
             }
@@ -406,6 +424,9 @@ fn submit_metrics_sigterm_and_journal() {
             let Some(Sent::Intent { keys }) = accepted.get(&seq) else {
                 panic!("block entry seq {seq} is no accepted intent")
             };
+            let rx_ns = e["rx_ns"].as_u64().unwrap();
+            assert_eq!(rx_ns, rx_of[&seq], "seq {seq}: the block entry carries its receipt's rx_ns");
+            assert!(rx_ns <= w["published_ns"].as_u64().unwrap(), "received before published: {w}");
             for k in keys {
                 assert!(keys_seen.insert(*k), "window {}: key {k} twice in the block", w["window_id"]);
             }

@@ -10,5 +10,6 @@ mod no_alloc;
 mod prover;
 mod quic;
 mod receipts;
+mod threads;
 
 fn main() {}

@@ -104,6 +104,8 @@ fn plan(settings: &Settings) -> Plan {
         hot_cpus,
         listen: settings.quic.listen,
         lock_memory: settings.lock_memory.as_str(),
+        realtime: settings.realtime.as_str(),
+        realtime_priority: settings.realtime_priority,
         socket_buffer_bytes: fpn_quic::udp::SOCKET_BUFFER_BYTES as u64,
     }
 }

@@ -383,7 +383,9 @@ mod tests {
             builder: 2,
             exact: false,
         };
-        let block_entries = entries.iter().map(|&(s, c, p, y)| BlockEntryWire::new(s, c, p, y));
+        // Each entry's receive time: 1,000 ns per seq past the window's open, for the tests.
+        let block_entries =
+            entries.iter().map(|&(s, c, p, y)| BlockEntryWire::new(s, c, p, y, 100 + 1_000 * s));
         w.push_block_iter(&block, block_entries.collect::<Vec<_>>().into_iter()).unwrap();
         let clearing = ClearingSummary { window_id: 7, uniform_price: 0, revenue: 800, pricing, order: 0 };
         w.push_clearing(&clearing, &[WinnerWire::new(9, 3, 800, 800)]).unwrap();

@@ -45,8 +45,13 @@ pub static WINDOW_PUBLISH_SECONDS: MetricDesc = MetricDesc::histogram(
     "From a window's close until the merger published its block and clearing.",
 );
 
-pub static METRICS: [&MetricDesc; 3] =
-    [&WINDOWS_PUBLISHED_TOTAL, &PUBLISH_WAITS_TOTAL, &WINDOW_PUBLISH_SECONDS];
+pub static WINDOW_RX_TO_PUBLISH_SECONDS: MetricDesc = MetricDesc::histogram(
+    "fpn_window_rx_to_publish_seconds",
+    "Per entry of a published block: from the intent's receive timestamp (rx_ns) until the merger published the block.",
+);
+
+pub static METRICS: [&MetricDesc; 4] =
+    [&WINDOWS_PUBLISHED_TOTAL, &PUBLISH_WAITS_TOTAL, &WINDOW_PUBLISH_SECONDS, &WINDOW_RX_TO_PUBLISH_SECONDS];
 
 /// One window's result, encoded (`WindowResult::encode`) into a pooled buffer that the
 /// consumer hands back.
@@ -66,7 +71,7 @@ impl ResultMsg {
 
 /// Bytes reserved per result buffer: a full window's block entries and the auction's winners.
 pub fn result_bytes_reserve(records_max: usize, top_k: usize) -> usize {
-    1024 + 32 * (records_max + top_k)
+    1024 + fpn_wire::BLOCK_ENTRY_LEN * records_max + fpn_wire::WINNER_LEN * top_k
 }
 
 /// One consumer of published windows: its ring and its pool of buffers.
@@ -97,6 +102,8 @@ pub struct MergerOutputs {
     counters: ReceiptCounters,
     windows_published_total: u64,
     publish_latency: Histogram,
+    /// `published_ns - rx_ns` of every entry of every published block.
+    rx_to_publish: Histogram,
     /// The window whose publish is waiting (counted once per consumer).
     waiting: Option<u64>,
 }
@@ -136,6 +143,10 @@ impl MergerOutput for MergerOutputs {
         }
         assert!(first.tx.tx.try_push(msg).is_ok(), "publish waits for ring room");
         self.publish_latency.record_ns(published_ns.saturating_sub(result.window.closed_ns).max(1));
+        // A receive time from another clock (an unsynchronised NIC) may be ahead: 1 ns then.
+        for e in &result.block.entries {
+            self.rx_to_publish.record_ns(published_ns.saturating_sub(e.rx_ns).max(1));
+        }
         self.windows_published_total += 1;
         self.shared.merger_window_id.store(result.window.window_id, Ordering::Release);
     }
@@ -205,6 +216,7 @@ impl MergerRole {
                 counters: ReceiptCounters::default(),
                 windows_published_total: 0,
                 publish_latency: Histogram::new(),
+                rx_to_publish: Histogram::new(),
                 waiting: None,
             },
             consumer_labels,
@@ -267,6 +279,7 @@ impl RoleLoop for MergerRole {
             out.counters.publish(s, none);
             s.counter(&WINDOWS_PUBLISHED_TOTAL, none, out.windows_published_total);
             s.histogram(&WINDOW_PUBLISH_SECONDS, none, &out.publish_latency);
+            s.histogram(&WINDOW_RX_TO_PUBLISH_SECONDS, none, &out.rx_to_publish);
         });
         kit.heartbeat.beat();
     }

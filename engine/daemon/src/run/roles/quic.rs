@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fpn_quic::tls::{Identity, load_or_generate, load_pem};
-use fpn_quic::udp::{TimestampMode, UdpSocket};
+use fpn_quic::udp::{RxSource, TimestampMode, UdpSocket};
 use fpn_quic::{Admit, Auth, Limits, Server, ServerConfig};
 use fpn_runtime::clock::now_ns;
 use fpn_runtime::metrics::{Histogram, Labels, MetricDesc, Snapshot};
@@ -329,6 +329,12 @@ impl QuicIo {
         {
             s.counter(&QUIC_RX_TIMESTAMPS_TOTAL, &labels.ts[i], v);
         }
+        let in_use = self.socket.rx_stamping().source;
+        for (i, source) in
+            [RxSource::Hardware, RxSource::Software, RxSource::ReadTime].into_iter().enumerate()
+        {
+            s.gauge(&QUIC_RX_TIMESTAMP_SOURCE, &labels.ts[i], i64::from(in_use == source));
+        }
         let conns = [
             c.conns_accepted_total,
             c.conns_refused_max_total,
@@ -440,6 +446,10 @@ pub static QUIC_RX_TIMESTAMPS_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_quic_rx_timestamps_total",
     "Receive timestamps by source: hardware, software (kernel) or read_time (none given).",
 );
+pub static QUIC_RX_TIMESTAMP_SOURCE: MetricDesc = MetricDesc::gauge(
+    "fpn_quic_rx_timestamp_source",
+    "1 for the receive timestamps this intake socket was set up with (hardware, software or read_time), 0 for the others.",
+);
 pub static QUIC_CONNECTIONS_TOTAL: MetricDesc =
     MetricDesc::counter("fpn_quic_connections_total", "QUIC connection attempts and ends, by outcome.");
 pub static QUIC_SESSIONS_TOTAL: MetricDesc =
@@ -501,10 +511,11 @@ pub static QUIC_PUBLISH_TO_PUSH_SECONDS: MetricDesc = MetricDesc::histogram(
     "Per window: from the merger's publish until the block was written to the sessions' result streams.",
 );
 
-pub static METRICS: [&MetricDesc; 20] = [
+pub static METRICS: [&MetricDesc; 21] = [
     &QUIC_UDP_DATAGRAMS_TOTAL,
     &QUIC_UDP_GARBAGE_TOTAL,
     &QUIC_RX_TIMESTAMPS_TOTAL,
+    &QUIC_RX_TIMESTAMP_SOURCE,
     &QUIC_CONNECTIONS_TOTAL,
     &QUIC_SESSIONS_TOTAL,
     &QUIC_FRAMES_TOTAL,
