@@ -73,8 +73,10 @@ struct RunArgs {
     /// Short phases and a short search: the whole run in about a minute.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated: udp-echo, quic-sink, quic-echo, engine; and webtransport (the engine
-    /// over its WebTransport intake), engine-wt-on (over raw QUIC, WebTransport enabled).
+    /// Comma-separated: udp-echo, quic-sink, quic-echo, engine; engine-nolog (the engine with
+    /// log.durability=none; with it the table ends with the input log's checks, against this
+    /// disk's fdatasync measured in the same run); webtransport (the engine over its
+    /// WebTransport intake), engine-wt-on (over raw QUIC, WebTransport enabled).
     #[arg(long, default_value = "udp-echo,quic-sink,quic-echo,engine")]
     targets: String,
     /// Comma-separated: fixed, burst, mix, conns, blast, saturation.

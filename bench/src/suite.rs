@@ -20,13 +20,17 @@ use crate::load::Shape;
 use crate::report::{fmt_rate, fmt_us, percentile_distribution, phase_json};
 use crate::svg::{Curve, plot};
 
-/// The servers a suite can run against, in the order they run.
-pub const TARGETS: [&str; 6] =
-    ["udp-echo", "quic-sink", "quic-echo", "engine", "webtransport", "engine-wt-on"];
+/// The servers a suite can run against, in the order they run. `engine-nolog` is the engine
+/// with `log.durability = "none"` (receipts not waiting for the input log's `fdatasync`), for
+/// the durability checks (`docs/log.md`); it runs only when asked for. `webtransport` is the
+/// engine over its WebTransport intake, `engine-wt-on` the engine over raw QUIC with the
+/// WebTransport intake enabled beside it.
+pub const TARGETS: [&str; 7] =
+    ["udp-echo", "quic-sink", "quic-echo", "engine", "engine-nolog", "webtransport", "engine-wt-on"];
 
-/// The targets that are `flashpointd` (their figure is records accepted, not answered).
-pub fn is_engine(target: &str) -> bool {
-    matches!(target, "engine" | "webtransport" | "engine-wt-on")
+/// Whether a target is the daemon (it answers with receipts, counts accepted records).
+pub fn is_engine(name: &str) -> bool {
+    matches!(name, "engine" | "engine-nolog" | "webtransport" | "engine-wt-on")
 }
 
 /// What the engine targets with the WebTransport intake set on top of the caller's `--set`s.
@@ -109,12 +113,15 @@ fn start_server(name: &str, o: &SuiteOpts) -> Result<(Server, Target), String> {
             let t = Target::Quic { addr: s.addr, pin: s.pin, stats: true, answers: name == "quic-echo" };
             Ok((s, t))
         }
-        "engine" | "webtransport" | "engine-wt-on" => {
+        "engine" | "engine-nolog" | "webtransport" | "engine-wt-on" => {
             if !o.engine_bin.exists() {
                 return Err(format!("{} not built", o.engine_bin.display()));
             }
             let mut sets = o.engine_sets.clone();
-            if name != "engine" {
+            if name == "engine-nolog" {
+                sets.push("log.durability=none".into());
+            }
+            if name == "webtransport" || name == "engine-wt-on" {
                 sets.extend(WT_SETS.iter().map(|s| s.to_string()));
             }
             let cmd = engine_command(&o.engine_bin, &dir, &sets);
@@ -665,6 +672,63 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
         }
     }
     let wt_checks = webtransport_checks(&mut t, &find, &sat);
+    // Issue #15: the input log's cost (docs/log.md), with this disk's fdatasync measured here.
+    let mut log_checks = serde_json::Map::new();
+    if o.targets.iter().any(|t| t == "engine-nolog") {
+        let _ = writeln!(t, "\nissue #15 targets (input log, log.durability = group against none):");
+        let sync = fdatasync_percentiles(&o.out);
+        if let Some((p50, p99)) = sync {
+            let _ = writeln!(
+                t,
+                "  this disk's fdatasync of 64 KiB appends: p50 {}, p99 {}",
+                fmt_us(p50),
+                fmt_us(p99)
+            );
+            log_checks.insert("fdatasync_64k_us".into(), json!({"p50": p50, "p99": p99}));
+        }
+        match (sat("engine"), sat("engine-nolog")) {
+            (Some(g), Some(n)) => {
+                let _ = writeln!(
+                    t,
+                    "  saturation with group commit >= 90% of without: {:.1}% ({} / {}) -> {}",
+                    g / n * 100.0,
+                    fmt_rate(g),
+                    fmt_rate(n),
+                    verdict(g / n >= 0.9)
+                );
+                log_checks
+                    .insert("saturation_group_vs_none".into(), json!({"ratio": g / n, "met": g / n >= 0.9}));
+            }
+            _ => {
+                let _ = writeln!(t, "  saturation with group commit >= 90% of without: not measured");
+            }
+        }
+        match (
+            find("engine", "fixed").and_then(|a| lat_us(a, 0.99)),
+            find("quic-echo", "fixed").and_then(|b| lat_us(b, 0.99)),
+            sync,
+        ) {
+            (Some(x), Some(y), Some((_, s99))) => {
+                let bound = y + 2.0 * s99;
+                let _ = writeln!(
+                    t,
+                    "  receipt p99 <= bare quinn echo p99 + 2 x fdatasync p99: {} <= {} + 2 x {} = {} -> {}",
+                    fmt_us(x),
+                    fmt_us(y),
+                    fmt_us(s99),
+                    fmt_us(bound),
+                    verdict(x <= bound)
+                );
+                log_checks.insert(
+                    "p99_vs_echo_plus_sync".into(),
+                    json!({"engine_p99_us": x, "echo_p99_us": y, "fdatasync_p99_us": s99, "bound_us": bound, "met": x <= bound}),
+                );
+            }
+            _ => {
+                let _ = writeln!(t, "  receipt p99 <= bare quinn echo p99 + 2 x fdatasync p99: not measured");
+            }
+        }
+    }
     print!("{t}");
     write(&o.out.join("table.txt"), &t)?;
 
@@ -693,6 +757,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
         "ratios": ratios,
         "issue4": checks,
         "webtransport": wt_checks,
+        "issue15": log_checks,
     });
     write(&o.out.join("summary.json"), &serde_json::to_string_pretty(&summary).expect("json"))?;
     println!("\nwrote {}/{{summary.json,table.txt,percentiles.svg,*.hgrm}}", o.out.display());
@@ -753,6 +818,26 @@ fn webtransport_checks<'a>(
         );
     }
     Value::Object(checks)
+}
+
+/// p50 and p99 (µs) of `fdatasync` after a 64 KiB append, 300 times, in a file under `dir`
+/// (the engines' data dirs are there too: the same disk).
+fn fdatasync_percentiles(dir: &Path) -> Option<(f64, f64)> {
+    use std::io::Write;
+    let path = dir.join("fdatasync.probe");
+    let mut file = std::fs::File::create(&path).ok()?;
+    let chunk = vec![7u8; 64 * 1024];
+    let mut us = Vec::with_capacity(300);
+    for _ in 0..300 {
+        file.write_all(&chunk).ok()?;
+        let t = std::time::Instant::now();
+        file.sync_data().ok()?;
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    us.sort_by(f64::total_cmp);
+    Some((us[us.len() / 2], us[us.len() * 99 / 100]))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

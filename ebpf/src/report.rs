@@ -24,6 +24,8 @@ pub struct Names {
     pub ports: BTreeSet<u16>,
     /// Thread names by tid (`/proc/<pid>/task/<tid>/comm`).
     pub threads: BTreeMap<u32, String>,
+    /// The roles each thread runs, by tid (the daemon's `threads.json`; empty without it).
+    pub roles: BTreeMap<u32, Vec<String>>,
     /// Interrupt names by irq (the last column of `/proc/interrupts`).
     pub irqs: BTreeMap<u32, String>,
 }
@@ -31,6 +33,11 @@ pub struct Names {
 impl Names {
     pub fn thread(&self, tid: u32) -> &str {
         self.threads.get(&tid).map(String::as_str).unwrap_or("exited")
+    }
+
+    /// The roles of thread `tid`, comma-separated; empty when unknown.
+    pub fn roles(&self, tid: u32) -> String {
+        self.roles.get(&tid).map(|r| r.join(",")).unwrap_or_default()
     }
 
     fn irq(&self, irq: u32) -> &str {
@@ -123,7 +130,13 @@ impl<'a> Family<'a> {
 }
 
 fn thread_labels(key: &HistKey, names: &Names) -> String {
-    format!("thread=\"{}\",tid=\"{}\",cpu=\"{}\"", esc(names.thread(key.id)), key.id, key.cpu)
+    format!(
+        "thread=\"{}\",tid=\"{}\",cpu=\"{}\",roles=\"{}\"",
+        esc(names.thread(key.id)),
+        key.id,
+        key.cpu,
+        esc(&names.roles(key.id))
+    )
 }
 
 /// The Prometheus text exposition (version 0.0.4) of a snapshot. Every series is cumulative
@@ -333,6 +346,12 @@ pub fn view(snapshot: &Snapshot, names: &Names, attached_s: f64) -> String {
         format_cpu_list(names.hot_cpus.iter().copied()),
         if ports.is_empty() { "none".to_string() } else { ports.join(",") },
     );
+    if !names.roles.is_empty() {
+        let _ = writeln!(out, "\nroles by thread (threads.json)");
+        for (tid, roles) in &names.roles {
+            let _ = writeln!(out, "{:<16} {:>6}  {}", names.thread(*tid), tid, roles.join(" "));
+        }
+    }
     let thread_row = |key: &HistKey| format!("{:<16} {:>6} {:>3}", names.thread(key.id), key.id, key.cpu);
     let _ = writeln!(out, "\nsocket queueing delay (queued -> read)     {:>8} {QUANTILE_HEADER}", "count");
     let _ = writeln!(out, "{:<16} {:>6} {:>3} {:>5}", "thread", "tid", "cpu", "port");
@@ -451,6 +470,7 @@ mod tests {
             hot_cpus: BTreeSet::from([0, 1]),
             ports: BTreeSet::from([4433]),
             threads: BTreeMap::from([(701, "fpn-cpu0".to_string())]),
+            roles: BTreeMap::from([(701, vec!["intake0".to_string(), "builder0".to_string()])]),
             irqs: BTreeMap::from([(24, "virtio0-input.0".to_string())]),
         };
         (snapshot, names)
@@ -468,7 +488,7 @@ mod tests {
         let (snapshot, names) = sample();
         let text = prometheus(&snapshot, &names);
         let q = "fpn_ebpf_socket_queue_delay_seconds";
-        let labels = "thread=\"fpn-cpu0\",tid=\"701\",cpu=\"0\",port=\"4433\"";
+        let labels = "thread=\"fpn-cpu0\",tid=\"701\",cpu=\"0\",roles=\"intake0,builder0\",port=\"4433\"";
         // 3 µs and 5 µs fall in slots 11 and 12 (le 4.096 µs and 8.192 µs), 70 µs in slot 16.
         assert_eq!(
             series(&text, &format!("{q}_bucket{{{labels},le=\"0.000001024\"}}")).as_deref(),
@@ -498,7 +518,7 @@ mod tests {
                 .as_deref(),
             Some("1")
         );
-        let t = "thread=\"fpn-cpu0\",tid=\"701\",cpu=\"0\"";
+        let t = "thread=\"fpn-cpu0\",tid=\"701\",cpu=\"0\",roles=\"intake0,builder0\"";
         assert_eq!(
             series(&text, &format!("fpn_ebpf_offcpu_seconds_count{{{t},cause=\"blocked\"}}")).as_deref(),
             Some("2")
@@ -575,6 +595,10 @@ mod tests {
             assert!(text.contains(heading), "{heading} in\n{text}");
         }
         assert!(text.contains("pid 700, hot CPUs 0-1, intake ports 4433"), "{text}");
+        assert!(
+            text.contains("roles by thread (threads.json)\nfpn-cpu0            701  intake0 builder0\n"),
+            "{text}"
+        );
         let queue = text.lines().find(|l| l.starts_with("fpn-cpu0") && l.contains("4433")).unwrap();
         assert!(queue.contains(" 3 ") && queue.contains("8.2 µs") && queue.contains("131.1 µs"), "{queue}");
         assert!(text.contains("dropped on cpu 1 port 4433: 1 (rcvbuf_full)"), "{text}");

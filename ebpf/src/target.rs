@@ -1,11 +1,12 @@
 //! What the probes filter on, found in a `/proc` tree (every function takes its root, so the
-//! tests use a fake one): the daemon's pid (given, or the owner of the UDP socket that
-//! `<data_dir>/quic.addr` names), its threads and their names, the CPUs its executor threads
-//! are pinned to, and its UDP ports.
+//! tests use a fake one): the daemon's pid (given, or from `<data_dir>/flashpointd.pid`, or
+//! for a daemon that writes none the owner of the UDP socket that `<data_dir>/quic.addr`
+//! names), its threads and their names, the CPUs its executor threads are pinned to, and its
+//! UDP ports; and from `<data_dir>/threads.json`, which roles each thread runs.
 //!
-//! The daemon writes no pid file; its executor threads are named `fpn-cpu<N>` and pinned to
-//! one CPU each (`fpn_runtime::exec`), which is how the hot CPUs are found without its
-//! configuration.
+//! The daemon's executor threads are named `fpn-cpu<N>` and pinned to one CPU each
+//! (`fpn_runtime::exec`), which is how the hot CPUs are found without its configuration;
+//! `threads.json`, where present, says the same with the roles.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -80,9 +81,85 @@ pub fn thread_names(proc: &Path, pid: u32) -> BTreeMap<u32, String> {
     names
 }
 
+/// The daemon's pid file under its data dir (`flashpointd::run::threads::PID_FILE`).
+pub const PID_FILE: &str = "flashpointd.pid";
+/// The daemon's thread map under its data dir, written once it is ready.
+pub const THREADS_FILE: &str = "threads.json";
+
+/// The daemon of `data_dir`: the pid in its pid file, which must be a live process; without
+/// a pid file (a daemon from before it wrote one), the owner of the UDP port in
+/// `<data_dir>/quic.addr`, which needs root to see other processes' sockets.
+pub fn pid_of_data_dir(proc: &Path, data_dir: &Path) -> Result<u32, ProbeError> {
+    let file = data_dir.join(PID_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let pid: u32 = text.trim().parse().map_err(|_| {
+                ProbeError::Target(format!("{}: `{}` is not a pid", file.display(), text.trim()))
+            })?;
+            if !proc.join(pid.to_string()).join("comm").exists() {
+                return Err(ProbeError::Target(format!(
+                    "{} names pid {pid}, which is not running: a stale pid file of a daemon that was killed? \
+                     Start flashpointd, or pass --pid",
+                    file.display()
+                )));
+            }
+            Ok(pid)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => pid_of_port_file(proc, data_dir),
+        Err(e) => Err(ProbeError::Target(format!("cannot read {}: {e}", file.display()))),
+    }
+}
+
+/// What `<data_dir>/threads.json` says about the daemon's threads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadMap {
+    /// The pid it was written by.
+    pub pid: u32,
+    /// The roles of each thread that has some (metrics names: `intake0`, `merger`, ...).
+    pub roles: BTreeMap<u32, Vec<String>>,
+    /// The CPUs of the executor threads.
+    pub executor_cpus: BTreeSet<usize>,
+}
+
+/// Reads `<data_dir>/threads.json`; `None` when there is none (a daemon not ready yet, or
+/// one from before the file).
+pub fn thread_map(data_dir: &Path) -> Result<Option<ThreadMap>, ProbeError> {
+    let file = data_dir.join(THREADS_FILE);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ProbeError::Target(format!("cannot read {}: {e}", file.display()))),
+    };
+    let bad = |what: &str| ProbeError::Target(format!("{}: {what}", file.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+    let pid = v["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).ok_or_else(|| bad("no pid"))?;
+    let mut map = ThreadMap { pid, ..ThreadMap::default() };
+    for t in v["threads"].as_array().ok_or_else(|| bad("no threads"))? {
+        let tid = t["tid"]
+            .as_u64()
+            .and_then(|t| u32::try_from(t).ok())
+            .ok_or_else(|| bad("a thread without tid"))?;
+        let roles: Vec<String> = t["roles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect();
+        if t["kind"] == "executor"
+            && let Some(cpu) = t["cpu"].as_u64()
+        {
+            map.executor_cpus.insert(cpu as usize);
+        }
+        if !roles.is_empty() {
+            map.roles.insert(tid, roles);
+        }
+    }
+    Ok(Some(map))
+}
+
 /// The pid of the process that owns the UDP socket bound to the port in `<data_dir>/quic.addr`
 /// (the daemon writes that file once its intake socket is bound).
-pub fn pid_of_data_dir(proc: &Path, data_dir: &Path) -> Result<u32, ProbeError> {
+fn pid_of_port_file(proc: &Path, data_dir: &Path) -> Result<u32, ProbeError> {
     let file = data_dir.join("quic.addr");
     let text = std::fs::read_to_string(&file).map_err(|e| {
         ProbeError::Target(format!(
@@ -284,6 +361,49 @@ mod tests {
         assert!(err.contains("no process owns UDP port 9999"), "{err}");
         let err = pid_of_data_dir(&root, &root.join("nowhere")).unwrap_err().to_string();
         assert!(err.contains("is flashpointd running"), "{err}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_pid_file_names_the_daemon_and_a_stale_one_is_refused() {
+        let root = temp_dir("pidfile");
+        fake_proc(&root);
+        let data = root.join("data");
+        fs::create_dir_all(&data).unwrap();
+        // No quic.addr at all: the pid file is enough, and no socket scan is needed.
+        fs::write(data.join(PID_FILE), "700\n").unwrap();
+        assert_eq!(pid_of_data_dir(&root, &data).unwrap(), 700);
+        fs::write(data.join(PID_FILE), "999\n").unwrap();
+        let err = pid_of_data_dir(&root, &data).unwrap_err().to_string();
+        assert!(err.contains("names pid 999, which is not running"), "{err}");
+        fs::write(data.join(PID_FILE), "x\n").unwrap();
+        assert!(pid_of_data_dir(&root, &data).unwrap_err().to_string().contains("is not a pid"));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_thread_map_gives_roles_by_tid_and_the_executor_cpus() {
+        let root = temp_dir("threadmap");
+        assert_eq!(thread_map(&root).unwrap(), None);
+        fs::write(
+            root.join(THREADS_FILE),
+            r#"{"pid": 700, "threads": [
+                {"tid": 700, "name": "flashpointd", "kind": "main", "cpu": 3, "roles": [], "policy": "SCHED_OTHER", "priority": 0},
+                {"tid": 701, "name": "fpn-cpu2", "kind": "executor", "cpu": 2, "roles": ["intake0", "builder0"], "policy": "SCHED_FIFO", "priority": 10},
+                {"tid": 702, "name": "fpn-cpu3", "kind": "executor", "cpu": 3, "roles": ["merger"], "policy": "SCHED_OTHER", "priority": 0},
+                {"tid": 705, "name": "fpn-cpu3-pool", "kind": "executor_pool", "cpu": 3, "roles": [], "policy": "SCHED_OTHER", "priority": 0},
+                {"tid": 704, "name": "fpn-journal-io", "kind": "journal_writer", "cpu": 3, "roles": ["journal"], "policy": "SCHED_OTHER", "priority": 0}
+            ]}"#,
+        )
+        .unwrap();
+        let map = thread_map(&root).unwrap().unwrap();
+        assert_eq!(map.pid, 700);
+        assert_eq!(map.executor_cpus, BTreeSet::from([2, 3]));
+        assert_eq!(map.roles[&701], ["intake0", "builder0"]);
+        assert_eq!(map.roles[&704], ["journal"]);
+        assert!(!map.roles.contains_key(&700) && !map.roles.contains_key(&705));
+        fs::write(root.join(THREADS_FILE), "{").unwrap();
+        assert!(thread_map(&root).is_err());
         fs::remove_dir_all(&root).unwrap();
     }
 

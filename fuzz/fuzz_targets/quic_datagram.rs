@@ -82,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
     let mut counters = Counters::default();
     let mut answers: Vec<Option<Receipt>> = Vec::new();
     let result =
-        handle_frame(payload, 1_000, client, &mut counters, &mut take, &mut engine, |a| answers.push(a));
+        handle_frame(payload, 1_000, client, &mut counters, &mut take, &mut engine, |a, _| answers.push(a));
     match result {
         Ok(()) => assert_eq!(answers.len(), decode_frame(payload).expect("it decoded").count()),
         Err(reason) => {

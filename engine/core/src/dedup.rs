@@ -51,6 +51,8 @@
 //! `new` → per record `check_and_insert` / `insert` (and `get` for lookups) → `advance` when
 //! a window opens → optionally `expire` from housekeeping.
 
+use std::collections::HashMap;
+
 use fpn_wire::Reason;
 
 /// Expired entries removed per insert. Two per insert keeps the backlog shrinking even when
@@ -88,7 +90,8 @@ struct Slot {
 const SLOT_EMPTY: Slot = Slot { pos: EMPTY, tag: 0 };
 
 /// Exact de-duplication table for (client id, nonce) pairs seen in the last
-/// `horizon_windows` windows, the current one included. See the module docs for the design.
+/// `horizon_windows` windows, the current one included, and beyond the horizon a per-client
+/// nonce high-water mark (see [`Dedup::with_clients`]). See the module docs for the design.
 ///
 /// Call order: `new`, then `check_and_insert`/`insert`/`get` for the current window,
 /// `advance` when the next window opens, and `expire` from housekeeping if wanted.
@@ -105,6 +108,13 @@ pub struct Dedup {
     len: usize,
     horizon_windows: u64,
     window_id: u64,
+    /// Per client: one above the highest nonce of its pairs that left the horizon (0: none
+    /// left yet). `None`: no high-water marks (pairs are forgotten after the horizon).
+    high_water: Option<HashMap<u64, u64>>,
+    clients_max: usize,
+    /// The last insert gave its client a place in the high-water table (for
+    /// [`Dedup::undo_insert`]).
+    last_insert_new_client: bool,
 }
 
 #[inline]
@@ -123,6 +133,22 @@ impl Dedup {
     /// `horizon_windows` or `records_max` is zero or their product exceeds
     /// [`DEDUP_ENTRIES_MAX`].
     pub fn new(horizon_windows: u32, records_max: usize, window_id: u64) -> Dedup {
+        Dedup::with_clients(horizon_windows, records_max, window_id, 0)
+    }
+
+    /// [`Dedup::new`] with replay protection beyond the horizon for up to `clients_max`
+    /// clients (0: none). A pair that leaves the horizon raises its client's high-water
+    /// mark to its nonce; an insert whose nonce is at or below its client's mark is refused
+    /// `NonceExpired`, so a pair is never accepted twice however late it is replayed, as
+    /// long as each client's nonces increase across the horizon. A client takes its place in
+    /// the table with its first pair; once `clients_max` clients have one, a new client's
+    /// pairs are refused `Overloaded`. The table is allocated here.
+    pub fn with_clients(
+        horizon_windows: u32,
+        records_max: usize,
+        window_id: u64,
+        clients_max: usize,
+    ) -> Dedup {
         assert!(horizon_windows >= 1, "horizon_windows must be >= 1");
         assert!(records_max >= 1, "records_max must be >= 1");
         let entries_max = (horizon_windows as usize)
@@ -139,6 +165,9 @@ impl Dedup {
             len: 0,
             horizon_windows: u64::from(horizon_windows),
             window_id,
+            high_water: (clients_max > 0).then(|| HashMap::with_capacity(clients_max)),
+            clients_max,
+            last_insert_new_client: false,
         }
     }
 
@@ -163,6 +192,14 @@ impl Dedup {
         // Expire before probing: deletion shifts slots, so the free slot found by the probe
         // must not be invalidated afterwards.
         self.expire(EXPIRE_STEPS_PER_INSERT);
+        if let Some(marks) = &self.high_water {
+            match marks.get(&client_id) {
+                Some(&mark) if nonce < mark => return Err(Reason::NonceExpired),
+                Some(_) => {}
+                None if marks.len() == self.clients_max => return Err(Reason::Overloaded),
+                None => {}
+            }
+        }
         let tag = hash(client_id, nonce);
         let mut i = self.home(tag);
         loop {
@@ -172,8 +209,14 @@ impl Dedup {
             }
             if slot.tag == tag {
                 let e = &self.log[slot.pos as usize];
-                if e.client_id == client_id && e.nonce == nonce && self.is_live(e.window_id) {
-                    return Err(Reason::DuplicateNonce);
+                if e.client_id == client_id && e.nonce == nonce {
+                    if self.is_live(e.window_id) {
+                        return Err(Reason::DuplicateNonce);
+                    }
+                    // Left the horizon but not removed yet: its mark is not raised yet.
+                    if self.high_water.is_some() {
+                        return Err(Reason::NonceExpired);
+                    }
                 }
             }
             i = (i + 1) & self.mask;
@@ -190,6 +233,13 @@ impl Dedup {
         self.log[pos] = DedupEntry { client_id, nonce, window_id, value };
         self.slots[i] = Slot { pos: pos as u32, tag };
         self.len += 1;
+        self.last_insert_new_client = false;
+        if let Some(marks) = &mut self.high_water
+            && !marks.contains_key(&client_id)
+        {
+            marks.insert(client_id, 0);
+            self.last_insert_new_client = true;
+        }
         debug_assert!(2 * self.len <= self.slots.len());
         Ok(())
     }
@@ -247,6 +297,9 @@ impl Dedup {
                 self.prefetch_slot(self.home(hash(e.client_id, e.nonce)));
             }
             self.remove_slot_of(self.head, hash(head.client_id, head.nonce));
+            if let Some(mark) = self.high_water.as_mut().and_then(|m| m.get_mut(&head.client_id)) {
+                *mark = (*mark).max(head.nonce.saturating_add(1));
+            }
             self.head += 1;
             if self.head == self.log.len() {
                 self.head = 0;
@@ -313,6 +366,78 @@ impl Dedup {
         self.window_id - window_id < self.horizon_windows
     }
 
+    /// The client's high-water mark: nonces below it are refused `NonceExpired` (`None`: no
+    /// pair of the client left the horizon yet, or marks are off).
+    pub fn high_water(&self, client_id: u64) -> Option<u64> {
+        self.high_water.as_ref()?.get(&client_id).copied().filter(|&m| m > 0)
+    }
+
+    /// Every client's high-water mark (for a checkpoint), in no particular order.
+    pub fn high_waters(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.high_water.iter().flatten().map(|(&c, &m)| (c, m)).filter(|&(_, m)| m > 0)
+    }
+
+    /// Restores a client's high-water mark (recovery): nonces below `mark` are refused.
+    /// Takes a place in the client table. Returns `Err(Overloaded)` when the table is full.
+    pub fn restore_high_water(&mut self, client_id: u64, mark: u64) -> Result<(), Reason> {
+        let Some(marks) = &mut self.high_water else { return Ok(()) };
+        if !marks.contains_key(&client_id) && marks.len() == self.clients_max {
+            return Err(Reason::Overloaded);
+        }
+        let m = marks.entry(client_id).or_insert(0);
+        *m = (*m).max(mark);
+        Ok(())
+    }
+
+    /// Forgets the pair the last [`Dedup::insert`] remembered (its record could not be
+    /// queued after all): the pair may come again. Panics if `(client_id, nonce)` is not the
+    /// newest entry.
+    pub fn undo_insert(&mut self, client_id: u64, nonce: u64) {
+        assert!(self.len > 0, "undo without an insert");
+        let mut pos = self.head + self.len - 1;
+        if pos >= self.log.len() {
+            pos -= self.log.len();
+        }
+        let e = self.log[pos];
+        assert!(e.client_id == client_id && e.nonce == nonce, "undo of a pair that is not the newest");
+        self.remove_slot_of(pos, hash(client_id, nonce));
+        self.len -= 1;
+        if self.last_insert_new_client
+            && let Some(marks) = &mut self.high_water
+        {
+            marks.remove(&client_id);
+        }
+        self.last_insert_new_client = false;
+    }
+
+    /// Recovery: remembers a pair accepted in `window_id` (at most the current window, and
+    /// not older than the pairs restored before it: the ring stays in window order). Pairs
+    /// already outside the horizon are not kept. `Err(Overloaded)` when the table (or the
+    /// client table) is full.
+    pub fn restore_pair(
+        &mut self,
+        client_id: u64,
+        nonce: u64,
+        window_id: u64,
+        value: u64,
+    ) -> Result<(), Reason> {
+        assert!(window_id <= self.window_id, "a restored pair from the future");
+        if !self.is_live(window_id) {
+            return Ok(());
+        }
+        let current = self.window_id;
+        // Insert as if its window were current, then come back: the ring keeps window order.
+        self.window_id = window_id;
+        let r = self.insert(client_id, nonce, window_id, value);
+        self.window_id = current;
+        r
+    }
+
+    /// Clients holding a place in the high-water table.
+    pub fn clients(&self) -> usize {
+        self.high_water.as_ref().map_or(0, HashMap::len)
+    }
+
     /// The current window id.
     pub fn window_id(&self) -> u64 {
         self.window_id
@@ -341,9 +466,12 @@ impl Dedup {
         self.slots.len()
     }
 
-    /// Heap bytes held, for the memory bound in `docs/windows.md`.
+    /// Heap bytes held, for the memory bound in `docs/windows.md` (the high-water table
+    /// counted at 16 bytes a client plus the map's control bytes, roughly).
     pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * size_of::<Slot>() + self.log.capacity() * size_of::<DedupEntry>()
+        self.slots.capacity() * size_of::<Slot>()
+            + self.log.capacity() * size_of::<DedupEntry>()
+            + self.high_water.as_ref().map_or(0, |m| m.capacity() * 17)
     }
 
     /// Checks the index against the ring (tests only: O(slots)).

@@ -34,6 +34,8 @@ pub struct BlockEntry {
     pub fee: u64,
     /// `profit - fee`.
     pub payout: u64,
+    /// The intent's receive time (`IntentMeta::rx_ns`), carried into the published block.
+    pub rx_ns: u64,
 }
 
 /// A published block. Reused across windows: [`Packer::pack`] overwrites it.
@@ -450,6 +452,7 @@ pub(crate) fn fill_block_from<'a>(
             profit,
             fee: share,
             payout: 0,
+            rx_ns: meta.rx_ns,
         });
     }
     // Picked indices ascend, and seq ascends with arrival, so this is already sorted; the

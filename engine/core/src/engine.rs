@@ -422,8 +422,10 @@ impl WindowResult {
     pub fn encode(&self, buf: &mut Vec<u8>) {
         let block = &self.block;
         let mut w = FrameWriter::new(buf, u32::MAX as usize);
-        let entries =
-            block.entries.iter().map(|e| BlockEntryWire::new(e.seq, e.client_id, e.profit, e.payout));
+        let entries = block
+            .entries
+            .iter()
+            .map(|e| BlockEntryWire::new(e.seq, e.client_id, e.profit, e.payout, e.rx_ns));
         w.push_block_iter(
             &BlockSummary {
                 window_id: block.window_id,

@@ -34,6 +34,10 @@ pub struct WindowConfig {
     /// The first engine sequence id handed out, `>= 1` (journal replay resumes from here).
     /// Default 1.
     pub first_seq: u64,
+    /// Clients whose nonce high-water marks are kept beyond the de-duplication horizon
+    /// (replay protection; `Dedup::with_clients`), `1 ..= 2^24`. Past it, a new client's
+    /// records are refused `Overloaded`. Default 65,536.
+    pub clients_max: usize,
 }
 
 impl WindowConfig {
@@ -41,6 +45,7 @@ impl WindowConfig {
     pub const WINDOW_NS_MAX: u64 = 1000 * NS_PER_MS;
     pub const RECORDS_MAX_MAX: usize = 1 << 20;
     pub const DEDUP_HORIZON_WINDOWS_MAX: u32 = 4096;
+    pub const CLIENTS_MAX_MAX: usize = 1 << 24;
 
     /// Defaults for a given `records_max`, with `keys_max` and `bids_max` derived from it.
     pub fn with_records_max(records_max: usize) -> WindowConfig {
@@ -51,6 +56,7 @@ impl WindowConfig {
             bids_max: records_max,
             dedup_horizon_windows: 16,
             first_seq: 1,
+            clients_max: 65_536,
         }
     }
 
@@ -79,6 +85,9 @@ impl WindowConfig {
         }
         if self.first_seq == 0 {
             return Err(WindowConfigError::FirstSeq);
+        }
+        if !(1..=Self::CLIENTS_MAX_MAX).contains(&self.clients_max) {
+            return Err(WindowConfigError::ClientsMax(self.clients_max));
         }
         Ok(())
     }
@@ -113,6 +122,8 @@ pub enum WindowConfigError {
     DedupHorizonWindows { value: u32, records_max: usize },
     #[error("first_seq must be >= 1, got 0")]
     FirstSeq,
+    #[error("clients_max must be in 1..=16777216 (2^24), got {0}")]
+    ClientsMax(usize),
 }
 
 /// A bid waiting in the open window; it moves into the auction book when the window closes.
@@ -292,7 +303,12 @@ impl Window {
             intent_cancelled: Vec::with_capacity(cfg.records_max),
             cancelled_count: 0,
             exhausted: false,
-            dedup: Dedup::new(cfg.dedup_horizon_windows, cfg.records_max, first_window_id),
+            dedup: Dedup::with_clients(
+                cfg.dedup_horizon_windows,
+                cfg.records_max,
+                first_window_id,
+                cfg.clients_max,
+            ),
         })
     }
 
@@ -765,7 +781,7 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_rejected_within_horizon_accepted_after() {
+    fn duplicates_rejected_within_horizon_and_expired_after() {
         let mut w = Window::new(cfg(8), 0, 0);
         let mut out = ClosedWindow::new(w.config());
         intent(&mut w, 0, 1, 1).unwrap();
@@ -777,8 +793,10 @@ mod tests {
         w.close(2, &mut out);
         assert_eq!(intent(&mut w, 3, 1, 1), Err(Reason::DuplicateNonce));
         w.close(4, &mut out);
-        // Window 0 is 3 windows back now; the horizon is 3.
-        assert_eq!(intent(&mut w, 5, 1, 1).map(|a| a.window_id), Ok(3));
+        // Window 0 is 3 windows back now; the horizon is 3: the pair is refused for good.
+        assert_eq!(intent(&mut w, 5, 1, 1), Err(Reason::NonceExpired));
+        // A higher nonce of the same client is new.
+        assert_eq!(intent(&mut w, 5, 1, 2).map(|a| a.window_id), Ok(3));
     }
 
     #[test]
@@ -923,6 +941,7 @@ mod tests {
                 bids_max: bids_max_pick.min(records_max),
                 dedup_horizon_windows: horizon,
                 first_seq: 1,
+                clients_max: 64,
             };
             let mut now = 5u64;
             let mut w = Window::new(c, 100, now);
@@ -961,9 +980,16 @@ mod tests {
                         let mut retried = false;
                         loop {
                             let wid = w.window_id();
-                            let dup = last_window
-                                .get(&(client_id, nonce))
-                                .is_some_and(|l| wid - l < u64::from(horizon));
+                            let seen_at = last_window.get(&(client_id, nonce)).copied();
+                            let dup = seen_at.is_some_and(|l| wid - l < u64::from(horizon));
+                            let replay_after_horizon = seen_at.is_some_and(|l| wid - l >= u64::from(horizon));
+                            // The highest nonce of the client's accepted pairs that left the
+                            // horizon: a high-water mark may refuse nonces up to it.
+                            let mark = last_window
+                                .iter()
+                                .filter(|&(&(c, _), &l)| c == client_id && wid - l >= u64::from(horizon))
+                                .map(|(&(_, n), _)| n)
+                                .max();
                             let r = if is_bid {
                                 bid(&mut w, now, client_id, nonce)
                             } else {
@@ -983,8 +1009,13 @@ mod tests {
                                     prop_assert!(dup, "false positive");
                                     break;
                                 }
+                                Err(Reason::NonceExpired) => {
+                                    prop_assert!(mark.is_some_and(|m| nonce <= m), "refused above every expired nonce");
+                                    break;
+                                }
                                 Ok(a) => {
                                     prop_assert!(!dup, "false negative");
+                                    prop_assert!(!replay_after_horizon, "a pair accepted twice");
                                     prop_assert_eq!(a.window_id, wid);
                                     prop_assert_eq!(a.seq, accepted.len() as u64 + 1);
                                     last_window.insert((client_id, nonce), wid);

@@ -44,6 +44,28 @@ fn an_intent_goes_from_frame_to_block_and_receipt() {
 }
 
 #[test]
+fn each_block_entry_carries_its_records_receive_time_into_the_result_and_the_wire() {
+    let mut e = Engine::new(small_config(), 0).unwrap();
+    // Receive times unlike the engine's `now`, as a NIC or kernel stamp would be.
+    let mut sent = Vec::new();
+    for (nonce, rx_ns) in [(1u64, 1_000_123u64), (2, 1_500_077), (3, 2_000_001)] {
+        let mut out = Vec::new();
+        let frame = intent_frame(7, nonce, 100 * nonce, &[nonce]);
+        e.handle_frame(3 * MS, rx_ns, &frame, |r| out.push(r)).unwrap();
+        assert_eq!((out[0].status, out[0].rx_ns), (Ok(()), rx_ns));
+        sent.push((out[0].seq, rx_ns));
+    }
+    let result = e.poll_window(20 * MS).expect("due");
+    let got: Vec<(u64, u64)> = result.block.entries.iter().map(|x| (x.seq, x.rx_ns)).collect();
+    assert_eq!(got, sent);
+    let mut bytes = Vec::new();
+    result.encode(&mut bytes);
+    let Some(RecordRef::Block(b)) = decode_frame(&bytes).unwrap().next() else { panic!("a block first") };
+    let wire: Vec<(u64, u64)> = b.entries.iter().map(|x| (x.seq.get(), x.rx_ns.get())).collect();
+    assert_eq!(wire, sent);
+}
+
+#[test]
 fn every_bad_record_gets_its_reason_and_a_counter() {
     let mut e = Engine::new(small_config(), 0).unwrap();
     let cases: Vec<(Vec<u8>, Reason)> = vec![

@@ -28,20 +28,23 @@ pub enum Role {
     Merger,
     /// Proves finished blocks, off the latency path.
     Prover,
-    /// Writes receipts and blocks to disk.
+    /// Writes the results journal (published windows) to disk.
     Journal,
+    /// Writes the durable input log (every accepted record), group-committed.
+    Log,
     /// Serves metrics and the admin API.
     Admin,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Intake,
         Role::Builder,
         Role::BuildWorker,
         Role::Merger,
         Role::Prover,
         Role::Journal,
+        Role::Log,
         Role::Admin,
     ];
 
@@ -53,6 +56,7 @@ impl Role {
             Role::Merger => "merger",
             Role::Prover => "prover",
             Role::Journal => "journal",
+            Role::Log => "log",
             Role::Admin => "admin",
         }
     }
@@ -80,6 +84,7 @@ pub struct PerRole<T> {
     pub merger: T,
     pub prover: T,
     pub journal: T,
+    pub log: T,
     pub admin: T,
 }
 
@@ -92,6 +97,7 @@ impl<T> PerRole<T> {
             merger: f(Role::Merger),
             prover: f(Role::Prover),
             journal: f(Role::Journal),
+            log: f(Role::Log),
             admin: f(Role::Admin),
         }
     }
@@ -104,6 +110,7 @@ impl<T> PerRole<T> {
             Role::Merger => &self.merger,
             Role::Prover => &self.prover,
             Role::Journal => &self.journal,
+            Role::Log => &self.log,
             Role::Admin => &self.admin,
         }
     }
@@ -191,6 +198,7 @@ pub fn default_lists(profile: Profile, cpus: &CpuSet, shards: usize, workers: us
             merger: vec![ids[1 + k]],
             prover: vec![rest],
             journal: vec![rest],
+            log: vec![rest],
             admin: vec![rest],
         };
     }
@@ -209,6 +217,7 @@ pub fn default_lists(profile: Profile, cpus: &CpuSet, shards: usize, workers: us
         merger: vec![second],
         prover: vec![second],
         journal: vec![second],
+        log: vec![second],
         admin: vec![second],
     }
 }
@@ -310,6 +319,7 @@ mod tests {
             merger: 1,
             prover: provers,
             journal: 1,
+            log: 1,
             admin: 1,
         }
     }
@@ -326,7 +336,7 @@ mod tests {
             let map = CoreMap::resolve(&lists, &counts(1, 4, 1));
             assert_eq!(map.plans.len(), 1, "{profile:?}");
             assert_eq!(map.plans[0].cpu, 0);
-            assert_eq!(map.plans[0].roles.len(), 1 + 4 + 8 + 1 + 1 + 1 + 1);
+            assert_eq!(map.plans[0].roles.len(), 1 + 4 + 8 + 1 + 1 + 1 + 1 + 1);
         }
     }
 
@@ -349,6 +359,7 @@ mod tests {
                             ri(Role::Merger, 0),
                             ri(Role::Prover, 0),
                             ri(Role::Journal, 0),
+                            ri(Role::Log, 0),
                             ri(Role::Admin, 0)
                         ]
                     },
@@ -386,7 +397,10 @@ mod tests {
             assert!(map.neighbours(ri(Role::Builder, shard)).is_empty());
         }
         assert!(map.neighbours(ri(Role::Merger, 0)).is_empty());
-        assert_eq!(map.neighbours(ri(Role::Journal, 0)), vec![ri(Role::Prover, 0), ri(Role::Admin, 0)]);
+        assert_eq!(
+            map.neighbours(ri(Role::Journal, 0)),
+            vec![ri(Role::Prover, 0), ri(Role::Log, 0), ri(Role::Admin, 0)]
+        );
         // The four shards' build workers share the one CPU left, 7.
         assert_eq!(map.plans.len(), 8);
         assert_eq!(map.plans[7].roles, (0..4).map(|i| ri(Role::BuildWorker, i)).collect::<Vec<_>>());
@@ -409,6 +423,7 @@ mod tests {
             merger: vec![4],
             prover: vec![5],
             journal: vec![5],
+            log: vec![5],
             admin: vec![5],
         };
         let mut c = counts(2, 5, 0);
@@ -420,7 +435,7 @@ mod tests {
         assert_eq!(map.instances(Role::Prover), 0);
         let shard_cpus: Vec<_> = (0..5).map(|i| map.cpu_of(Role::Builder, i).unwrap()).collect();
         assert_eq!(shard_cpus, vec![2, 3, 2, 3, 2]);
-        assert_eq!(map.plans.last().unwrap().roles, vec![ri(Role::Journal, 0)]);
+        assert_eq!(map.plans.last().unwrap().roles, vec![ri(Role::Journal, 0), ri(Role::Log, 0)]);
         assert_eq!(map.to_string().lines().next(), Some("cpu 0: intake#0"));
     }
 

@@ -10,7 +10,10 @@ pub mod cli;
 pub mod config;
 pub mod cores;
 pub mod idle;
+pub mod journal_files;
 pub mod prover;
+pub mod recovery;
+pub mod replay;
 pub mod run;
 
 pub use config::{Config, ConfigError, ConfigErrors, Inputs, Loaded, Settings, load};

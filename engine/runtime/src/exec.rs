@@ -4,6 +4,9 @@
 //! thread, pinned with `Placement::Fixed(cpu)`. The roles of an executor (shards sharing the
 //! CPU) are tasks on it; a role given `shares` gets its own glommio task queue
 //! (`Shares::Static(shares)`, `Latency::NotImportant`), the others share the default queue.
+//! An executor may be given a setup ([`ExecutorSetup`]): run on its thread, once pinned and
+//! before any role starts, for what applies to the thread as a whole (its scheduling policy,
+//! say); an error stops the start.
 //! Every role's run loop checks the [`StopFlag`]; [`Executors::stop`] sets it and
 //! [`Executors::join`] waits for all threads. A panicking executor sets the stop flag so the
 //! rest of the process winds down instead of running headless.
@@ -128,6 +131,34 @@ impl std::fmt::Debug for RoleSpec {
     }
 }
 
+/// What an [`ExecutorSetup`] is told about its executor.
+#[derive(Debug, Clone)]
+pub struct SetupContext<'a> {
+    /// The executor's name (its thread is `fpn-<name>`).
+    pub executor_name: &'a str,
+    /// The CPU the thread is pinned to.
+    pub cpu_id: usize,
+}
+
+/// A setup run on an executor's own thread once it is pinned, before any of its roles
+/// starts: what must apply to the thread (a scheduling policy, say). `Err(message)` stops
+/// the start with [`ExecError::Setup`].
+pub struct ExecutorSetup(Box<SetupFn>);
+
+type SetupFn = dyn FnOnce(&SetupContext<'_>) -> Result<(), String> + Send;
+
+impl ExecutorSetup {
+    pub fn new(f: impl FnOnce(&SetupContext<'_>) -> Result<(), String> + Send + 'static) -> Self {
+        Self(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for ExecutorSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExecutorSetup(..)")
+    }
+}
+
 /// One executor: a thread pinned to `cpu_id` running `roles`.
 #[derive(Debug)]
 pub struct ExecutorSpec {
@@ -141,6 +172,8 @@ pub struct ExecutorSpec {
     /// How long glommio itself spins before blocking in io_uring when every task is
     /// asleep (`None`: block at once). Our idle strategies do the spinning in the role.
     pub spin_before_park: Option<Duration>,
+    /// Run on the executor's thread before its roles (see [`ExecutorSetup`]).
+    pub setup: Option<ExecutorSetup>,
 }
 
 impl ExecutorSpec {
@@ -153,6 +186,7 @@ impl ExecutorSpec {
             preempt_timer: PREEMPT_TIMER_DEFAULT,
             io_memory_bytes: IO_MEMORY_BYTES_DEFAULT,
             spin_before_park: None,
+            setup: None,
         }
     }
 }
@@ -182,6 +216,8 @@ pub enum ExecError {
     Spawn { executor: String, source: std::io::Error },
     #[error("glommio executor {executor:?} failed: {message}")]
     Glommio { executor: String, message: String },
+    #[error("executor {executor:?} setup: {message}")]
+    Setup { executor: String, message: String },
     #[error("executor {executor:?} panicked: {message}")]
     Panicked { executor: String, message: String },
 }
@@ -261,7 +297,7 @@ pub fn start(specs: Vec<ExecutorSpec>, stop: StopFlag) -> Result<Executors, Exec
     for spec in specs {
         let name = spec.name.clone();
         let cpu_id = spec.cpu_id;
-        let (started_tx, started_rx) = mpsc::sync_channel::<Result<(), String>>(1);
+        let (started_tx, started_rx) = mpsc::sync_channel::<Result<(), StartFailure>>(1);
         let spawned = std::thread::Builder::new().name(format!("fpn-{name}")).spawn({
             let stop = stop.clone();
             move || run_executor(spec, stop, started_tx)
@@ -277,7 +313,8 @@ pub fn start(specs: Vec<ExecutorSpec>, stop: StopFlag) -> Result<Executors, Exec
         let outcome = started_rx.recv();
         let failure = match outcome {
             Ok(Ok(())) => None,
-            Ok(Err(message)) => Some(ExecError::Glommio { executor: name, message }),
+            Ok(Err(StartFailure::Glommio(message))) => Some(ExecError::Glommio { executor: name, message }),
+            Ok(Err(StartFailure::Setup(message))) => Some(ExecError::Setup { executor: name, message }),
             // The thread died before reporting: it panicked; join says why.
             Err(mpsc::RecvError) => {
                 let (_, _, handle) = executors.threads.pop().expect("pushed above");
@@ -309,10 +346,20 @@ impl Drop for StopOnPanic {
     }
 }
 
-fn run_executor(spec: ExecutorSpec, stop: StopFlag, started_tx: mpsc::SyncSender<Result<(), String>>) {
+/// Why an executor thread did not start its roles.
+enum StartFailure {
+    Glommio(String),
+    Setup(String),
+}
+
+fn run_executor(
+    mut spec: ExecutorSpec,
+    stop: StopFlag,
+    started_tx: mpsc::SyncSender<Result<(), StartFailure>>,
+) {
     let _guard = StopOnPanic(stop.clone());
     if let Err(error) = set_timer_slack_ns(1) {
-        let _ = started_tx.send(Err(format!("setting timer slack: {error}")));
+        let _ = started_tx.send(Err(StartFailure::Glommio(format!("setting timer slack: {error}"))));
         return;
     }
     let mut builder = LocalExecutorBuilder::new(Placement::Fixed(spec.cpu_id))
@@ -325,10 +372,18 @@ fn run_executor(spec: ExecutorSpec, stop: StopFlag, started_tx: mpsc::SyncSender
     let executor = match builder.make() {
         Ok(executor) => executor,
         Err(error) => {
-            let _ = started_tx.send(Err(error.to_string()));
+            let _ = started_tx.send(Err(StartFailure::Glommio(error.to_string())));
             return;
         }
     };
+    // `make` pinned this thread; the setup runs on it before any role.
+    if let Some(setup) = spec.setup.take() {
+        let ctx = SetupContext { executor_name: &spec.name, cpu_id: spec.cpu_id };
+        if let Err(message) = (setup.0)(&ctx) {
+            let _ = started_tx.send(Err(StartFailure::Setup(message)));
+            return;
+        }
+    }
     let executor_name: Arc<str> = spec.name.as_str().into();
     let cpu_id = spec.cpu_id;
     // Roles in the executor's own task queue park together (see `ParkMode`); roles in task
@@ -364,7 +419,8 @@ fn run_executor(spec: ExecutorSpec, stop: StopFlag, started_tx: mpsc::SyncSender
                 Ok(task) => tasks.push(task),
                 Err(error) => {
                     stop.stop();
-                    let _ = started_tx.send(Err(format!("spawning role {:?}: {error}", role.name)));
+                    let _ = started_tx
+                        .send(Err(StartFailure::Glommio(format!("spawning role {:?}: {error}", role.name))));
                     return;
                 }
             }

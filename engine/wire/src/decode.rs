@@ -226,10 +226,13 @@ fn check_record_header(buf: &[u8]) -> Result<usize, Reason> {
     if len > buf.len() {
         return Err(Reason::Truncated);
     }
-    if h.version != VERSION {
+    // Each kind has its own version; an unknown kind is judged against v1 (so it is
+    // `unknown_kind` at version 1, as before kinds had versions of their own).
+    let kind = Kind::from_u8(h.kind);
+    if h.version != kind.map_or(VERSION, Kind::version) {
         return Err(Reason::UnsupportedVersion);
     }
-    let kind = Kind::from_u8(h.kind).ok_or(Reason::UnknownKind)?;
+    let kind = kind.ok_or(Reason::UnknownKind)?;
     let expected = match kind {
         Kind::Intent => {
             let f = IntentWire::ref_from_prefix(buf).map_err(|_| Reason::BadLength)?.0;

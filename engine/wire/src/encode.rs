@@ -144,12 +144,13 @@ pub struct ProofAnnounce {
 }
 
 impl BlockEntryWire {
-    pub fn new(seq: u64, client_id: u64, profit: u64, payout: u64) -> BlockEntryWire {
+    pub fn new(seq: u64, client_id: u64, profit: u64, payout: u64, rx_ns: u64) -> BlockEntryWire {
         BlockEntryWire {
             seq: U64::new(seq),
             client_id: U64::new(client_id),
             profit: U64::new(profit),
             payout: U64::new(payout),
+            rx_ns: U64::new(rx_ns),
         }
     }
 }
@@ -179,7 +180,7 @@ pub struct FrameWriter<'b> {
 }
 
 fn record_header(kind: Kind, len: usize) -> RecordHeader {
-    RecordHeader { kind: kind as u8, version: VERSION, reserved: U16::ZERO, len: U32::new(len as u32) }
+    RecordHeader { kind: kind as u8, version: kind.version(), reserved: U16::ZERO, len: U32::new(len as u32) }
 }
 
 impl<'b> FrameWriter<'b> {

@@ -55,11 +55,18 @@ pub enum Reason {
     BookFull = 23,
     /// A frame is larger than the transport accepts.
     Oversized = 24,
+    /// The nonce is at or below the client's high-water mark: the highest nonce among the
+    /// client's records that left the de-duplication horizon (replay protection beyond the
+    /// horizon; nonces must increase per client across it).
+    NonceExpired = 25,
+    /// The engine cannot make records durable now (its input log cannot be written: disk
+    /// full, write error); the record was not taken. Retry later.
+    StorageUnavailable = 26,
 }
 
 impl Reason {
     /// Every reason, in code order. Used by docs tests and metrics (one counter per reason).
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 26] = [
         Reason::BadMagic,
         Reason::UnsupportedVersion,
         Reason::UnknownKind,
@@ -84,6 +91,8 @@ impl Reason {
         Reason::ClientMismatch,
         Reason::BookFull,
         Reason::Oversized,
+        Reason::NonceExpired,
+        Reason::StorageUnavailable,
     ];
 
     /// The wire code.
@@ -123,6 +132,8 @@ impl Reason {
             Reason::ClientMismatch => "client_mismatch",
             Reason::BookFull => "book_full",
             Reason::Oversized => "oversized",
+            Reason::NonceExpired => "nonce_expired",
+            Reason::StorageUnavailable => "storage_unavailable",
         }
     }
 }

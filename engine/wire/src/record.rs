@@ -9,8 +9,13 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// `FP`, the first two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"FP";
-/// Frame and record version this crate speaks.
+/// The frame version this crate speaks, and the version of every record kind whose layout
+/// has not changed since v1 (all but the block: [`Kind::version`]).
 pub const VERSION: u8 = 1;
+/// The block record's version: 2 since its entries carry the receive time (`rx_ns`); v1
+/// entries were 32 bytes without it. A reader refuses a block of another version
+/// (`unsupported_version`), as it does any record at a version it does not know.
+pub const BLOCK_VERSION: u8 = 2;
 /// Most resource keys one intent may name.
 pub const INTENT_KEYS_MAX: usize = 64;
 
@@ -39,6 +44,15 @@ impl Kind {
             0x84 => Kind::Proof,
             _ => return None,
         })
+    }
+
+    /// The record version of this kind that this crate reads and writes (`docs/wire.md`,
+    /// "Versions"): each kind has its own, raised when its layout changes.
+    pub const fn version(self) -> u8 {
+        match self {
+            Kind::Block => BLOCK_VERSION,
+            _ => VERSION,
+        }
     }
 
     /// Sent by clients (intent, bid, cancel) rather than by the engine.
@@ -161,7 +175,8 @@ pub struct ReceiptWire {
     pub reserved: [u8; 6],
 }
 
-/// Block (kind 0x82): 72 bytes, then `entries_count` [`BlockEntryWire`]s.
+/// Block (kind 0x82, record version [`BLOCK_VERSION`]): 72 bytes, then `entries_count`
+/// [`BlockEntryWire`]s.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct BlockWire {
@@ -183,7 +198,7 @@ pub struct BlockWire {
     pub reserved: [u8; 6],
 }
 
-/// One selected intent of a block. 32 bytes.
+/// One selected intent of a block. 40 bytes (block version 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct BlockEntryWire {
@@ -191,6 +206,9 @@ pub struct BlockEntryWire {
     pub client_id: U64,
     pub profit: U64,
     pub payout: U64,
+    /// The engine's receive time of the intent, ns since the Unix epoch: its receipt's
+    /// `rx_ns`.
+    pub rx_ns: U64,
 }
 
 /// Clearing (kind 0x83): 40 bytes, then `winners_count` [`WinnerWire`]s.
@@ -268,7 +286,7 @@ const _: () = {
     assert!(CANCEL_LEN == 32);
     assert!(RECEIPT_LEN == 56);
     assert!(BLOCK_FIXED_LEN == 72);
-    assert!(BLOCK_ENTRY_LEN == 32);
+    assert!(BLOCK_ENTRY_LEN == 40);
     assert!(CLEARING_FIXED_LEN == 40);
     assert!(WINNER_LEN == 32);
     assert!(PROOF_LEN == 168);

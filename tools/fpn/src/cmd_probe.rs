@@ -7,7 +7,7 @@
 //! tracefs, a build without clang, no such daemon) or something was left attached, 2 for
 //! usage errors.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,15 +25,16 @@ const PROC: &str = "/proc";
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// The daemon's process id.
-    #[arg(long, conflicts_with = "data_dir")]
+    /// The daemon's process id (default: the one in <data-dir>/flashpointd.pid).
+    #[arg(long)]
     pub pid: Option<u32>,
-    /// The daemon's data directory: the daemon is the process that owns the UDP port in
-    /// <data-dir>/quic.addr (default ./data when --pid is not given).
+    /// The daemon's data directory (default ./data when --pid is not given): its pid file
+    /// names the daemon (else the process that owns the UDP port in quic.addr), and its
+    /// threads.json labels each thread with its roles.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Hot CPUs, where irq time and other tasks are counted (`0-3,8`). Default: the CPUs the
-    /// daemon's executor threads (fpn-cpu<N>) are pinned to.
+    /// daemon's executor threads (fpn-cpu<N>) are pinned to, as threads.json lists them.
     #[arg(long)]
     pub cpus: Option<String>,
     /// This process's Prometheus endpoint, host:port (port 0 picks one), or `off`.
@@ -64,18 +65,28 @@ enum Stop {
 
 pub fn run(args: &ProbeArgs) -> Result<Done, UsageError> {
     let proc = Path::new(PROC);
-    let pid = match (args.pid, &args.data_dir) {
+    let data_dir = match (args.pid, &args.data_dir) {
+        (_, Some(dir)) => Some(dir.as_path()),
+        (None, None) => Some(Path::new("./data")),
+        (Some(_), None) => None,
+    };
+    let pid = match (args.pid, data_dir) {
         (Some(pid), _) => pid,
-        (None, dir) => target::pid_of_data_dir(proc, dir.as_deref().unwrap_or(Path::new("./data")))
+        (None, dir) => target::pid_of_data_dir(proc, dir.expect("a data dir without --pid"))
             .map_err(|e| UsageError::invalid(&e.to_string()))?,
     };
     let found = target::discover(proc, pid).map_err(|e| UsageError::invalid(&e.to_string()))?;
-    let hot_cpus: BTreeSet<usize> = match &args.cpus {
-        Some(list) => target::parse_cpu_list(list)
+    let threads = match data_dir {
+        Some(dir) => roles_of(dir, pid)?,
+        None => None,
+    };
+    let hot_cpus: BTreeSet<usize> = match (&args.cpus, &threads) {
+        (Some(list), _) => target::parse_cpu_list(list)
             .map_err(|e| crate::usage(format!("--cpus: {e}")))?
             .into_iter()
             .collect(),
-        None => found.hot_cpus.clone(),
+        (None, Some(map)) if !map.executor_cpus.is_empty() => map.executor_cpus.clone(),
+        (None, _) => found.hot_cpus.clone(),
     };
     if hot_cpus.is_empty() {
         return Err(UsageError::invalid(&format!(
@@ -88,6 +99,7 @@ pub fn run(args: &ProbeArgs) -> Result<Done, UsageError> {
         addr => Some(addr.parse().map_err(|e| crate::usage(format!("--listen {addr}: {e}")))?),
     };
     let filter = Filter { pid, hot_cpus, ports: found.ports.clone(), syscalls: !args.no_syscalls };
+    let roles = threads.map(|t| t.roles).unwrap_or_default();
     let probes = Probes::attach(&filter).map_err(|e| UsageError::invalid(&e.to_string()))?;
     let server = match listen {
         Some(addr) => Some(
@@ -96,18 +108,19 @@ pub fn run(args: &ProbeArgs) -> Result<Done, UsageError> {
         None => None,
     };
     eprintln!(
-        "fpn probe: attached {} programs to pid {pid} ({}, {} threads); hot CPUs {}; intake ports {}{}",
+        "fpn probe: attached {} programs to pid {pid} ({}, {} threads{}); hot CPUs {}; intake ports {}{}",
         probes.program_ids().len(),
         found.name,
         found.threads.len(),
+        if roles.is_empty() { "" } else { ", roles from threads.json" },
         target::format_cpu_list(filter.hot_cpus.iter().copied()),
         if filter.ports.is_empty() { "none".to_string() } else { format!("{:?}", filter.ports) },
         server.as_ref().map(|s| format!("; metrics on http://{}/metrics", s.addr())).unwrap_or_default(),
     );
     let redraw = !args.plain && std::io::stdout().is_terminal();
     let started = Instant::now();
-    let stop = watch(args, &probes, server.as_ref(), &filter, redraw, started)?;
-    let (view, _) = refresh(&probes, &filter, started)?;
+    let stop = watch(args, &probes, server.as_ref(), &filter, &roles, redraw, started)?;
+    let (view, _) = refresh(&probes, &filter, &roles, started)?;
     if redraw {
         print!("\x1b[H\x1b[2J");
     }
@@ -132,14 +145,37 @@ pub fn run(args: &ProbeArgs) -> Result<Done, UsageError> {
     Ok(Done { text: String::new(), code: 0 })
 }
 
+/// The roles by thread from `<data_dir>/threads.json`, if the daemon `pid` wrote it; a file
+/// of another pid (a daemon that restarted and is not ready yet) is left aside, with a note.
+fn roles_of(data_dir: &Path, pid: u32) -> Result<Option<target::ThreadMap>, UsageError> {
+    match target::thread_map(data_dir).map_err(|e| UsageError::invalid(&e.to_string()))? {
+        Some(map) if map.pid == pid => Ok(Some(map)),
+        Some(map) => {
+            eprintln!(
+                "fpn probe: {} is of pid {}, not {pid}: threads are not labelled with roles",
+                data_dir.join(target::THREADS_FILE).display(),
+                map.pid
+            );
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
 /// The view and the Prometheus text of the probes now.
-fn refresh(probes: &Probes, filter: &Filter, started: Instant) -> Result<(String, String), UsageError> {
+fn refresh(
+    probes: &Probes,
+    filter: &Filter,
+    roles: &BTreeMap<u32, Vec<String>>,
+    started: Instant,
+) -> Result<(String, String), UsageError> {
     let snapshot = probes.snapshot().map_err(|e| UsageError::invalid(&e.to_string()))?;
     let names = Names {
         pid: filter.pid,
         hot_cpus: filter.hot_cpus.clone(),
         ports: filter.ports.clone(),
         threads: target::thread_names(Path::new(PROC), filter.pid),
+        roles: roles.clone(),
         irqs: report::host_irq_names(Path::new(PROC)),
     };
     let view = report::view(&snapshot, &names, started.elapsed().as_secs_f64());
@@ -152,6 +188,7 @@ fn watch(
     probes: &Probes,
     server: Option<&MetricsServer>,
     filter: &Filter,
+    roles: &BTreeMap<u32, Vec<String>>,
     redraw: bool,
     started: Instant,
 ) -> Result<Stop, UsageError> {
@@ -172,7 +209,7 @@ fn watch(
                 _ = terminate.recv() => return Ok(Stop::Signal("SIGTERM")),
                 () = tokio::time::sleep(wait) => {}
             }
-            let (view, metrics) = refresh(probes, filter, started)?;
+            let (view, metrics) = refresh(probes, filter, roles, started)?;
             if let Some(server) = server {
                 server.publish(metrics);
             }

@@ -48,7 +48,9 @@ fn block_line(b: &Block, json: bool) -> String {
         let entries: Vec<_> = b
             .entries
             .iter()
-            .map(|e| json!({"seq": e.seq, "client_id": e.client_id, "profit": e.profit, "payout": e.payout}))
+            .map(|e| {
+                json!({"seq": e.seq, "client_id": e.client_id, "profit": e.profit, "payout": e.payout, "rx_ns": e.rx_ns})
+            })
             .collect();
         return json!({
             "type": "block",

@@ -11,6 +11,7 @@
 mod cmd_build;
 mod cmd_clear;
 mod cmd_probe;
+mod cmd_replay;
 mod cmd_sim;
 mod cmd_status;
 mod cmd_submit;
@@ -55,6 +56,9 @@ enum Command {
     Status(cmd_status::StatusArgs),
     /// eBPF latency probes on a running daemon: a live view and a Prometheus endpoint (root).
     Probe(cmd_probe::ProbeArgs),
+    /// Rebuild windows from a data dir's input log: compare with the journal, or a what-if
+    /// backtest with other builder settings (docs/log.md).
+    Replay(cmd_replay::ReplayArgs),
     /// The host against the daemon's core map: check (read-only) or apply tuning (docs/tuning.md).
     #[command(subcommand)]
     Tune(tune::TuneCommand),
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => cmd_watch::run(&args),
         Command::Status(args) => cmd_status::run(&args),
         Command::Probe(args) => cmd_probe::run(&args),
+        Command::Replay(args) => cmd_replay::run(&args),
         Command::Tune(command) => tune::run(&command),
     };
     match result {

@@ -22,6 +22,9 @@ pub struct BlockEntry {
     pub client_id: u64,
     pub profit: u64,
     pub payout: u64,
+    /// The engine's receive time of the intent (its receipt's `rx_ns`), ns since the Unix
+    /// epoch.
+    pub rx_ns: u64,
 }
 
 /// A published block (`docs/wire.md`, kind 0x82).
@@ -128,6 +131,7 @@ pub fn decode_server_frame(frame: &[u8], via: Via, out: &mut Vec<Event>) {
                             client_id: e.client_id.get(),
                             profit: e.profit.get(),
                             payout: e.payout.get(),
+                            rx_ns: e.rx_ns.get(),
                         })
                         .collect(),
                 }));
@@ -194,7 +198,7 @@ mod tests {
         w.push_receipt(&receipt).unwrap();
         let block =
             BlockSummary { window_id: 5, total: 10, fifo_total: 10, exact: true, ..Default::default() };
-        w.push_block(&block, &[BlockEntryWire::new(42, 7, 10, 10)]).unwrap();
+        w.push_block(&block, &[BlockEntryWire::new(42, 7, 10, 10, 1_000_042)]).unwrap();
         let clearing = ClearingSummary { window_id: 5, revenue: 3, ..Default::default() };
         w.push_clearing(&clearing, &[WinnerWire::new(44, 7, 5, 3)]).unwrap();
         w.push_proof(&ProofAnnounce { window_first: 4, window_last: 5, job_id: 2, proof: Some([9; 128]) })
@@ -209,7 +213,13 @@ mod tests {
                 Event::Receipt { receipt, via: Via::Stream },
                 Event::Block(Block {
                     summary: block,
-                    entries: vec![BlockEntry { seq: 42, client_id: 7, profit: 10, payout: 10 }]
+                    entries: vec![BlockEntry {
+                        seq: 42,
+                        client_id: 7,
+                        profit: 10,
+                        payout: 10,
+                        rx_ns: 1_000_042
+                    }]
                 }),
                 Event::Clearing(Clearing {
                     summary: clearing,

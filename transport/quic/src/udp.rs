@@ -1,7 +1,8 @@
 //! The thin UDP driver: one non-blocking socket per intake core (`SO_REUSEPORT` across the
 //! intake cores, so the kernel keeps each client 4-tuple on one core), batched reads with
 //! `recvmmsg` and UDP GRO, receive timestamps with `SO_TIMESTAMPING`, and writes with
-//! `sendmsg` and UDP GSO (`UDP_SEGMENT`). Linux only. All `unsafe` of the crate is here.
+//! `sendmsg` and UDP GSO (`UDP_SEGMENT`). Linux only. All `unsafe` of the crate is here and
+//! in `hwtstamp` (switching a NIC's hardware receive stamping on).
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -14,10 +15,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
 const SO_TIMESTAMPING_OLD: libc::c_int = 37;
-const SOF_TIMESTAMPING_RX_HARDWARE: libc::c_uint = 1 << 2;
+pub(crate) const SOF_TIMESTAMPING_RX_HARDWARE: libc::c_uint = 1 << 2;
 const SOF_TIMESTAMPING_RX_SOFTWARE: libc::c_uint = 1 << 3;
 const SOF_TIMESTAMPING_SOFTWARE: libc::c_uint = 1 << 4;
-const SOF_TIMESTAMPING_RAW_HARDWARE: libc::c_uint = 1 << 6;
+pub(crate) const SOF_TIMESTAMPING_RAW_HARDWARE: libc::c_uint = 1 << 6;
 
 /// Messages per `recvmmsg` call.
 pub const RECV_BATCH: usize = 32;
@@ -34,13 +35,15 @@ pub enum TimestampMode {
     Off,
     /// Kernel software RX timestamps.
     Software,
-    /// NIC hardware RX timestamps where the device offers them (the NIC must also have
-    /// hardware stamping enabled, `SIOCSHWTSTAMP`, which this driver does not do), falling
-    /// back to software.
+    /// NIC hardware RX timestamps where the device offers them: `bind` switches the
+    /// stamping of every received packet on for the socket's devices
+    /// ([`crate::hwtstamp::enable_rx_hardware`]), and any datagram without a hardware stamp
+    /// falls back to the software one. [`UdpSocket::rx_stamping`] says what took.
     Hardware,
 }
 
-/// Where a datagram's receive time came from.
+/// Where a datagram's receive time came from (and, in [`RxStamping`], which stamps a socket
+/// gets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RxSource {
     Hardware,
@@ -82,8 +85,11 @@ pub struct UdpSocket {
     gso: bool,
     bufs: Vec<u8>,
     cmsgs: Vec<u8>,
+    rx_stamping: RxStamping,
     pub counters: UdpCounters,
 }
+
+pub use crate::hwtstamp::RxStamping;
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
@@ -226,14 +232,27 @@ impl UdpSocket {
             )
         })?;
         let local = from_sockaddr(&bound).ok_or_else(|| io::Error::other("unknown address family"))?;
+        let rx_stamping = match timestamps {
+            TimestampMode::Off => RxStamping { source: RxSource::ReadTime, detail: "none asked for".into() },
+            TimestampMode::Software => {
+                RxStamping { source: RxSource::Software, detail: "kernel software".into() }
+            }
+            TimestampMode::Hardware => crate::hwtstamp::enable_rx_hardware(&fd, local.ip()),
+        };
         Ok(UdpSocket {
             fd,
             local,
             gso: true,
             bufs: vec![0; RECV_BATCH * RECV_BUF_LEN],
             cmsgs: vec![0; RECV_BATCH * CMSG_SPACE],
+            rx_stamping,
             counters: UdpCounters::default(),
         })
+    }
+
+    /// The receive timestamps this socket gets (hardware, software or none) and why.
+    pub fn rx_stamping(&self) -> &RxStamping {
+        &self.rx_stamping
     }
 
     pub fn local_addr(&self) -> SocketAddr {

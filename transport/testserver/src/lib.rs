@@ -525,7 +525,7 @@ fn handle_frame(state: &State, client_id: u64, frame: &[u8]) -> (Vec<Receipt>, V
         &mut counters,
         &mut || true,
         &mut admit,
-        |r| receipts.push(r.expect("the offline engine answers every record at once")),
+        |r, _| receipts.push(r.expect("the offline engine answers every record at once")),
     );
     if let Err(reason) = result {
         return (vec![Receipt::frame_refused(reason, now_ns)], Vec::new());

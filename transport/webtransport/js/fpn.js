@@ -17,6 +17,10 @@ export const INTENT_KEYS_MAX = 64;
 export const KIND = Object.freeze({ intent: 0x01, bid: 0x02, cancel: 0x03, receipt: 0x81, block: 0x82, clearing: 0x83, proof: 0x84 });
 const KIND_NAME = new Map(Object.entries(KIND).map(([name, kind]) => [kind, name]));
 const FIXED_LEN = { intent: 48, bid: 48, cancel: 32, receipt: 56, block: 72, clearing: 40, proof: 168 };
+/** Record version per kind (docs/wire.md, "Versions"): the block is at 2, every other kind at 1. */
+export const RECORD_VERSION = Object.freeze({ intent: 1, bid: 1, cancel: 1, receipt: 1, block: 2, clearing: 1, proof: 1 });
+/** Bytes of one block entry (version 2: seq, client id, profit, payout, rx_ns). */
+export const BLOCK_ENTRY_LEN = 40;
 
 /** Reason names by code (docs/wire.md, "Reason codes"); index 0 is "accepted". */
 export const REASONS = Object.freeze([
@@ -24,6 +28,7 @@ export const REASONS = Object.freeze([
   'reserved_nonzero', 'zero_amount', 'no_resources', 'too_many_resources', 'duplicate_resource',
   'amount_too_large', 'duplicate_nonce', 'overloaded', 'rate_limited', 'unauthorized', 'not_found', 'too_late',
   'shutting_down', 'empty_frame', 'bad_cancel_mode', 'client_mismatch', 'book_full', 'oversized',
+  'nonce_expired', 'storage_unavailable',
 ]);
 export const REASON = Object.freeze(Object.fromEntries(REASONS.map((name, code) => [name, code]).filter(([n]) => n)));
 
@@ -56,7 +61,7 @@ class Writer {
 export function recordLength(rec) {
   switch (rec.kind) {
     case 'intent': return 48 + 8 * rec.keys.length;
-    case 'block': return 72 + 32 * rec.entries.length;
+    case 'block': return 72 + BLOCK_ENTRY_LEN * rec.entries.length;
     case 'clearing': return 40 + 32 * rec.winners.length;
     default:
       if (!(rec.kind in FIXED_LEN)) throw new TypeError(`unknown record kind ${rec.kind}`);
@@ -66,7 +71,7 @@ export function recordLength(rec) {
 
 function writeRecord(w, rec) {
   const len = recordLength(rec);
-  w.u8(KIND[rec.kind]); w.u8(1); w.u16(0); w.u32(len);
+  w.u8(KIND[rec.kind]); w.u8(RECORD_VERSION[rec.kind]); w.u16(0); w.u32(len);
   switch (rec.kind) {
     case 'intent':
       w.u64(rec.clientId); w.u64(rec.nonce); w.u64(rec.sentNs ?? 0); w.u64(rec.profit);
@@ -91,7 +96,7 @@ function writeRecord(w, rec) {
       w.u64(rec.windowId); w.u64(rec.total); w.u64(rec.fifoTotal); w.u64(rec.surplus); w.u64(rec.fee);
       w.u64(rec.upperBound); w.u32(rec.feePpm); w.u32(rec.entries.length); w.u8(rec.builder); w.u8(rec.exact ? 1 : 0);
       w.zeros(6);
-      for (const e of rec.entries) { w.u64(e.seq); w.u64(e.clientId); w.u64(e.profit); w.u64(e.payout); }
+      for (const e of rec.entries) { w.u64(e.seq); w.u64(e.clientId); w.u64(e.profit); w.u64(e.payout); w.u64(e.rxNs); }
       break;
     case 'clearing':
       w.u64(rec.windowId); w.u64(rec.uniformPrice); w.u64(rec.revenue); w.u32(rec.winners.length);
@@ -136,7 +141,7 @@ function expectedLength(kind, view, at, rest) {
   const need = (n) => { if (rest < n) throw new WireError('bad_length'); };
   switch (kind) {
     case 'intent': need(48); return 48 + 8 * view.getUint16(at + 44, true);
-    case 'block': need(72); return 72 + 32 * view.getUint32(at + 60, true);
+    case 'block': need(72); return 72 + BLOCK_ENTRY_LEN * view.getUint32(at + 60, true);
     case 'clearing': need(40); return 40 + 32 * view.getUint32(at + 32, true);
     default: return FIXED_LEN[kind];
   }
@@ -172,8 +177,9 @@ export function decodeFrame(bytes) {
     if (rest < RECORD_HEADER_LEN) throw new WireError('truncated');
     const len = view.getUint32(at + 4, true);
     if (len > rest) throw new WireError('truncated');
-    if (bytes[at + 1] !== 1) throw new WireError('unsupported_version');
+    // Each kind has its own version; an unknown kind is judged against version 1.
     const kind = KIND_NAME.get(bytes[at]);
+    if (bytes[at + 1] !== (kind ? RECORD_VERSION[kind] : 1)) throw new WireError('unsupported_version');
     if (!kind) throw new WireError('unknown_kind');
     if (len !== expectedLength(kind, view, at, rest)) throw new WireError('bad_length');
     spans.push([kind, at]);
@@ -221,8 +227,8 @@ function readRecord(kind, view, at, bytes) {
         feePpm: u32(56), builder: u8(64), exact: u8(65) === 1, entries: [],
       });
       for (let i = 0; i < u32(60); i++) {
-        const o = 72 + 32 * i;
-        rec.entries.push({ seq: u64(o), clientId: u64(o + 8), profit: u64(o + 16), payout: u64(o + 24) });
+        const o = 72 + BLOCK_ENTRY_LEN * i;
+        rec.entries.push({ seq: u64(o), clientId: u64(o + 8), profit: u64(o + 16), payout: u64(o + 24), rxNs: u64(o + 32) });
       }
       rec.reservedZero &&= zero(66, 6);
       break;

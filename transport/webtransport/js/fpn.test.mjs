@@ -67,8 +67,24 @@ test('receipts example', () => {
 test('block example balances', () => {
   const [b] = roundTrip('block');
   assert.deepEqual([b.windowId, b.total, b.fifoTotal, b.surplus, b.fee, b.feePpm, b.builder, b.exact], [5n, 3000n, 2500n, 500n, 50n, 100_000, 2, false]);
-  assert.deepEqual(b.entries[0], { seq: 42n, clientId: 7n, profit: 2500n, payout: 2458n });
+  assert.deepEqual(b.entries[0], { seq: 42n, clientId: 7n, profit: 2500n, payout: 2458n, rxNs: 1_763_700_000_000_040_000n });
+  assert.equal(b.entries[1].rxNs, 1_763_700_000_000_060_000n);
   assert.equal(b.entries.reduce((s, e) => s + e.payout, 0n) + b.fee, b.total);
+  assert.equal(example('block').length, 12 + 72 + 2 * fpn.BLOCK_ENTRY_LEN);
+});
+
+test('record versions are per kind: a block is version 2, a version-1 block is refused', () => {
+  const block = example('block');
+  assert.equal(block[13], fpn.RECORD_VERSION.block);
+  const at = (v) => { const b = Uint8Array.from(block); b[13] = v; return b; };
+  for (const v of [0, 1, 3]) {
+    assert.throws(() => fpn.decodeFrame(at(v)), (e) => e.reason === 'unsupported_version', `block version ${v}`);
+  }
+  const intent = Uint8Array.from(example('intent'));
+  intent[13] = 2;
+  assert.throws(() => fpn.decodeFrame(intent), (e) => e.reason === 'unsupported_version');
+  intent[13] = 1; intent[12] = 0x7f;
+  assert.throws(() => fpn.decodeFrame(intent), (e) => e.reason === 'unknown_kind');
 });
 
 test('clearing example', () => {

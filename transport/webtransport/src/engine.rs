@@ -9,8 +9,11 @@
 //!   client down). Nothing is dropped.
 //! - Engine → endpoint: [`ToSession`], receipts (each to its session), window frames and
 //!   proof frames. [`EngineSide`] takes a frame only when the ring has room for all of its
-//!   receipts, so a receipt never waits; windows and proofs that find the ring full wait in a
-//!   bounded queue, and past it are dropped and counted.
+//!   receipts and for those held back, so a receipt never waits for room; windows and proofs
+//!   that find the ring full wait in a bounded queue, and past it are dropped and counted.
+//!   An accepted record's receipt waits on the engine side until the engine's input log is
+//!   durable up to its position ([`Admit::durable_at`], [`EngineSide::set_durable`]), and
+//!   every receipt after it waits behind it, so receipts keep their order.
 //!
 //! The engine implements [`fpn_quic::Admit`], the same trait the raw QUIC intake calls, and
 //! drives [`EngineSide`] in its loop (call order on the type).
@@ -149,6 +152,11 @@ pub struct EngineSide {
     late_max: usize,
     pending: VecDeque<ToSession>,
     pending_max: usize,
+    /// Receipts waiting for the log, in order, each with the log position it waits for
+    /// (never decreasing). At most the answer ring's size plus `late_max`.
+    held: VecDeque<(u64, ToSession)>,
+    /// The log is durable up to here ([`EngineSide::set_durable`]).
+    durable: u64,
     pub counters: EngineCounters,
 }
 
@@ -177,6 +185,8 @@ pub fn queues(config: QueueConfig) -> (EndpointQueues, EngineSide) {
         late_max: config.late_max,
         pending: VecDeque::with_capacity(config.results_pending_max + config.late_max),
         pending_max: config.results_pending_max,
+        held: VecDeque::with_capacity(config.answers_len + config.late_max),
+        durable: 0,
         counters: EngineCounters::default(),
     };
     (endpoint, engine)
@@ -187,13 +197,14 @@ impl EngineSide {
     /// receipts, hands each record the transport passed to `admit`, and sends its answer to
     /// the record's session (`None` from [`Admit::admit`]: answered later through
     /// [`EngineSide::handle_late_receipt`]). [`Admit::refused`] is not called: the endpoint
-    /// counts its own refusals (`fpn_webtransport_*`). Returns whether it took a frame.
+    /// counts its own refusals (`fpn_webtransport_*`). Returns whether it took a frame or
+    /// sent receipts that waited for the log.
     pub fn poll_records(&mut self, admit: &mut impl Admit) -> bool {
         self.retry_pending();
+        let mut pushed = self.release_held();
         let mut took = false;
-        let mut pushed = false;
         while let Ok(next) = self.frames.peek() {
-            if self.answers.slots() < next.records as usize || !admit.ready() {
+            if self.answers.slots() < next.records as usize + self.held.len() || !admit.ready() {
                 break;
             }
             let f = self.frames.pop().expect("peeked");
@@ -213,9 +224,15 @@ impl EngineSide {
                 };
                 match answer {
                     Some(receipt) => {
+                        let durable_at = if receipt.status.is_ok() { admit.durable_at() } else { 0 };
                         let msg = ToSession::Receipt { session: f.session, via: f.via, receipt };
-                        self.answers.push(msg).expect("room was checked for the frame");
-                        pushed = true;
+                        let tag = durable_at.max(self.held.back().map_or(0, |h| h.0));
+                        if tag > self.durable || !self.held.is_empty() {
+                            self.held.push_back((tag, msg));
+                        } else {
+                            self.answers.push(msg).expect("room was checked for the frame");
+                            pushed = true;
+                        }
                     }
                     None => {
                         assert!(self.late.len() < self.late_max, "more late receipts than late_max");
@@ -230,7 +247,7 @@ impl EngineSide {
         if pushed {
             self.wake.answers.notify_one();
         }
-        took
+        took || pushed
     }
 
     /// The later answer to a record [`Admit::admit`] answered `None`; answers come in the
@@ -241,7 +258,42 @@ impl EngineSide {
             return;
         };
         self.counters.late_receipts_total += 1;
-        self.send(ToSession::Receipt { session, via, receipt });
+        let msg = ToSession::Receipt { session, via, receipt };
+        match self.held.back() {
+            // Behind the receipts that wait for the log: answers keep their order.
+            Some(&(tag, _)) => self.held.push_back((tag, msg)),
+            None => self.send(msg),
+        }
+    }
+
+    /// The engine's input log is durable up to `position` (the positions
+    /// [`Admit::durable_at`] gives): the receipts that waited for it go at the next
+    /// [`EngineSide::poll_records`]. Without a log, never called (every tag is 0).
+    pub fn set_durable(&mut self, position: u64) {
+        self.durable = position;
+    }
+
+    /// Receipts that wait for the log.
+    pub fn receipts_held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Moves the receipts whose log position is durable onto the ring, in order, as far as
+    /// it has room. Returns whether it moved any.
+    fn release_held(&mut self) -> bool {
+        let mut pushed = false;
+        while let Some(&(tag, _)) = self.held.front() {
+            if tag > self.durable || self.answers.slots() == 0 || !self.pending.is_empty() {
+                break;
+            }
+            let (_, msg) = self.held.pop_front().expect("peeked");
+            self.answers.push(msg).expect("room was checked");
+            pushed = true;
+        }
+        if pushed {
+            self.wake.answers.notify_one();
+        }
+        pushed
     }
 
     /// A published window's block and clearing frame.
@@ -309,6 +361,8 @@ mod tests {
         next: u64,
         ready: bool,
         late_every: Option<u64>,
+        /// Each accepted record's log position is its seq ([`Admit::durable_at`]).
+        logged: bool,
     }
 
     impl Admit for Seqs {
@@ -327,6 +381,9 @@ mod tests {
         }
         fn refused(&mut self, _: &Receipt) {
             panic!("the engine side does not pass refusals on");
+        }
+        fn durable_at(&self) -> u64 {
+            if self.logged { self.next } else { 0 }
         }
     }
 
@@ -372,7 +429,7 @@ mod tests {
         let mut refused = Receipt::for_record(decode_frame(&f).unwrap().nth(1).unwrap(), 5);
         refused.status = Err(Reason::RateLimited);
         ep.frames.push(frame_in(3, f, vec![None, Some(refused), None])).unwrap();
-        let mut admit = Seqs { next: 0, ready: true, late_every: None };
+        let mut admit = Seqs { next: 0, ready: true, late_every: None, logged: false };
         assert!(engine.poll_records(&mut admit));
         let got: Vec<(u64, u64, Result<(), Reason>)> = drain(&mut ep)
             .into_iter()
@@ -394,7 +451,7 @@ mod tests {
             queues(QueueConfig { answers_len: RECORDS_PER_FRAME_MAX, ..Default::default() });
         ep.frames.push(frame_in(0, frame(0..RECORDS_PER_FRAME_MAX as u64 - 10), Vec::new())).unwrap();
         ep.frames.push(frame_in(0, frame(0..20), Vec::new())).unwrap();
-        let mut admit = Seqs { next: 0, ready: false, late_every: None };
+        let mut admit = Seqs { next: 0, ready: false, late_every: None, logged: false };
         assert!(!engine.poll_records(&mut admit));
         admit.ready = true;
         assert!(engine.poll_records(&mut admit));
@@ -414,7 +471,7 @@ mod tests {
         });
         ep.frames.push(frame_in(1, frame(1..3), Vec::new())).unwrap();
         ep.frames.push(frame_in(2, frame(3..5), Vec::new())).unwrap();
-        let mut admit = Seqs { next: 0, ready: true, late_every: Some(2) };
+        let mut admit = Seqs { next: 0, ready: true, late_every: Some(2), logged: false };
         engine.poll_records(&mut admit);
         assert_eq!(drain(&mut ep).len(), 2);
         let late = |nonce| Receipt { nonce, ..Receipt::frame_refused(Reason::NotFound, 0) };
@@ -441,5 +498,40 @@ mod tests {
         let after: Vec<_> = drain(&mut ep).into_iter().map(|m| format!("{m:?}")).collect();
         assert_eq!(after.len(), 3, "{after:?}");
         assert!(after[0].contains("window_id: 1") && after[1].contains("window_id: 2"));
+    }
+
+    #[test]
+    fn receipts_wait_for_the_log_in_order_and_late_ones_queue_behind_them() {
+        let (mut ep, mut engine) =
+            queues(QueueConfig { answers_len: RECORDS_PER_FRAME_MAX, ..Default::default() });
+        let f = frame(1..4);
+        let mut refused = Receipt::for_record(decode_frame(&f).unwrap().nth(1).unwrap(), 5);
+        refused.status = Err(Reason::RateLimited);
+        ep.frames.push(frame_in(3, f, vec![None, Some(refused), None])).unwrap();
+        let mut admit = Seqs { next: 0, ready: true, late_every: None, logged: true };
+        assert!(engine.poll_records(&mut admit));
+        // Nothing is durable: the refusal waits behind the accepted record before it.
+        assert!(drain(&mut ep).is_empty());
+        assert_eq!(engine.receipts_held(), 3);
+        let nonces = |got: Vec<ToSession>| -> Vec<u64> {
+            got.into_iter()
+                .map(|m| match m {
+                    ToSession::Receipt { receipt, .. } => receipt.nonce,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        engine.set_durable(1);
+        engine.poll_records(&mut admit);
+        assert_eq!(nonces(drain(&mut ep)), vec![1, 2]);
+        // A later answer to another record goes behind the one still held.
+        engine.late.push_back((SessionKey { slot: 3, generation: 1 }, Via::Stream));
+        engine.handle_late_receipt(Receipt { nonce: 9, ..Receipt::frame_refused(Reason::NotFound, 0) });
+        engine.poll_records(&mut admit);
+        assert!(drain(&mut ep).is_empty());
+        engine.set_durable(2);
+        engine.poll_records(&mut admit);
+        assert_eq!(nonces(drain(&mut ep)), vec![3, 9]);
+        assert_eq!(engine.receipts_held(), 0);
     }
 }

@@ -325,9 +325,15 @@ impl Core {
         let verdicts = &mut self.verdicts;
         verdicts.clear();
         let result = if room {
-            fpn_quic::handle_frame(&frame, rx_ns, client_id, &mut self.quic, &mut bucket, &mut Defer, |a| {
-                verdicts.push(a)
-            })
+            fpn_quic::handle_frame(
+                &frame,
+                rx_ns,
+                client_id,
+                &mut self.quic,
+                &mut bucket,
+                &mut Defer,
+                |a, _| verdicts.push(a),
+            )
         } else {
             let mut defer = Defer;
             let mut refuse = RefuseOverloaded::new(&mut defer);
@@ -338,7 +344,7 @@ impl Core {
                 &mut self.quic,
                 &mut bucket,
                 &mut refuse,
-                |a| verdicts.push(a),
+                |a, _| verdicts.push(a),
             );
             self.counters.records_overloaded_total += refuse.refused;
             r

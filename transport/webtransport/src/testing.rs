@@ -106,7 +106,13 @@ impl Admit for TestEngine {
                 self.accepted += 1;
                 if let RecordRef::Intent(i) = record {
                     let profit = i.fixed.profit.get();
-                    self.entries.push(BlockEntryWire::new(receipt.seq, receipt.client_id, profit, profit));
+                    self.entries.push(BlockEntryWire::new(
+                        receipt.seq,
+                        receipt.client_id,
+                        profit,
+                        profit,
+                        receipt.rx_ns,
+                    ));
                 }
             }
             Err(reason) => receipt.status = Err(reason),

@@ -48,9 +48,10 @@ pub struct ClosePending;
 /// [`IntakeCore::set_book_open`]. After each frame, close the window early if
 /// [`IntakeCore::wants_close`] (as the engine closes a full window).
 ///
-/// Receipts are the engine's: same checks in the same order. A record is pushed to its
-/// queue before its nonce is remembered, so a full queue answers `Overloaded` and the client
-/// may retry the same nonce.
+/// Receipts are the engine's: same checks in the same order. A record's nonce is
+/// remembered before it is pushed to its queue and forgotten again if the queue is full
+/// (`Dedup::undo_insert`), so a full queue answers `Overloaded` and the client may retry the
+/// same nonce.
 #[derive(Debug)]
 pub struct IntakeCore {
     index: usize,
@@ -99,7 +100,7 @@ impl IntakeCore {
             first_seq: w.first_seq,
             router: Router::new(config.shards_n),
             window_id: first_window_id,
-            dedup: Dedup::new(w.dedup_horizon_windows, records_cap, first_window_id),
+            dedup: Dedup::with_clients(w.dedup_horizon_windows, records_cap, first_window_id, w.clients_max),
             local_next: 0,
             local_at_open: 0,
             arrivals: Vec::with_capacity(records_cap),
@@ -121,6 +122,43 @@ impl IntakeCore {
 
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// Recovery (`fpn-log`): this intake, new at its first window, resumes after a log:
+    /// sequence ids continue after `seq_max` (this intake's highest, 0 if none), the
+    /// de-duplication table holds `pairs` (`(client, nonce, window, seq)` of the last horizon,
+    /// in window order), the high-water marks `marks`, and the merger's book holds
+    /// `book_open` of this intake's bids. Clients the table cannot take are counted in the
+    /// result: `Err(n)`.
+    pub fn restore(
+        &mut self,
+        seq_max: u64,
+        pairs: impl IntoIterator<Item = (u64, u64, u64, u64)>,
+        marks: impl IntoIterator<Item = (u64, u64)>,
+        book_open: usize,
+    ) -> Result<(), usize> {
+        assert_eq!(self.local_next, 0, "restore a fresh intake");
+        let n = self.intakes_n as u64;
+        if seq_max >= self.first_seq {
+            let rel = seq_max - self.first_seq;
+            debug_assert_eq!(rel % n, self.index as u64, "a seq of another intake");
+            self.local_next = rel / n + 1;
+            self.local_at_open = self.local_next;
+        }
+        let mut refused = 0;
+        for (client, mark) in marks {
+            if self.dedup.restore_high_water(client, mark).is_err() {
+                refused += 1;
+            }
+        }
+        for (client, nonce, window, seq) in pairs {
+            debug_assert!(window <= self.window_id);
+            if self.dedup.restore_pair(client, nonce, window, seq).is_err() {
+                refused += 1;
+            }
+        }
+        self.book_open = book_open;
+        if refused == 0 { Ok(()) } else { Err(refused) }
     }
 
     /// The open window's id.
@@ -276,10 +314,10 @@ impl IntakeCore {
             self.exhausted = true;
             return Err(Reason::Overloaded);
         }
-        if self.dedup.contains(meta.client_id, meta.nonce) {
-            return Err(Reason::DuplicateNonce);
-        }
         meta.seq = self.seq_of(self.local_next);
+        // Remembered now (`DuplicateNonce`, `NonceExpired`), forgotten again below if the
+        // record cannot be queued, so the client may retry the same nonce.
+        self.dedup.insert(meta.client_id, meta.nonce, self.window_id, meta.seq)?;
         let keys = keys_le.iter().map(|k| u64::from_le_bytes(*k));
         let msg = IntentMsg::new(self.window_id, meta, keys.clone());
         let route = self.router.route(keys.clone());
@@ -291,6 +329,7 @@ impl IntakeCore {
                 Route::Cross => sink.merger_room(),
             };
             if room < msg.slots() {
+                self.dedup.undo_insert(meta.client_id, meta.nonce);
                 return Err(Reason::Overloaded);
             }
         }
@@ -299,6 +338,7 @@ impl IntakeCore {
             Route::Cross => sink.to_merger(ToMerger::Cross(msg)).is_ok(),
         };
         if !first {
+            self.dedup.undo_insert(meta.client_id, meta.nonce);
             return Err(Reason::Overloaded);
         }
         let rest = match route {
@@ -311,7 +351,7 @@ impl IntakeCore {
             Route::Cross => Dest::Merger,
         };
         self.keys_len += keys_le.len();
-        self.accept(meta.client_id, meta.nonce, meta.seq, dest);
+        self.accept(meta.client_id, dest);
         Ok(meta.seq)
     }
 
@@ -326,23 +366,20 @@ impl IntakeCore {
             self.exhausted = true;
             return Err(Reason::Overloaded);
         }
-        if self.dedup.contains(bid.client_id, bid.nonce) {
-            return Err(Reason::DuplicateNonce);
-        }
         bid.seq = self.seq_of(self.local_next);
-        sink.to_merger(ToMerger::Bid { window_id: self.window_id, bid }).map_err(|_| Reason::Overloaded)?;
+        self.dedup.insert(bid.client_id, bid.nonce, self.window_id, bid.seq)?;
+        if sink.to_merger(ToMerger::Bid { window_id: self.window_id, bid }).is_err() {
+            self.dedup.undo_insert(bid.client_id, bid.nonce);
+            return Err(Reason::Overloaded);
+        }
         self.bids_len += 1;
         self.bids_admitted_total += 1;
-        self.accept(bid.client_id, bid.nonce, bid.seq, Dest::Merger);
+        self.accept(bid.client_id, Dest::Merger);
         Ok(bid.seq)
     }
 
-    /// The record is in its queue: remember the nonce and the arrival.
-    fn accept(&mut self, client_id: u64, nonce: u64, seq: u64, dest: Dest) {
-        // The table holds `horizon × records_cap` entries and a window takes at most
-        // `records_cap`, so it cannot be full of live entries; the pair was checked above.
-        let r = self.dedup.insert(client_id, nonce, self.window_id, seq);
-        assert!(r.is_ok(), "dedup insert after check failed: {r:?}");
+    /// The record is in its queue (its pair remembered): note the arrival.
+    fn accept(&mut self, client_id: u64, dest: Dest) {
         debug_assert!(self.arrivals.len() < self.arrivals.capacity());
         self.arrivals.push(Arrival { dest, client_id, cancelled: false });
         self.local_next += 1;

@@ -113,6 +113,22 @@ impl Merger {
         }
     }
 
+    /// Recovery: puts `bids` (the open bids of a replayed book, `fpn-log`) into the empty
+    /// book and counts them per intake. Returns each intake's open count, for
+    /// [`crate::shard::IntakeCore::restore`]. Panics if the book already holds bids or
+    /// cannot take them all (programmer error: the configuration changed the book's size
+    /// below what the log holds; the daemon checks that first).
+    pub fn restore_book(&mut self, bids: impl IntoIterator<Item = Bid>) -> Vec<usize> {
+        assert!(self.book.is_empty(), "restore into an empty book");
+        for bid in bids {
+            let i = self.intake_of(bid.seq);
+            let taken = self.book.handle_bid(bid);
+            assert!(taken.is_ok(), "the book takes every recovered bid: {taken:?}");
+            self.open_per_intake[i] += 1;
+        }
+        self.open_per_intake.clone()
+    }
+
     /// The next window to finalize.
     pub fn window_id(&self) -> u64 {
         self.window_id

@@ -21,9 +21,9 @@ use crate::cores::{CpuSet, PerRole, Role, default_lists};
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{Flag, Inputs, Loaded, NON_KEY_VARS, env_var_name, key_paths, load};
 pub use validate::{
-    AdminSettings, AuctionSettings, BidOrder, BuilderSettings, Pricing, ProverMode, ProverSettings, QuicAuth,
-    QuicSettings, RingSettings, RxTimestamps, Settings, WebTransportCert, WebTransportSettings,
-    WindowSettings,
+    AdminSettings, AuctionSettings, BidOrder, BuilderSettings, Durability, JournalSettings, LogSettings,
+    OnCorruption, Pricing, ProverMode, ProverSettings, QuicAuth, QuicSettings, RingSettings, RxTimestamps,
+    Settings, WebTransportCert, WebTransportSettings, WindowSettings,
 };
 
 /// The whole configuration file. Every field is always present after loading: the defaults
@@ -44,6 +44,8 @@ pub struct Config {
     pub prover: ProverSection,
     pub quic: QuicSection,
     pub webtransport: WebtransportSection,
+    pub log: LogSection,
+    pub journal: JournalSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +57,10 @@ pub struct EngineSection {
     pub profile: String,
     /// `off`, `try` or `on`: lock the process's memory (`mlockall`), see [`LockMemory`].
     pub lock_memory: String,
+    /// `off`, `try` or `on`: `SCHED_FIFO` for the executors of hot roles, see [`Realtime`].
+    pub realtime: String,
+    /// The `SCHED_FIFO` priority they get, `1..=99`.
+    pub realtime_priority: u64,
 }
 
 /// `engine.lock_memory`: whether the daemon locks its memory (`mlockall(MCL_CURRENT |
@@ -82,6 +88,38 @@ impl LockMemory {
     }
 }
 
+/// `engine.realtime`: whether the executor threads that run hot roles (`Role::is_hot`:
+/// intake, builder, build worker, merger) are put on `SCHED_FIFO` at
+/// `engine.realtime_priority`, so no ordinary (`SCHED_OTHER`) task on their CPU can preempt
+/// them (`docs/daemon.md`, "Realtime priority"). Off by default: a spinning `SCHED_FIFO`
+/// thread leaves its CPU's other threads only the kernel's RT throttling slack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Realtime {
+    Off,
+    /// Ask; if refused (no `CAP_SYS_NICE`, `RLIMIT_RTPRIO` too low), say why on stderr and
+    /// run on `SCHED_OTHER`.
+    Try,
+    /// Ask, or refuse to start.
+    On,
+}
+
+impl Realtime {
+    pub const ALL: [Realtime; 3] = [Realtime::Off, Realtime::Try, Realtime::On];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Realtime::Off => "off",
+            Realtime::Try => "try",
+            Realtime::On => "on",
+        }
+    }
+}
+
+/// Default `engine.realtime_priority`: above every ordinary task, below the kernel's
+/// threaded interrupt handlers (`SCHED_FIFO` 50) and its per-CPU watchdog and migration
+/// threads (99), so interrupts on a hot CPU are still served.
+pub const REALTIME_PRIORITY_DEFAULT: u64 = 10;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSection {
@@ -91,6 +129,9 @@ pub struct WindowSection {
     pub keys_max: u64,
     pub bids_max: u64,
     pub dedup_horizon_windows: u64,
+    /// Clients whose nonce high-water marks each intake keeps (replay protection beyond the
+    /// de-duplication horizon).
+    pub clients_max: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +240,35 @@ pub struct WebtransportSection {
     pub results_pending_max: u64,
 }
 
+/// The durable input log (`docs/log.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `group` (acknowledge once durable) or `none` (acknowledge at once).
+    pub durability: String,
+    /// A group commit writes at most this many bytes of entries.
+    pub group_bytes_max: u64,
+    /// How long a group waits for more entries before it is written (0: written as soon as
+    /// the previous one is on disk).
+    pub group_wait_us: u64,
+    pub segment_bytes_max: u64,
+    pub retain_bytes_max: u64,
+    /// 0: no age limit (size only).
+    pub retain_age_s: u64,
+    /// `refuse` (do not start) or `truncate` (drop the log from the corrupt batch on).
+    pub on_corruption: String,
+}
+
+/// The results journal's files (`docs/daemon.md`, "Journal").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    pub segment_bytes_max: u64,
+    pub retain_bytes_max: u64,
+    /// 0: no age limit (size only).
+    pub retain_age_s: u64,
+}
+
 /// A set of defaults for one kind of machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Profile {
@@ -241,6 +311,10 @@ impl Profile {
             (Profile::Default, Role::Journal) => "park:1ms",
             (Profile::Test, Role::Intake | Role::Builder | Role::BuildWorker | Role::Merger) => "park:200us",
             (Profile::Test, Role::Journal) => "park:1ms",
+            // The log role is on every acknowledgement's path (group commit): it wakes within
+            // 100 µs of an entry and spins a little after each batch.
+            (Profile::Default | Profile::Tuned, Role::Log) => "spin-then-park:50us:100us",
+            (Profile::Test, Role::Log) => "park:200us",
             // The prover's dispatcher hands out proofs that take a second: reacting within
             // 10 ms costs nothing, polling every 1 ms cost 4-10 % of a CPU on an idle daemon
             // (BENCHMARKS.md, "Prover pool").
@@ -297,6 +371,8 @@ impl Config {
                 data_dir: "./data".into(),
                 profile: basis.profile.as_str().into(),
                 lock_memory: LockMemory::Try.as_str().into(),
+                realtime: Realtime::Off.as_str().into(),
+                realtime_priority: REALTIME_PRIORITY_DEFAULT,
             },
             window: WindowSection {
                 duration_ms: 20,
@@ -304,6 +380,7 @@ impl Config {
                 keys_max: basis.records_max.saturating_mul(KEYS_PER_RECORD_DEFAULT),
                 bids_max: 65_536,
                 dedup_horizon_windows: 16,
+                clients_max: 65_536,
             },
             builder: BuilderSection {
                 kind: "improved".into(),
@@ -364,6 +441,20 @@ impl Config {
                 frames_capacity: 4_096,
                 answers_capacity: 16_384,
                 results_pending_max: 64,
+            },
+            log: LogSection {
+                durability: "group".into(),
+                group_bytes_max: 1 << 20,
+                group_wait_us: 0,
+                segment_bytes_max: 64 << 20,
+                retain_bytes_max: 1 << 30,
+                retain_age_s: 86_400,
+                on_corruption: "refuse".into(),
+            },
+            journal: JournalSection {
+                segment_bytes_max: 64 << 20,
+                retain_bytes_max: 1 << 30,
+                retain_age_s: 86_400,
             },
         }
     }

@@ -47,7 +47,8 @@ fn no_inputs_give_the_documented_defaults() {
             records_max: 65_536,
             keys_max: 524_288,
             bids_max: 65_536,
-            dedup_horizon_windows: 16
+            dedup_horizon_windows: 16,
+            clients_max: 65_536,
         }
     );
     assert_eq!(s.builder.kind, fpn_engine::BuilderKind::Improved);
@@ -172,6 +173,33 @@ fn profile_sets_idle_defaults_but_explicit_keys_win() {
 }
 
 #[test]
+fn realtime_is_off_by_default_and_warns_where_a_fifo_spinner_shares_a_cpu_with_daemon_threads() {
+    let s = ok(Inputs::default()).settings;
+    assert_eq!((s.realtime, s.realtime_priority), (Realtime::Off, 10));
+    let on = ok(Inputs {
+        env: env(&[("FPN_ENGINE_REALTIME", "try"), ("FPN_ENGINE_REALTIME_PRIORITY", "7")]),
+        ..Inputs::default()
+    });
+    assert_eq!((on.settings.realtime, on.settings.realtime_priority), (Realtime::Try, 7));
+    assert!(on.warnings.is_empty(), "the default profile parks: {:?}", on.warnings);
+    // Tuned on two CPUs: the merger spins on cpu 1 beside the journal, admin and prover.
+    let tuned = |realtime: &str, n: usize| {
+        let flags = sets(&["engine.profile=tuned", &format!("engine.realtime={realtime}")]);
+        load(&Inputs { flags, ..Inputs::default() }, &cpus(n)).unwrap().warnings
+    };
+    let fifo: Vec<String> = tuned("on", 2).into_iter().filter(|w| w.contains("SCHED_FIFO")).collect();
+    assert_eq!(fifo.len(), 1, "{fifo:?}");
+    assert!(
+        fifo[0].starts_with("cpu 1: ") && fifo[0].contains("prover#0, journal#0, admin#0"),
+        "{}",
+        fifo[0]
+    );
+    assert!(!tuned("off", 2).iter().any(|w| w.contains("SCHED_FIFO")));
+    // The spread map gives each spinner a CPU of its own: nothing to warn about.
+    assert!(tuned("on", 8).is_empty(), "{:?}", tuned("on", 8));
+}
+
+#[test]
 fn tuned_profile_on_eight_cpus_gives_hot_roles_their_own_cpus() {
     let inputs = Inputs { flags: sets(&["engine.profile=tuned", "builder.shards=2"]), ..Inputs::default() };
     let loaded = load(&inputs, &cpus(8)).unwrap();
@@ -185,7 +213,10 @@ fn tuned_profile_on_eight_cpus_gives_hot_roles_their_own_cpus() {
             CpuPlan { cpu: 1, roles: vec![ri(Role::Builder, 0)] },
             CpuPlan { cpu: 2, roles: vec![ri(Role::Builder, 1)] },
             CpuPlan { cpu: 3, roles: vec![ri(Role::Merger, 0)] },
-            CpuPlan { cpu: 4, roles: vec![ri(Role::Prover, 0), ri(Role::Journal, 0), ri(Role::Admin, 0)] },
+            CpuPlan {
+                cpu: 4,
+                roles: vec![ri(Role::Prover, 0), ri(Role::Journal, 0), ri(Role::Log, 0), ri(Role::Admin, 0)]
+            },
             CpuPlan { cpu: 5, roles: vec![ri(Role::BuildWorker, 0)] },
             CpuPlan { cpu: 6, roles: vec![ri(Role::BuildWorker, 1)] },
         ]
@@ -196,12 +227,12 @@ fn tuned_profile_on_eight_cpus_gives_hot_roles_their_own_cpus() {
 fn core_map_on_one_and_two_cpus() {
     let one = load(&Inputs::default(), &cpus(1)).unwrap();
     assert_eq!(one.settings.core_map.plans.len(), 1);
-    assert_eq!(one.settings.core_map.plans[0].roles.len(), 7);
+    assert_eq!(one.settings.core_map.plans[0].roles.len(), 8);
 
     let two = load(&Inputs::default(), &cpus(2)).unwrap();
     assert_eq!(
         two.settings.core_map.to_string(),
-        "cpu 0: intake#0 builder#0 build_worker#1\ncpu 1: build_worker#0 merger#0 prover#0 journal#0 admin#0\n"
+        "cpu 0: intake#0 builder#0 build_worker#1\ncpu 1: build_worker#0 merger#0 prover#0 journal#0 log#0 admin#0\n"
     );
 
     // The 2-CPU defaults name cpu 1, which a 1-CPU host lacks; an explicit list is checked.
@@ -235,6 +266,12 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
             "engine.lock_memory=yes",
             r#"engine.lock_memory = "yes" (flag --set): must be one of "off", "try", "on""#,
         ),
+        (
+            "engine.realtime=fifo",
+            r#"engine.realtime = "fifo" (flag --set): must be one of "off", "try", "on""#,
+        ),
+        ("engine.realtime_priority=0", "engine.realtime_priority = 0 (flag --set): must be in 1..=99"),
+        ("engine.realtime_priority=100", "engine.realtime_priority = 100 (flag --set): must be in 1..=99"),
         ("window.duration_ms=0", "window.duration_ms = 0 (flag --set): must be in 1..=1000"),
         ("window.duration_ms=1001", "window.duration_ms = 1001 (flag --set): must be in 1..=1000"),
         ("window.records_max=0", "window.records_max = 0 (flag --set): must be in 1..=1048576"),

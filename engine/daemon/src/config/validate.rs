@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fpn_engine::{BuilderKind, FeeRate, FeeRateError, MAX_AMOUNT};
 
-use super::{Config, ConfigError, LockMemory, Origin, Profile};
+use super::{Config, ConfigError, LockMemory, Origin, Profile, Realtime};
 use crate::cores::{CoreMap, CpuSet, PerRole, Role, RoleInstance};
 use crate::idle::{IdleStrategy, spins_forever};
 
@@ -21,6 +21,9 @@ pub struct Settings {
     /// As configured; a relative path is relative to the working directory at start.
     pub data_dir: PathBuf,
     pub lock_memory: LockMemory,
+    /// `SCHED_FIFO` for the executors of hot roles, and its priority (`1..=99`).
+    pub realtime: Realtime,
+    pub realtime_priority: u8,
     pub window: WindowSettings,
     pub builder: BuilderSettings,
     pub auction: AuctionSettings,
@@ -34,6 +37,45 @@ pub struct Settings {
     pub prover: ProverSettings,
     pub quic: QuicSettings,
     pub webtransport: WebTransportSettings,
+    pub log: LogSettings,
+    pub journal: JournalSettings,
+}
+
+/// `log.durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A record's `accepted` receipt leaves only once its group commit is on disk; a window
+    /// is published only once all its inputs are.
+    Group,
+    /// Acknowledge at once (the log is still written): for benchmarks and development.
+    None,
+}
+
+/// `log.on_corruption`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCorruption {
+    Refuse,
+    Truncate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    pub durability: Durability,
+    pub group_bytes_max: usize,
+    pub group_wait_ns: u64,
+    pub segment_bytes_max: u64,
+    pub retain_bytes_max: u64,
+    /// 0: no age limit.
+    pub retain_age_ns: u64,
+    pub on_corruption: OnCorruption,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalSettings {
+    pub segment_bytes_max: u64,
+    pub retain_bytes_max: u64,
+    /// 0: no age limit.
+    pub retain_age_ns: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +85,7 @@ pub struct WindowSettings {
     pub keys_max: usize,
     pub bids_max: usize,
     pub dedup_horizon_windows: usize,
+    pub clients_max: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +234,9 @@ impl QuicSettings {
 }
 
 pub const DURATION_MS_MAX: u64 = 1_000;
+/// `SCHED_FIFO` priorities Linux accepts (`sched_get_priority_min/max`).
+pub const REALTIME_PRIORITY_MIN: u64 = 1;
+pub const REALTIME_PRIORITY_MAX: u64 = 99;
 pub const RECORDS_MAX_MAX: u64 = 1 << 20;
 pub const KEYS_MAX_MAX: u64 = 1 << 26;
 pub const BIDS_MAX_MAX: u64 = 1 << 20;
@@ -218,6 +264,13 @@ pub const IDLE_TIMEOUT_MS_MAX: u64 = 3_600_000;
 /// fits a 1,500-byte Ethernet MTU after IP, UDP and QUIC overhead.
 pub const DATAGRAM_FRAME_MIN: u64 = 64;
 pub const DATAGRAM_FRAME_MAX_MAX: u64 = 1_400;
+pub const LOG_GROUP_BYTES_MIN: u64 = 4 << 10;
+pub const LOG_GROUP_BYTES_MAX: u64 = 64 << 20;
+pub const LOG_GROUP_WAIT_US_MAX: u64 = 100_000;
+pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+pub const SEGMENT_BYTES_MAX: u64 = 4 << 30;
+pub const RETAIN_BYTES_MAX: u64 = 1 << 50;
+pub const RETAIN_AGE_S_MAX: u64 = 10 * 365 * 86_400;
 /// Keys in `quic.keys_file`, at most.
 pub const QUIC_KEYS_MAX: usize = 1 << 20;
 /// Chromium pins a certificate by hash only if it is valid for at most 14 days.
@@ -481,6 +534,14 @@ pub(crate) fn validate(
     }
     let lock_memory =
         c.choice("engine.lock_memory", &config.engine.lock_memory, &LockMemory::ALL.map(|l| (l.as_str(), l)));
+    let realtime =
+        c.choice("engine.realtime", &config.engine.realtime, &Realtime::ALL.map(|r| (r.as_str(), r)));
+    let realtime_priority = c.range(
+        "engine.realtime_priority",
+        config.engine.realtime_priority,
+        REALTIME_PRIORITY_MIN,
+        REALTIME_PRIORITY_MAX,
+    ) as u8;
 
     let w = &config.window;
     let window = WindowSettings {
@@ -493,6 +554,12 @@ pub(crate) fn validate(
             w.dedup_horizon_windows,
             1,
             DEDUP_HORIZON_WINDOWS_MAX,
+        ),
+        clients_max: c.size(
+            "window.clients_max",
+            w.clients_max,
+            1,
+            fpn_engine::WindowConfig::CLIENTS_MAX_MAX as u64,
         ),
     };
 
@@ -565,6 +632,63 @@ pub(crate) fn validate(
         queue_capacity: c.size("prover.queue_capacity", p.queue_capacity, 1, PROVER_QUEUE_CAPACITY_MAX),
         span_max: c.size("prover.span_max", p.span_max, 1, PROVER_SPAN_MAX_MAX),
         jobs_max: c.size("prover.jobs_max", p.jobs_max, 1, PROVER_JOBS_MAX_MAX),
+    };
+
+    let l = &config.log;
+    let log = LogSettings {
+        durability: c.choice(
+            "log.durability",
+            &l.durability,
+            &[("group", Durability::Group), ("none", Durability::None)],
+        ),
+        group_bytes_max: c.size(
+            "log.group_bytes_max",
+            l.group_bytes_max,
+            LOG_GROUP_BYTES_MIN,
+            LOG_GROUP_BYTES_MAX,
+        ),
+        group_wait_ns: c.range("log.group_wait_us", l.group_wait_us, 0, LOG_GROUP_WAIT_US_MAX) * 1_000,
+        segment_bytes_max: c.range(
+            "log.segment_bytes_max",
+            l.segment_bytes_max,
+            SEGMENT_BYTES_MIN,
+            SEGMENT_BYTES_MAX,
+        ),
+        retain_bytes_max: c.range(
+            "log.retain_bytes_max",
+            l.retain_bytes_max,
+            SEGMENT_BYTES_MIN,
+            RETAIN_BYTES_MAX,
+        ),
+        retain_age_ns: c.range("log.retain_age_s", l.retain_age_s, 0, RETAIN_AGE_S_MAX) * 1_000_000_000,
+        on_corruption: c.choice(
+            "log.on_corruption",
+            &l.on_corruption,
+            &[("refuse", OnCorruption::Refuse), ("truncate", OnCorruption::Truncate)],
+        ),
+    };
+    if log.segment_bytes_max < 2 * log.group_bytes_max as u64 {
+        c.fail(
+            "log.segment_bytes_max",
+            log.segment_bytes_max.to_string(),
+            format!("must be at least twice log.group_bytes_max ({})", log.group_bytes_max),
+        );
+    }
+    let j = &config.journal;
+    let journal = JournalSettings {
+        segment_bytes_max: c.range(
+            "journal.segment_bytes_max",
+            j.segment_bytes_max,
+            SEGMENT_BYTES_MIN,
+            SEGMENT_BYTES_MAX,
+        ),
+        retain_bytes_max: c.range(
+            "journal.retain_bytes_max",
+            j.retain_bytes_max,
+            SEGMENT_BYTES_MIN,
+            RETAIN_BYTES_MAX,
+        ),
+        retain_age_ns: c.range("journal.retain_age_s", j.retain_age_s, 0, RETAIN_AGE_S_MAX) * 1_000_000_000,
     };
 
     let q = &config.quic;
@@ -646,7 +770,7 @@ pub(crate) fn validate(
             );
         }
     }
-    for role in [Role::Merger, Role::Journal, Role::Admin] {
+    for role in [Role::Merger, Role::Journal, Role::Log, Role::Admin] {
         let list = lists.get(role);
         if list.len() > 1 {
             lists_ok = false;
@@ -669,6 +793,7 @@ pub(crate) fn validate(
         merger: 1,
         prover: if prover.enabled { prover.workers } else { 0 },
         journal: 1,
+        log: 1,
         admin: usize::from(admin.enabled),
     };
     let core_map = CoreMap::resolve(&lists, &counts);
@@ -692,10 +817,16 @@ pub(crate) fn validate(
         }
     }
 
+    if realtime != Realtime::Off {
+        warnings.extend(realtime_warnings(&core_map, &idle));
+    }
+
     let settings = Settings {
         profile,
         data_dir: PathBuf::from(&config.engine.data_dir),
         lock_memory,
+        realtime,
+        realtime_priority,
         window,
         builder,
         auction,
@@ -707,8 +838,41 @@ pub(crate) fn validate(
         prover,
         quic,
         webtransport,
+        log,
+        journal,
     };
     Ok((settings, warnings))
+}
+
+/// With `engine.realtime`: a `SCHED_FIFO` executor whose roles include one that spins
+/// forever never sleeps, so the daemon's own threads placed on its CPU beside it (the
+/// journal writer, the admin threads, prover workers) run only in the kernel's RT throttling
+/// slack (`kernel.sched_rt_runtime_us`: 5 % of each second by default).
+fn realtime_warnings(core_map: &CoreMap, idle: &PerRole<IdleStrategy>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for plan in &core_map.plans {
+        let threads: Vec<String> = plan
+            .roles
+            .iter()
+            .filter(|r| matches!(r.role, Role::Journal | Role::Admin | Role::Prover))
+            .map(RoleInstance::to_string)
+            .collect();
+        if !plan.roles.iter().any(|r| r.role.is_hot()) || threads.is_empty() {
+            continue;
+        }
+        if let Some(spinner) = plan.roles.iter().find(|r| spins_forever(*idle.get(r.role))) {
+            warnings.push(format!(
+                "cpu {}: engine.realtime gives its executor SCHED_FIFO and {spinner} spins (idle.{} = \"spin\"): \
+                 the executor never sleeps, so the threads of {} on cpu {} run only in the kernel's RT \
+                 throttling slack (kernel.sched_rt_runtime_us). Move them to another CPU or use spin-then-park.",
+                plan.cpu,
+                spinner.role,
+                threads.join(", "),
+                plan.cpu,
+            ));
+        }
+    }
+    warnings
 }
 
 impl Settings {
@@ -730,6 +894,7 @@ impl Settings {
             bids_max: w.bids_max,
             dedup_horizon_windows: u32::try_from(w.dedup_horizon_windows).expect("validated <= 4096"),
             first_seq: 1,
+            clients_max: w.clients_max,
         };
         let improved = fpn_engine::ImprovedConfig {
             local_search_steps_max: b.local_search_steps_max,

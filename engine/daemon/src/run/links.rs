@@ -22,6 +22,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 
 use fpn_engine::shard::{Full, IntakeSink, Sink, Source, ToBuilder, ToMerger};
+use fpn_log::LogMsg;
 use fpn_runtime::metrics::{Histogram, Labels, Snapshot};
 use fpn_runtime::ring::{Rx, Tx, ring};
 
@@ -126,29 +127,71 @@ impl<T> Source<T> for RxQ<T> {
     }
 }
 
-/// An intake's output rings, as the intake core sees them.
+/// An intake's ring to the log role (`intake<i>_log`): a copy of every message it pushed
+/// that the log keeps ([`LogMsg::is_logged`]), and how many it pushed, which is the log
+/// position a record's receipt waits for (`docs/log.md`, "Durability"). Without a log (the
+/// e2e bench's topology), nothing is copied.
+#[derive(Debug)]
+pub struct LogTx {
+    pub tx: Option<TxLink<LogMsg>>,
+    pub pushed: u64,
+}
+
+impl LogTx {
+    /// Free slots (all of them without a log).
+    #[inline]
+    pub fn room(&self) -> usize {
+        self.tx.as_ref().map_or(usize::MAX, |l| l.tx.slots_free())
+    }
+
+    /// Copies `msg`; the caller checked [`LogTx::room`].
+    #[inline]
+    fn push(&mut self, msg: LogMsg) {
+        if let Some(l) = &mut self.tx
+            && msg.is_logged()
+        {
+            let pushed = l.tx.try_push(msg);
+            debug_assert!(pushed.is_ok(), "log room was checked");
+            self.pushed += 1;
+        }
+    }
+}
+
+/// An intake's output rings, as the intake core sees them. A message goes to its ring and
+/// to the log ring, or to neither (`Full` when either has no room).
 pub struct IntakeRings<'a> {
     pub to_builder: &'a mut [TxQ<ToBuilder>],
     pub to_merger: &'a mut TxQ<ToMerger>,
+    pub log: &'a mut LogTx,
 }
 
 impl IntakeSink for IntakeRings<'_> {
     #[inline]
     fn to_builder(&mut self, shard: usize, msg: ToBuilder) -> Result<(), Full<ToBuilder>> {
-        self.to_builder[shard].push(msg)
+        if self.log.room() == 0 {
+            return Err(Full(msg));
+        }
+        self.to_builder[shard].push(msg)?;
+        self.log.push(LogMsg::Builder { shard: shard as u16, msg });
+        Ok(())
     }
 
     #[inline]
     fn to_merger(&mut self, msg: ToMerger) -> Result<(), Full<ToMerger>> {
-        self.to_merger.push(msg)
+        if self.log.room() == 0 {
+            return Err(Full(msg));
+        }
+        self.to_merger.push(msg)?;
+        self.log.push(LogMsg::Merger(msg));
+        Ok(())
     }
 
     fn builder_room(&self, shard: usize) -> usize {
-        self.to_builder[shard].tx.slots_free()
+        self.to_builder[shard].tx.slots_free().min(self.log.room())
     }
 
     fn merger_room(&self) -> usize {
-        self.to_merger.tx.slots_free()
+        self.to_merger.tx.slots_free().min(self.log.room())
     }
 }
 

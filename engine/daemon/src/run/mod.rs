@@ -10,11 +10,13 @@
 
 pub mod alloc_probe;
 pub mod links;
+pub mod log_file;
 pub mod role;
 pub mod roles;
 mod shared;
 mod signals;
 pub(crate) mod sys;
+pub mod threads;
 pub mod topology;
 
 use std::net::SocketAddr;
@@ -30,6 +32,7 @@ use fpn_runtime::exec::{self, Executors, StopFlag};
 use fpn_runtime::notify::{Notifier, watchdog_timeout_from_env};
 use thiserror::Error;
 
+pub use log_file::sync_dir;
 pub use roles::admin::SUBMIT_BODY_BYTES_MAX;
 pub use roles::intake::{Answer, Submit};
 pub use roles::journal::JOURNAL_FILE;
@@ -69,6 +72,10 @@ pub enum RunError {
     Stopped(String),
     #[error("drain: {0}")]
     Drain(String),
+    #[error(
+        "the input log is corrupt: {path} at byte {offset} ({error}); refusing to start. Move the log away, or start once with log.on_corruption = \"truncate\" (FPN_LOG_ON_CORRUPTION=truncate) to drop it from that byte on"
+    )]
+    LogCorrupt { path: PathBuf, offset: usize, error: String },
 }
 
 impl RunError {
@@ -91,11 +98,21 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     now_ns();
     sys::lock_memory(settings.lock_memory)?;
     std::fs::create_dir_all(&settings.data_dir).map_err(io("creating data dir", &settings.data_dir))?;
+    let run_files = threads::RunFiles::create(&settings.data_dir)?;
     let quic = bind_quic(settings)?;
+    let recovery = crate::recovery::recover(settings, now_ns())?;
+    if settings.log.durability == crate::config::Durability::None {
+        eprintln!(
+            "flashpointd: warning: log.durability = \"none\": records are acknowledged before they are on disk (benchmarks and development only)"
+        );
+    }
     let (wt_endpoint, wt_io) = start_webtransport(settings)?.unzip();
     let wt_watch = wt_io.as_ref().map(|io| io.watch.clone());
-    let mut topology = Topology::build(settings, TopologyIo { quic, webtransport: wt_io, journal: true })?;
-    let specs = topology.executor_specs(&settings.core_map, Vec::new());
+    let topology_io =
+        TopologyIo { quic, webtransport: wt_io, journal: true, log: Some(recovery.log), resume: recovery.resume };
+    let mut topology = Topology::build(settings, topology_io)?;
+    let mut specs = topology.executor_specs(&settings.core_map, Vec::new());
+    let executor_threads = threads::attach_setups(settings, &mut specs);
     let c = settings.shard_config();
     let submit_txs =
         (0..c.intakes_n).map(|i| topology.links.plain_tx(&format!("submit_intake{i}")).tx).collect();
@@ -150,6 +167,8 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
         collector_stop,
         notifier,
         wt_endpoint,
+        executor_threads,
+        _run_files: run_files,
     };
     match running.serve_until_signal(start) {
         Some(signal) => running.drain_and_stop(signal),
@@ -173,6 +192,15 @@ fn bind_quic(settings: &Settings) -> Result<Vec<(fpn_quic::Server, fpn_quic::udp
         identity.sha256_hex(),
         if identity.generated { " (generated)" } else { "" },
     );
+    if settings.quic.rx_timestamps == crate::config::RxTimestamps::Hardware {
+        // Every intake socket has the same address, so the same devices.
+        let stamping = servers[0].1.rx_stamping();
+        let warning = if stamping.source == fpn_quic::udp::RxSource::Hardware { "" } else { "warning: " };
+        eprintln!(
+            "flashpointd: {warning}quic.rx_timestamps = \"hardware\": receive timestamps {}",
+            stamping.detail
+        );
+    }
     if settings.quic.auth == crate::config::QuicAuth::Open {
         eprintln!(
             "flashpointd: warning: quic.auth = \"open\": any client may claim any client id (development only)"
@@ -256,6 +284,10 @@ struct Running<'a> {
     notifier: Notifier,
     /// Stopped after the executors (intake 0 drives its rings until then).
     wt_endpoint: Option<fpn_webtransport::EndpointHandle>,
+    /// The executor threads as they started, for `threads.json`.
+    executor_threads: threads::ExecutorThreads,
+    /// The pid file and `threads.json`, removed when this is dropped.
+    _run_files: threads::RunFiles,
 }
 
 impl Running<'_> {
@@ -277,6 +309,10 @@ impl Running<'_> {
                 return None;
             }
             if !self.health.ready.load(Ordering::Acquire) && heartbeats.values().iter().all(|&v| v > 0) {
+                // Every long-lived thread exists by now; the file is there before READY.
+                if let Err(e) = threads::write_threads_file(&self.settings.data_dir, &self.executor_threads) {
+                    eprintln!("flashpointd: warning: writing {}: {e}", threads::THREADS_FILE);
+                }
                 self.health.ready.store(true, Ordering::Release);
                 let _ = notifier.ready();
                 let c = self.settings.shard_config();

@@ -98,6 +98,21 @@ pub struct Shared {
     pub merger_window_id: AtomicU64,
     /// The newest window the journal appended.
     pub journal_window_id: AtomicU64,
+    /// Per intake: how many messages it handed the log role are on disk (`docs/log.md`,
+    /// "Durability"). A record is acknowledged once this passes its position.
+    pub log_durable: Vec<Padded<AtomicU64>>,
+    /// The newest window whose inputs are all on disk (every intake's close of it is):
+    /// the merger publishes nothing newer (`log.durability = "group"`).
+    pub log_durable_window: Padded<AtomicU64>,
+    /// The log role's last write failed: intakes refuse new records `storage_unavailable`
+    /// until a write succeeds again.
+    pub log_failing: AtomicBool,
+    /// `(window, rx_ns)`: after publishing `window`, the oldest receive time of a bid still
+    /// in the auction book was `rx_ns` (`u64::MAX`: none). The log role asks for it with
+    /// `book_oldest_asked` before deleting a segment (it keeps every segment with a bid
+    /// still open) and the merger answers at its next housekeeping. `(0, 0)`: not known.
+    pub book_oldest: Mutex<(u64, u64)>,
+    pub book_oldest_asked: AtomicBool,
     /// The journal's newest window lines (window id, JSON text without newline), oldest
     /// first, at most `latest_max`. Kept as text: a full window's block is megabytes as a
     /// parsed value.
@@ -125,8 +140,13 @@ impl Shared {
             drain_requested: AtomicBool::new(false),
             input_done: (0..intakes_n).map(|_| Padded(AtomicBool::new(false))).collect(),
             final_window_id: AtomicU64::new(0),
-            merger_window_id: AtomicU64::new(0),
-            journal_window_id: AtomicU64::new(0),
+            merger_window_id: AtomicU64::new(first_window_id - 1),
+            journal_window_id: AtomicU64::new(first_window_id - 1),
+            log_durable: (0..intakes_n).map(|_| Padded(AtomicU64::new(0))).collect(),
+            log_durable_window: Padded(AtomicU64::new(first_window_id - 1)),
+            log_failing: AtomicBool::new(false),
+            book_oldest: Mutex::new((0, 0)),
+            book_oldest_asked: AtomicBool::new(false),
             latest: Mutex::new(VecDeque::with_capacity(latest_max)),
             latest_max,
         }

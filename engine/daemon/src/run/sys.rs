@@ -1,5 +1,6 @@
 //! The daemon's own system calls (besides the sockets, in `fpn-quic`, and the executors, in
-//! `fpn-runtime`): memory locking and thread priorities. Signals are in `signals.rs`.
+//! `fpn-runtime`): memory locking and thread priorities (nice, `SCHED_IDLE`, `SCHED_FIFO`).
+//! Signals are in `signals.rs`; which thread gets which priority is `threads.rs`.
 
 use super::RunError;
 use crate::config::LockMemory;
@@ -45,6 +46,35 @@ pub fn set_thread_sched_idle() -> bool {
     // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param for SCHED_IDLE
     // (priority 0) and outlives the call.
     unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 }
+}
+
+/// Puts the calling thread on `SCHED_FIFO` at `priority` (`1..=99`), with
+/// `SCHED_RESET_ON_FORK` so that a thread it starts does not inherit the policy. Per thread
+/// on Linux; needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` of at least `priority`.
+pub fn set_thread_fifo(priority: u8) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: i32::from(priority) };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param and outlives the
+    // call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// The soft `RLIMIT_RTPRIO`: the highest realtime priority the process may set without
+/// `CAP_SYS_NICE` (`u64::MAX`: unlimited).
+pub fn rtprio_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable `rlimit` for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_RTPRIO, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// The calling thread's id (`gettid`), as in `/proc/<pid>/task/<tid>`.
+pub fn thread_id() -> u32 {
+    // SAFETY: gettid takes nothing and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    u32::try_from(tid).expect("thread ids are positive")
 }
 
 /// The calling thread's scheduling policy and nice value (`SCHED_*`, -20..=19).

@@ -22,12 +22,15 @@
 //! | `merger_journal`, `merger_quic<i>`, `merger_wt` (`ResultMsg`) and their pools `journal_merger`, `quic<i>_merger`, `wt_merger` | plain | `rings.results_capacity`; 4 buffers each |
 //! | `journal_prover` (`WindowInput`) | plain | `prover.queue_capacity` |
 //! | `prover_quic<i>`, `prover_wt` (`ProofAnnouncement`) | plain | 256 |
+//! | `intake<i>_log` (`LogMsg`) | plain | 2 × `rings.capacity` |
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use fpn_engine::ShardConfig;
 use fpn_engine::shard::{ShardWindow, ToBuilder, ToMerger};
+use fpn_log::LogMsg;
+use fpn_log::replay::RecoveredIntake;
 use fpn_quic::Server;
 use fpn_quic::udp::UdpSocket;
 use fpn_runtime::clock::now_ns;
@@ -44,6 +47,7 @@ use super::roles::build_worker::{self, BuildWorkerRole};
 use super::roles::builder::BuilderShardRole;
 use super::roles::intake::{self, Answer, IntakeRole, Submit};
 use super::roles::journal::{self, JournalRole};
+use super::roles::log::{self as log_role, LogRole, LogStart};
 use super::roles::merger::{self, MergerRole, RESULT_POOL, ResultMsg, result_bytes_reserve};
 use super::roles::prover::{ProverHandles, ProverRole};
 use super::roles::webtransport::{self, WebTransportIo};
@@ -53,6 +57,7 @@ use crate::config::Settings;
 use crate::cores::{CoreMap, Role, RoleInstance};
 use crate::prover::pool::WindowInput;
 use crate::prover::{ANNOUNCEMENTS_CAPACITY, PROVER_METRICS, ProofAnnouncement};
+use crate::recovery::Resume;
 
 /// The id of the first window.
 pub const FIRST_WINDOW_ID: u64 = 1;
@@ -70,6 +75,11 @@ pub struct TopologyIo {
     /// topology takes `merger_journal` and `journal_merger` from [`Topology::links`] (the
     /// e2e bench counts published windows there).
     pub journal: bool,
+    /// The input log's role, as recovery left it; without it nothing is logged and no
+    /// receipt or window waits for a disk (the e2e bench's `nolog` variants).
+    pub log: Option<LogStart>,
+    /// Where the engine resumes (window ids, sequence ids, de-duplication, the book).
+    pub resume: Resume,
 }
 
 /// What a role's `build` takes its parts from. See the module doc.
@@ -85,9 +95,34 @@ pub struct Wiring<'a> {
     beats: HashMap<String, Heartbeat>,
     quic: Vec<Option<(Server, UdpSocket)>>,
     webtransport: Option<WebTransportIo>,
+    resume: Resume,
+    /// Per intake: its open bids in the restored book.
+    book_open: Vec<usize>,
+    log: bool,
 }
 
 impl Wiring<'_> {
+    /// Whether receipts and published windows wait for the log (`log.durability = "group"`
+    /// and a log role).
+    pub fn gate_on_log(&self) -> bool {
+        self.log && self.settings.log.durability == crate::config::Durability::Group
+    }
+
+    /// What intake `i` resumes from (`None`: a fresh start), and its open bids in the book.
+    pub fn resume_intake(&self, i: usize) -> Option<(&RecoveredIntake, usize)> {
+        self.resume.intakes.get(i).map(|r| (r, self.book_open.get(i).copied().unwrap_or(0)))
+    }
+
+    /// The merger's restored book's counts per intake.
+    pub fn set_book_open(&mut self, open: Vec<usize>) {
+        self.book_open = open;
+    }
+
+    /// The book the merger resumes with.
+    pub fn take_book(&mut self) -> Vec<fpn_engine::auction::Bid> {
+        std::mem::take(&mut self.resume.book)
+    }
+
     /// The loop kit of role instance `name`: its idle strategy, metrics publisher and
     /// heartbeat.
     pub fn kit(&mut self, role: Role, name: &str) -> LoopKit {
@@ -121,7 +156,7 @@ pub struct Topology {
 }
 
 /// The role instances of `settings`, in heartbeat order.
-fn instances(settings: &Settings, c: &ShardConfig, journal: bool) -> Vec<(RoleInstance, String)> {
+fn instances(settings: &Settings, c: &ShardConfig, journal: bool, log: bool) -> Vec<(RoleInstance, String)> {
     let ri = |role, index| RoleInstance { role, index };
     let mut out = Vec::new();
     out.extend((0..c.intakes_n).map(|i| (ri(Role::Intake, i), format!("intake{i}"))));
@@ -129,6 +164,9 @@ fn instances(settings: &Settings, c: &ShardConfig, journal: bool) -> Vec<(RoleIn
     let workers = c.shards_n * c.workers_per_shard;
     out.extend((0..workers).map(|i| (ri(Role::BuildWorker, i), format!("build_worker{i}"))));
     out.push((ri(Role::Merger, 0), "merger".into()));
+    if log {
+        out.push((ri(Role::Log, 0), "log".into()));
+    }
     if journal {
         out.push((ri(Role::Journal, 0), "journal".into()));
         if settings.prover.enabled {
@@ -139,7 +177,7 @@ fn instances(settings: &Settings, c: &ShardConfig, journal: bool) -> Vec<(RoleIn
 }
 
 /// Every ring of the topology, by name. See the module doc's table.
-fn declare_links(settings: &Settings, c: &ShardConfig, quic_n: usize, wt: bool, journal: bool) -> Links {
+fn declare_links(settings: &Settings, c: &ShardConfig, quic_n: usize, wt: bool, journal: bool, log: bool) -> Links {
     let mut links = Links::new();
     let (n, s, w) = (c.intakes_n, c.shards_n, c.workers_per_shard);
     let cap = settings.rings.capacity;
@@ -154,6 +192,11 @@ fn declare_links(settings: &Settings, c: &ShardConfig, quic_n: usize, wt: bool, 
         links.plain::<Submit>(&format!("submit_intake{i}"), cap);
         links.plain::<Answer>(&format!("intake{i}_answers"), answers_cap);
         links.plain::<Receipt>(&format!("merger_intake{i}"), cap);
+        if log {
+            // A copy of each message to the builders and the merger: twice a ring's room,
+            // so the log ring fills only once the log role fell behind.
+            links.plain::<LogMsg>(&format!("intake{i}_log"), 2 * cap);
+        }
     }
     for k in 0..s {
         // Each build worker holds one of the shard's windows while it builds it.
@@ -203,7 +246,8 @@ impl Topology {
         let quic_n = io.quic.len();
         let wt = io.webtransport.is_some();
         assert!(quic_n == 0 || quic_n == c.intakes_n, "one QUIC server per intake, or none");
-        let named = instances(settings, &c, io.journal);
+        let log = io.log.is_some();
+        let named = instances(settings, &c, io.journal, log);
         let (heartbeats, beats) = Heartbeats::new(named.iter().map(|(_, name)| name.clone()));
         let beats = named.iter().map(|(_, name)| name.clone()).zip(beats).collect();
         let hub = Arc::new(MetricsHub::new());
@@ -218,34 +262,49 @@ impl Topology {
         hub.describe(&journal::METRICS);
         hub.describe(&admin::METRICS);
         hub.describe(&PROVER_METRICS);
+        if log {
+            hub.describe(&log_role::METRICS);
+        }
         if quic_n > 0 {
             hub.describe(&quic::METRICS);
         }
         if wt {
             webtransport::describe(&hub);
         }
-        let shared = Arc::new(Shared::new(c.intakes_n, FIRST_WINDOW_ID, LATEST_WINDOWS_MAX));
+        let first_window_id = io.resume.next_window_id.max(FIRST_WINDOW_ID);
+        let shared = Arc::new(Shared::new(c.intakes_n, first_window_id, LATEST_WINDOWS_MAX));
         let mut w = Wiring {
             settings,
-            links: declare_links(settings, &c, quic_n, wt, io.journal),
+            links: declare_links(settings, &c, quic_n, wt, io.journal, log),
             shard_config: c,
             shared: shared.clone(),
             hub: hub.clone(),
-            first_window_id: FIRST_WINDOW_ID,
+            first_window_id,
             now_ns: now_ns(),
             beats,
             quic: io.quic.into_iter().map(Some).collect(),
             webtransport: io.webtransport,
+            book_open: Vec::new(),
+            resume: io.resume,
+            log,
         };
+        let mut log_start = io.log;
         let mut tasks = Vec::with_capacity(named.len());
         let mut prover = None;
-        for (instance, name) in &named {
+        // The merger first: it restores the book, whose per-intake counts the intakes take.
+        let mut order: Vec<&(RoleInstance, String)> = named.iter().collect();
+        order.sort_by_key(|(i, _)| i.role != Role::Merger);
+        for (instance, name) in order {
             let (role, i) = (instance.role, instance.index);
             let task = match role {
                 Role::Intake => spec(name, IntakeRole::build(&mut w, i)?),
                 Role::Builder => spec(name, BuilderShardRole::build(&mut w, i)),
                 Role::BuildWorker => spec(name, BuildWorkerRole::build(&mut w, i)),
                 Role::Merger => spec(name, MergerRole::build(&mut w, &consumers(quic_n, wt))),
+                Role::Log => {
+                    let start = log_start.take().expect("one log role");
+                    spec(name, LogRole::build(&mut w, start)?)
+                }
                 Role::Journal => spec(name, JournalRole::build(&mut w)?),
                 Role::Prover => {
                     let (role, handles) = ProverRole::build(&mut w, quic_n)?;
@@ -256,6 +315,7 @@ impl Topology {
             };
             tasks.push((*instance, task));
         }
+        tasks.sort_by_key(|(i, _)| named.iter().position(|(n, _)| n == i));
         assert!(w.quic.iter().all(Option::is_none), "every QUIC server has its intake");
         assert!(w.webtransport.is_none(), "the WebTransport endpoint has its intake");
         assert!(w.beats.is_empty(), "every heartbeat has its role");

@@ -191,8 +191,9 @@ fn core_map_follows_the_process_affinity_mask() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains(&format!("# allowed CPUs: {{{cpu}}}\n")), "{stdout}");
-    let all_roles =
-        format!("#   cpu {cpu}: intake#0 builder#0 build_worker#0 merger#0 prover#0 journal#0 admin#0\n");
+    let all_roles = format!(
+        "#   cpu {cpu}: intake#0 builder#0 build_worker#0 merger#0 prover#0 journal#0 log#0 admin#0\n"
+    );
     assert!(stdout.contains(&all_roles), "{stdout}");
 
     let other = cpu + 1;

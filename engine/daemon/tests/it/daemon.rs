@@ -90,17 +90,28 @@ impl Daemon {
 
     /// Starts with the config file `text` (see [`config_text`]).
     pub fn start_text(dir: PathBuf, text: &str, env: &[(&str, String)]) -> Daemon {
+        Daemon::start_command(dir, text, env, |_| {})
+    }
+
+    /// As [`Daemon::start_text`], with `adjust` applied to the command before the spawn.
+    pub fn start_command(
+        dir: PathBuf,
+        text: &str,
+        env: &[(&str, String)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let config = dir.join("flashpointd.toml");
         std::fs::write(&config, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_flashpointd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flashpointd"));
+        command
             .arg("--config")
             .arg(&config)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-            .spawn()
-            .expect("flashpointd starts");
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+        adjust(&mut command);
+        let child = command.spawn().expect("flashpointd starts");
         let mut d = Daemon { child: Some(child), dir, addr: String::new(), config };
         let addr_file = d.dir.join("data").join("admin.addr");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -121,6 +132,10 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn stderr(&self) -> String {
@@ -146,13 +161,6 @@ impl Daemon {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
-    /// SIGTERM, then the exit code (killed after 40 s).
-    pub fn terminate(&mut self) -> Option<i32> {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        self.wait_exit()
-    }
-
     /// The QUIC intake's address and certificate pin, from the data dir.
     pub fn quic_endpoint(&self) -> (std::net::SocketAddr, [u8; 32]) {
         let data = self.dir.join("data");
@@ -161,13 +169,15 @@ impl Daemon {
         (addr, fpn_quic::tls::parse_pin(&pin).unwrap())
     }
 
-    /// The daemon's process id.
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
+    /// SIGTERM, without waiting.
+    pub fn signal_term(&self) {
+        let child = self.child.as_ref().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     }
 
-    /// The exit code once the daemon exits (killed after 40 s).
-    pub fn wait_exit(&mut self) -> Option<i32> {
+    /// The exit code after an earlier [`Daemon::signal_term`] (killed after 40 s).
+    pub fn terminate_wait(&mut self) -> Option<i32> {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
@@ -183,10 +193,42 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM, then the exit code (killed after 40 s).
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.signal_term();
+        self.terminate_wait()
+    }
+
+    /// The journal's windows in order ([`expand_journal`]).
     pub fn journal(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.dir.join("data").join("journal.jsonl")).unwrap();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        expand_journal(&text)
     }
+}
+
+/// A journal's lines as one value per window: a run of idle windows
+/// (`{"idle_from":F,"idle_to":L}`, `docs/daemon.md`, "Idle windows") becomes one empty
+/// window each, with zero counts and sums, an empty block and an empty clearing.
+pub fn expand_journal(text: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        match (v["idle_from"].as_u64(), v["idle_to"].as_u64()) {
+            (Some(from), Some(to)) => {
+                assert!(from <= to, "{line}");
+                for w in from..=to {
+                    out.push(serde_json::json!({
+                        "window_id": w, "idle": true,
+                        "intents_count": 0, "bids_count": 0, "cancelled_count": 0,
+                        "block": {"total": 0, "fifo_total": 0, "fee": 0, "entries": []},
+                        "clearing": {"revenue": 0, "winners": []},
+                    }));
+                }
+            }
+            _ => out.push(v),
+        }
+    }
+    out
 }
 
 impl Drop for Daemon {
@@ -284,6 +326,8 @@ fn submit_metrics_sigterm_and_journal() {
     let input = frames(7, 40, 100, true);
     // seq -> what it was, for every record answered ok
     let mut accepted: BTreeMap<u64, Sent> = BTreeMap::new();
+    // seq -> the receipt's rx_ns, which the block entry must carry
+    let mut rx_of: BTreeMap<u64, u64> = BTreeMap::new();
     let (mut ok_total, mut records_total, mut cancels_ok) = (0u64, 0u64, 0u64);
     for (frame, sent) in &input {
         let (status, body) = d.submit_json(frame);
@@ -304,6 +348,7 @@ fn submit_metrics_sigterm_and_journal() {
                     let seq = r["seq"].as_u64().unwrap();
                     assert!(seq > 0);
                     accepted.insert(seq, Sent::Bid);
+                    rx_of.insert(seq, r["rx_ns"].as_u64().unwrap());
                 }
                 k => panic!("kind {k}"),
             }
@@ -387,6 +432,9 @@ fn submit_metrics_sigterm_and_journal() {
             let Some(Sent::Intent { keys }) = accepted.get(&seq) else {
                 panic!("block entry seq {seq} is no accepted intent")
             };
+            let rx_ns = e["rx_ns"].as_u64().unwrap();
+            assert_eq!(rx_ns, rx_of[&seq], "seq {seq}: the block entry carries its receipt's rx_ns");
+            assert!(rx_ns <= w["published_ns"].as_u64().unwrap(), "received before published: {w}");
             for k in keys {
                 assert!(keys_seen.insert(*k), "window {}: key {k} twice in the block", w["window_id"]);
             }

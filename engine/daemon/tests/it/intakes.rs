@@ -17,8 +17,16 @@ fn two_intakes_share_the_window_clock_and_lose_nothing() {
     let (mut s, data) = settings("two-intakes", 5, 2);
     let cpu = s.core_map.cpu_of(Role::Intake, 0).unwrap();
     let build = 2 * s.builder.workers;
-    let counts =
-        PerRole { intake: 2, builder: 2, build_worker: build, merger: 1, prover: 0, journal: 1, admin: 1 };
+    let counts = PerRole {
+        intake: 2,
+        builder: 2,
+        build_worker: build,
+        merger: 1,
+        prover: 0,
+        journal: 1,
+        log: 1,
+        admin: 1,
+    };
     let lists = PerRole::from_fn(|_| vec![cpu]);
     s.core_map = CoreMap::resolve(&lists, &counts);
     assert_eq!(s.intakes_n(), 2);
@@ -48,8 +56,7 @@ fn two_intakes_share_the_window_clock_and_lose_nothing() {
 
     let text = std::fs::read_to_string(data.join("journal.jsonl")).unwrap();
     let mut counted = 0;
-    for (i, line) in text.lines().enumerate() {
-        let w: Value = serde_json::from_str(line).unwrap();
+    for (i, w) in crate::daemon::expand_journal(&text).into_iter().enumerate() {
         assert_eq!(w["window_id"].as_u64().unwrap(), i as u64 + 1, "window ids contiguous");
         counted += w["intents_count"].as_u64().unwrap()
             + w["bids_count"].as_u64().unwrap()
@@ -71,8 +78,16 @@ fn two_intakes_share_the_quic_port() {
     let (mut s, data) = settings("two-intakes-quic", 5, 1);
     let cpu = s.core_map.cpu_of(Role::Intake, 0).unwrap();
     let build = s.builder.workers;
-    let counts =
-        PerRole { intake: 2, builder: 1, build_worker: build, merger: 1, prover: 0, journal: 1, admin: 1 };
+    let counts = PerRole {
+        intake: 2,
+        builder: 1,
+        build_worker: build,
+        merger: 1,
+        prover: 0,
+        journal: 1,
+        log: 1,
+        admin: 1,
+    };
     let lists = PerRole::from_fn(|_| vec![cpu]);
     s.core_map = CoreMap::resolve(&lists, &counts);
     let mut d = InProcess::start(s, data.clone());

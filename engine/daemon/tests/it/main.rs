@@ -2,6 +2,7 @@
 //! to the child process only; this process's environment is never changed.
 
 mod check_config;
+mod crash;
 mod daemon;
 mod inproc;
 mod intakes;
@@ -10,5 +11,6 @@ mod prover;
 mod quic;
 mod receipts;
 mod webtransport;
+mod threads;
 
 fn main() {}

@@ -1,7 +1,9 @@
-//! After READY the hot roles' loops (intake, builder shards, merger) do not allocate: the
-//! daemon runs in this process under a counting allocator that counts allocations made while
-//! a hot loop body runs (`flashpointd::run::alloc_probe`), while frames go through the submit
-//! path and windows close, build, clear and reach the journal.
+//! After READY the hot roles' loops (intake, builder shards, merger, and the input log's
+//! role: its encoding, group commits and durable positions) do not allocate: the daemon runs
+//! in this process under a counting allocator that counts allocations made while a hot loop
+//! body runs (`flashpointd::run::alloc_probe`), while frames go through the submit path, get
+//! logged and acknowledged once on disk, and windows close, build, clear and reach the
+//! journal. (A log segment's rotation allocates, once per segment, outside the probe.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +113,7 @@ fn hot_loops_do_not_allocate_after_ready() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(metric_sum(&metrics, "fpn_intake_frames_total"), input.len() as u64, "the loops did the work");
     assert!(metric_sum(&metrics, "fpn_merger_windows_published_total") > 10);
+    assert!(metric_sum(&metrics, "fpn_log_entries_total") > input.len() as u64, "the log wrote the records");
     assert_eq!(after - before, 0, "allocations in hot loops after READY");
 }
 

@@ -205,7 +205,7 @@ fn book_cancels_over_webtransport_and_quic_come_back_on_their_own_sessions() {
 fn records_after_sigterm_are_answered_shutting_down() {
     let mut d = start("wt-drain", "");
     let config = client_config(&d, "43");
-    let pid = d.pid();
+    let pid = d.pid() as i32;
     runtime().block_on(async {
         let mut client = Client::connect(&config).await.expect("a session");
         let mut statuses: Vec<(u64, Result<(), Reason>)> = Vec::new();
@@ -254,5 +254,5 @@ fn records_after_sigterm_are_answered_shutting_down() {
             statuses.len() - first_down
         );
     });
-    assert_eq!(d.wait_exit(), Some(0), "{}", d.stderr());
+    assert_eq!(d.terminate_wait(), Some(0), "{}", d.stderr());
 }

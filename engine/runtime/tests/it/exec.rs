@@ -234,3 +234,60 @@ fn a_panicking_role_stops_the_other_executors() {
     }
     assert!(results[1].1.is_ok(), "{:?}", results[1]);
 }
+
+#[test]
+fn a_setup_runs_on_the_pinned_thread_before_the_roles_and_its_error_stops_the_start() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cpu = exec::allowed_cpus().unwrap()[0];
+    // What the setup saw, then what the role saw: the same thread, already pinned.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = StopFlag::new();
+    stop_after(&stop, Duration::from_secs(20));
+    let role = RoleSpec::new("r", {
+        let seen = seen.clone();
+        move |_ctx| async move {
+            let t = std::thread::current();
+            seen.lock().unwrap().push((
+                "role",
+                t.name().unwrap_or("").to_string(),
+                exec::current_cpu().unwrap(),
+            ));
+        }
+    });
+    let mut spec = ExecutorSpec::new(cpu, "setup", vec![role]);
+    spec.setup = Some(exec::ExecutorSetup::new({
+        let seen = seen.clone();
+        move |ctx| {
+            assert_eq!((ctx.executor_name, ctx.cpu_id), ("setup", cpu));
+            let t = std::thread::current();
+            seen.lock().unwrap().push((
+                "setup",
+                t.name().unwrap_or("").to_string(),
+                exec::current_cpu().unwrap(),
+            ));
+            Ok(())
+        }
+    }));
+    let executors = exec::start(vec![spec], stop.clone()).unwrap();
+    assert!(executors.join().into_iter().all(|(_, r)| r.is_ok()));
+    let name = "fpn-setup".to_string();
+    assert_eq!(*seen.lock().unwrap(), vec![("setup", name.clone(), cpu), ("role", name, cpu)]);
+
+    // A failing setup: the start fails with its message, the role never runs.
+    let ran = Arc::new(AtomicU64::new(0));
+    let role = RoleSpec::new("r", {
+        let ran = ran.clone();
+        move |_ctx| async move {
+            ran.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let mut spec = ExecutorSpec::new(cpu, "refused", vec![role]);
+    spec.setup = Some(exec::ExecutorSetup::new(|_| Err("not permitted, on purpose".into())));
+    match exec::start(vec![spec], StopFlag::new()) {
+        Err(ExecError::Setup { executor, message }) => {
+            assert_eq!((executor.as_str(), message.as_str()), ("refused", "not permitted, on purpose"));
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+    assert_eq!(ran.load(Ordering::Relaxed), 0);
+}

@@ -97,7 +97,14 @@ fn block_example_decodes_and_balances() {
     assert_eq!((f.surplus.get(), f.fee.get(), f.fee_ppm.get(), f.builder, f.exact), (500, 50, 100_000, 2, 0));
     let payouts: u64 = b.entries.iter().map(|e| e.payout.get()).sum();
     assert_eq!(payouts + f.fee.get(), f.total.get());
-    assert_eq!(b.entries[0], BlockEntryWire::new(42, 7, 2_500, 2_458));
+    assert_eq!(b.entries[0], BlockEntryWire::new(42, 7, 2_500, 2_458, 1_763_700_000_000_040_000));
+    assert_eq!(b.entries[1].rx_ns.get(), 1_763_700_000_000_060_000);
+    // Block record version 2, 40-byte entries.
+    assert_eq!((bytes[13], bytes.len()), (BLOCK_VERSION, 12 + 72 + 2 * 40));
+    // The first entry's rx_ns is the accepted receipt's.
+    let receipts = doc_bytes("receipts");
+    let RecordRef::Receipt(r) = decode_frame(&receipts).unwrap().next().unwrap() else { panic!() };
+    assert_eq!((r.seq.get(), r.rx_ns.get()), (42, b.entries[0].rx_ns.get()));
 }
 
 #[test]

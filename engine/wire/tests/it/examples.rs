@@ -64,6 +64,10 @@ pub fn receipts(buf: &mut Vec<u8>) {
     w.finish();
 }
 
+/// The receive times of the block example's two intents: seq 42 is the intent the receipts
+/// example accepts (same `rx_ns`), seq 43 came 20 µs later.
+pub const BLOCK_RX_NS: [u64; 2] = [1_763_700_000_000_040_000, 1_763_700_000_000_060_000];
+
 pub fn block(buf: &mut Vec<u8>) {
     let mut w = FrameWriter::new(buf, 1 << 20);
     w.push_block(
@@ -78,7 +82,10 @@ pub fn block(buf: &mut Vec<u8>) {
             builder: 2,
             exact: false,
         },
-        &[BlockEntryWire::new(42, 7, 2_500, 2_458), BlockEntryWire::new(43, 9, 500, 492)],
+        &[
+            BlockEntryWire::new(42, 7, 2_500, 2_458, BLOCK_RX_NS[0]),
+            BlockEntryWire::new(43, 9, 500, 492, BLOCK_RX_NS[1]),
+        ],
     )
     .unwrap();
     w.finish();

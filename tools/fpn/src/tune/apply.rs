@@ -145,6 +145,8 @@ mod tests {
             hot_cpus: hot.iter().copied().collect(),
             listen: "127.0.0.1:4433".parse().unwrap(),
             lock_memory: "try",
+            realtime: "off",
+            realtime_priority: 10,
             socket_buffer_bytes: 4 << 20,
         }
     }

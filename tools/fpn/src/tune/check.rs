@@ -18,6 +18,9 @@ pub struct Plan {
     pub listen: SocketAddr,
     /// `engine.lock_memory`: "off", "try" or "on".
     pub lock_memory: &'static str,
+    /// `engine.realtime` ("off", "try" or "on") and `engine.realtime_priority`.
+    pub realtime: &'static str,
+    pub realtime_priority: u8,
     /// Socket buffer bytes the intake asks for (`fpn_quic::udp::SOCKET_BUFFER_BYTES`).
     pub socket_buffer_bytes: u64,
 }
@@ -77,6 +80,7 @@ pub fn run(host: &dyn Host, plan: &Plan) -> Vec<Line> {
         thp(host),
         swap(host, plan),
         memlock(host, plan, caps),
+        realtime(host, plan, caps),
         socket_buffer(host, plan, "rmem_max"),
         socket_buffer(host, plan, "wmem_max"),
         busy_poll(host, plan),
@@ -417,6 +421,53 @@ fn memlock(host: &dyn Host, plan: &Plan, caps: u64) -> Line {
     }
 }
 
+const CAP_SYS_NICE: u32 = 23;
+
+/// `engine.realtime`: can the daemon put its hot executors on `SCHED_FIFO`
+/// (`CAP_SYS_NICE`, or `RLIMIT_RTPRIO` up to the priority), and does the kernel keep RT
+/// throttling on (`kernel.sched_rt_runtime_us` ≠ -1: without it a spinning `SCHED_FIFO`
+/// thread holds its CPU for good).
+fn realtime(host: &dyn Host, plan: &Plan, caps: u64) -> Line {
+    let name = "realtime";
+    let priority = plan.realtime_priority;
+    if plan.realtime == "off" {
+        return pass(name, "engine.realtime = \"off\": the executors stay on SCHED_OTHER".into());
+    }
+    let runtime = host.read("/proc/sys/kernel/sched_rt_runtime_us").unwrap_or_default();
+    if runtime.trim() == "-1" {
+        return warn(
+            name,
+            "kernel.sched_rt_runtime_us = -1: RT throttling is off, so a spinning SCHED_FIFO executor never lets \
+             its CPU's other tasks run"
+                .into(),
+            "sysctl -w kernel.sched_rt_runtime_us=950000 (the kernel default)".into(),
+        );
+    }
+    let limits = host.read("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max realtime priority"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or("0")
+        .to_string();
+    if caps & (1 << CAP_SYS_NICE) != 0 {
+        return pass(name, format!("SCHED_FIFO priority {priority} allowed: CAP_SYS_NICE"));
+    }
+    if soft == "unlimited" || soft.parse::<u32>().is_ok_and(|n| n >= u32::from(priority)) {
+        return pass(name, format!("SCHED_FIFO priority {priority} allowed: RLIMIT_RTPRIO {soft}"));
+    }
+    let detail = format!(
+        "engine.realtime = \"{}\" but neither CAP_SYS_NICE nor RLIMIT_RTPRIO ≥ {priority} (it is {soft}): the hot \
+         executors stay on SCHED_OTHER",
+        plan.realtime
+    );
+    let fix = format!(
+        "AmbientCapabilities=CAP_SYS_NICE in the unit (systemd/flashpointd.service has it), or LimitRTPRIO={priority}, \
+         or `ulimit -r {priority}`"
+    );
+    if plan.realtime == "on" { fail(name, detail, fix) } else { warn(name, detail, fix) }
+}
+
 fn socket_buffer(host: &dyn Host, plan: &Plan, sysctl: &'static str) -> Line {
     let name = if sysctl == "rmem_max" { "net.core.rmem_max" } else { "net.core.wmem_max" };
     let path = format!("/proc/sys/net/core/{sysctl}");
@@ -611,6 +662,8 @@ mod tests {
             hot_cpus: hot.iter().copied().collect(),
             listen: listen.parse().unwrap(),
             lock_memory,
+            realtime: "off",
+            realtime_priority: 10,
             socket_buffer_bytes: 4 << 20,
         }
     }
@@ -627,7 +680,7 @@ mod tests {
     fn a_tuned_host_passes_every_check() {
         let host = fake_host("tuned", true);
         let lines = run(&host, &plan(&[2, 3], "10.0.0.5:4433", "try"));
-        assert_eq!(lines.len(), 14);
+        assert_eq!(lines.len(), 15);
         for line in &lines {
             assert_eq!(line.status, Status::Pass, "{line:?}");
             assert_eq!(line.fix, None);
@@ -685,6 +738,41 @@ mod tests {
         // Loopback: nothing to busy-poll, and GRO is asked of `lo` (unknown to this fake).
         assert_eq!(by_name(&off_lines, "busy_poll").status, Status::Pass);
         assert!(by_name(&off_lines, "gro").detail.contains("unknown for lo"));
+        cleanup(&host.root);
+    }
+
+    #[test]
+    fn realtime_needs_cap_sys_nice_or_rlimit_rtprio_and_rt_throttling() {
+        let host = fake_host("rt", false);
+        let check = |realtime: &'static str| {
+            let plan = Plan { realtime, realtime_priority: 10, ..plan(&[2, 3], "127.0.0.1:4433", "try") };
+            run(&host, &plan).into_iter().find(|l| l.name == "realtime").unwrap()
+        };
+        assert_eq!(check("off").status, Status::Pass);
+        // No CAP_SYS_NICE (CapEff 0) and no RLIMIT_RTPRIO line (0).
+        let try_line = check("try");
+        assert_eq!(try_line.status, Status::Warn, "{try_line:?}");
+        assert!(try_line.detail.contains("RLIMIT_RTPRIO ≥ 10 (it is 0)"), "{}", try_line.detail);
+        assert!(try_line.fix.unwrap().contains("LimitRTPRIO=10"));
+        assert_eq!(check("on").status, Status::Fail);
+        let limits = host.root.join("proc/self/limits");
+        let text = fs::read_to_string(&limits).unwrap();
+        fs::write(
+            &limits,
+            format!("{text}Max realtime priority     10                   10                   \n"),
+        )
+        .unwrap();
+        assert_eq!(check("on").status, Status::Pass, "RLIMIT_RTPRIO 10 allows priority 10");
+        fs::write(&limits, &text).unwrap();
+        fs::write(host.root.join("proc/self/status"), "Name:\tfpn\nCapEff:\t0000000000800000\n").unwrap();
+        let line = check("on");
+        assert_eq!(line.status, Status::Pass);
+        assert!(line.detail.ends_with("CAP_SYS_NICE"), "{}", line.detail);
+        fs::create_dir_all(host.root.join("proc/sys/kernel")).unwrap();
+        fs::write(host.root.join("proc/sys/kernel/sched_rt_runtime_us"), "-1\n").unwrap();
+        let line = check("try");
+        assert_eq!(line.status, Status::Warn);
+        assert!(line.fix.unwrap().starts_with("sysctl -w kernel.sched_rt_runtime_us=950000"));
         cleanup(&host.root);
     }
 

@@ -77,13 +77,18 @@ pub fn run(command: &TuneCommand) -> Result<Done, UsageError> {
 
 /// The daemon's settings, loaded as the daemon would load them here.
 fn settings(args: &ConfigArgs) -> Result<Settings, UsageError> {
+    daemon_settings(args.config.clone(), args.set.iter().cloned().map(Flag::Set).collect())
+}
+
+/// The daemon's settings from its config file (or `$FPN_CONFIG`), the `FPN_*` environment
+/// and `flags`, loaded as the daemon would load them on this host.
+pub fn daemon_settings(config: Option<PathBuf>, flags: Vec<Flag>) -> Result<Settings, UsageError> {
     let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("FPN_")).collect();
-    let flags = args.set.iter().cloned().map(Flag::Set).collect();
     let errors = |e: flashpointd::ConfigErrors| {
         let lines: Vec<String> = e.0.iter().map(|e| format!("  {e}")).collect();
         usage(format!("the daemon's configuration is invalid:\n{}", lines.join("\n")))
     };
-    let inputs = Inputs::gather(args.config.clone(), env, flags).map_err(errors)?;
+    let inputs = Inputs::gather(config, env, flags).map_err(errors)?;
     Ok(flashpointd::load(&inputs, &CpuSet::host()).map_err(errors)?.settings)
 }
 
@@ -99,6 +104,8 @@ fn plan(settings: &Settings) -> Plan {
         hot_cpus,
         listen: settings.quic.listen,
         lock_memory: settings.lock_memory.as_str(),
+        realtime: settings.realtime.as_str(),
+        realtime_priority: settings.realtime_priority,
         socket_buffer_bytes: fpn_quic::udp::SOCKET_BUFFER_BYTES as u64,
     }
 }

@@ -315,6 +315,7 @@ fn watch_prints_window_results_until_count() {
         if v["type"] == "block" && v["window_id"] == window_id {
             assert_eq!(v["total"], 500);
             assert_eq!(v["entries"][0]["client_id"], 7);
+            assert!(v["entries"][0]["rx_ns"].as_u64().is_some_and(|t| t > 0), "{v}");
             seen = true;
             break;
         }

@@ -101,6 +101,10 @@ fn fpn_probe_counts_the_daemons_datagrams_and_leaves_nothing_attached() {
     let attached = lines.recv_timeout(Duration::from_secs(60)).expect("fpn probe says it attached");
     assert!(attached.starts_with("fpn probe: attached 16 programs to pid "), "{attached}");
     assert!(attached.contains(&format!("pid {} (flashpointd", daemon.pid())), "{attached}");
+    assert!(
+        attached.contains("roles from threads.json"),
+        "found by its pid file, labelled by its thread map: {attached}"
+    );
     let metrics_addr =
         attached.split("metrics on http://").nth(1).unwrap().trim_end_matches("/metrics").to_string();
 
@@ -155,6 +159,12 @@ fn fpn_probe_counts_the_daemons_datagrams_and_leaves_nothing_attached() {
     // Device interrupts on the daemon's CPUs are not asserted: an idle VM may have none in
     // these seconds. The series exist when they happen.
     assert!(metrics.contains("fpn_ebpf_target_info{pid=\""), "{metrics}");
+    // The intake's reads are labelled with the roles of the thread that made them.
+    assert!(
+        sum(&metrics, "fpn_ebpf_syscall_messages_total", &["syscall=\"recvmmsg\"", "intake0"])
+            == DATAGRAMS as f64,
+        "recvmmsg of the thread running intake0:\n{metrics}"
+    );
 
     // A QUIC session: the daemon now answers, with sendmsg (GSO).
     let out = fpn(&[

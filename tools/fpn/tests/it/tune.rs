@@ -6,7 +6,7 @@
 use super::fpn;
 use super::real_daemon::text;
 
-const CHECKS: [&str; 14] = [
+const CHECKS: [&str; 15] = [
     "isolcpus",
     "nohz_full",
     "rcu_nocbs",
@@ -16,6 +16,7 @@ const CHECKS: [&str; 14] = [
     "transparent_hugepages",
     "swap",
     "memlock",
+    "realtime",
     "net.core.rmem_max",
     "net.core.wmem_max",
     "busy_poll",
@@ -44,9 +45,9 @@ fn tune_check_reports_every_check_and_exits_by_its_failures() {
             "WARN" => 1,
             "FAIL" => 2,
             _ => {
-                assert!(line.starts_with("14 checks: "), "unexpected line {line}");
+                assert!(line.starts_with("15 checks: "), "unexpected line {line}");
                 let summary =
-                    format!("14 checks: {} pass, {} warn, {} fail", counts[0], counts[1], counts[2]);
+                    format!("15 checks: {} pass, {} warn, {} fail", counts[0], counts[1], counts[2]);
                 assert_eq!(line, summary);
                 break;
             }
@@ -67,7 +68,7 @@ fn tune_check_reports_every_check_and_exits_by_its_failures() {
     let json = fpn(&["tune", "check", "--json"]);
     assert_eq!(json.status.code(), Some(expected));
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(v["checks"].as_array().unwrap().len(), 14);
+    assert_eq!(v["checks"].as_array().unwrap().len(), 15);
     assert_eq!(
         (v["pass"].as_u64(), v["warn"].as_u64(), v["fail"].as_u64()),
         (Some(counts[0] as u64), Some(counts[1] as u64), Some(counts[2] as u64))

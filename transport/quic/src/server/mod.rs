@@ -105,6 +105,11 @@ pub struct Server {
     dirty: VecDeque<usize>,
     /// Where the records answered late went, in the order `Admit::admit` returned `None`.
     late: VecDeque<LateOrigin>,
+    /// The engine's input log is durable up to here; receipts tagged above it wait.
+    durable: u64,
+    /// Sessions whose receipts wait (for the log or a late answer), flushed again when
+    /// `durable` moves.
+    holding: Vec<usize>,
     /// Stateless packets to send (refusals, Retry, version negotiation).
     responses: VecDeque<(Transmit, Vec<u8>)>,
     next_timeout: Option<Instant>,
@@ -143,6 +148,8 @@ impl Server {
             generation: 0,
             pending: Vec::with_capacity(conns_max),
             dirty: VecDeque::with_capacity(conns_max),
+            durable: 0,
+            holding: Vec::with_capacity(conns_max),
             late: VecDeque::with_capacity(1024),
             responses: VecDeque::with_capacity(64),
             next_timeout: None,
@@ -319,9 +326,13 @@ impl Server {
                 late: &mut self.late,
                 frame_buf: &mut self.frame_buf,
                 now_ns: now.saturating_duration_since(self.epoch).as_nanos() as u64,
+                durable: self.durable,
             };
             let more = s.poll_records(now, slot, ctx, admit);
             s.pending |= more;
+            if s.holds_receipts() && !self.holding.contains(&slot) {
+                self.holding.push(slot);
+            }
             if !s.dirty {
                 s.dirty = true;
                 self.dirty.push_back(slot);
@@ -336,6 +347,23 @@ impl Server {
             self.process_conn(now, slot);
         }
         self.counters.progress() != before
+    }
+
+    /// The engine's input log is durable up to `position` ([`Admit::durable_at`]): receipts
+    /// that waited for it may go. Call once per loop iteration, before [`Server::poll_records`].
+    pub fn set_durable(&mut self, position: u64) {
+        if position <= self.durable {
+            return;
+        }
+        self.durable = position;
+        for slot in self.holding.drain(..) {
+            if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+                s.pending = true;
+                if !self.pending.contains(&slot) {
+                    self.pending.push(slot);
+                }
+            }
+        }
     }
 
     /// A receipt the merger answered for a record [`Admit::admit`] took with `None`; receipts

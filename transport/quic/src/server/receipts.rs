@@ -26,12 +26,20 @@ pub(super) enum Path {
 /// was asked), so each fills the oldest hole. Holes are counted from the queue's first slot
 /// ever (`base` is the position of `slots[0]`), which makes filling one O(1).
 ///
-/// Bounded: a path holding [`RECEIPTS_HELD_MAX`] receipts behind its first hole is not read
-/// until the hole is filled (see [`ReceiptQueue::is_full`]), so a queue holds at most that
-/// plus one poll's frames (packed at the end of the poll).
+/// A receipt may also wait for durability: the engine tags an accepted record with the
+/// position its input log must reach before the record is acknowledged
+/// ([`super::Admit::durable_at`]). Receipts go out only while their tag is at or below the
+/// log's durable position (`durable`, [`super::Server::set_durable`]); tags are kept
+/// non-decreasing along the queue (a receipt waits for the records before it anyway), so
+/// the ready receipts are a prefix.
+///
+/// Bounded: a path holding [`RECEIPTS_HELD_MAX`] receipts behind its first hole (or behind
+/// the log) is not read until they can go (see [`ReceiptQueue::is_full`]), so a queue holds
+/// at most that plus one poll's frames (packed at the end of the poll).
 #[derive(Debug, Default)]
 pub(super) struct ReceiptQueue {
-    slots: VecDeque<Option<Receipt>>,
+    /// Receipts (`None`: a hole) and the durable position each waits for.
+    slots: VecDeque<(Option<Receipt>, u64)>,
     /// Positions of the holes, oldest first.
     holes: VecDeque<u64>,
     base: u64,
@@ -40,45 +48,59 @@ pub(super) struct ReceiptQueue {
 }
 
 impl ReceiptQueue {
-    pub(super) fn push(&mut self, receipt: Receipt) {
-        self.slots.push_back(Some(receipt));
+    /// The tag of the newest slot (tags never decrease along the queue).
+    fn last_tag(&self) -> u64 {
+        self.slots.back().map_or(0, |s| s.1)
+    }
+
+    /// A receipt that may go once the log is durable up to `durable_at` (0: at once).
+    pub(super) fn push(&mut self, receipt: Receipt, durable_at: u64) {
+        let tag = durable_at.max(self.last_tag());
+        self.slots.push_back((Some(receipt), tag));
     }
 
     /// A record whose receipt comes later, through [`ReceiptQueue::fill`].
     pub(super) fn push_hole(&mut self) {
         self.holes.push_back(self.base + self.slots.len() as u64);
-        self.slots.push_back(None);
+        let tag = self.last_tag();
+        self.slots.push_back((None, tag));
+    }
+
+    /// Whether some receipt waits (for a late answer or for the log).
+    pub(super) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
     }
 
     /// The receipt the merger answered for this path's oldest hole; `false` if the path
     /// has no hole (a late receipt nobody asked for).
     pub(super) fn fill(&mut self, receipt: Receipt) -> bool {
         let Some(at) = self.holes.pop_front() else { return false };
-        let slot = &mut self.slots[(at - self.base) as usize];
+        let slot = &mut self.slots[(at - self.base) as usize].0;
         debug_assert!(slot.is_none(), "a hole is filled once");
         *slot = Some(receipt);
         true
     }
 
-    /// Receipts before the first hole: those that may go out now.
-    fn ready_len(&self) -> usize {
-        self.holes.front().map_or(self.slots.len(), |&at| (at - self.base) as usize)
+    /// Receipts before the first hole and durable by `durable`: those that may go out now.
+    fn ready_len(&self, durable: u64) -> usize {
+        let before_hole = self.holes.front().map_or(self.slots.len(), |&at| (at - self.base) as usize);
+        // Tags never decrease: the durable receipts are a prefix.
+        self.slots.iter().take(before_hole).take_while(|s| s.1 <= durable).count()
     }
 
     /// Whether the path must not be read for now: [`RECEIPTS_HELD_MAX`] receipts wait behind
-    /// a hole. The second value says whether this starts a pause (for the counter).
-    pub(super) fn is_full(&mut self) -> (bool, bool) {
-        let full = self.slots.len() - self.ready_len() >= RECEIPTS_HELD_MAX;
+    /// a hole or the log. The second value says whether this starts a pause (for the counter).
+    pub(super) fn is_full(&mut self, durable: u64) -> (bool, bool) {
+        let full = self.slots.len() - self.ready_len(durable) >= RECEIPTS_HELD_MAX;
         let started = full && !self.paused;
         self.paused = full;
         (full, started)
     }
 
-    /// Takes up to `n` of the ready receipts, in order.
+    /// Takes `n` of the ready receipts, in order.
     fn take(&mut self, n: usize) -> impl Iterator<Item = Receipt> + '_ {
-        debug_assert!(n <= self.ready_len());
         self.base += n as u64;
-        self.slots.drain(..n).map(|slot| slot.expect("ready receipts precede the first hole"))
+        self.slots.drain(..n).map(|slot| slot.0.expect("ready receipts precede the first hole"))
     }
 }
 
@@ -88,13 +110,14 @@ impl ReceiptQueue {
 /// a receipt (`pack::pack_datagram_receipts`).
 pub(super) fn pack_datagrams(
     queue: &mut ReceiptQueue,
+    durable: u64,
     conn: &mut Connection,
     datagram_frame_max: u16,
     frame_buf: &mut Vec<u8>,
     outbox: &mut Outbox,
     counters: &mut Counters,
 ) {
-    let ready = queue.ready_len();
+    let ready = queue.ready_len(durable);
     if ready == 0 {
         return;
     }
@@ -107,7 +130,7 @@ pub(super) fn pack_datagrams(
 }
 
 /// Packs a stream path's ready receipts into receipt frames on the result stream.
-pub(super) fn pack_stream(queue: &mut ReceiptQueue, outbox: &mut Outbox, counters: &mut Counters) {
-    let ready = queue.ready_len();
+pub(super) fn pack_stream(queue: &mut ReceiptQueue, durable: u64, outbox: &mut Outbox, counters: &mut Counters) {
+    let ready = queue.ready_len(durable);
     counters.receipts_stream_total += pack_stream_receipts(queue.take(ready), outbox.buf());
 }

@@ -24,6 +24,12 @@ pub trait Admit {
     fn prefetch(&mut self, record: RecordRef<'_>) {
         let _ = record;
     }
+    /// The position the engine's input log must be durable at before the receipt
+    /// [`Admit::admit`] just returned may go out (0: at once). The server holds the receipt
+    /// (and those after it on its path) until [`super::Server::set_durable`] reaches it.
+    fn durable_at(&self) -> u64 {
+        0
+    }
 }
 
 /// How many records ahead of the one being admitted [`handle_frame`] calls
@@ -34,7 +40,8 @@ pub const PREFETCH_AHEAD: usize = 8;
 /// checks (a session must be open: `client_id` is `Some`; the record's client id must be
 /// the session's; `take_token` must give a token) and the engine (`admit`). Every record's
 /// answer goes to `answer` in record order: `Some(receipt)`, or `None` when the engine
-/// answers later. `Err`: the frame is refused whole (nothing was answered).
+/// answers later; with it, the log position the receipt waits for ([`Admit::durable_at`], 0
+/// for a refusal). `Err`: the frame is refused whole (nothing was answered).
 ///
 /// This is the intake's handling of untrusted bytes after QUIC; the fuzz target
 /// `quic_datagram` drives it with arbitrary datagram payloads.
@@ -45,7 +52,7 @@ pub fn handle_frame(
     counters: &mut Counters,
     take_token: &mut dyn FnMut() -> bool,
     admit: &mut impl Admit,
-    mut answer: impl FnMut(Option<Receipt>),
+    mut answer: impl FnMut(Option<Receipt>, u64),
 ) -> Result<(), Reason> {
     for (record, ahead) in decode_frame(bytes)?.with_lookahead(PREFETCH_AHEAD) {
         for r in ahead {
@@ -67,14 +74,19 @@ pub fn handle_frame(
             }
             Some(_) => None,
         };
-        answer(match refusal {
+        match refusal {
             Some(reason) => {
                 receipt.status = Err(reason);
                 admit.refused(&receipt);
-                Some(receipt)
+                answer(Some(receipt), 0);
             }
-            None => admit.admit(rx_ns, record),
-        });
+            None => {
+                let answered = admit.admit(rx_ns, record);
+                let durable_at =
+                    if answered.is_some_and(|r| r.status.is_ok()) { admit.durable_at() } else { 0 };
+                answer(answered, durable_at);
+            }
+        }
     }
     Ok(())
 }

@@ -59,6 +59,8 @@ pub(super) struct Ctx<'a> {
     pub(super) late: &'a mut VecDeque<LateOrigin>,
     pub(super) frame_buf: &'a mut Vec<u8>,
     pub(super) now_ns: u64,
+    /// The engine's input log is durable up to here ([`super::Server::set_durable`]).
+    pub(super) durable: u64,
 }
 
 pub(super) struct Session {
@@ -270,7 +272,7 @@ impl Session {
     /// answer, which wakes the session.
     fn read_datagrams(&mut self, slot: usize, ctx: &mut Ctx<'_>, admit: &mut impl Admit) -> bool {
         for _ in 0..RECORDS_BUDGET {
-            if self.receipts_held(Path::Datagram, ctx.counters) {
+            if self.receipts_held(Path::Datagram, ctx.durable, ctx.counters) {
                 return false;
             }
             // Asked per frame: one datagram's records must fit the engine's queues.
@@ -347,7 +349,7 @@ impl Session {
             if frames == RECORDS_BUDGET || !admit.ready() {
                 return (Wait::Poll, None);
             }
-            if self.receipts_held(Path::Stream, ctx.counters) {
+            if self.receipts_held(Path::Stream, ctx.durable, ctx.counters) {
                 return (Wait::LateReceipt, None);
             }
             frames += 1;
@@ -379,14 +381,16 @@ impl Session {
         };
         let windows = &mut self.windows;
         let generation = self.generation;
-        handle_frame(bytes, rx_ns, client_id, counters, &mut bucket, admit, |answered| match answered {
-            Some(r) => {
-                windows.note(&r);
-                queue.push(r);
-            }
-            None => {
-                queue.push_hole();
-                late.push_back(LateOrigin { slot, generation, path });
+        handle_frame(bytes, rx_ns, client_id, counters, &mut bucket, admit, |answered, durable_at| {
+            match answered {
+                Some(r) => {
+                    windows.note(&r);
+                    queue.push(r, durable_at);
+                }
+                None => {
+                    queue.push_hole();
+                    late.push_back(LateOrigin { slot, generation, path });
+                }
             }
         })
     }
@@ -402,13 +406,13 @@ impl Session {
         ctx.counters.frames_refused_total += 1;
         let r = Receipt::frame_refused(reason, rx_ns);
         admit.refused(&r);
-        self.queue(path).push(r);
+        self.queue(path).push(r, 0);
     }
 
     /// Whether `path` must not be read now: its receipts wait behind a late answer, up to
     /// [`super::RECEIPTS_HELD_MAX`]. Counts each pause once.
-    fn receipts_held(&mut self, path: Path, counters: &mut Counters) -> bool {
-        let (full, started) = self.queue(path).is_full();
+    fn receipts_held(&mut self, path: Path, durable: u64, counters: &mut Counters) -> bool {
+        let (full, started) = self.queue(path).is_full(durable);
         counters.receipt_queue_full_total += u64::from(started);
         full
     }
@@ -486,13 +490,19 @@ impl Session {
         let max = ctx.limits.datagram_frame_max;
         pack_datagrams(
             &mut self.dgram_receipts,
+            ctx.durable,
             &mut self.conn,
             max,
             ctx.frame_buf,
             &mut self.outbox,
             ctx.counters,
         );
-        pack_stream(&mut self.stream_receipts, &mut self.outbox, ctx.counters);
+        pack_stream(&mut self.stream_receipts, ctx.durable, &mut self.outbox, ctx.counters);
+    }
+
+    /// Whether receipts wait in a queue (for a late answer or for the log).
+    pub(super) fn holds_receipts(&self) -> bool {
+        !self.dgram_receipts.is_empty() || !self.stream_receipts.is_empty()
     }
 
     fn flush_outbox(&mut self, now: Instant, ctx: &mut Ctx<'_>) {

@@ -142,6 +142,10 @@ pub fn router(
             if s4.draining.load(Ordering::Acquire) {
                 return Response::text(503, "draining\n");
             }
+            if s4.log_failing.load(Ordering::Acquire) {
+                // New records are refused `storage_unavailable` until a log write succeeds.
+                return Response::text(503, "degraded: input log writes failing\n");
+            }
             let stalled = health.stalled();
             if stalled.is_empty() {
                 Response::text(200, "ready\n")
@@ -211,16 +215,21 @@ const OUTCOMES: [&str; 5] = ["ok", "refused", "shutting_down", "overloaded", "ti
 #[derive(Debug, Default)]
 struct Waiter {
     expected: usize,
+    intake: usize,
     receipts: Vec<Option<Receipt>>,
     done: bool,
     refused: Option<Reason>,
+    /// The log position of the intake the frame's receipts wait for.
+    durable_at: u64,
 }
 
 impl Waiter {
-    fn complete(&self) -> bool {
+    /// Every receipt is in, and the log has the records (`docs/log.md`, "Durability").
+    fn complete(&self, shared: &Shared) -> bool {
         self.done
             && (self.refused.is_some()
                 || (self.receipts.len() >= self.expected && self.receipts.iter().all(Option::is_some)))
+            && shared.log_durable[self.intake].0.load(Ordering::Acquire) >= self.durable_at
     }
 
     /// The merger's answer takes the first place left for one.
@@ -365,7 +374,7 @@ impl SubmitPath {
         let rx_ns = self.unique_rx_ns();
         self.waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(
             rx_ns,
-            Waiter { expected: records, receipts: Vec::with_capacity(records), ..Waiter::default() },
+            Waiter { expected: records, intake, receipts: Vec::with_capacity(records), ..Waiter::default() },
         );
         self.submitted.notify_one();
         let pushed = {
@@ -385,7 +394,7 @@ impl SubmitPath {
         let deadline = Instant::now() + RECEIPT_TIMEOUT;
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if waiters.get(&rx_ns).is_some_and(Waiter::complete) {
+            if waiters.get(&rx_ns).is_some_and(|w| w.complete(&self.shared)) {
                 break;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -421,8 +430,11 @@ impl SubmitPath {
 
     /// The collector: drains every answer ring until `stop`, waking the waiting requests.
     pub fn collect(&self, mut answers: Vec<Rx<Answer>>, stop: &AtomicBool) {
+        let mut durable_seen = 0;
         while !stop.load(Ordering::Acquire) {
-            let mut got = false;
+            // Requests also wait for the log: wake them when it moves.
+            let durable: u64 = self.shared.log_durable.iter().map(|d| d.0.load(Ordering::Acquire)).sum();
+            let mut got = durable != std::mem::replace(&mut durable_seen, durable);
             let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
             for rx in &mut answers {
                 while let Some(a) = rx.pop() {
@@ -443,11 +455,12 @@ impl SubmitPath {
                                 w.fill(r);
                             }
                         }
-                        Answer::Done { rx_ns, frame, refused } => {
+                        Answer::Done { rx_ns, frame, refused, durable_at } => {
                             drop(frame);
                             if let Some(w) = waiters.get_mut(&rx_ns) {
                                 w.done = true;
                                 w.refused = refused;
+                                w.durable_at = durable_at;
                             }
                         }
                     }

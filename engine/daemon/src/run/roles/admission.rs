@@ -20,7 +20,7 @@ use fpn_engine::{IntakeCore, WindowClose};
 use fpn_runtime::metrics::{Labels, MetricDesc, Snapshot};
 use fpn_wire::{Reason, Receipt, RecordRef, decode_frame};
 
-use crate::run::links::{IntakeRings, TxQ};
+use crate::run::links::{IntakeRings, LogTx, TxQ};
 
 pub static RECORDS_ACCEPTED_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_records_accepted_total",
@@ -82,6 +82,11 @@ pub struct Admission {
     pub core: IntakeCore,
     pub to_builder: Vec<TxQ<ToBuilder>>,
     pub to_merger: TxQ<ToMerger>,
+    /// The copy of what it pushes for the log role, and the log position.
+    pub log: LogTx,
+    /// The log role's writes fail: new records are refused `storage_unavailable` (set once
+    /// per loop iteration from `Shared::log_failing`).
+    pub storage_failing: bool,
     pub counters: ReceiptCounters,
     /// Where each record waiting for the merger's answer came from, in forwarding order.
     origins: VecDeque<Origin>,
@@ -95,12 +100,15 @@ impl Admission {
         core: IntakeCore,
         to_builder: Vec<TxQ<ToBuilder>>,
         to_merger: TxQ<ToMerger>,
+        log: LogTx,
         deferred_max: usize,
     ) -> Admission {
         Admission {
             core,
             to_builder,
             to_merger,
+            log,
+            storage_failing: false,
             counters: ReceiptCounters::default(),
             origins: VecDeque::with_capacity(deferred_max),
             origins_max: deferred_max,
@@ -116,17 +124,31 @@ impl Admission {
         self.to_merger.now_ns = now_ns;
     }
 
+    /// The log position the receipt of the record admitted last waits for.
+    #[inline]
+    pub fn log_position(&self) -> u64 {
+        self.log.pushed
+    }
+
     /// Closes the open window on this intake: its close markers go to every builder shard and
     /// the merger; one that does not fit its ring stays pending (never dropped), and the
     /// window refuses records until [`Admission::poll_pending`] delivered it.
     pub fn apply_close(&mut self, close: WindowClose) {
-        let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
+        let mut sink = IntakeRings {
+            to_builder: &mut self.to_builder,
+            to_merger: &mut self.to_merger,
+            log: &mut self.log,
+        };
         let _ = self.core.handle_window(close, &mut sink);
     }
 
     /// Retries close markers that waited for ring room; whether none is left.
     pub fn poll_pending(&mut self) -> bool {
-        let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
+        let mut sink = IntakeRings {
+            to_builder: &mut self.to_builder,
+            to_merger: &mut self.to_merger,
+            log: &mut self.log,
+        };
         self.core.poll_pending(&mut sink).is_ok()
     }
 
@@ -139,7 +161,9 @@ impl Admission {
 
     /// Every output ring has at least `slots` free.
     pub fn has_room(&self, slots: usize) -> bool {
-        self.to_builder.iter().all(|q| q.tx.slots_free() >= slots) && self.to_merger.tx.slots_free() >= slots
+        self.to_builder.iter().all(|q| q.tx.slots_free() >= slots)
+            && self.to_merger.tx.slots_free() >= slots
+            && self.log.room() >= slots
     }
 
     /// Every output ring has room for all of `frame`'s records (no record takes more ring
@@ -153,15 +177,27 @@ impl Admission {
     /// when the merger answers it later (then [`Admission::take_origin`] says where to).
     #[inline]
     pub fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>, origin: Origin) -> Option<Receipt> {
-        if matches!(record, RecordRef::Cancel(_)) && self.origins.len() == self.origins_max {
+        let refusal = if self.storage_failing {
+            // Nothing new is accepted that the log cannot keep (`docs/log.md`, "Failing writes").
+            Some(Reason::StorageUnavailable)
+        } else if matches!(record, RecordRef::Cancel(_)) && self.origins.len() == self.origins_max {
             // It might be a book cancel, and the merger's answers for this intake are all
             // outstanding: refuse it rather than wait.
+            Some(Reason::Overloaded)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
             let mut r = Receipt::for_record(record, rx_ns);
-            r.status = Err(Reason::Overloaded);
+            r.status = Err(reason);
             self.counters.count(r.status);
             return Some(r);
         }
-        let mut sink = IntakeRings { to_builder: &mut self.to_builder, to_merger: &mut self.to_merger };
+        let mut sink = IntakeRings {
+            to_builder: &mut self.to_builder,
+            to_merger: &mut self.to_merger,
+            log: &mut self.log,
+        };
         match self.core.handle_record(rx_ns, record, &mut sink) {
             Some(r) => {
                 self.counters.count(r.status);

@@ -21,7 +21,7 @@ use super::admission::{Admission, Origin};
 use super::quic::QuicIntake;
 use super::webtransport::WebTransportIntake;
 use crate::cores::Role;
-use crate::run::links::{RxLink, TxLink};
+use crate::run::links::{LogTx, RxLink, TxLink};
 use crate::run::role::{BUDGET, LoopKit, RoleLoop};
 use crate::run::shared::{Shared, unpack_book};
 use crate::run::topology::Wiring;
@@ -66,6 +66,9 @@ pub enum Answer {
         rx_ns: u64,
         frame: Vec<u8>,
         refused: Option<Reason>,
+        /// The log position the frame's receipts wait for (`Shared::log_durable` of this
+        /// intake; 0: none).
+        durable_at: u64,
     },
 }
 
@@ -92,16 +95,35 @@ pub struct IntakeRole {
     latency: Histogram,
     /// The merger's last book count applied (`u64::MAX`: none yet).
     book_seen: u64,
+    /// Receipts of accepted records wait until the log has them (`log.durability =
+    /// "group"`).
+    gate: bool,
 }
 
 impl IntakeRole {
     pub fn build(w: &mut Wiring<'_>, i: usize) -> Result<IntakeRole, crate::run::RunError> {
         let c = w.shard_config.clone();
-        let core = IntakeCore::new(&c, i, w.first_window_id);
+        let mut core = IntakeCore::new(&c, i, w.first_window_id);
+        if let Some((r, book_open)) = w.resume_intake(i) {
+            let refused =
+                core.restore(r.seq_max, r.pairs.iter().copied(), r.marks.iter().copied(), book_open);
+            if let Err(n) = refused {
+                eprintln!(
+                    "flashpointd: recovery: intake {i}: {n} de-duplication entries did not fit (window.clients_max); those clients' old nonces are not refused"
+                );
+            }
+        }
         let to_builder = (0..c.shards_n).map(|k| w.links.tx(&format!("intake{i}_builder{k}"))).collect();
         let late = w.links.plain_rx::<Receipt>(&format!("merger_intake{i}"));
-        let admission =
-            Admission::new(core, to_builder, w.links.tx(&format!("intake{i}_merger")), late.rx.capacity());
+        let log = LogTx { tx: w.links.try_plain_tx(&format!("intake{i}_log")), pushed: 0 };
+        let gate = w.gate_on_log();
+        let admission = Admission::new(
+            core,
+            to_builder,
+            w.links.tx(&format!("intake{i}_merger")),
+            log,
+            late.rx.capacity(),
+        );
         let closes = if i == 0 {
             Closes::Leader(CloseLeader::new(c.engine.window.window_ns, w.first_window_id, w.now_ns))
         } else {
@@ -122,6 +144,7 @@ impl IntakeRole {
             windows_closed_total: 0,
             latency: Histogram::new(),
             book_seen: u64::MAX,
+            gate,
         })
     }
 
@@ -146,6 +169,7 @@ impl IntakeRole {
             }
             let answers = &mut self.answers.tx;
             let rx_ns = sub.rx_ns;
+            let logged_before = self.admission.log_position();
             let result = self.admission.admit_frame(rx_ns, &sub.frame, Origin::Admin, |r| {
                 let a = match r {
                     Some(r) => Answer::Receipt(r),
@@ -156,7 +180,11 @@ impl IntakeRole {
             });
             self.frames_total += 1;
             self.latency.record_ns(now_ns().saturating_sub(rx_ns).max(1));
-            let done = Answer::Done { rx_ns, frame: sub.frame, refused: result.err() };
+            // The frame's answers wait for the log only if it logged something (a frame
+            // refused record by record, as while the log fails, is answered at once).
+            let logged = self.admission.log_position();
+            let durable_at = if self.gate && logged > logged_before { logged } else { 0 };
+            let done = Answer::Done { rx_ns, frame: sub.frame, refused: result.err(), durable_at };
             let pushed = self.answers.tx.try_push(done);
             debug_assert!(pushed.is_ok(), "room was checked before the frame was taken");
             did_work = true;
@@ -264,14 +292,40 @@ impl RoleLoop for IntakeRole {
         &mut self.kit
     }
 
+    /// At the stop, after the drain: records still queued in the socket or in the sessions
+    /// are answered (`shutting_down`: the drain set `Shared::draining`), every receipt that
+    /// waited for the log goes (the drain waited until the last window's inputs were on
+    /// disk), the answers are sent, and only then the connections are closed, so a client
+    /// gets an answer to every record it sent before it saw the close (`docs/daemon.md`,
+    /// "Drain").
     fn finish(&mut self) {
+        let (index, gate, leader) = (self.index, self.gate, matches!(self.closes, Closes::Leader(_)));
         if let Some(q) = &mut self.quic {
+            if gate {
+                q.io.server.set_durable(self.shared.log_durable[index].0.load(Ordering::Acquire));
+            }
+            for _ in 0..16 {
+                if !q.poll(now_ns(), &mut self.admission, &self.shared, leader, gate) {
+                    break;
+                }
+            }
             q.io.close_all();
+        }
+        // The WebTransport side's last answers: what its ring still holds (`shutting_down`)
+        // and the receipts that waited for the log. The endpoint sends them before it closes
+        // its sessions (`run` stops it after the executors).
+        if let Some(wt) = &mut self.webtransport {
+            for _ in 0..16 {
+                if !wt.poll(now_ns(), &mut self.admission, &self.shared, gate) {
+                    break;
+                }
+            }
         }
     }
 
     fn step(&mut self, now: u64) -> bool {
         self.admission.set_now(now);
+        self.admission.storage_failing = self.shared.log_failing.load(Ordering::Relaxed);
         let mut did_work = false;
         let book = self.shared.book_open[self.index].0.load(Ordering::Relaxed);
         if book != self.book_seen {
@@ -286,10 +340,13 @@ impl RoleLoop for IntakeRole {
         did_work |= self.handle_submits();
         if let Some(q) = self.quic.as_mut() {
             let leader = matches!(self.closes, Closes::Leader(_));
-            did_work |= q.poll(now, &mut self.admission, &self.shared, leader);
+            if self.gate {
+                q.io.server.set_durable(self.shared.log_durable[self.index].0.load(Ordering::Acquire));
+            }
+            did_work |= q.poll(now, &mut self.admission, &self.shared, leader, self.gate);
         }
         if let Some(wt) = self.webtransport.as_mut() {
-            did_work |= wt.poll(now, &mut self.admission, &self.shared);
+            did_work |= wt.poll(now, &mut self.admission, &self.shared, self.gate);
         }
         if self.admission.is_full() && matches!(self.closes, Closes::Follower(_)) {
             self.shared.close_request.0.store(true, Ordering::Relaxed);

@@ -45,8 +45,13 @@ pub static WINDOW_PUBLISH_SECONDS: MetricDesc = MetricDesc::histogram(
     "From a window's close until the merger published its block and clearing.",
 );
 
-pub static METRICS: [&MetricDesc; 3] =
-    [&WINDOWS_PUBLISHED_TOTAL, &PUBLISH_WAITS_TOTAL, &WINDOW_PUBLISH_SECONDS];
+pub static WINDOW_RX_TO_PUBLISH_SECONDS: MetricDesc = MetricDesc::histogram(
+    "fpn_window_rx_to_publish_seconds",
+    "Per entry of a published block: from the intent's receive timestamp (rx_ns) until the merger published the block.",
+);
+
+pub static METRICS: [&MetricDesc; 4] =
+    [&WINDOWS_PUBLISHED_TOTAL, &PUBLISH_WAITS_TOTAL, &WINDOW_PUBLISH_SECONDS, &WINDOW_RX_TO_PUBLISH_SECONDS];
 
 /// One window's result, encoded (`WindowResult::encode`) into a pooled buffer that the
 /// consumer hands back.
@@ -66,7 +71,7 @@ impl ResultMsg {
 
 /// Bytes reserved per result buffer: a full window's block entries and the auction's winners.
 pub fn result_bytes_reserve(records_max: usize, top_k: usize) -> usize {
-    1024 + 32 * (records_max + top_k)
+    1024 + fpn_wire::BLOCK_ENTRY_LEN * records_max + fpn_wire::WINNER_LEN * top_k
 }
 
 /// One consumer of published windows: its ring and its pool of buffers.
@@ -97,6 +102,8 @@ pub struct MergerOutputs {
     counters: ReceiptCounters,
     windows_published_total: u64,
     publish_latency: Histogram,
+    /// `published_ns - rx_ns` of every entry of every published block.
+    rx_to_publish: Histogram,
     /// The window whose publish is waiting (counted once per consumer).
     waiting: Option<u64>,
 }
@@ -136,6 +143,10 @@ impl MergerOutput for MergerOutputs {
         }
         assert!(first.tx.tx.try_push(msg).is_ok(), "publish waits for ring room");
         self.publish_latency.record_ns(published_ns.saturating_sub(result.window.closed_ns).max(1));
+        // A receive time from another clock (an unsynchronised NIC) may be ahead: 1 ns then.
+        for e in &result.block.entries {
+            self.rx_to_publish.record_ns(published_ns.saturating_sub(e.rx_ns).max(1));
+        }
         self.windows_published_total += 1;
         self.shared.merger_window_id.store(result.window.window_id, Ordering::Release);
     }
@@ -167,6 +178,9 @@ pub struct MergerRole {
     out: MergerOutputs,
     consumer_labels: Vec<Labels>,
     kit: LoopKit,
+    /// A window is published only once the log has all its inputs (`log.durability =
+    /// "group"` with a log).
+    gate: bool,
 }
 
 impl MergerRole {
@@ -175,6 +189,15 @@ impl MergerRole {
     /// `quic<i>_merger`).
     pub fn build(w: &mut Wiring<'_>, consumers: &[(String, String)]) -> MergerRole {
         let c = w.shard_config.clone();
+        let mut core = Merger::new(&c, w.first_window_id);
+        let book = w.take_book();
+        if !book.is_empty() {
+            let open = core.restore_book(book);
+            for (i, &n) in open.iter().enumerate() {
+                w.shared.book_open[i].0.store(pack_book(n, 0), Ordering::Relaxed);
+            }
+            w.set_book_open(open);
+        }
         let consumer_labels =
             consumers.iter().map(|(out, _)| Labels::new(&[("ring", out.as_str())])).collect();
         let consumers = consumers
@@ -182,7 +205,7 @@ impl MergerRole {
             .map(|(out, back)| Consumer::new(w.links.plain_tx(out), w.links.plain_rx(back)))
             .collect();
         MergerRole {
-            core: Merger::new(&c, w.first_window_id),
+            core,
             intakes: (0..c.intakes_n).map(|i| w.links.rx(&format!("intake{i}_merger"))).collect(),
             shards: (0..c.shards_n).map(|k| w.links.rx(&format!("builder{k}_merger"))).collect(),
             out: MergerOutputs {
@@ -193,10 +216,12 @@ impl MergerRole {
                 counters: ReceiptCounters::default(),
                 windows_published_total: 0,
                 publish_latency: Histogram::new(),
+                rx_to_publish: Histogram::new(),
                 waiting: None,
             },
             consumer_labels,
             kit: w.kit(Role::Merger, "merger"),
+            gate: w.gate_on_log(),
         }
     }
 }
@@ -223,10 +248,20 @@ impl RoleLoop for MergerRole {
         if !self.core.is_ready() || !self.out.ready(self.core.window_id()) {
             return false;
         }
+        if self.gate && self.out.shared.log_durable_window.0.load(Ordering::Acquire) < self.core.window_id() {
+            // Some of the window's inputs are not on disk yet (`docs/log.md`, "Durability").
+            return false;
+        }
         self.core.finalize_paced(&mut self.out, pace).await
     }
 
     fn housekeep(&mut self) {
+        if self.out.shared.book_oldest_asked.swap(false, Ordering::AcqRel) {
+            // The log role asks before it deletes a segment: once per rotation, not per window.
+            let oldest = self.core.book().bids().iter().map(|b| b.rx_ns).min().unwrap_or(u64::MAX);
+            let published = self.out.shared.merger_window_id.load(Ordering::Acquire);
+            *self.out.shared.book_oldest.lock().unwrap_or_else(|p| p.into_inner()) = (published, oldest);
+        }
         let Self { intakes, shards, out, consumer_labels, kit, .. } = self;
         let idle = kit.idler.counters();
         let none = &kit.none;
@@ -244,6 +279,7 @@ impl RoleLoop for MergerRole {
             out.counters.publish(s, none);
             s.counter(&WINDOWS_PUBLISHED_TOTAL, none, out.windows_published_total);
             s.histogram(&WINDOW_PUBLISH_SECONDS, none, &out.publish_latency);
+            s.histogram(&WINDOW_RX_TO_PUBLISH_SECONDS, none, &out.rx_to_publish);
         });
         kit.heartbeat.beat();
     }

@@ -7,6 +7,7 @@
 //! | `builder.rs` | `builder<k>` | `BuilderShard` |
 //! | `build_worker.rs` | `build_worker<i>` | `BuildWorker` |
 //! | `merger.rs` | `merger` | `Merger` |
+//! | `log.rs` | `log` | `fpn_log::Encoder` (I/O driver: `run/log_file.rs`) |
 //! | `journal.rs` | `journal` | none (I/O driver) |
 //! | `prover.rs` | `prover` | `PoolCore` (`crate::prover::pool`) |
 //! | `admin.rs` | `admin` (std threads, not an executor task) | none |
@@ -17,6 +18,7 @@ pub mod build_worker;
 pub mod builder;
 pub mod intake;
 pub mod journal;
+pub mod log;
 pub mod merger;
 pub mod prover;
 pub mod quic;

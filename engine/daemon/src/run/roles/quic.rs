@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use fpn_quic::tls::{Identity, load_or_generate, load_pem};
-use fpn_quic::udp::{TimestampMode, UdpSocket};
+use fpn_quic::udp::{RxSource, TimestampMode, UdpSocket};
 use fpn_quic::{Admit, Server, ServerConfig};
 use fpn_runtime::clock::now_ns;
 use fpn_runtime::metrics::{Histogram, Labels, MetricDesc, Snapshot};
@@ -130,11 +130,14 @@ pub(super) struct QuicAdmit<'a> {
     /// frame never meet a full ring; until there is room, stream frames wait in QUIC's
     /// buffers and datagram records are answered `overloaded` by the transport.
     room_min: usize,
+    /// Receipts of accepted records wait for the log.
+    gate: bool,
 }
 
 impl<'a> QuicAdmit<'a> {
     /// Admission for one iteration at `now` of records from `origin`; `stamps` and
-    /// `rx_to_ring` take each accepted record's admission time and its rx → admitted latency.
+    /// `rx_to_ring` take each accepted record's admission time and its rx → admitted latency;
+    /// `gate`: receipts of accepted records wait for the log.
     pub(super) fn new(
         admission: &'a mut Admission,
         origin: Origin,
@@ -142,10 +145,11 @@ impl<'a> QuicAdmit<'a> {
         rx_to_ring: &'a mut Histogram,
         now_ns: u64,
         shared: &Shared,
+        gate: bool,
     ) -> QuicAdmit<'a> {
         let room_min = FRAME_RECORDS_MAX.min(admission.to_merger.tx.capacity() / 2);
         let draining = shared.draining.load(Ordering::Acquire);
-        QuicAdmit { admission, origin, stamps, rx_to_ring, now_ns, draining, room_min }
+        QuicAdmit { admission, origin, stamps, rx_to_ring, now_ns, draining, room_min, gate }
     }
 }
 
@@ -175,6 +179,10 @@ impl Admit for QuicAdmit<'_> {
 
     fn prefetch(&mut self, record: RecordRef<'_>) {
         self.admission.core.prefetch(record);
+    }
+
+    fn durable_at(&self) -> u64 {
+        if self.gate { self.admission.log_position() } else { 0 }
     }
 }
 
@@ -206,10 +214,18 @@ impl QuicIntake {
     /// One iteration: published windows and proofs out to the sessions, datagrams in (their
     /// records through `admission`), timers, datagrams out. A follower (not `leader`) whose
     /// window is full asks the leader to close it.
-    pub fn poll(&mut self, now: u64, admission: &mut Admission, shared: &Shared, leader: bool) -> bool {
+    /// `gate`: receipts of accepted records wait for the log (`log.durability = "group"`).
+    pub fn poll(
+        &mut self,
+        now: u64,
+        admission: &mut Admission,
+        shared: &Shared,
+        leader: bool,
+        gate: bool,
+    ) -> bool {
         let mut did_work = self.io.poll_results(now);
         let (stamps, rx_to_ring) = (&mut self.stamps, &mut self.rx_to_ring);
-        let mut admit = QuicAdmit::new(admission, Origin::Quic, stamps, rx_to_ring, now, shared);
+        let mut admit = QuicAdmit::new(admission, Origin::Quic, stamps, rx_to_ring, now, shared, gate);
         did_work |= self.io.poll_io(&mut admit);
         if !leader && admit.admission.is_full() {
             shared.close_request.0.store(true, Ordering::Relaxed);
@@ -302,6 +318,12 @@ impl QuicIo {
         for (i, v) in [u.rx_hardware_total, u.rx_software_total, u.rx_read_time_total].into_iter().enumerate()
         {
             s.counter(&QUIC_RX_TIMESTAMPS_TOTAL, &labels.ts[i], v);
+        }
+        let in_use = self.socket.rx_stamping().source;
+        for (i, source) in
+            [RxSource::Hardware, RxSource::Software, RxSource::ReadTime].into_iter().enumerate()
+        {
+            s.gauge(&QUIC_RX_TIMESTAMP_SOURCE, &labels.ts[i], i64::from(in_use == source));
         }
         let conns = [
             c.conns_accepted_total,
@@ -414,6 +436,10 @@ pub static QUIC_RX_TIMESTAMPS_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_quic_rx_timestamps_total",
     "Receive timestamps by source: hardware, software (kernel) or read_time (none given).",
 );
+pub static QUIC_RX_TIMESTAMP_SOURCE: MetricDesc = MetricDesc::gauge(
+    "fpn_quic_rx_timestamp_source",
+    "1 for the receive timestamps this intake socket was set up with (hardware, software or read_time), 0 for the others.",
+);
 pub static QUIC_CONNECTIONS_TOTAL: MetricDesc =
     MetricDesc::counter("fpn_quic_connections_total", "QUIC connection attempts and ends, by outcome.");
 pub static QUIC_SESSIONS_TOTAL: MetricDesc =
@@ -475,10 +501,11 @@ pub static QUIC_PUBLISH_TO_PUSH_SECONDS: MetricDesc = MetricDesc::histogram(
     "Per window: from the merger's publish until the block was written to the sessions' result streams.",
 );
 
-pub static METRICS: [&MetricDesc; 20] = [
+pub static METRICS: [&MetricDesc; 21] = [
     &QUIC_UDP_DATAGRAMS_TOTAL,
     &QUIC_UDP_GARBAGE_TOTAL,
     &QUIC_RX_TIMESTAMPS_TOTAL,
+    &QUIC_RX_TIMESTAMP_SOURCE,
     &QUIC_CONNECTIONS_TOTAL,
     &QUIC_SESSIONS_TOTAL,
     &QUIC_FRAMES_TOTAL,

@@ -17,6 +17,7 @@
 //! clients are on intake 0 (`docs/sharding.md`).
 
 use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use fpn_runtime::clock::now_ns;
@@ -134,12 +135,18 @@ impl WebTransportIntake {
         })
     }
 
-    /// One iteration: published windows and proofs to the endpoint, then the frames it has
-    /// read, each record through `admission` (answered `shutting_down` once draining).
-    pub fn poll(&mut self, now: u64, admission: &mut Admission, shared: &Shared) -> bool {
+    /// One iteration: published windows and proofs to the endpoint, the receipts whose
+    /// records are now on disk, then the frames it has read, each record through `admission`
+    /// (answered `shutting_down` once draining).
+    /// `gate`: receipts of accepted records wait for the log (`log.durability = "group"`).
+    pub fn poll(&mut self, now: u64, admission: &mut Admission, shared: &Shared, gate: bool) -> bool {
         let mut did_work = self.poll_results();
+        if gate {
+            self.side.set_durable(shared.log_durable[0].0.load(Ordering::Acquire));
+        }
         let (stamps, rx_to_ring) = (&mut self.stamps, &mut self.rx_to_ring);
-        let mut admit = QuicAdmit::new(admission, Origin::WebTransport, stamps, rx_to_ring, now, shared);
+        let mut admit =
+            QuicAdmit::new(admission, Origin::WebTransport, stamps, rx_to_ring, now, shared, gate);
         did_work |= self.side.poll_records(&mut admit);
         did_work
     }
@@ -178,6 +185,7 @@ impl WebTransportIntake {
         s.counter(&WT_LATE_RECEIPTS_ORPHANED_TOTAL, none, c.late_receipts_orphaned_total);
         s.counter(&WT_RESULTS_DROPPED_TOTAL, none, c.results_dropped_total);
         s.gauge(&WT_FRAMES_WAITING, none, self.side.frames_waiting() as i64);
+        s.gauge(&WT_RECEIPTS_HELD, none, self.side.receipts_held() as i64);
         s.histogram(&WT_RX_TO_RING_SECONDS, none, &self.rx_to_ring);
         self.results.publish(s);
         self.results_back.publish(s);
@@ -228,6 +236,10 @@ pub static WT_FRAMES_WAITING: MetricDesc = MetricDesc::gauge(
     "fpn_webtransport_frames_waiting",
     "Frames in the endpoint's ring waiting for intake 0, at the last publish.",
 );
+pub static WT_RECEIPTS_HELD: MetricDesc = MetricDesc::gauge(
+    "fpn_webtransport_receipts_held",
+    "WebTransport receipts waiting for their records' log group commit (and those behind them), at the last publish.",
+);
 pub static WT_RX_TO_RING_SECONDS: MetricDesc = MetricDesc::histogram(
     "fpn_webtransport_rx_to_ring_latency_seconds",
     "Per record: from the endpoint's read of its datagram or stream chunk until intake 0 admitted it.",
@@ -244,6 +256,7 @@ pub fn describe(hub: &MetricsHub) {
         &WT_LATE_RECEIPTS_ORPHANED_TOTAL,
         &WT_RESULTS_DROPPED_TOTAL,
         &WT_FRAMES_WAITING,
+        &WT_RECEIPTS_HELD,
         &WT_RX_TO_RING_SECONDS,
     ]);
 }
