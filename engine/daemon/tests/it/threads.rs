@@ -30,8 +30,8 @@ fn threads_of(pid: u32) -> BTreeMap<u32, (String, i32, i32)> {
     out
 }
 
-/// A core map with every hot role on the first allowed CPU and the journal, admin and
-/// prover on the last (an executor with no hot role, when there are two CPUs).
+/// A core map with every hot role on the first allowed CPU and the journal, input log,
+/// admin and prover on the last (an executor with no hot role, when there are two CPUs).
 fn config(data: &Path, realtime: &str) -> String {
     let cpus = allowed_cpus();
     let (hot, rest) = (cpus[0], *cpus.last().unwrap());
@@ -99,7 +99,7 @@ fn realtime_puts_exactly_the_hot_executors_on_sched_fifo_and_the_run_files_name_
                 assert_eq!((*policy, *priority), (libc::SCHED_FIFO, 7), "{t}");
                 assert_eq!((t["policy"].as_str(), t["priority"].as_u64()), (Some("SCHED_FIFO"), Some(7)));
             } else {
-                assert_eq!(roles, ["journal"], "{t}");
+                assert_eq!(roles, ["journal", "log"], "{t}");
                 assert_eq!(*policy, libc::SCHED_OTHER, "no hot role, no SCHED_FIFO: {t}");
             }
         } else {
