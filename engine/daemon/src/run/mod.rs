@@ -108,8 +108,13 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
     }
     let (wt_endpoint, wt_io) = start_webtransport(settings)?.unzip();
     let wt_watch = wt_io.as_ref().map(|io| io.watch.clone());
-    let topology_io =
-        TopologyIo { quic, webtransport: wt_io, journal: true, log: Some(recovery.log), resume: recovery.resume };
+    let topology_io = TopologyIo {
+        quic,
+        webtransport: wt_io,
+        journal: true,
+        log: Some(recovery.log),
+        resume: recovery.resume,
+    };
     let mut topology = Topology::build(settings, topology_io)?;
     let mut specs = topology.executor_specs(&settings.core_map, Vec::new());
     let executor_threads = threads::attach_setups(settings, &mut specs);

@@ -39,6 +39,17 @@ pub fn set_thread_nice(nice: i32) -> bool {
     unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) == 0 }
 }
 
+/// The calling thread's nice value (`getpriority` on its own thread id; -20..=19).
+pub fn thread_nice() -> i32 {
+    // SAFETY: getpriority takes no memory; `who` is this thread's own id. It may return -1
+    // as a valid value: errno is cleared first and read after to tell an error apart.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t);
+        if nice == -1 && *libc::__errno_location() != 0 { 0 } else { nice }
+    }
+}
+
 /// Puts the calling thread on `SCHED_IDLE`: it runs only when its CPU has nothing else to do.
 /// Per thread on Linux, no privilege needed. Whether it took.
 pub fn set_thread_sched_idle() -> bool {

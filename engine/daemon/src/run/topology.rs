@@ -177,7 +177,14 @@ fn instances(settings: &Settings, c: &ShardConfig, journal: bool, log: bool) -> 
 }
 
 /// Every ring of the topology, by name. See the module doc's table.
-fn declare_links(settings: &Settings, c: &ShardConfig, quic_n: usize, wt: bool, journal: bool, log: bool) -> Links {
+fn declare_links(
+    settings: &Settings,
+    c: &ShardConfig,
+    quic_n: usize,
+    wt: bool,
+    journal: bool,
+    log: bool,
+) -> Links {
     let mut links = Links::new();
     let (n, s, w) = (c.intakes_n, c.shards_n, c.workers_per_shard);
     let cap = settings.rings.capacity;

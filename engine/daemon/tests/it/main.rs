@@ -10,7 +10,7 @@ mod no_alloc;
 mod prover;
 mod quic;
 mod receipts;
-mod webtransport;
 mod threads;
+mod webtransport;
 
 fn main() {}

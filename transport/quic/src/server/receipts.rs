@@ -130,7 +130,12 @@ pub(super) fn pack_datagrams(
 }
 
 /// Packs a stream path's ready receipts into receipt frames on the result stream.
-pub(super) fn pack_stream(queue: &mut ReceiptQueue, durable: u64, outbox: &mut Outbox, counters: &mut Counters) {
+pub(super) fn pack_stream(
+    queue: &mut ReceiptQueue,
+    durable: u64,
+    outbox: &mut Outbox,
+    counters: &mut Counters,
+) {
     let ready = queue.ready_len(durable);
     counters.receipts_stream_total += pack_stream_receipts(queue.take(ready), outbox.buf());
 }

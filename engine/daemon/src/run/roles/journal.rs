@@ -223,14 +223,21 @@ pub struct JournalCounters {
     pub write_errors_total: AtomicU64,
 }
 
-/// Nice 19 for the calling thread: a write into the page cache can take milliseconds of CPU
-/// (seen on the dev VM), and at nice 0 the thread would take them from the executor it
-/// shares a CPU with; at nice 19 the scheduler gives it short turns (the executor's roles
-/// idle often enough for it to keep up: 1.5 % of the CPU is ~15 ms/s, the journal needs a
-/// few ms/s at 100 k intents/s).
+/// Nineteen nice levels below the process's (at most 19) for the calling thread: a write
+/// into the page cache can take milliseconds of CPU (seen on the dev VM), and at the
+/// executor's own priority the thread would take them from the executor it shares a CPU
+/// with; 19 levels below, the scheduler gives it short turns (weights 1024 against 15 at
+/// nice 0 and 19, 88,761 against 1,277 at -20 and -1: about 1.5 % of a busy CPU, ~15 ms/s;
+/// the journal needs a few ms/s at 100 k intents/s). Relative, not absolute: the merger
+/// waits for the journal's buffers (`docs/daemon.md`, "Rings and capacities"), and a
+/// daemon started at nice -20 (the bench harness's `--nice -20`) with this thread at nice 19
+/// gave it 0.02 % of its CPU: windows waited up to a second for the journal, the builders
+/// for the merger, and the intake refused 70 % of 100 k records/s `overloaded`
+/// (BENCHMARKS.md, "Daemon topology").
 fn lower_priority() {
-    if !crate::run::sys::set_thread_nice(19) {
-        eprintln!("flashpointd: journal: setpriority(19) failed: {}", std::io::Error::last_os_error());
+    let nice = (crate::run::sys::thread_nice() + 19).min(19);
+    if !crate::run::sys::set_thread_nice(nice) {
+        eprintln!("flashpointd: journal: setpriority({nice}) failed: {}", std::io::Error::last_os_error());
     }
 }
 
