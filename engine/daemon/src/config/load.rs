@@ -394,6 +394,7 @@ pub fn load(inputs: &Inputs, cpus: &CpuSet) -> Result<Loaded, ConfigErrors> {
             .filter(|n| (1..=SHARDS_MAX).contains(n))
             .unwrap_or(basis_default.shards),
         workers: int_of("builder.workers").filter(|n| *n <= fpn_engine::shard::WORKERS_PER_SHARD_MAX as u64),
+        log_durability_none: overlay.get("log.durability").and_then(|(v, _)| v.as_str()) == Some("none"),
     };
 
     let mut table =

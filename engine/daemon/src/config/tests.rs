@@ -617,3 +617,17 @@ fn webtransport_listens_apart_from_quic_and_takes_a_pem_pair() {
     assert_eq!(s.webtransport.cert, WebTransportCert::Pem { cert, key });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn log_group_wait_defaults_to_10_ms_without_durability_and_an_explicit_value_wins() {
+    let group = ok(Inputs::default());
+    assert_eq!(group.settings.log.group_wait_ns, 0);
+    let none = ok(Inputs { flags: sets(&["log.durability=none"]), ..Inputs::default() });
+    assert_eq!(none.settings.log.group_wait_ns, LOG_GROUP_WAIT_US_NONE * 1_000);
+    let both = ok(Inputs {
+        flags: sets(&["log.durability=none"]),
+        env: env(&[("FPN_LOG_GROUP_WAIT_US", "250")]),
+        ..Inputs::default()
+    });
+    assert_eq!(both.settings.log.group_wait_ns, 250_000);
+}
