@@ -224,7 +224,6 @@ pub async fn write_line(line: &Line<'_>, out: &mut String, pace: &mut impl Pace)
 #[cfg(test)]
 mod tests {
     use fpn_engine::WindowSummary;
-    use fpn_wire::{BlockEntryWire, BlockSummary, ClearingSummary, FrameWriter, WinnerWire};
     use serde_json::{Value, json};
 
     use super::*;
@@ -242,30 +241,7 @@ mod tests {
     }
 
     fn frame(entries: &[(u64, u64, u64, u64)], pricing: Option<u8>) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        let mut w = FrameWriter::new(&mut bytes, u32::MAX as usize);
-        let block = BlockSummary {
-            window_id: 7,
-            total: entries.iter().map(|e| e.2).sum(),
-            fifo_total: 1000,
-            surplus: 3200,
-            fee: 320,
-            upper_bound: 5000,
-            fee_ppm: 100_000,
-            builder: 2,
-            exact: false,
-        };
-        // Each entry's receive time: 1,000 ns per seq past the window's open, for the tests.
-        let block_entries =
-            entries.iter().map(|&(s, c, p, y)| BlockEntryWire::new(s, c, p, y, 100 + 1_000 * s));
-        w.push_block_iter(&block, block_entries.collect::<Vec<_>>().into_iter()).unwrap();
-        if let Some(pricing) = pricing {
-            let clearing =
-                ClearingSummary { window_id: 7, uniform_price: 0, revenue: 800, pricing, order: 0 };
-            w.push_clearing(&clearing, &[WinnerWire::new(9, 3, 800, 800)]).unwrap();
-        }
-        w.finish();
-        bytes
+        fpn_testkit::window_result_frame(entries, pricing)
     }
 
     fn line(frame: &[u8], recovered: bool) -> String {

@@ -7,6 +7,8 @@
 //! - Frame builders for one-record frames, as a client would send them.
 //! - [`load_frames`]: a deterministic load of many-intent frames, back to back in one
 //!   buffer, for the benches that drive an intake.
+//! - [`window_result_frame`]: a published window's block and clearing frame, for the tests
+//!   of what reads one (the journal line, the prover's witness).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -165,4 +167,33 @@ pub fn load_frames(
         out.ends.push(out.bytes.len());
     }
     out
+}
+
+/// A published window's frame: window 7's block (builder improved, total the sum of the
+/// profits, FIFO 1,000, surplus 3,200, fee 320 at 100,000 ppm, upper bound 5,000) with one
+/// entry per `(seq, client, profit, payout)`, each received at `100 + 1,000 × seq` ns, and,
+/// with `pricing`, its clearing (revenue 800, one winner: seq 9 of client 3 paying 800).
+pub fn window_result_frame(entries: &[(u64, u64, u64, u64)], pricing: Option<u8>) -> Vec<u8> {
+    use fpn_wire::{BlockEntryWire, BlockSummary, ClearingSummary, WinnerWire};
+    let mut bytes = Vec::new();
+    let mut w = FrameWriter::new(&mut bytes, u32::MAX as usize);
+    let block = BlockSummary {
+        window_id: 7,
+        total: entries.iter().map(|e| e.2).sum(),
+        fifo_total: 1000,
+        surplus: 3200,
+        fee: 320,
+        upper_bound: 5000,
+        fee_ppm: 100_000,
+        builder: 2,
+        exact: false,
+    };
+    let block_entries = entries.iter().map(|&(s, c, p, y)| BlockEntryWire::new(s, c, p, y, 100 + 1_000 * s));
+    w.push_block_iter(&block, block_entries.collect::<Vec<_>>().into_iter()).expect("a u32-sized frame");
+    if let Some(pricing) = pricing {
+        let clearing = ClearingSummary { window_id: 7, uniform_price: 0, revenue: 800, pricing, order: 0 };
+        w.push_clearing(&clearing, &[WinnerWire::new(9, 3, 800, 800)]).expect("a u32-sized frame");
+    }
+    w.finish();
+    bytes
 }
