@@ -81,7 +81,8 @@ fn bench(c: &mut Criterion) {
                 if writer.bytes() + bytes.len() as u64 > SEGMENT_BYTES {
                     let old = dir.join(fpn_log::segment_file_name(index));
                     index += 1;
-                    writer.rotate(index, b"").unwrap();
+                    let path = dir.join(fpn_log::segment_file_name(index));
+                    writer.install(index, flashpointd::run::log_file::create(&path, b"").unwrap(), 0);
                     std::fs::remove_file(old).unwrap();
                 }
                 // SAFETY: `batch` is neither changed nor moved until `wait` returned.

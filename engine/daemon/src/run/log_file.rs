@@ -62,7 +62,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Creates segment `path` with `first` (its header and segment-start entries) written and
 /// synced, and its directory entry synced.
-fn create(path: &Path, first: &[u8]) -> io::Result<File> {
+/// Creates the segment file `path` with `first` in it, synced, and syncs its directory
+/// (blocking: `LogRole` runs it on a thread of its own at rotation).
+pub fn create(path: &Path, first: &[u8]) -> io::Result<File> {
     let mut file = OpenOptions::new().create_new(true).write(true).open(path)?;
     file.write_all(first)?;
     file.sync_data()?;
@@ -86,13 +88,13 @@ impl SegmentWriter {
         })
     }
 
-    /// Starts segment `index` (the current one must have nothing in flight).
-    pub fn rotate(&mut self, index: u64, first: &[u8]) -> io::Result<()> {
+    /// Continues in segment `index`, whose file [`create`] made with `first_len` bytes (the
+    /// current one must have nothing in flight).
+    pub fn install(&mut self, index: u64, file: File, first_len: u64) {
         assert!(self.flight.is_none(), "rotate with an append in flight");
-        self.file = create(&self.dir.join(fpn_log::segment_file_name(index)), first)?;
+        self.file = file;
         self.index = index;
-        self.offset = first.len() as u64;
-        Ok(())
+        self.offset = first_len;
     }
 
     pub fn index(&self) -> u64 {
@@ -208,7 +210,8 @@ mod tests {
             assert_eq!(w.wait().unwrap().unwrap(), Appended::Durable);
         }
         assert_eq!(std::fs::read(dir.join(fpn_log::segment_file_name(1))).unwrap(), b"headone two three");
-        w.rotate(2, b"h2").unwrap();
+        let file = create(&dir.join(fpn_log::segment_file_name(2)), b"h2").unwrap();
+        w.install(2, file, 2);
         assert_eq!((w.index(), w.bytes()), (2, 2));
         assert!(SegmentWriter::create(&dir, 2, b"x").is_err(), "a segment is created once");
         let _ = std::fs::remove_dir_all(&dir);

@@ -223,19 +223,19 @@ pub struct JournalCounters {
     pub write_errors_total: AtomicU64,
 }
 
-/// Nineteen nice levels below the process's (at most 19) for the calling thread: a write
-/// into the page cache can take milliseconds of CPU (seen on the dev VM), and at the
-/// executor's own priority the thread would take them from the executor it shares a CPU
-/// with; 19 levels below, the scheduler gives it short turns (weights 1024 against 15 at
-/// nice 0 and 19, 88,761 against 1,277 at -20 and -1: about 1.5 % of a busy CPU, ~15 ms/s;
-/// the journal needs a few ms/s at 100 k intents/s). Relative, not absolute: the merger
-/// waits for the journal's buffers (`docs/daemon.md`, "Rings and capacities"), and a
-/// daemon started at nice -20 (the bench harness's `--nice -20`) with this thread at nice 19
-/// gave it 0.02 % of its CPU: windows waited up to a second for the journal, the builders
-/// for the merger, and the intake refused 70 % of 100 k records/s `overloaded`
-/// (BENCHMARKS.md, "Daemon topology").
+/// Ten nice levels below the process's (at most 19) for the calling thread: a write into the
+/// page cache can take milliseconds of CPU (seen on the dev VM), and at the executor's own
+/// priority the thread would take them from the executor it shares a CPU with; ten levels
+/// below, the scheduler gives it about a tenth of a CPU the executor keeps busy (weights
+/// 1,024 against 110 at nice 0 and 10, 88,761 against 9,548 at -20 and -10). Relative, not
+/// absolute, and not further down: the merger waits for the journal's buffers
+/// (`docs/daemon.md`, "Rings and capacities"). At nice 19 the writer got 1.5 % of a busy
+/// CPU under a daemon at nice 0 and 0.02 % under one at nice -20 (the bench harness's
+/// `--nice -20`): it fell behind the windows, the merger waited up to a second per window,
+/// the builders waited for the merger, and the intake refused up to 70 % of 100 k records/s
+/// `overloaded` (BENCHMARKS.md, "Daemon topology").
 fn lower_priority() {
-    let nice = (crate::run::sys::thread_nice() + 19).min(19);
+    let nice = (crate::run::sys::thread_nice() + 10).min(19);
     if !crate::run::sys::set_thread_nice(nice) {
         eprintln!("flashpointd: journal: setpriority({nice}) failed: {}", std::io::Error::last_os_error());
     }

@@ -19,7 +19,8 @@
 //! succeeds; then everything resumes. Nothing accepted is acknowledged before it is on disk.
 //!
 //! Segments rotate at `log.segment_bytes_max`: the new segment starts with every intake's
-//! state ([`LogState::write_start`]). Retention (`log.retain_bytes_max`, `log.retain_age_s`)
+//! state ([`LogState::write_start`]); its file is created, synced and its directory synced
+//! on a short-lived thread ([`Rotation`]), while the role keeps filling the next batch. Retention (`log.retain_bytes_max`, `log.retain_age_s`)
 //! deletes the oldest segments only when recovery no longer needs them (`docs/log.md`,
 //! "Retention").
 //!
@@ -168,6 +169,18 @@ pub struct LogRole {
     recovery_labels: Vec<Labels>,
     commit: Histogram,
     horizon: u64,
+    /// The next segment being created on a thread of its own (`rotate`).
+    rotating: Option<Rotation>,
+}
+
+/// A segment file being created, synced and its directory synced, off the executor: two
+/// syncs on a disk (each hundreds of µs to milliseconds on the dev VM) that, inline, would
+/// stop every role on the log's CPU, the intake's reads included.
+struct Rotation {
+    index: u64,
+    first_len: u64,
+    open_window: u64,
+    thread: std::thread::JoinHandle<std::io::Result<std::fs::File>>,
 }
 
 fn wall_ns() -> u64 {
@@ -248,6 +261,7 @@ impl LogRole {
                 .collect(),
             commit: Histogram::new(),
             horizon: u64::from(c.engine.window.dedup_horizon_windows),
+            rotating: None,
         })
     }
 
@@ -282,15 +296,21 @@ impl LogRole {
         if self.writer.in_flight() || !self.flying.is_empty() || self.filling.is_empty() {
             return Ok(false);
         }
+        if self.rotating.is_some() {
+            // The batch waits for the new segment (and keeps filling meanwhile).
+            return self.finish_rotation(false);
+        }
         let due = self.filling.payload_len() >= self.settings.group_bytes_max
             || now.saturating_sub(self.fill_started_ns) >= self.settings.group_wait_ns;
         if !due {
             return Ok(false);
         }
-        let len = self.filling.seal().len() as u64;
+        let len = (fpn_log::format::BATCH_HEADER_LEN + self.filling.payload_len()) as u64;
         if self.writer.bytes() + len > self.settings.segment_bytes_max {
             self.rotate()?;
+            return Ok(true);
         }
+        self.filling.seal();
         // The segment's state as of its batches: feed this batch's entries.
         let meta = self.segments.back_mut().expect("a current segment");
         for entry in fpn_log::format::entries(&self.filling.bytes()[fpn_log::format::BATCH_HEADER_LEN..]) {
@@ -403,24 +423,42 @@ impl LogRole {
             self.settings.group_bytes_max,
             &mut self.start_buf,
         );
-        let result = self.writer.rotate(index, &self.start_buf);
+        let path = self.writer.dir().join(fpn_log::segment_file_name(index));
+        let first = self.start_buf.clone();
+        let spawned = std::thread::Builder::new()
+            .name("fpn-log-segment".into())
+            .spawn(move || crate::run::log_file::create(&path, &first));
         alloc_probe::enter();
-        result.map_err(|source| RunError::Io {
-            what: "creating log segment",
-            path: self.writer.dir().join(fpn_log::segment_file_name(index)),
+        let thread = spawned.map_err(|source| RunError::Io {
+            what: "starting the log segment thread",
+            path: self.writer.dir().to_path_buf(),
             source,
         })?;
-        self.bytes_total += self.start_buf.len() as u64;
+        let (first_len, open_window) = (self.start_buf.len() as u64, self.state.open_window());
+        self.rotating = Some(Rotation { index, first_len, open_window, thread });
+        Ok(())
+    }
+
+    /// Continues in the segment [`LogRole::rotate`] started once its file is on disk
+    /// (`block`: waits for it). Whether it did.
+    fn finish_rotation(&mut self, block: bool) -> Result<bool, RunError> {
+        let Some(r) = self.rotating.take_if(|r| block || r.thread.is_finished()) else { return Ok(false) };
+        let path = self.writer.dir().join(fpn_log::segment_file_name(r.index));
+        let created =
+            r.thread.join().unwrap_or_else(|_| Err(std::io::Error::other("the segment thread panicked")));
+        let file = created.map_err(|source| RunError::Io { what: "creating log segment", path, source })?;
+        self.writer.install(r.index, file, r.first_len);
+        self.bytes_total += r.first_len;
         self.segments.push_back(SegmentMeta {
-            index,
-            bytes: self.start_buf.len() as u64,
+            index: r.index,
+            bytes: r.first_len,
             created_ns: wall_ns(),
             window_max: 0,
             bid_rx_max: 0,
-            start_open: self.state.open_window(),
+            start_open: r.open_window,
         });
         self.shared.book_oldest_asked.store(true, Ordering::Release);
-        Ok(())
+        Ok(true)
     }
 
     /// Deletes the oldest segments while the retention limits are exceeded and recovery
@@ -525,6 +563,9 @@ impl RoleLoop for LogRole {
     /// Whatever is still to write, written and synced (the drain waits for the last window,
     /// whose inputs are written before it is published; this catches the rest).
     fn finish(&mut self) {
+        if let Err(e) = self.finish_rotation(true) {
+            eprintln!("flashpointd: log: {e}");
+        }
         // A few rounds: the batch in flight, then what is left in the rings (a failing disk
         // gives up here; recovery handles what did not reach it).
         for _ in 0..4 {
