@@ -4,7 +4,8 @@
 # attached to the harness's flashpointd for the whole run. Run the two modes alternately.
 # With a third argument `stats`, the kernel's per-program counters
 # (sysctl kernel.bpf_stats_enabled=1, set by the caller) are saved before the probe detaches.
-# Needs root, `cargo build --release -p fpn-bench -p flashpointd -p fpn-cli`, and bpftool.
+# Needs root and bpftool; builds fpn-bench, flashpointd and fpn (release; the binaries are
+# where cargo says, or in FPN_BIN_DIR, bench/cargo_bins.sh).
 #
 #   bench/probe_overhead.sh bare 1; bench/probe_overhead.sh probe 1      # and so on
 #   PROBE_ARGS=--no-syscalls NICE=-20 bench/probe_overhead.sh probe 2 stats
@@ -13,12 +14,14 @@
 # <mode>-<n>.probe (the last view), .probe.err, .progs.json. BENCHMARKS.md, "eBPF probes".
 set -u
 cd "$(dirname "$0")/.."
+. bench/cargo_bins.sh
+release_bins fpn-bench flashpointd fpn-cli || exit 1
+bench=$(need_bin fpn-bench) && engine=$(need_bin flashpointd) && fpn=$(need_bin fpn) || exit 1
 mode=$1; n=$2; stats=${3:-}
-target=${CARGO_TARGET_DIR:-target}
-out=${OUT:-$target/bench-probe}/$mode-$n
+out=${OUT:-${CARGO_TARGET_DIR:-target}/bench-probe}/$mode-$n
 rm -rf "$out"; mkdir -p "$(dirname "$out")"
-"$target/release/fpn-bench" run --targets engine --phases fixed --rate 100000 --duration 10 --warmup 2 \
-  --engine-bin "$target/release/flashpointd" --out "$out" ${NICE:+--nice $NICE} > "$out.log" 2>&1 &
+"$bench" run --targets engine --phases fixed --rate 100000 --duration 10 --warmup 2 \
+  --engine-bin "$engine" --out "$out" ${NICE:+--nice $NICE} > "$out.log" 2>&1 &
 bench=$!
 probe=""
 if [ "$mode" = probe ]; then
@@ -27,7 +30,7 @@ if [ "$mode" = probe ]; then
     [ -n "$pid" ] && [ -f "$out/engine.d/quic.addr" ] && break
     sleep 0.05
   done
-  "$target/release/fpn" probe --pid "$pid" --listen off --interval 60 --plain ${PROBE_ARGS:-} \
+  "$fpn" probe --pid "$pid" --listen off --interval 60 --plain ${PROBE_ARGS:-} \
     > "$out.probe" 2> "$out.probe.err" &
   probe=$!
 fi

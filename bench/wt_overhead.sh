@@ -9,8 +9,9 @@
 #   search.
 # Then the medians of the rounds and the targets: WebTransport p50 <= 1.3x and p99 <= 1.5x
 # the raw intake's, records/s at saturation >= 0.8x, and the raw intake's p99 with
-# WebTransport on within 5 % of off. Needs `cargo build --release -p fpn-bench -p
-# flashpointd` and jq. BENCHMARKS.md, "WebTransport intake".
+# WebTransport on within 5 % of off. Builds fpn-bench and flashpointd (release; the binaries
+# are where cargo says, or in FPN_BIN_DIR, bench/cargo_bins.sh) and needs jq. BENCHMARKS.md,
+# "WebTransport intake".
 #
 #   bench/wt_overhead.sh 5                 # five rounds
 #   SAT=1 NICE=-20 bench/wt_overhead.sh 3
@@ -18,9 +19,12 @@
 # Writes $OUT/round-<n>/ (each run's summary.json, table.txt) and $OUT/summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/cargo_bins.sh
+release_bins fpn-bench flashpointd
+bench=$(need_bin fpn-bench)
+engine=$(need_bin flashpointd)
 rounds=${1:-5}
-target=${CARGO_TARGET_DIR:-target}
-out=${OUT:-$target/bench-wt}
+out=${OUT:-${CARGO_TARGET_DIR:-target}/bench-wt}
 phases=fixed${SAT:+,saturation}
 rm -rf "$out"; mkdir -p "$out"
 for n in $(seq 1 "$rounds"); do
@@ -32,8 +36,8 @@ for n in $(seq 1 "$rounds"); do
   esac
   mkdir -p "$out/round-$n"
   for t in $order; do
-    "$target/release/fpn-bench" run --targets "$t" --phases "$phases" --rate 100000 --duration 10 \
-      --warmup 2 --frame-max 1100 --engine-bin "$target/release/flashpointd" \
+    "$bench" run --targets "$t" --phases "$phases" --rate 100000 --duration 10 \
+      --warmup 2 --frame-max 1100 --engine-bin "$engine" \
       --out "$out/round-$n/$t" ${NICE:+--nice $NICE} > "$out/round-$n/$t.log" 2>&1 \
       || { echo "round $n $t failed: $out/round-$n/$t.log" >&2; exit 1; }
   done

@@ -17,6 +17,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -334,6 +336,63 @@ pub struct ClientOpts {
     /// Blast: never give up, send as fast as possible up to the rate, stop at the phase's
     /// end; the phase's figure is throughput over the whole phase ([`PhaseOutcome::blast_per_s`]).
     pub blast: bool,
+    /// With several clients in one phase ([`run_clients`]): where they meet once connected, so
+    /// that all start sending at one time.
+    pub start_gate: Option<Arc<StartGate>>,
+}
+
+/// Starts the clients of one phase together: each connects its sessions, then waits for the
+/// others, and all take the same start time, so their measured intervals coincide.
+#[derive(Debug)]
+pub struct StartGate {
+    clients: usize,
+    arrived: AtomicUsize,
+    failed: AtomicBool,
+    t0: OnceLock<Instant>,
+}
+
+impl StartGate {
+    pub fn new(clients: usize) -> Arc<StartGate> {
+        Arc::new(StartGate {
+            clients,
+            arrived: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            t0: OnceLock::new(),
+        })
+    }
+
+    /// Waits until every client has arrived; the common start time (20 ms after the last
+    /// arrived, so that every client sees it before it comes), or `None` when a client failed.
+    pub async fn arrive(&self) -> Option<Instant> {
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.clients {
+            let _ = self.t0.set(Instant::now() + Duration::from_millis(20));
+        }
+        loop {
+            if self.failed.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(t0) = self.t0.get() {
+                return Some(*t0);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// A client failed (before or after arriving): the others stop waiting.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+}
+
+/// What one client of a phase with several ([`run_clients`]) sent and got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTotals {
+    pub cpu: usize,
+    pub sent_records: u64,
+    pub answered_all: u64,
+    pub accepted_all: u64,
+    /// What the bare server counted on this client's connections.
+    pub server_records: Option<u64>,
 }
 
 /// What one phase measured.
@@ -359,6 +418,8 @@ pub struct PhaseOutcome {
     /// datagrams the client read means the client's own receive buffer overflowed (a
     /// client too slow to read), not that the server failed to answer.
     pub client_quic_rx_dgrams: Option<u64>,
+    /// One entry per client when several ran the phase ([`run_clients`]); empty with one.
+    pub per_client: Vec<ClientTotals>,
 }
 
 impl PhaseOutcome {
@@ -397,6 +458,41 @@ impl PhaseOutcome {
         let got = self.server_records?;
         let sent = self.counts.sent_records.max(1);
         Some(1.0 - got.min(sent) as f64 / sent as f64)
+    }
+
+    /// The clients of one phase as one: histograms and counts added, rates and connections
+    /// summed (each client offered the phase's rate), CPU time summed over the clients, the
+    /// server's CPU time as one client measured it (they measured the same process over the
+    /// same interval). `None` for no parts.
+    pub fn merge(parts: Vec<(usize, PhaseOutcome)>) -> Option<PhaseOutcome> {
+        let mut parts = parts.into_iter();
+        let (cpu, mut out) = parts.next()?;
+        let totals = |cpu: usize, o: &PhaseOutcome| ClientTotals {
+            cpu,
+            sent_records: o.counts.sent_records,
+            answered_all: o.counts.answered_all,
+            accepted_all: o.counts.accepted_all,
+            server_records: o.server_records,
+        };
+        out.per_client = vec![totals(cpu, &out)];
+        for (cpu, p) in parts {
+            out.per_client.push(totals(cpu, &p));
+            out.shape.rate_per_s += p.shape.rate_per_s;
+            out.shape.conns += p.shape.conns;
+            out.corrected.add(&p.corrected).expect("same bounds");
+            out.naive.add(&p.naive).expect("same bounds");
+            out.send_lag.add(&p.send_lag).expect("same bounds");
+            out.counts.add(&p.counts);
+            out.server_records = out.server_records.zip(p.server_records).map(|(a, b)| a + b);
+            out.abandoned |= p.abandoned;
+            out.frame_len_max = out.frame_len_max.min(p.frame_len_max);
+            out.client_cpu_s += p.client_cpu_s;
+            out.server_cpu_s = out.server_cpu_s.or(p.server_cpu_s);
+            out.unanswered += p.unanswered;
+            out.client_quic_rx_dgrams =
+                out.client_quic_rx_dgrams.zip(p.client_quic_rx_dgrams).map(|(a, b)| a + b);
+        }
+        Some(out)
     }
 
     pub fn mean_record_bytes(&self) -> f64 {
@@ -477,8 +573,13 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
     let frames = Rc::new(FrameGen::new(shape, frame_len_max, opts.seed).map_err(|e| e.to_string())?);
     let measure_from = shape.warmup.as_nanos() as u64;
     let measure_to = shape.total().as_nanos() as u64;
-    // Start a little in the future so that every task is spawned before the first send.
-    let clock = Clock::starting_at(Instant::now() + Duration::from_millis(20));
+    // Start a little in the future so that every task is spawned before the first send; with
+    // other clients, when the last of them has connected.
+    let t0 = match &opts.start_gate {
+        Some(gate) => gate.arrive().await.ok_or("another client of the phase failed")?,
+        None => Instant::now() + Duration::from_millis(20),
+    };
+    let clock = Clock::starting_at(t0);
     let limits = if opts.blast {
         SendLimits { give_up_lag_ns: u64::MAX, stop_at_ns: shape.total().as_nanos() as u64 }
     } else {
@@ -527,9 +628,10 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
     // CPU time over the measured interval.
     let stats_wanted = matches!(target, Target::Quic { stats: true, .. });
     tokio::time::sleep_until(clock.at(measure_from).into()).await;
-    let cpu0 = (procstat::self_cpu_s(), opts.server_pid.and_then(procstat::cpu_s));
+    // This thread's time: everything of one client runs on it.
+    let cpu0 = (procstat::thread_cpu_s(), opts.server_pid.and_then(procstat::cpu_s));
     tokio::time::sleep_until(clock.at(measure_to).into()).await;
-    let cpu1 = (procstat::self_cpu_s(), opts.server_pid.and_then(procstat::cpu_s));
+    let cpu1 = (procstat::thread_cpu_s(), opts.server_pid.and_then(procstat::cpu_s));
     let mut abandoned = false;
     for s in senders {
         abandoned |= !s.await.map_err(|e| format!("sender: {e}"))?.map_err(|e| format!("send: {e}"))?;
@@ -575,6 +677,7 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
         server_cpu_s: cpu0.1.zip(cpu1.1).map(|(a, b)| b - a),
         unanswered: 0,
         client_quic_rx_dgrams,
+        per_client: Vec::new(),
     };
     for t in trackers {
         let t = t.borrow();
@@ -587,4 +690,71 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
         }
     }
     Ok(out)
+}
+
+/// Runs one phase of `shape` with one client per CPU of `cpus`, each a thread pinned to its CPU
+/// with its own runtime, its own connections (`shape.conns`, client ids from
+/// `opts.client_id_base + i × shape.conns`) and the whole of `shape`'s rate, all starting
+/// together ([`StartGate`]); the outcomes merged ([`PhaseOutcome::merge`]). Call inside a
+/// `tokio::task::LocalSet`: the calling task only waits for the threads.
+pub async fn run_clients(
+    target: &Target,
+    shape: &Shape,
+    opts: &ClientOpts,
+    cpus: &[usize],
+) -> Result<PhaseOutcome, String> {
+    let gate = StartGate::new(cpus.len());
+    let mut handles = Vec::new();
+    for (i, &cpu) in cpus.iter().enumerate() {
+        let (target, shape, mine) = (target.clone(), shape.clone(), gate.clone());
+        let opts = ClientOpts {
+            client_id_base: opts.client_id_base + i as u64 * u64::from(shape.conns),
+            start_gate: Some(gate.clone()),
+            ..opts.clone()
+        };
+        let spawned = std::thread::Builder::new().name(format!("client{i}")).spawn(move || {
+            let result = client_thread(cpu, &target, &shape, &opts);
+            if result.is_err() {
+                mine.fail();
+            }
+            result
+        });
+        match spawned {
+            Ok(h) => handles.push((cpu, h)),
+            Err(e) => {
+                gate.fail();
+                return Err(format!("client thread: {e}"));
+            }
+        }
+    }
+    while handles.iter().any(|(_, h)| !h.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut parts = Vec::new();
+    let mut errors = Vec::new();
+    for (cpu, h) in handles {
+        match h.join() {
+            Ok(Ok(o)) => parts.push((cpu, o)),
+            Ok(Err(e)) => errors.push(format!("client on cpu {cpu}: {e}")),
+            Err(_) => errors.push(format!("client on cpu {cpu} panicked")),
+        }
+    }
+    // The first error is the cause; the others only report that it stopped them.
+    if let Some(first) =
+        errors.iter().find(|e| !e.ends_with("another client of the phase failed")).or(errors.first())
+    {
+        return Err(first.clone());
+    }
+    PhaseOutcome::merge(parts).ok_or_else(|| "no clients".to_string())
+}
+
+fn client_thread(
+    cpu: usize,
+    target: &Target,
+    shape: &Shape,
+    opts: &ClientOpts,
+) -> Result<PhaseOutcome, String> {
+    procstat::pin_current_thread(&[cpu]).map_err(|e| format!("pinning to cpu {cpu}: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    tokio::task::LocalSet::new().block_on(&rt, run_phase(target, shape, opts))
 }

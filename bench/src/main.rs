@@ -11,7 +11,7 @@ use fpn_bench::client::{ClientOpts, Target, run_phase};
 use fpn_bench::load::Shape;
 use fpn_bench::procstat::{allowed_cpus, parse_cpu_list, pin_current_thread};
 use fpn_bench::report::{percentile_distribution, phase_json};
-use fpn_bench::servers::{Mode, serve_quic, serve_udp_echo};
+use fpn_bench::servers::{Mode, ThreadedServe, serve_quic, serve_quic_threads, serve_udp_echo};
 use fpn_bench::suite::{self, SuiteOpts};
 
 #[derive(Parser, Debug)]
@@ -109,8 +109,10 @@ struct RunArgs {
     search_from: f64,
     #[arg(long, default_value_t = 10)]
     search_steps: u32,
-    #[arg(long, default_value = "target/release/flashpointd")]
-    engine_bin: PathBuf,
+    /// The daemon to run (default: the `flashpointd` beside this binary, where cargo puts
+    /// both, or a directory of prebuilt binaries).
+    #[arg(long)]
+    engine_bin: Option<PathBuf>,
     /// Engine setting, `KEY=VALUE` (repeatable), passed as `--set` after the harness's own
     /// (`quic.datagram_frame_max=1400`, `quic.rate_per_s=0`: the engine's capacity, not its
     /// rate limiter; `prover.enabled=false`: the receipt path alone), so they win.
@@ -123,6 +125,14 @@ struct RunArgs {
     /// other work, `-20` keeps the measured processes from waiting behind it (needs root).
     #[arg(long, allow_hyphen_values = true)]
     nice: Option<i32>,
+    /// Client cores: with N, N client threads, each pinned to a CPU of `--client-cpus` with its
+    /// own `--conns` connections and the whole phase's rate, against N bare receivers (one
+    /// `SO_REUSEPORT` group, a thread per server CPU) and the engine with `engine.intakes=N`.
+    /// A list (`1,2,4`) runs each count in turn and reports the scaling. Without
+    /// `--client-cpus`/`--server-cpus`: the first N allowed CPUs for the clients, the rest
+    /// for the servers (all of them, with a warning, when none is left).
+    #[arg(long)]
+    clients: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -173,6 +183,10 @@ struct ServeArgs {
     /// CPUs to run on (the harness pins its children itself).
     #[arg(long)]
     cpus: Option<String>,
+    /// Bare QUIC servers on this many threads, one `SO_REUSEPORT` socket each, thread `i`
+    /// pinned to the `i`-th CPU of `--cpus` (round-robin).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 fn secs(s: f64) -> Duration {
@@ -215,16 +229,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// `1,2,4` → `[1, 2, 4]`: client counts, each at least 1.
+fn parse_counts(text: &str) -> Result<Vec<usize>, String> {
+    let counts: Vec<usize> = text
+        .split(',')
+        .map(|p| p.trim().parse::<usize>().ok().filter(|n| (1..=64).contains(n)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("--clients {text}: a comma-separated list of counts in 1..=64"))?;
+    Ok(counts)
+}
+
 fn cmd_run(a: RunArgs) -> Result<(), String> {
     let allowed = allowed_cpus();
-    let client_cpus = match &a.shape.client_cpus {
-        Some(l) => parse_cpu_list(l)?,
-        None => vec![allowed[0]],
+    let clients = a.clients.as_deref().map(parse_counts).transpose()?.unwrap_or_default();
+    let given = |l: &Option<String>| l.as_deref().map(parse_cpu_list).transpose();
+    let (client_cpus, server_cpus) = if clients.is_empty() {
+        let client = given(&a.shape.client_cpus)?.unwrap_or_else(|| vec![allowed[0]]);
+        let server =
+            given(&a.server_cpus)?.unwrap_or_else(|| vec![*allowed.last().expect("at least one CPU")]);
+        (client, server)
+    } else {
+        let most = clients.iter().copied().max().unwrap_or(1);
+        suite::scaling::plan_cpus(&allowed, most, given(&a.shape.client_cpus)?, given(&a.server_cpus)?)
     };
-    let server_cpus = match &a.server_cpus {
-        Some(l) => parse_cpu_list(l)?,
-        None => vec![*allowed.last().expect("at least one CPU")],
-    };
+    let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // Beside this binary is where cargo puts both (whatever its target dir), and where a
+    // directory of prebuilt binaries has them.
+    let engine_bin = a.engine_bin.unwrap_or_else(|| self_exe.with_file_name("flashpointd"));
     let mut base = shape_of(&a.shape);
     let (mut search_warmup, mut search_duration) = (secs(0.5), secs(2.0));
     let mut steps = a.search_steps;
@@ -255,11 +286,12 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         frame_len_max: a.shape.frame_max,
         drain: secs(a.shape.drain),
         seed: a.shape.seed,
-        self_exe: std::env::current_exe().map_err(|e| e.to_string())?,
-        engine_bin: a.engine_bin,
+        self_exe,
+        engine_bin,
         engine_sets: a.engine_sets,
         engine_start_timeout: secs(a.engine_start_timeout),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        clients,
     };
     pin(&client_cpus, "client")?;
     if let Some(n) = a.nice {
@@ -295,6 +327,7 @@ fn cmd_load(a: LoadArgs) -> Result<(), String> {
         server_pid: None,
         give_up_lag: secs(1.0),
         blast: false,
+        start_gate: None,
     };
     let rt = local_runtime();
     let local = tokio::task::LocalSet::new();
@@ -314,8 +347,27 @@ fn cmd_load(a: LoadArgs) -> Result<(), String> {
 }
 
 fn cmd_serve(a: ServeArgs) -> Result<(), String> {
-    if let Some(l) = &a.cpus {
-        pin(&parse_cpu_list(l)?, "server")?;
+    let cpus = a.cpus.as_deref().map(parse_cpu_list).transpose()?.unwrap_or_default();
+    if !cpus.is_empty() {
+        pin(&cpus, "server")?;
+    }
+    if let Some(threads) = a.threads {
+        let mode = match a.kind.as_str() {
+            "quic-sink" => Mode::Sink,
+            "quic-echo" => Mode::Echo,
+            other => return Err(format!("--threads: only quic-sink and quic-echo, not `{other}`")),
+        };
+        let serve = ThreadedServe {
+            mode,
+            bind: a.bind,
+            initial_mtu: a.mtu,
+            frame_max: a.frame_max,
+            addr_file: a.addr_file.as_deref(),
+            sha_file: a.sha_file.as_deref(),
+            threads: threads.max(1),
+            cpus: &cpus,
+        };
+        return serve_quic_threads(&serve).map_err(|e| e.to_string());
     }
     let rt = local_runtime();
     let local = tokio::task::LocalSet::new();

@@ -31,6 +31,16 @@ pub fn self_cpu_s() -> f64 {
     cpu_s(std::process::id()).unwrap_or(0.0)
 }
 
+/// CPU seconds used so far by the calling thread (`CLOCK_THREAD_CPUTIME_ID`): a client
+/// thread's own time when several run in this process.
+pub fn thread_cpu_s() -> f64 {
+    // SAFETY: timespec is plain data; zeroed is a valid value.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and a pointer to a timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc == 0 { ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9 } else { 0.0 }
+}
+
 /// Restricts the calling thread (and the threads it starts later) to `cpus`.
 pub fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
@@ -101,6 +111,74 @@ pub fn grow_socket_buffers(sock: &impl AsRawFd) {
     }
 }
 
+/// A UDP socket bound to `addr`, with `SO_REUSEPORT` when `reuseport` (every socket of the
+/// group must set it before binding: the kernel then spreads flows over the group by their
+/// 4-tuple, as over the engine's intake sockets), and [`grow_socket_buffers`].
+pub fn bind_udp(addr: std::net::SocketAddr, reuseport: bool) -> std::io::Result<std::net::UdpSocket> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if !reuseport {
+        let sock = std::net::UdpSocket::bind(addr)?;
+        grow_socket_buffers(&sock);
+        return Ok(sock);
+    }
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: plain socket(2); the result is checked before use.
+    let raw = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let one: libc::c_int = 1;
+    // SAFETY: a valid fd, and a pointer to a c_int of the length passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: sockaddr_in and sockaddr_in6 are plain data; zeroed is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        std::net::SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            let sin =
+                unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        std::net::SocketAddr::V6(a) => {
+            // SAFETY: as above.
+            let sin6 =
+                unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    // SAFETY: `storage` holds a sockaddr of `len` bytes for this socket's family.
+    let rc = unsafe {
+        libc::bind(raw, (&storage as *const libc::sockaddr_storage).cast(), len as libc::socklen_t)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let sock = std::net::UdpSocket::from(fd);
+    grow_socket_buffers(&sock);
+    Ok(sock)
+}
+
 /// A quinn endpoint on `addr` with [`grow_socket_buffers`] applied to its socket.
 pub fn quinn_endpoint(
     addr: std::net::SocketAddr,
@@ -135,5 +213,23 @@ mod tests {
         assert!(self_cpu_s() >= 0.0);
         assert_eq!(parse_cpu_list("0-2, 5").unwrap(), vec![0, 1, 2, 5]);
         assert!(parse_cpu_list("x").is_err());
+    }
+
+    /// Two sockets share a port with `SO_REUSEPORT`; a third without it cannot join.
+    #[test]
+    fn reuseport_group_shares_a_port() {
+        let first = bind_udp("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let addr = first.local_addr().unwrap();
+        let second = bind_udp(addr, true).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        assert!(bind_udp(addr, false).is_err());
+        let v6 = bind_udp("[::1]:0".parse().unwrap(), true);
+        // A host without IPv6 on loopback cannot bind it at all; where it can, the port is kept.
+        if let Ok(v6) = v6 {
+            assert_eq!(
+                bind_udp(v6.local_addr().unwrap(), true).unwrap().local_addr().unwrap(),
+                v6.local_addr().unwrap()
+            );
+        }
     }
 }

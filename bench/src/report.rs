@@ -95,6 +95,13 @@ pub fn phase_json(o: &PhaseOutcome, accepted_only: bool) -> Value {
         "answer_dgrams_read": o.counts.answer_dgrams,
         "answer_dgrams_quic_received": o.client_quic_rx_dgrams,
         "cpu_s": { "client": round3(o.client_cpu_s), "server": o.server_cpu_s.map(round3) },
+        "per_client": o.per_client.iter().map(|c| json!({
+            "cpu": c.cpu,
+            "sent_records": c.sent_records,
+            "answered": c.answered_all,
+            "accepted": c.accepted_all,
+            "server_records": c.server_records,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -50,13 +50,28 @@ pub async fn serve_quic(
     let (config, sha) = crate::tls::server_config(initial_mtu);
     let endpoint = procstat::quinn_endpoint(bind, Some(config))?;
     let local = endpoint.local_addr()?;
+    write_addr_files(local, &sha, addr_file, sha_file)?;
+    eprintln!("fpn-bench: quic {mode:?} on {local}, cert sha256 {sha}");
+    accept_loop(endpoint, mode, frame_max).await;
+    Ok(())
+}
+
+fn write_addr_files(
+    local: SocketAddr,
+    sha: &str,
+    addr_file: Option<&Path>,
+    sha_file: Option<&Path>,
+) -> io::Result<()> {
     if let Some(p) = sha_file {
         write_file_atomic(p, &format!("{sha}\n"))?;
     }
     if let Some(p) = addr_file {
         write_file_atomic(p, &format!("{local}\n"))?;
     }
-    eprintln!("fpn-bench: quic {mode:?} on {local}, cert sha256 {sha}");
+    Ok(())
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, mode: Mode, frame_max: u16) {
     let t0 = Instant::now();
     while let Some(incoming) = endpoint.accept().await {
         tokio::task::spawn_local(async move {
@@ -64,6 +79,69 @@ pub async fn serve_quic(
                 eprintln!("fpn-bench: session: {e}");
             }
         });
+    }
+}
+
+/// What [`serve_quic_threads`] serves, where, and on how many threads.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadedServe<'a> {
+    pub mode: Mode,
+    pub bind: SocketAddr,
+    pub initial_mtu: u16,
+    pub frame_max: u16,
+    pub addr_file: Option<&'a Path>,
+    pub sha_file: Option<&'a Path>,
+    pub threads: usize,
+    pub cpus: &'a [usize],
+}
+
+/// `threads` bare servers on one port, one `SO_REUSEPORT` socket each, each on its own thread
+/// pinned to `cpus[i % len]` (unpinned with no CPUs) with its own runtime: N bare quinn
+/// receivers to set beside N engine intakes, the kernel spreading connections over both groups
+/// the same way. One certificate for all; the files are written once every socket is bound
+/// (a member joining later would move flows between members). Runs until the process is
+/// killed.
+pub fn serve_quic_threads(o: &ThreadedServe<'_>) -> io::Result<()> {
+    let ThreadedServe { mode, bind, initial_mtu, frame_max, threads, cpus, .. } = *o;
+    let (config, sha) = crate::tls::server_config(initial_mtu);
+    let first = procstat::bind_udp(bind, true)?;
+    let local = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..threads.max(1) {
+        sockets.push(procstat::bind_udp(local, true)?);
+    }
+    write_addr_files(local, &sha, o.addr_file, o.sha_file)?;
+    eprintln!(
+        "fpn-bench: quic {mode:?} on {local} ({} threads, cpus {cpus:?}), cert sha256 {sha}",
+        sockets.len()
+    );
+    let mut handles = Vec::new();
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let config = config.clone();
+        let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
+        let handle = std::thread::Builder::new().name(format!("{mode:?}{i}").to_lowercase()).spawn(
+            move || -> io::Result<()> {
+                if let Some(cpu) = cpu {
+                    procstat::pin_current_thread(&[cpu])?;
+                }
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                tokio::task::LocalSet::new().block_on(&rt, async move {
+                    let runtime = std::sync::Arc::new(quinn::TokioRuntime);
+                    let endpoint = quinn::Endpoint::new(
+                        quinn::EndpointConfig::default(),
+                        Some(config),
+                        socket,
+                        runtime,
+                    )?;
+                    accept_loop(endpoint, mode, frame_max).await;
+                    Ok::<(), io::Error>(())
+                })
+            },
+        )?;
+        handles.push(handle);
+    }
+    for h in handles {
+        h.join().map_err(|_| io::Error::other("a server thread panicked"))??;
     }
     Ok(())
 }

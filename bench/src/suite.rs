@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::client::{ClientOpts, PhaseOutcome, Target, run_phase};
+use crate::client::{ClientOpts, PhaseOutcome, Target, run_clients, run_phase};
 use crate::engine::{Metrics, Server, engine_command};
 use crate::load::Shape;
 use crate::report::{fmt_rate, fmt_us, percentile_distribution, phase_json};
 use crate::svg::{Curve, plot};
+
+pub mod scaling;
 
 /// The servers a suite can run against, in the order they run. `engine-nolog` is the engine
 /// with `log.durability = "none"` (receipts not waiting for the input log's `fdatasync`), for
@@ -29,8 +31,9 @@ pub const TARGETS: [&str; 7] =
     ["udp-echo", "quic-sink", "quic-echo", "engine", "engine-nolog", "webtransport", "engine-wt-on"];
 
 /// Whether a target is the daemon (it answers with receipts, counts accepted records).
+/// A run with several clients is labelled `<target>/<clients>c`.
 pub fn is_engine(name: &str) -> bool {
-    matches!(name, "engine" | "engine-nolog" | "webtransport" | "engine-wt-on")
+    matches!(name.split('/').next(), Some("engine" | "engine-nolog" | "webtransport" | "engine-wt-on"))
 }
 
 /// What the engine targets with the WebTransport intake set on top of the caller's `--set`s.
@@ -69,6 +72,27 @@ pub struct SuiteOpts {
     pub engine_start_timeout: Duration,
     /// What was run, for the summary.
     pub command: String,
+    /// Client counts to run in turn (`--clients`); empty: one client, the classic comparison.
+    pub clients: Vec<usize>,
+}
+
+/// Client ids per phase: each phase (and each saturation step) takes a fresh block, so that
+/// nonces restart at 1 without the engine's de-duplication taking them for replays. Large
+/// enough for 64 clients of 1,024 connections each.
+const CLIENT_IDS_PER_PHASE: u64 = 100_000;
+
+/// `0,1,2` for a command line.
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// One run of a target with `clients` client threads: the client CPUs and, for the bare
+/// servers, the server threads' CPUs; the engine gets `engine.intakes = clients`.
+#[derive(Debug, Clone)]
+struct Scale {
+    clients: usize,
+    client_cpus: Vec<usize>,
+    sink_cpus: Vec<usize>,
 }
 
 /// What one target gave.
@@ -78,6 +102,8 @@ struct TargetRun {
     saturation: Option<Saturation>,
     error: Option<String>,
     engine_stages: Option<Value>,
+    /// The engine's counters over the blast phase: sessions it closed, refusals by reason.
+    engine_blast: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,8 +115,11 @@ struct Saturation {
     steps: Vec<Value>,
 }
 
-fn start_server(name: &str, o: &SuiteOpts) -> Result<(Server, Target), String> {
-    let dir = o.out.join(format!("{name}.d"));
+fn start_server(name: &str, o: &SuiteOpts, scale: Option<&Scale>) -> Result<(Server, Target), String> {
+    let dir = match scale {
+        Some(sc) => o.out.join(format!("{name}-{}c.d", sc.clients)),
+        None => o.out.join(format!("{name}.d")),
+    };
     let serve = |mode: &str| {
         let mut cmd = Command::new(&o.self_exe);
         cmd.args(["serve", mode, "--addr-file"])
@@ -98,6 +127,9 @@ fn start_server(name: &str, o: &SuiteOpts) -> Result<(Server, Target), String> {
             .arg("--sha-file")
             .arg(dir.join("cert.sha256"))
             .args(["--mtu", &o.initial_mtu.to_string(), "--frame-max", &o.frame_len_max.to_string()]);
+        if let Some(sc) = scale {
+            cmd.args(["--threads", &sc.clients.to_string(), "--cpus", &cpu_list(&sc.sink_cpus)]);
+        }
         cmd
     };
     let timeout = Duration::from_secs(10);
@@ -123,6 +155,12 @@ fn start_server(name: &str, o: &SuiteOpts) -> Result<(Server, Target), String> {
             }
             if name == "webtransport" || name == "engine-wt-on" {
                 sets.extend(WT_SETS.iter().map(|s| s.to_string()));
+            }
+            if let Some(sc) = scale {
+                // Before the caller's sets, so that theirs win.
+                let mut first = scaling::engine_sets(sc.clients, o);
+                first.append(&mut sets);
+                sets = first;
             }
             let cmd = engine_command(&o.engine_bin, &dir, &sets);
             let mut s = Server::start(
@@ -186,15 +224,29 @@ fn passes(o: &PhaseOutcome, engine: bool, bound_us: f64) -> bool {
     }
 }
 
-async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun {
+/// Runs one phase with one client on this thread, or with `scale`'s clients on theirs.
+async fn phase(
+    target: &Target,
+    shape: &Shape,
+    opts: &ClientOpts,
+    scale: Option<&Scale>,
+) -> Result<PhaseOutcome, String> {
+    match scale {
+        Some(sc) => run_clients(target, shape, opts, &sc.client_cpus).await,
+        None => run_phase(target, shape, opts).await,
+    }
+}
+
+async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64, scale: Option<&Scale>) -> TargetRun {
     let mut run = TargetRun {
         name: name.to_string(),
         phases: Vec::new(),
         saturation: None,
         error: None,
         engine_stages: None,
+        engine_blast: None,
     };
-    let (mut server, target) = match start_server(name, o) {
+    let (mut server, target) = match start_server(name, o, scale) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("fpn-bench: {name}: {e}");
@@ -213,6 +265,7 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
         server_pid: Some(server.pid()),
         give_up_lag: Duration::from_secs(1),
         blast: false,
+        start_gate: None,
     };
     for phase in &o.phases {
         let shape = match phase.as_str() {
@@ -222,7 +275,7 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
             "conns" => Shape { conns: o.many_conns, ..o.base.clone() },
             "blast" => Shape { rate_per_s: o.blast_rate, ..o.base.clone() },
             "saturation" => {
-                run.saturation = Some(saturate(&target, o, &mut opts, engine, phase_no).await);
+                run.saturation = Some(saturate(&target, o, &mut opts, engine, phase_no, scale).await);
                 continue;
             }
             other => {
@@ -233,18 +286,18 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
         // A fresh block of client ids per phase: nonces restart at 1, and the engine's
         // de-duplication must not see them as replays.
         *phase_no += 1;
-        opts.client_id_base = *phase_no * 1000 + 1;
+        opts.client_id_base = *phase_no * CLIENT_IDS_PER_PHASE + 1;
         opts.blast = phase == "blast";
         let waited = settle(server.pid()).await;
         if waited > Duration::from_millis(500) {
             eprintln!("fpn-bench: {name}: waited {:.1} s for the server to go idle", waited.as_secs_f64());
         }
-        let before = if engine && phase == "fixed" {
+        let before = if engine && (phase == "fixed" || phase == "blast") {
             server.metrics().map_err(|e| eprintln!("fpn-bench: engine /metrics: {e}")).ok()
         } else {
             None
         };
-        match run_phase(&target, &shape, &opts).await {
+        match self::phase(&target, &shape, &opts, scale).await {
             Ok(outcome) => {
                 if opts.blast {
                     let (got, sent) = outcome.blast_per_s(engine);
@@ -252,11 +305,14 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64) -> TargetRun 
                 } else {
                     eprintln!("fpn-bench: {name} {phase}: {}", one_line(&outcome, engine));
                 }
-                if let (Some(before), true) = (before, phase == "fixed") {
+                if let Some(before) = before {
                     // Housekeeping publishes every 100 ms: let the last of the phase land.
                     tokio::time::sleep(Duration::from_millis(250)).await;
                     match server.metrics() {
-                        Ok(after) => run.engine_stages = Some(stages_json(&after.since(&before))),
+                        Ok(after) if phase == "fixed" => {
+                            run.engine_stages = Some(stages_json(&after.since(&before)))
+                        }
+                        Ok(after) => run.engine_blast = Some(stages_json(&after.since(&before))),
                         Err(e) => eprintln!("fpn-bench: engine /metrics: {e}"),
                     }
                 }
@@ -283,6 +339,7 @@ async fn saturate(
     opts: &mut ClientOpts,
     engine: bool,
     phase_no: &mut u64,
+    scale: Option<&Scale>,
 ) -> Saturation {
     let bound_us = o.p99_bound.as_secs_f64() * 1e6;
     opts.blast = false;
@@ -294,14 +351,15 @@ async fn saturate(
             settle(pid).await;
         }
         *phase_no += 1;
-        opts.client_id_base = *phase_no * 1000 + 1;
+        opts.client_id_base = *phase_no * CLIENT_IDS_PER_PHASE + 1;
         let shape = Shape {
             rate_per_s: rate,
             warmup: o.search_warmup,
             duration: o.search_duration,
             ..o.base.clone()
         };
-        let ok = match run_phase(target, &shape, opts).await {
+        // With several clients each offers `rate`: the step's offered rate is their sum.
+        let ok = match phase(target, &shape, opts, scale).await {
             Ok(outcome) => {
                 let ok = passes(&outcome, engine, bound_us);
                 eprintln!(
@@ -314,7 +372,7 @@ async fn saturate(
                     .then(|| outcome.corrected.value_at_quantile(0.99) as f64 / 1e3);
                 sat.steps.push(json!({"rate": rate, "ok": ok, "phase": phase_json(&outcome, engine)}));
                 if ok && lo.is_none_or(|l| rate > l) {
-                    sat.best_rate = Some(rate);
+                    sat.best_rate = Some(outcome.offered_per_s());
                     sat.best_achieved = Some(outcome.achieved_per_s(engine));
                     sat.best_p99_us = p99;
                 }
@@ -441,9 +499,12 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let machine = machine();
     let mut phase_no = 0;
+    if !o.clients.is_empty() {
+        return scaling::run(o, machine).await;
+    }
     let mut runs = Vec::new();
     for t in &o.targets {
-        runs.push(run_target(t, o, &mut phase_no).await);
+        runs.push(run_target(t, o, &mut phase_no, None).await);
     }
     let find = |t: &str, p: &str| {
         runs.iter().find(|r| r.name == t).and_then(|r| r.phases.iter().find(|(n, _)| n == p)).map(|(_, o)| o)
@@ -471,92 +532,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
     );
     write(&o.out.join("percentiles.svg"), &plot(&title, &curves))?;
 
-    // The table.
-    let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "{:<12} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}  notes",
-        "target",
-        "phase",
-        "offered",
-        "achieved",
-        "p50",
-        "p90",
-        "p99",
-        "p99.9",
-        "p99.99",
-        "max",
-        "naive p99",
-        "cpu cli/srv",
-    );
-    for r in &runs {
-        let engine = is_engine(&r.name);
-        for (p, out) in &r.phases {
-            if p == "blast" {
-                let (got, sent) = out.blast_per_s(engine);
-                let _ = writeln!(
-                    t,
-                    "{:<12} {:<10} {:>11} {:>11}   (as fast as the client can, up to {}; offered = what the client sent{})",
-                    r.name,
-                    p,
-                    fmt_rate(sent),
-                    fmt_rate(got),
-                    fmt_rate(out.offered_per_s()),
-                    if got >= 0.95 * sent { "; client-bound: the server kept up" } else { "" }
-                );
-                continue;
-            }
-            let q = |q: f64| lat_us(out, q).map_or("-".into(), fmt_us);
-            let max =
-                if out.corrected.is_empty() { "-".into() } else { fmt_us(out.corrected.max() as f64 / 1e3) };
-            let naive = if out.naive.is_empty() {
-                "-".into()
-            } else {
-                fmt_us(out.naive.value_at_quantile(0.99) as f64 / 1e3)
-            };
-            let secs = out.shape.duration.as_secs_f64();
-            let cpu = format!(
-                "{:.0}%/{}",
-                out.client_cpu_s / secs * 100.0,
-                out.server_cpu_s.map_or("-".into(), |s| format!("{:.0}%", s / secs * 100.0))
-            );
-            let _ = writeln!(
-                t,
-                "{:<12} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}  {}",
-                r.name,
-                p,
-                fmt_rate(out.offered_per_s()),
-                fmt_rate(out.achieved_per_s(engine)),
-                q(0.5),
-                q(0.9),
-                q(0.99),
-                q(0.999),
-                q(0.9999),
-                max,
-                naive,
-                cpu,
-                notes(out)
-            );
-        }
-        if let Some(s) = &r.saturation {
-            let _ = writeln!(
-                t,
-                "{:<12} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10}   (highest rate with achieved >= 97% of offered, p99 <= {})",
-                r.name,
-                "saturation",
-                s.best_rate.map_or("none".into(), fmt_rate),
-                s.best_achieved.map_or("-".into(), fmt_rate),
-                "",
-                "",
-                s.best_p99_us.map_or("-".into(), fmt_us),
-                fmt_us(o.p99_bound.as_secs_f64() * 1e6),
-            );
-        }
-        if let Some(e) = &r.error {
-            let first = e.lines().next().unwrap_or("");
-            let _ = writeln!(t, "{:<12} error: {first}", r.name);
-        }
-    }
+    let mut t = table_rows(&runs, o);
 
     // Ratios to the ceiling: engine / quic-echo latency, engine / quic-sink throughput, and
     // the QUIC transport over the UDP floor.
@@ -732,19 +708,7 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
     print!("{t}");
     write(&o.out.join("table.txt"), &t)?;
 
-    let targets: serde_json::Map<String, Value> = runs
-        .iter()
-        .map(|r| {
-            let engine = is_engine(&r.name);
-            let phases: serde_json::Map<String, Value> =
-                r.phases.iter().map(|(p, out)| (p.clone(), phase_json(out, engine))).collect();
-            let sat = r.saturation.as_ref().map(|s| {
-                json!({"best_rate": s.best_rate, "best_achieved_per_s": s.best_achieved, "best_p99_us": s.best_p99_us,
-                       "p99_bound_us": o.p99_bound.as_secs_f64() * 1e6, "steps": s.steps})
-            });
-            (r.name.clone(), json!({"phases": phases, "saturation": sat, "engine_metrics": r.engine_stages, "error": r.error}))
-        })
-        .collect();
+    let targets = targets_json(&runs, o);
     let summary = json!({
         "command": o.command,
         "commit": git_commit(),
@@ -762,6 +726,114 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
     write(&o.out.join("summary.json"), &serde_json::to_string_pretty(&summary).expect("json"))?;
     println!("\nwrote {}/{{summary.json,table.txt,percentiles.svg,*.hgrm}}", o.out.display());
     Ok(summary)
+}
+
+/// The table: one row per target and phase (the blast phase's throughput, the saturation
+/// search's best rate), an error line for a target that failed.
+fn table_rows(runs: &[TargetRun], o: &SuiteOpts) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:<12} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}  notes",
+        "target",
+        "phase",
+        "offered",
+        "achieved",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "p99.99",
+        "max",
+        "naive p99",
+        "cpu cli/srv",
+    );
+    for r in runs {
+        let engine = is_engine(&r.name);
+        for (p, out) in &r.phases {
+            if p == "blast" {
+                let (got, sent) = out.blast_per_s(engine);
+                let _ = writeln!(
+                    t,
+                    "{:<12} {:<10} {:>11} {:>11}   (as fast as the client can, up to {}; offered = what the client sent{})",
+                    r.name,
+                    p,
+                    fmt_rate(sent),
+                    fmt_rate(got),
+                    fmt_rate(out.offered_per_s()),
+                    if got >= 0.95 * sent { "; client-bound: the server kept up" } else { "" }
+                );
+                continue;
+            }
+            let q = |q: f64| lat_us(out, q).map_or("-".into(), fmt_us);
+            let max =
+                if out.corrected.is_empty() { "-".into() } else { fmt_us(out.corrected.max() as f64 / 1e3) };
+            let naive = if out.naive.is_empty() {
+                "-".into()
+            } else {
+                fmt_us(out.naive.value_at_quantile(0.99) as f64 / 1e3)
+            };
+            let secs = out.shape.duration.as_secs_f64();
+            let cpu = format!(
+                "{:.0}%/{}",
+                out.client_cpu_s / secs * 100.0,
+                out.server_cpu_s.map_or("-".into(), |s| format!("{:.0}%", s / secs * 100.0))
+            );
+            let _ = writeln!(
+                t,
+                "{:<12} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11}  {}",
+                r.name,
+                p,
+                fmt_rate(out.offered_per_s()),
+                fmt_rate(out.achieved_per_s(engine)),
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                q(0.999),
+                q(0.9999),
+                max,
+                naive,
+                cpu,
+                notes(out)
+            );
+        }
+        if let Some(s) = &r.saturation {
+            let _ = writeln!(
+                t,
+                "{:<12} {:<10} {:>11} {:>11} {:>10} {:>10} {:>10}   (highest rate with achieved >= 97% of offered, p99 <= {})",
+                r.name,
+                "saturation",
+                s.best_rate.map_or("none".into(), fmt_rate),
+                s.best_achieved.map_or("-".into(), fmt_rate),
+                "",
+                "",
+                s.best_p99_us.map_or("-".into(), fmt_us),
+                fmt_us(o.p99_bound.as_secs_f64() * 1e6),
+            );
+        }
+        if let Some(e) = &r.error {
+            let first = e.lines().next().unwrap_or("");
+            let _ = writeln!(t, "{:<12} error: {first}", r.name);
+        }
+    }
+    t
+}
+
+/// Every target's phases, saturation search, engine metrics and error, by name.
+fn targets_json(runs: &[TargetRun], o: &SuiteOpts) -> serde_json::Map<String, Value> {
+    runs.iter()
+        .map(|r| {
+            let engine = is_engine(&r.name);
+            let phases: serde_json::Map<String, Value> =
+                r.phases.iter().map(|(p, out)| (p.clone(), phase_json(out, engine))).collect();
+            let sat = r.saturation.as_ref().map(|s| {
+                json!({"best_rate": s.best_rate, "best_achieved_per_s": s.best_achieved, "best_p99_us": s.best_p99_us,
+                       "p99_bound_us": o.p99_bound.as_secs_f64() * 1e6, "steps": s.steps})
+            });
+            (r.name.clone(), json!({"phases": phases, "saturation": sat, "engine_metrics": r.engine_stages,
+                                  "engine_metrics_blast": r.engine_blast, "error": r.error}))
+        })
+        .collect()
 }
 
 /// The WebTransport intake's targets, when the run has them: its receipt round trip against

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use fpn_bench::client::{ClientOpts, Target, run_phase};
+use fpn_bench::client::{ClientOpts, Target, run_clients, run_phase};
 use fpn_bench::engine::{Server, engine_command};
 use fpn_bench::load::Shape;
-use fpn_bench::servers::{Mode, serve_quic, serve_udp_echo};
+use fpn_bench::servers::{Mode, ThreadedServe, serve_quic, serve_quic_threads, serve_udp_echo};
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fpn-bench-it-{}-{name}", std::process::id()));
@@ -40,6 +40,7 @@ fn opts() -> ClientOpts {
         server_pid: None,
         give_up_lag: Duration::from_secs(5),
         blast: false,
+        start_gate: None,
     }
 }
 
@@ -111,6 +112,62 @@ fn quic_echo_sink_and_udp_echo_answer_every_record() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Two clients on two threads against two sink threads in one `SO_REUSEPORT` group and then
+/// against the echo: every record counted or answered once, the merged outcome the sum of the
+/// clients', each client's connections its own (no client id shared).
+#[test]
+fn several_clients_against_threaded_receivers() {
+    let dir = temp_dir("threads");
+    let cpus = fpn_bench::procstat::allowed_cpus();
+    let mut echo_addr = None;
+    for (name, mode) in [("sink", Mode::Sink), ("echo", Mode::Echo)] {
+        let (addr_file, sha_file) = (dir.join(format!("{name}.addr")), dir.join(format!("{name}.sha")));
+        let (a, s, server_cpus) = (addr_file.clone(), sha_file.clone(), cpus.clone());
+        std::thread::spawn(move || {
+            let serve = ThreadedServe {
+                mode,
+                bind: "127.0.0.1:0".parse().unwrap(),
+                initial_mtu: 1472,
+                frame_max: 1400,
+                addr_file: Some(&a),
+                sha_file: Some(&s),
+                threads: 2,
+                cpus: &server_cpus,
+            };
+            serve_quic_threads(&serve).unwrap();
+        });
+        let addr = in_local(wait_addr(&addr_file));
+        let pin = fpn_bench::tls::parse_sha256_hex(&std::fs::read_to_string(&sha_file).unwrap());
+        echo_addr = Some(addr);
+        let target = Target::Quic { addr, pin, stats: true, answers: mode == Mode::Echo };
+        let clients = [cpus[0], *cpus.last().unwrap()];
+        let o = in_local(run_clients(&target, &shape(3), &opts(), &clients)).unwrap();
+        assert_eq!(o.per_client.len(), 2);
+        assert_eq!(o.shape.conns, 6, "three connections per client");
+        assert_eq!(o.shape.rate_per_s, 16_000.0, "each client offers the phase's rate");
+        let sent: u64 = o.per_client.iter().map(|c| c.sent_records).sum();
+        assert_eq!(sent, o.counts.sent_records);
+        assert!(o.counts.measured_sent >= 2 * 3_000, "{:?}", o.counts);
+        if mode == Mode::Sink {
+            assert_eq!(o.server_records, Some(o.counts.sent_records), "the sinks counted every record");
+            for c in &o.per_client {
+                assert_eq!(c.server_records, Some(c.sent_records), "{c:?}");
+            }
+        } else {
+            assert_eq!(o.unanswered, 0);
+            assert_eq!(o.counts.measured_answered, o.counts.measured_sent);
+            assert_eq!((o.counts.unmatched, o.counts.duplicates), (0, 0));
+            assert_eq!(o.corrected.len(), o.counts.measured_sent);
+        }
+    }
+    // A client that cannot connect (a pin the server's certificate does not match) fails the
+    // phase, and the others stop waiting for it.
+    let wrong = Target::Quic { addr: echo_addr.unwrap(), pin: Some([7; 32]), stats: false, answers: true };
+    let err = in_local(run_clients(&wrong, &shape(1), &opts(), &[cpus[0], cpus[0]])).unwrap_err();
+    assert!(err.contains("handshake"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn child_server_is_pinned_and_measured() {
     let dir = temp_dir("child");
@@ -153,15 +210,18 @@ fn engine_start_reports_a_daemon_that_exits_or_never_listens() {
 
 /// The engine target against the real daemon: it starts, becomes ready, takes the fpn/1
 /// session, answers every record with an accepted receipt and shows the records in its
-/// `/metrics`. Needs the daemon built: `cargo build --release -p flashpointd` (or a debug
-/// build), then `cargo test -p fpn-bench -- --ignored engine_target`.
+/// `/metrics`. Needs the daemon built in the same target dir: `cargo build --release -p
+/// flashpointd` (or a debug build), then `cargo test -p fpn-bench -- --ignored engine_target`.
 #[test]
 #[ignore = "needs target/{release,debug}/flashpointd built"]
 fn engine_target_answers_every_record() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // This test runs from `<target dir>/<profile>/deps/`: look beside it, whatever the target
+    // dir (`CARGO_TARGET_DIR`) is.
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().and_then(|d| d.parent()).and_then(|d| d.parent()).unwrap().to_path_buf();
     let bin = ["release", "debug"]
         .iter()
-        .map(|p| root.join("target").join(p).join("flashpointd"))
+        .map(|p| target.join(p).join("flashpointd"))
         .find(|p| p.exists())
         .expect("build flashpointd first");
     let dir = temp_dir("daemon");

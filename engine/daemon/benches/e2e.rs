@@ -20,9 +20,13 @@
 //! runs two full windows untimed (ring and table pages touched), then times `E2E_INTENTS`
 //! (default 2 Mi) intents, and stops. `E2E_VERBOSE=1` prints each run.
 //!
-//! Run: `cargo bench -p flashpointd --bench e2e`. Settings come from the daemon's loader:
-//! `FPN_*` variables apply (e.g. `FPN_BUILDER_SHARDS=2`, `FPN_BUILDER_WORKERS=0`,
-//! `FPN_BUILDER_KIND=greedy`, `FPN_ENGINE_PROFILE=tuned` for the spread map on ≥ 4 CPUs).
+//! Run: `cargo bench -p flashpointd --bench e2e`. Settings come from the daemon's loader on
+//! the CPUs this process may use (`taskset` narrows them), so on 4 or more CPUs the roles
+//! spread over all of them as the daemon's would (`docs/config.md`, "Default maps"). `FPN_*`
+//! variables apply: N intakes, K shards and W build workers per shard with
+//! `FPN_ENGINE_INTAKES=N FPN_BUILDER_SHARDS=K FPN_BUILDER_WORKERS=W` (the map is laid out for
+//! them), `FPN_BUILDER_KIND=greedy`, `FPN_ENGINE_PROFILE=tuned` (hot roles spin).
+//! `E2E_VERBOSE=1` prints the core map with the reason for each role's CPU.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,7 +37,7 @@ use flashpointd::config::{Inputs, load};
 use flashpointd::run::links::{RxLink, TxLink};
 use flashpointd::run::topology::{Topology, TopologyIo};
 use flashpointd::run::{Answer, ResultMsg, Submit};
-use flashpointd::{CpuSet, Role, Settings};
+use flashpointd::{CpuSet, Loaded, Role, Settings};
 use fpn_engine::CloseReason;
 use fpn_runtime::clock::now_ns;
 use fpn_runtime::exec::{self, RoleSpec, StopFlag};
@@ -53,12 +57,12 @@ const INTENTS: usize = 2 << 20;
 /// Frame buffers each loader cycles through.
 const BUFFERS: usize = 4096;
 
-fn settings() -> Settings {
+fn settings() -> Loaded {
     let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("FPN_")).collect();
     env.push(("FPN_QUIC_ENABLED".into(), "false".into()));
     env.push(("FPN_PROVER_ENABLED".into(), "false".into()));
     let inputs = Inputs::gather(None, env, vec![]).expect("config inputs");
-    load(&inputs, &CpuSet::host()).expect("valid settings").settings
+    load(&inputs, &CpuSet::host()).expect("valid settings")
 }
 
 /// The pre-encoded frames of one intake, in order; the first `warm` are the warm-up.
@@ -274,7 +278,8 @@ fn run_once(settings: &Settings, frames: &Arc<Frames>, warm_frames: usize) -> Ru
 }
 
 fn e2e(c: &mut Criterion) {
-    let settings = settings();
+    let loaded = settings();
+    let settings = loaded.settings.clone();
     let config = settings.shard_config();
     let warm_intents = 2 * config.engine.window.records_max;
     let intents = std::env::var("E2E_INTENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(INTENTS);
@@ -289,7 +294,7 @@ fn e2e(c: &mut Criterion) {
             config.workers_per_shard,
             config.engine.window.window_ns / 1_000_000,
             config.engine.window.records_max,
-            settings.core_map,
+            settings.core_map.explain(&loaded.placement),
         );
     }
     let mut group = c.benchmark_group("e2e");

@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::validate::{RECORDS_MAX_MAX, SHARDS_MAX, Settings, validate};
+use super::validate::{INTAKES_MAX, RECORDS_MAX_MAX, SHARDS_MAX, Settings, validate};
 use super::{Config, ConfigError, ConfigErrors, DefaultsBasis, Origin, Profile};
-use crate::cores::CpuSet;
+use crate::cores::{CpuSet, PerRole, Role};
 
 /// Environment variables with the `FPN_` prefix that are not configuration keys.
 pub const NON_KEY_VARS: &[&str] = &["FPN_CONFIG"];
@@ -75,6 +75,9 @@ pub struct Loaded {
     pub warnings: Vec<String>,
     /// The CPUs the core map was checked against.
     pub cpus: CpuSet,
+    /// Why each role's CPU list is what it is: the default map's reason, or the layer that
+    /// set `cores.<role>`.
+    pub placement: PerRole<String>,
 }
 
 impl Loaded {
@@ -90,8 +93,17 @@ impl Loaded {
                 out.push_str(&format!("#   {key} ({origin})\n"));
             }
         }
-        out.push_str(&format!("# allowed CPUs: {}\n# resolved core map:\n", self.cpus));
-        for line in self.settings.core_map.to_string().lines() {
+        let s = &self.settings;
+        out.push_str(&format!(
+            "# allowed CPUs: {} ({})\n# resolved core map ({} profile: {} intake(s), {} builder shard(s), {} build worker(s) each), what runs on each CPU and why:\n",
+            self.cpus,
+            self.cpus.len(),
+            s.profile.as_str(),
+            s.intakes_n(),
+            s.builder.shards,
+            s.builder.workers,
+        ));
+        for line in s.core_map.explain(&self.placement).lines() {
             out.push_str(&format!("#   {line}\n"));
         }
         out.push('\n');
@@ -390,12 +402,16 @@ pub fn load(inputs: &Inputs, cpus: &CpuSet) -> Result<Loaded, ConfigErrors> {
         records_max: int_of("window.records_max")
             .filter(|n| (1..=RECORDS_MAX_MAX).contains(n))
             .unwrap_or(basis_default.records_max),
-        shards: int_of("builder.shards")
-            .filter(|n| (1..=SHARDS_MAX).contains(n))
-            .unwrap_or(basis_default.shards),
+        // A layer that lists the intake CPUs and not their count runs one intake per CPU.
+        intakes: int_of("engine.intakes").filter(|n| (1..=INTAKES_MAX).contains(n)).or_else(|| {
+            let listed = overlay.get("cores.intake").and_then(|(v, _)| v.as_array()).map(Vec::len);
+            listed.filter(|n| (1..=INTAKES_MAX as usize).contains(n)).map(|n| n as u64)
+        }),
+        shards: int_of("builder.shards").filter(|n| (1..=SHARDS_MAX).contains(n)),
         workers: int_of("builder.workers").filter(|n| *n <= fpn_engine::shard::WORKERS_PER_SHARD_MAX as u64),
         log_durability_none: overlay.get("log.durability").and_then(|(v, _)| v.as_str()) == Some("none"),
     };
+    let layout = basis.layout(cpus);
 
     let mut table =
         toml::Table::try_from(Config::defaults(basis, cpus)).expect("Config serializes to a table");
@@ -412,9 +428,13 @@ pub fn load(inputs: &Inputs, cpus: &CpuSet) -> Result<Loaded, ConfigErrors> {
     let config: Config =
         toml::Value::Table(table).try_into().expect("type-checked values deserialize into Config");
 
+    let placement = PerRole::from_fn(|role: Role| match origins.get(&format!("cores.{role}")) {
+        Some(origin) if *origin != Origin::Default => format!("cores.{role} set ({origin})"),
+        _ => layout.why.get(role).clone(),
+    });
     match validate(&config, &origins, cpus) {
         Ok((settings, warnings)) if errors.is_empty() => {
-            Ok(Loaded { config, settings, origins, warnings, cpus: cpus.clone() })
+            Ok(Loaded { config, settings, origins, warnings, cpus: cpus.clone(), placement })
         }
         Ok(_) => Err(ConfigErrors(errors)),
         Err(more) => {

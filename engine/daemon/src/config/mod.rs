@@ -16,7 +16,7 @@ mod validate;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cores::{CpuSet, PerRole, Role, default_lists};
+use crate::cores::{CpuSet, Layout, PerRole, Role, Shape, default_layout, default_shape};
 
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{Flag, Inputs, Loaded, NON_KEY_VARS, env_var_name, key_paths, load};
@@ -55,6 +55,10 @@ pub struct EngineSection {
     pub data_dir: String,
     /// `default`, `test` or `tuned`.
     pub profile: String,
+    /// Intake instances (`cores.intake`, round-robin). Defaults from the profile and the
+    /// allowed CPUs ([`default_shape`]), or to the length of `cores.intake` where a layer sets
+    /// that list and not this key.
+    pub intakes: u64,
     /// `off`, `try` or `on`: lock the process's memory (`mlockall`), see [`LockMemory`].
     pub lock_memory: String,
     /// `off`, `try` or `on`: `SCHED_FIFO` for the executors of hot roles, see [`Realtime`].
@@ -272,11 +276,14 @@ pub struct JournalSection {
 /// A set of defaults for one kind of machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Profile {
-    /// Shares the machine: at most two CPUs, hot roles spin briefly then park.
+    /// Uses the machine without owning it: on 4 or more allowed CPUs the spread map (every
+    /// hot role a CPU of its own, as many intakes and builder shards as the CPUs allow), on
+    /// fewer the 2-CPU map; hot roles spin briefly then park, so an idle daemon leaves its
+    /// CPUs idle.
     Default,
-    /// For tests and CI: the same map as `default`, every role parks.
+    /// For tests and CI: the 2-CPU map on any host, every role parks.
     Test,
-    /// A dedicated host: hot roles spin and get their own CPUs when there are at least four.
+    /// A dedicated host: the same maps as `default`, and hot roles spin.
     Tuned,
 }
 
@@ -328,13 +335,16 @@ impl Profile {
 /// the defaults before it builds the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DefaultsBasis {
-    /// `engine.profile`: idle strategies and the core map.
+    /// `engine.profile`: idle strategies, the shape and the core map.
     pub profile: Profile,
     /// `window.records_max`: `window.keys_max` defaults to 8 keys per record.
     pub records_max: u64,
-    /// `builder.shards`: how many builder CPUs the `tuned` map hands out.
-    pub shards: u64,
-    /// `builder.workers` if a layer sets it; else [`default_workers`].
+    /// `engine.intakes` if a layer sets it, else the length of `cores.intake` if a layer sets
+    /// that; else [`default_shape`].
+    pub intakes: Option<u64>,
+    /// `builder.shards` if a layer sets it; else [`default_shape`].
+    pub shards: Option<u64>,
+    /// `builder.workers` if a layer sets it; else [`default_shape`].
     pub workers: Option<u64>,
     /// `log.durability = "none"`: `log.group_wait_us` defaults to
     /// [`LOG_GROUP_WAIT_US_NONE`] (nothing waits for the disk, so nothing gains from a sync
@@ -349,12 +359,24 @@ pub struct DefaultsBasis {
 /// log-less figure (BENCHMARKS.md, "Daemon topology").
 pub const LOG_GROUP_WAIT_US_NONE: u64 = 10_000;
 
-/// `builder.workers` by default: 2 on the 2-CPU map (worker 0 on the second CPU, an
-/// overflow worker beside the intake), 1 on the `tuned` spread map (a free CPU each) and on
-/// one CPU.
-pub fn default_workers(profile: Profile, cpus: &CpuSet) -> u64 {
-    let n = cpus.len();
-    if n == 1 || (profile == Profile::Tuned && n >= 4) { 1 } else { 2 }
+impl DefaultsBasis {
+    /// The counts the default core map is laid out for on `cpus`: what the layers set, the
+    /// profile's defaults for the rest.
+    pub fn shape(&self, cpus: &CpuSet) -> Shape {
+        let d = default_shape(self.profile, cpus.len());
+        let count =
+            |v: Option<u64>, default: usize| v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX));
+        Shape {
+            intakes: count(self.intakes, d.intakes),
+            shards: count(self.shards, d.shards),
+            workers: count(self.workers, d.workers),
+        }
+    }
+
+    /// The default core map for this basis on `cpus`, with the reason for each role's list.
+    pub fn layout(&self, cpus: &CpuSet) -> Layout {
+        default_layout(self.profile, cpus, self.shape(cpus))
+    }
 }
 
 impl Default for DefaultsBasis {
@@ -362,7 +384,8 @@ impl Default for DefaultsBasis {
         DefaultsBasis {
             profile: Profile::Default,
             records_max: RECORDS_MAX_DEFAULT,
-            shards: 1,
+            intakes: None,
+            shards: None,
             workers: None,
             log_durability_none: false,
         }
@@ -376,12 +399,12 @@ pub const KEYS_PER_RECORD_DEFAULT: u64 = 8;
 impl Config {
     /// The built-in defaults for `basis` on a host with `cpus`.
     pub fn defaults(basis: DefaultsBasis, cpus: &CpuSet) -> Config {
-        let shards = usize::try_from(basis.shards).unwrap_or(usize::MAX);
-        let workers = basis.workers.unwrap_or_else(|| default_workers(basis.profile, cpus));
+        let shape = basis.shape(cpus);
         Config {
             engine: EngineSection {
                 data_dir: "./data".into(),
                 profile: basis.profile.as_str().into(),
+                intakes: shape.intakes as u64,
                 lock_memory: LockMemory::Try.as_str().into(),
                 realtime: Realtime::Off.as_str().into(),
                 realtime_priority: REALTIME_PRIORITY_DEFAULT,
@@ -396,8 +419,8 @@ impl Config {
             },
             builder: BuilderSection {
                 kind: "improved".into(),
-                shards: 1,
-                workers,
+                shards: shape.shards as u64,
+                workers: shape.workers as u64,
                 local_search_steps_max: 100_000,
                 exact_intents_max: 32,
                 exact_nodes_max: 1_000_000,
@@ -413,7 +436,7 @@ impl Config {
                 bids_max: 65_536,
             },
             rings: RingsSection { capacity: 65_536, results_capacity: 1_024 },
-            cores: default_lists(basis.profile, cpus, shards, usize::try_from(workers).unwrap_or(usize::MAX)),
+            cores: basis.layout(cpus).lists,
             idle: PerRole::from_fn(|role| basis.profile.idle(role).to_string()),
             admin: AdminSection { addr: "127.0.0.1:9464".into(), enabled: true },
             prover: ProverSection {

@@ -201,7 +201,7 @@ fn realtime_is_off_by_default_and_warns_where_a_fifo_spinner_shares_a_cpu_with_d
 
 #[test]
 fn tuned_profile_on_eight_cpus_gives_hot_roles_their_own_cpus() {
-    let inputs = Inputs { flags: sets(&["engine.profile=tuned", "builder.shards=2"]), ..Inputs::default() };
+    let inputs = Inputs { flags: sets(&["engine.profile=tuned"]), ..Inputs::default() };
     let loaded = load(&inputs, &cpus(8)).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let map = &loaded.settings.core_map;
@@ -210,17 +210,65 @@ fn tuned_profile_on_eight_cpus_gives_hot_roles_their_own_cpus() {
         map.plans,
         vec![
             CpuPlan { cpu: 0, roles: vec![ri(Role::Intake, 0)] },
-            CpuPlan { cpu: 1, roles: vec![ri(Role::Builder, 0)] },
-            CpuPlan { cpu: 2, roles: vec![ri(Role::Builder, 1)] },
-            CpuPlan { cpu: 3, roles: vec![ri(Role::Merger, 0)] },
+            CpuPlan { cpu: 1, roles: vec![ri(Role::Intake, 1)] },
+            CpuPlan { cpu: 2, roles: vec![ri(Role::Builder, 0)] },
+            CpuPlan { cpu: 3, roles: vec![ri(Role::Builder, 1)] },
+            CpuPlan { cpu: 4, roles: vec![ri(Role::Merger, 0)] },
             CpuPlan {
-                cpu: 4,
+                cpu: 5,
                 roles: vec![ri(Role::Prover, 0), ri(Role::Journal, 0), ri(Role::Log, 0), ri(Role::Admin, 0)]
             },
-            CpuPlan { cpu: 5, roles: vec![ri(Role::BuildWorker, 0)] },
-            CpuPlan { cpu: 6, roles: vec![ri(Role::BuildWorker, 1)] },
+            CpuPlan { cpu: 6, roles: vec![ri(Role::BuildWorker, 0)] },
+            CpuPlan { cpu: 7, roles: vec![ri(Role::BuildWorker, 1)] },
         ]
     );
+}
+
+/// On 16 CPUs the default profile spreads: four intakes, four shards with a build worker
+/// each, the merger and the services on CPUs of their own, and no role that spins forever
+/// (an idle daemon leaves its CPUs idle). `--print-config` gives every instance its reason.
+#[test]
+fn default_profile_uses_a_many_core_host() {
+    let loaded = load(&Inputs::default(), &cpus(16)).unwrap();
+    let s = &loaded.settings;
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!((s.intakes_n(), s.builder.shards, s.builder.workers), (4, 4, 1));
+    assert_eq!(s.core_map.plans.len(), 16);
+    for role in Role::ALL {
+        assert!(!matches!(s.idle.get(role), IdleStrategy::Spin), "{role} spins in the default profile");
+    }
+    assert!(loaded.origins.values().all(|o| *o == Origin::Default));
+    let text = loaded.to_toml();
+    assert!(text.contains("4 intake(s), 4 builder shard(s), 1 build worker(s) each"), "{text}");
+    assert!(
+        text.contains(
+            "#   cpu 5: builder#1\n#       builder#1: builder shard 1 of 4 \u{2014} hot role, a CPU of its own \
+             (spread map: default profile, 16 CPUs allowed)\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("#   cpu ")).count(), 16);
+
+    // An explicit key wins, and the reason says where it came from.
+    let flags = sets(&["builder.shards=2", "cores.merger=15"]);
+    let loaded = load(&Inputs { flags, ..Inputs::default() }, &cpus(16)).unwrap();
+    assert_eq!((loaded.settings.intakes_n(), loaded.settings.builder.shards), (4, 2));
+    assert_eq!(loaded.config.cores.builder, vec![4, 5]);
+    assert!(loaded.to_toml().contains("merger#0: the merger: joins the shards' blocks, clears the auction \u{2014} cores.merger set (flag --set)"));
+}
+
+/// A layer that lists the intake CPUs without `engine.intakes` gets one intake per CPU (as
+/// before the key existed); both set must agree with the round-robin rule.
+#[test]
+fn intakes_follow_an_explicit_intake_list() {
+    let listed = ok(Inputs { flags: sets(&["cores.intake=0,1"]), ..Inputs::default() });
+    assert_eq!((listed.config.engine.intakes, listed.settings.intakes_n()), (2, 2));
+    let counted = ok(Inputs { flags: sets(&["engine.intakes=3"]), ..Inputs::default() });
+    assert_eq!(counted.config.cores.intake, vec![0, 1], "one CPU each while they last");
+    assert_eq!(counted.settings.core_map.cpu_of(Role::Intake, 2), Some(0), "then round-robin");
+    let errs = errors(Inputs { flags: sets(&["cores.intake=0,1", "engine.intakes=1"]), ..Inputs::default() });
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("lists 2 CPUs but engine.intakes = 1"), "{errs:?}");
 }
 
 #[test]
@@ -229,11 +277,19 @@ fn core_map_on_one_and_two_cpus() {
     assert_eq!(one.settings.core_map.plans.len(), 1);
     assert_eq!(one.settings.core_map.plans[0].roles.len(), 8);
 
-    let two = load(&Inputs::default(), &cpus(2)).unwrap();
-    assert_eq!(
-        two.settings.core_map.to_string(),
-        "cpu 0: intake#0 builder#0 build_worker#1\ncpu 1: build_worker#0 merger#0 prover#0 journal#0 log#0 admin#0\n"
-    );
+    // Two and three CPUs: the 2-CPU map, whatever the profile.
+    for n in [2, 3] {
+        for profile in Profile::ALL {
+            let set = sets(&[&format!("engine.profile={}", profile.as_str())]);
+            let two = load(&Inputs { flags: set, ..Inputs::default() }, &cpus(n)).unwrap();
+            assert_eq!(
+                two.settings.core_map.to_string(),
+                "cpu 0: intake#0 builder#0 build_worker#1\ncpu 1: build_worker#0 merger#0 prover#0 journal#0 log#0 admin#0\n",
+                "{profile:?} on {n} CPUs"
+            );
+            assert_eq!((two.settings.builder.shards, two.settings.builder.workers), (1, 2));
+        }
+    }
 
     // The 2-CPU defaults name cpu 1, which a 1-CPU host lacks; an explicit list is checked.
     let err = load(&Inputs { flags: sets(&["cores.merger=1"]), ..Inputs::default() }, &cpus(1)).unwrap_err();
@@ -272,6 +328,8 @@ fn every_invalid_value_names_its_key_value_and_the_allowed_range() {
         ),
         ("engine.realtime_priority=0", "engine.realtime_priority = 0 (flag --set): must be in 1..=99"),
         ("engine.realtime_priority=100", "engine.realtime_priority = 100 (flag --set): must be in 1..=99"),
+        ("engine.intakes=0", "engine.intakes = 0 (flag --set): must be in 1..=64"),
+        ("engine.intakes=65", "engine.intakes = 65 (flag --set): must be in 1..=64"),
         ("window.duration_ms=0", "window.duration_ms = 0 (flag --set): must be in 1..=1000"),
         ("window.duration_ms=1001", "window.duration_ms = 1001 (flag --set): must be in 1..=1000"),
         ("window.records_max=0", "window.records_max = 0 (flag --set): must be in 1..=1048576"),

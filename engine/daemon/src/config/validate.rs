@@ -242,6 +242,8 @@ pub const KEYS_MAX_MAX: u64 = 1 << 26;
 pub const BIDS_MAX_MAX: u64 = 1 << 20;
 pub const DEDUP_HORIZON_WINDOWS_MAX: u64 = 4_096;
 pub const SHARDS_MAX: u64 = 64;
+/// The same bound as builder shards (the input log's segment header would take 65 535).
+pub const INTAKES_MAX: u64 = 64;
 pub const LOCAL_SEARCH_STEPS_MAX_MAX: u64 = 1_000_000_000;
 pub const EXACT_INTENTS_MAX_MAX: u64 = 64;
 pub const EXACT_NODES_MAX_MAX: u64 = 1_000_000_000;
@@ -542,6 +544,7 @@ pub(crate) fn validate(
         REALTIME_PRIORITY_MIN,
         REALTIME_PRIORITY_MAX,
     ) as u8;
+    let intakes = c.size("engine.intakes", config.engine.intakes, 1, INTAKES_MAX);
 
     let w = &config.window;
     let window = WindowSettings {
@@ -736,15 +739,16 @@ pub(crate) fn validate(
         })
     });
 
-    // The core map. Instance counts: one intake thread per listed CPU; `builder.shards`
-    // shards and `prover.workers` workers spread round-robin over their lists; one auction,
-    // one journal, one admin thread.
+    // The core map. Instance counts: `engine.intakes` intakes, `builder.shards` shards and
+    // `prover.workers` workers spread round-robin over their lists; one auction, one journal,
+    // one log, one admin thread.
     let lists = config.cores.clone();
     let mut lists_ok = true;
     for role in Role::ALL {
         lists_ok &= cpu_list(&mut c, role, lists.get(role), cpus);
     }
-    let mut spread = vec![(Role::Builder, "builder.shards", builder.shards)];
+    let mut spread =
+        vec![(Role::Intake, "engine.intakes", intakes), (Role::Builder, "builder.shards", builder.shards)];
     if builder.workers > 0 {
         spread.push((
             Role::BuildWorker,
@@ -787,7 +791,7 @@ pub(crate) fn validate(
     }
 
     let counts = PerRole {
-        intake: lists.intake.len(),
+        intake: intakes,
         builder: builder.shards,
         build_worker: builder.shards * builder.workers,
         merger: 1,
@@ -876,7 +880,7 @@ fn realtime_warnings(core_map: &CoreMap, idle: &PerRole<IdleStrategy>) -> Vec<St
 }
 
 impl Settings {
-    /// Intake instances: one per CPU listed in `cores.intake`.
+    /// Intake instances (`engine.intakes`, round-robin over `cores.intake`).
     pub fn intakes_n(&self) -> usize {
         self.core_map.instances(Role::Intake)
     }

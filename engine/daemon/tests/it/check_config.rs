@@ -119,7 +119,7 @@ fn print_config_shows_flag_over_env_over_file() {
     assert!(stdout.contains("bids_max = 128\n"), "{stdout}");
     assert!(stdout.contains("data_dir = \"/srv/fpn\"\n"), "{stdout}");
     assert!(stdout.contains("fee_rate = \"0.05\"\n"), "{stdout}");
-    assert!(stdout.contains("# resolved core map:\n#   cpu "), "{stdout}");
+    assert!(stdout.contains("what runs on each CPU and why:\n#   cpu "), "{stdout}");
     assert!(stdout.contains(": intake#0 builder#0"), "{stdout}");
     assert!(stdout.contains("#   window.duration_ms (flag --set)\n"), "{stdout}");
 
@@ -190,7 +190,7 @@ fn core_map_follows_the_process_affinity_mask() {
     let out = taskset(&["--print-config"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains(&format!("# allowed CPUs: {{{cpu}}}\n")), "{stdout}");
+    assert!(stdout.contains(&format!("# allowed CPUs: {{{cpu}}} (1)\n")), "{stdout}");
     let all_roles = format!(
         "#   cpu {cpu}: intake#0 builder#0 build_worker#0 merger#0 prover#0 journal#0 log#0 admin#0\n"
     );

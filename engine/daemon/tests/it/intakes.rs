@@ -1,7 +1,6 @@
 //! Two intakes: intake 0 owns the window clock and publishes closes on the board; intake 1
-//! applies them. Both run on one CPU here (the core map is built by hand: configuration
-//! refuses more intakes than `cores.intake` lists CPUs), so it runs where the test may use
-//! only one CPU.
+//! applies them. Both run on one CPU here (the core map is built by hand, so the test does
+//! not depend on the host's CPUs), so it runs where the test may use only one CPU.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
