@@ -30,6 +30,10 @@ fuzz_target!(|data: &[u8]| {
             RecordRef::Proof(p) => {
                 let _ = validate_proof(p);
             }
+            RecordRef::Watermark(w) => {
+                assert_eq!(w.ranges.len(), usize::from(w.fixed.ranges_count.get()));
+                let _ = validate_watermark(&w);
+            }
         }
     }
     assert_eq!(seen, declared);

@@ -159,9 +159,11 @@ impl OracleEngine {
                     Err(reason) => refuse(receipt, reason),
                 };
             }
-            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => {
-                Err(Reason::UnknownKind)
-            }
+            RecordRef::Receipt(_)
+            | RecordRef::Block(_)
+            | RecordRef::Clearing(_)
+            | RecordRef::Proof(_)
+            | RecordRef::Watermark(_) => Err(Reason::UnknownKind),
         };
         match admitted {
             Ok(a) => {

@@ -34,6 +34,7 @@ pub enum RecordRef<'a> {
     Block(BlockRef<'a>),
     Clearing(ClearingRef<'a>),
     Proof(&'a ProofWire),
+    Watermark(WatermarkRef<'a>),
 }
 
 impl RecordRef<'_> {
@@ -46,6 +47,7 @@ impl RecordRef<'_> {
             RecordRef::Block(_) => Kind::Block,
             RecordRef::Clearing(_) => Kind::Clearing,
             RecordRef::Proof(_) => Kind::Proof,
+            RecordRef::Watermark(_) => Kind::Watermark,
         }
     }
 }
@@ -86,6 +88,13 @@ impl<'a> IntentRef<'a> {
 pub struct BlockRef<'a> {
     pub fixed: &'a BlockWire,
     pub entries: &'a [BlockEntryWire],
+}
+
+/// A watermark and its nonce ranges.
+#[derive(Debug, Clone, Copy)]
+pub struct WatermarkRef<'a> {
+    pub fixed: &'a WatermarkWire,
+    pub ranges: &'a [NonceRangeWire],
 }
 
 /// A clearing and its winners.
@@ -161,6 +170,18 @@ pub fn validate_proof(proof: &ProofWire) -> Result<(), Reason> {
         PROOF_FAILED if proof.proof == [0; PROOF_BYTES_LEN] => Ok(()),
         _ => Err(Reason::ReservedNonzero),
     }
+}
+
+/// Content rules of a watermark: reserved zero, a known path, each range's `first <= last`.
+pub fn validate_watermark(w: &WatermarkRef<'_>) -> Result<(), Reason> {
+    let f = w.fixed;
+    if f.header.reserved.get() != 0 || f.reserved != 0 || f.reserved2.get() != 0 {
+        return Err(Reason::ReservedNonzero);
+    }
+    if f.path > WATERMARK_PATH_STREAM || w.ranges.iter().any(|r| r.first.get() > r.last.get()) {
+        return Err(Reason::BadLength);
+    }
+    Ok(())
 }
 
 /// Checks a frame's structure and returns its records. See the module doc.
@@ -250,6 +271,10 @@ fn check_record_header(buf: &[u8]) -> Result<usize, Reason> {
             let f = ClearingWire::ref_from_prefix(buf).map_err(|_| Reason::BadLength)?.0;
             CLEARING_FIXED_LEN + WINNER_LEN * f.winners_count.get() as usize
         }
+        Kind::Watermark => {
+            let f = WatermarkWire::ref_from_prefix(buf).map_err(|_| Reason::BadLength)?.0;
+            WATERMARK_FIXED_LEN + NONCE_RANGE_LEN * f.ranges_count.get() as usize
+        }
     };
     if len != expected {
         return Err(Reason::BadLength);
@@ -289,6 +314,13 @@ impl<'a> Iterator for Records<'a> {
                 RecordRef::Clearing(ClearingRef {
                     fixed,
                     winners: <[WinnerWire]>::ref_from_bytes(tail).ok()?,
+                })
+            }
+            Kind::Watermark => {
+                let (fixed, tail) = WatermarkWire::ref_from_prefix(record).ok()?;
+                RecordRef::Watermark(WatermarkRef {
+                    fixed,
+                    ranges: <[NonceRangeWire]>::ref_from_bytes(tail).ok()?,
                 })
             }
         })

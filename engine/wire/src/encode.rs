@@ -78,9 +78,11 @@ impl Receipt {
             RecordRef::Cancel(c) if c.mode == CANCEL_BY_NONCE => (c.client_id.get(), c.target.get(), 0),
             RecordRef::Cancel(c) => (c.client_id.get(), 0, c.target.get()),
             // Engine → client kinds are not input.
-            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => {
-                (0, 0, 0)
-            }
+            RecordRef::Receipt(_)
+            | RecordRef::Block(_)
+            | RecordRef::Clearing(_)
+            | RecordRef::Proof(_)
+            | RecordRef::Watermark(_) => (0, 0, 0),
         };
         Receipt { client_id, nonce, seq, window_id: 0, rx_ns, status: Ok(()), for_kind: Some(record.kind()) }
     }
@@ -141,6 +143,42 @@ pub struct ProofAnnounce {
     pub job_id: u64,
     /// The compressed proof, or `None` when the job failed (wire: status 1, zero bytes).
     pub proof: Option<[u8; PROOF_BYTES_LEN]>,
+}
+
+/// Which way the records a watermark covers came in (wire: `path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WatermarkPath {
+    Datagram,
+    Stream,
+}
+
+impl WatermarkPath {
+    pub const fn code(self) -> u8 {
+        match self {
+            WatermarkPath::Datagram => WATERMARK_PATH_DATAGRAM,
+            WatermarkPath::Stream => WATERMARK_PATH_STREAM,
+        }
+    }
+
+    pub const fn from_code(code: u8) -> Option<WatermarkPath> {
+        match code {
+            WATERMARK_PATH_DATAGRAM => Some(WatermarkPath::Datagram),
+            WATERMARK_PATH_STREAM => Some(WatermarkPath::Stream),
+            _ => None,
+        }
+    }
+}
+
+/// A watermark to encode (`docs/wire.md`, kind 0x85): the nonces of one path's intents and
+/// bids answered since that path's previous watermark, as inclusive ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermark<'r> {
+    pub path: WatermarkPath,
+    pub accepted_total: u64,
+    pub answered_total: u64,
+    pub seq_last: u64,
+    /// Inclusive `(first, last)` nonce ranges, each `first <= last`.
+    pub ranges: &'r [(u64, u64)],
 }
 
 impl BlockEntryWire {
@@ -391,6 +429,31 @@ impl<'b> FrameWriter<'b> {
             proof: proof.proof.unwrap_or([0; PROOF_BYTES_LEN]),
         };
         self.buf.extend_from_slice(wire.as_bytes());
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn push_watermark(&mut self, watermark: &Watermark<'_>) -> Result<(), FrameFull> {
+        let n = watermark.ranges.len();
+        let len = WATERMARK_FIXED_LEN + NONCE_RANGE_LEN * n;
+        self.reserve(len)?;
+        assert!(n <= u16::MAX as usize, "a watermark holds at most 65535 ranges");
+        let wire = WatermarkWire {
+            header: record_header(Kind::Watermark, len),
+            path: watermark.path.code(),
+            reserved: 0,
+            ranges_count: U16::new(n as u16),
+            reserved2: U32::ZERO,
+            accepted_total: U64::new(watermark.accepted_total),
+            answered_total: U64::new(watermark.answered_total),
+            seq_last: U64::new(watermark.seq_last),
+        };
+        self.buf.extend_from_slice(wire.as_bytes());
+        for &(first, last) in watermark.ranges {
+            debug_assert!(first <= last, "a nonce range runs upwards");
+            let range = NonceRangeWire { first: U64::new(first), last: U64::new(last) };
+            self.buf.extend_from_slice(range.as_bytes());
+        }
         self.count += 1;
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! then `count` records, each starting with an 8-byte [`RecordHeader`] that gives its kind
 //! and its length. All integers are little-endian at fixed offsets.
 
+pub mod confirm;
 pub mod decode;
 pub mod encode;
 pub mod reason;
@@ -14,12 +15,12 @@ pub mod record;
 pub mod session;
 
 pub use decode::{
-    Ahead, BlockRef, ClearingRef, IntentRef, Lookahead, RecordRef, Records, decode_frame, peek_frame_len,
-    validate_bid, validate_cancel, validate_proof,
+    Ahead, BlockRef, ClearingRef, IntentRef, Lookahead, RecordRef, Records, WatermarkRef, decode_frame,
+    peek_frame_len, validate_bid, validate_cancel, validate_proof, validate_watermark,
 };
 pub use encode::{
     Bid, BlockSummary, Cancel, CancelTarget, ClearingSummary, FrameFull, FrameWriter, Intent, ProofAnnounce,
-    Receipt,
+    Receipt, Watermark, WatermarkPath,
 };
 pub use reason::Reason;
 pub use record::*;

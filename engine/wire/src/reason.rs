@@ -62,11 +62,14 @@ pub enum Reason {
     /// The engine cannot make records durable now (its input log cannot be written: disk
     /// full, write error); the record was not taken. Retry later.
     StorageUnavailable = 26,
+    /// The client did not read its session's answers fast enough: the session is closed with
+    /// application code `0x100 + 27` (`docs/transport.md`, "Slow consumers"). Never a receipt status.
+    SlowConsumer = 27,
 }
 
 impl Reason {
     /// Every reason, in code order. Used by docs tests and metrics (one counter per reason).
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::BadMagic,
         Reason::UnsupportedVersion,
         Reason::UnknownKind,
@@ -93,6 +96,7 @@ impl Reason {
         Reason::Oversized,
         Reason::NonceExpired,
         Reason::StorageUnavailable,
+        Reason::SlowConsumer,
     ];
 
     /// The wire code.
@@ -134,6 +138,7 @@ impl Reason {
             Reason::Oversized => "oversized",
             Reason::NonceExpired => "nonce_expired",
             Reason::StorageUnavailable => "storage_unavailable",
+            Reason::SlowConsumer => "slow_consumer",
         }
     }
 }

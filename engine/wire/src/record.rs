@@ -30,6 +30,7 @@ pub enum Kind {
     Block = 0x82,
     Clearing = 0x83,
     Proof = 0x84,
+    Watermark = 0x85,
 }
 
 impl Kind {
@@ -42,6 +43,7 @@ impl Kind {
             0x82 => Kind::Block,
             0x83 => Kind::Clearing,
             0x84 => Kind::Proof,
+            0x85 => Kind::Watermark,
             _ => return None,
         })
     }
@@ -69,6 +71,7 @@ impl Kind {
             Kind::Block => "block",
             Kind::Clearing => "clearing",
             Kind::Proof => "proof",
+            Kind::Watermark => "watermark",
         }
     }
 }
@@ -266,6 +269,43 @@ pub struct ProofWire {
     pub proof: [u8; PROOF_BYTES_LEN],
 }
 
+/// Watermark path: records that came in datagrams.
+pub const WATERMARK_PATH_DATAGRAM: u8 = 0;
+/// Watermark path: records that came on streams.
+pub const WATERMARK_PATH_STREAM: u8 = 1;
+
+/// Watermark (kind 0x85): 40 bytes, then `ranges_count` [`NonceRangeWire`]s. Sent on the
+/// result stream of a session in receipt mode `refusals` instead of the receipts of its
+/// accepted intents and bids (`docs/wire.md`): the nonces of the intents and bids of one path
+/// answered since the path's previous watermark. Every refused one among them had its own
+/// receipt earlier on the same stream; every other one was accepted and is durable.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct WatermarkWire {
+    pub header: RecordHeader,
+    /// [`WATERMARK_PATH_DATAGRAM`] or [`WATERMARK_PATH_STREAM`].
+    pub path: u8,
+    /// Reserved, zero.
+    pub reserved: u8,
+    pub ranges_count: U16,
+    /// Reserved, zero.
+    pub reserved2: U32,
+    /// Intents and bids of this path accepted since the session opened (cumulative).
+    pub accepted_total: U64,
+    /// Intents and bids of this path answered (accepted or refused) since the session opened.
+    pub answered_total: U64,
+    /// Engine sequence id of the last accepted record this watermark covers; 0 if none.
+    pub seq_last: U64,
+}
+
+/// Nonces `first ..= last` of one client, answered. 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct NonceRangeWire {
+    pub first: U64,
+    pub last: U64,
+}
+
 pub const FRAME_HEADER_LEN: usize = size_of::<FrameHeader>();
 pub const RECORD_HEADER_LEN: usize = size_of::<RecordHeader>();
 pub const INTENT_FIXED_LEN: usize = size_of::<IntentWire>();
@@ -277,6 +317,8 @@ pub const BLOCK_ENTRY_LEN: usize = size_of::<BlockEntryWire>();
 pub const CLEARING_FIXED_LEN: usize = size_of::<ClearingWire>();
 pub const WINNER_LEN: usize = size_of::<WinnerWire>();
 pub const PROOF_LEN: usize = size_of::<ProofWire>();
+pub const WATERMARK_FIXED_LEN: usize = size_of::<WatermarkWire>();
+pub const NONCE_RANGE_LEN: usize = size_of::<NonceRangeWire>();
 
 const _: () = {
     assert!(FRAME_HEADER_LEN == 12);
@@ -290,4 +332,6 @@ const _: () = {
     assert!(CLEARING_FIXED_LEN == 40);
     assert!(WINNER_LEN == 32);
     assert!(PROOF_LEN == 168);
+    assert!(WATERMARK_FIXED_LEN == 40);
+    assert!(NONCE_RANGE_LEN == 16);
 };

@@ -21,6 +21,11 @@ pub const SESSION_VERSION: u8 = 1;
 /// Hello flag: push every window's block and clearing, not only those of windows the client
 /// had records in.
 pub const HELLO_SUBSCRIBE_ALL: u8 = 0x01;
+/// Hello flag: receipt mode `refusals`. Only refused records (and cancels) get a receipt;
+/// accepted intents and bids are confirmed by watermarks (`docs/wire.md`, kind 0x85).
+pub const HELLO_RECEIPTS_REFUSALS: u8 = 0x02;
+/// Every hello flag this crate knows; any other bit is refused `reserved_nonzero`.
+pub const HELLO_FLAGS_KNOWN: u8 = HELLO_SUBSCRIBE_ALL | HELLO_RECEIPTS_REFUSALS;
 /// Longest API key.
 pub const API_KEY_LEN_MAX: usize = 256;
 /// Fixed part of a hello, before the key.
@@ -100,7 +105,7 @@ impl<'a> Hello<'a> {
         if fixed.version != SESSION_VERSION {
             return Err(HelloError::Refused(Reason::UnsupportedVersion));
         }
-        if fixed.flags & !HELLO_SUBSCRIBE_ALL != 0 {
+        if fixed.flags & !HELLO_FLAGS_KNOWN != 0 {
             return Err(HelloError::Refused(Reason::ReservedNonzero));
         }
         let key_len = fixed.key_len.get() as usize;
@@ -116,6 +121,11 @@ impl<'a> Hello<'a> {
 
     pub fn subscribe_all(&self) -> bool {
         self.flags & HELLO_SUBSCRIBE_ALL != 0
+    }
+
+    /// The session asks for receipt mode `refusals` (else `all`).
+    pub fn receipts_refusals(&self) -> bool {
+        self.flags & HELLO_RECEIPTS_REFUSALS != 0
     }
 }
 
@@ -235,7 +245,10 @@ mod tests {
         assert_eq!(refused(b"GET / HTTP/1.1"), Reason::BadMagic);
         assert_eq!(refused(b"FX"), Reason::BadMagic);
         assert_eq!(refused(b"FPNH\x02\x00\x01\x00k"), Reason::UnsupportedVersion);
-        assert_eq!(refused(b"FPNH\x01\x02\x01\x00k"), Reason::ReservedNonzero);
+        assert_eq!(refused(b"FPNH\x01\x04\x01\x00k"), Reason::ReservedNonzero);
+        assert_eq!(refused(b"FPNH\x01\x80\x01\x00k"), Reason::ReservedNonzero);
+        let (both, _) = Hello::decode(b"FPNH\x01\x03\x01\x00k").unwrap();
+        assert!(both.subscribe_all() && both.receipts_refusals());
         assert_eq!(refused(b"FPNH\x01\x00\x00\x00"), Reason::BadLength);
         assert_eq!(refused(b"FPNH\x01\x00\x01\x01"), Reason::BadLength);
     }

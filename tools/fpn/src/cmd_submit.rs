@@ -2,15 +2,16 @@
 //! receipts back.
 //!
 //! Records go as datagrams by default (packed up to the session's datagram limit), or on the
-//! records stream with `--stream`. The command waits for one receipt per record; a record
-//! without one after `--timeout` is reported `no_receipt`. Exit 0 when every record was
+//! records stream with `--stream`. The command waits for one answer per record: a receipt,
+//! or with `--receipts refusals` a receipt for a refused record and a watermark listing an
+//! accepted one; a record without one after `--timeout` is reported `no_receipt`. Exit 0 when every record was
 //! accepted, 1 when one was refused or had no receipt or the connection failed, 2 for usage.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
-use fpn_client::{Bid, Cancel, CancelTarget, Client, Intent, Record, Via};
+use clap::{Args, ValueEnum};
+use fpn_client::{Bid, Cancel, CancelTarget, Client, Intent, ReceiptMode, Record, Via};
 
 use crate::cmd_build::read_input;
 use crate::feed::{bid_record, intent_record};
@@ -32,9 +33,20 @@ pub struct SendFlags {
     /// Datagrams: the pause in the receipts, in seconds, that starts a resend round.
     #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
     pub quiet: f64,
+    /// Receipt mode of the session: `all` (one receipt per record) or `refusals` (receipts
+    /// for refused records only; accepted intents and bids are confirmed by watermarks).
+    #[arg(long, value_enum, default_value_t = Receipts::All)]
+    pub receipts: Receipts,
     /// JSON output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--receipts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Receipts {
+    All,
+    Refusals,
 }
 
 impl SendFlags {
@@ -121,6 +133,10 @@ fn run_records<'k>(
     let mut config = send.connect.config(client_id)?;
     // A one-shot command does not reconnect: a lost connection is reported (exit 1).
     config.reconnect = None;
+    config.receipts = match send.receipts {
+        Receipts::All => ReceiptMode::All,
+        Receipts::Refusals => ReceiptMode::Refusals,
+    };
     let addr = config.addr;
     let report: Report = net::runtime()?.block_on(async {
         let (client, mut events) = Client::connect(config).await.map_err(|e| net::connect_error(addr, e))?;

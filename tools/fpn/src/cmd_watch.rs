@@ -193,7 +193,7 @@ pub fn run(args: &WatchArgs) -> Result<Done, UsageError> {
                     eprintln!("fpn: the server sent a bad frame ({})", reason.as_str());
                     continue;
                 }
-                Some(Event::Receipt { .. }) => continue,
+                Some(Event::Receipt { .. } | Event::Watermark(_)) => continue,
             };
             // A closed pipe (`fpn watch | head`) ends the watch.
             if writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_err() {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use clap::Args;
 use fpn_client::{
-    CancelTarget, Client, ClientConfig, ConnectError, Event, Events, Fingerprint, Kind, Reason, Receipt,
-    Record, STREAM_FRAME_LEN_MAX, Trust, Via, pack_frames,
+    CancelTarget, Client, ClientConfig, ConnectError, Event, Events, Fingerprint, Kind, Ledger, Reason,
+    Receipt, Record, STREAM_FRAME_LEN_MAX, Trust, Via, pack_frames,
 };
 use serde::Serialize;
 
@@ -149,6 +149,8 @@ pub struct Outcome {
     /// 0 accepted, a reason code, or absent without a receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<u8>,
+    /// Absent when a watermark confirmed the record (`--receipts refusals`): only receipts
+    /// carry the seq and window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,6 +197,7 @@ impl Report {
                 ("accepted", Some(seq), Some(window)) => {
                     out.push_str(&format!("accepted {what}: seq {seq}, window {window}\n"))
                 }
+                ("accepted", ..) => out.push_str(&format!("accepted {what}: confirmed by a watermark\n")),
                 ("no_receipt", ..) => out.push_str(&format!("no receipt for {what}\n")),
                 (ACCEPTED_BEFORE, ..) => {
                     out.push_str(&format!("accepted {what}: by an earlier copy (resent: duplicate_nonce)\n"))
@@ -272,7 +275,9 @@ pub struct Sending {
 }
 
 /// Sends `records` (packed into frames) while collecting their receipts, then waits until
-/// each has its receipt, the timeout passes, or the connection ends. Receipts are read while
+/// each has its receipt (or, in receipt mode `refusals`, a watermark lists an accepted intent
+/// or bid: `fpn_client::Ledger` keeps that account), the timeout passes, or the connection
+/// ends. Receipts are read while
 /// sending, so a large file does not fill the client's bounded event channel (which would
 /// leave receipt datagrams to quinn's receive buffer, which drops the oldest). Datagram records still without a receipt when the receipts pause are sent
 /// again with the same nonce, up to `resends_max` rounds; a resend answered
@@ -299,6 +304,10 @@ pub async fn send_and_collect(
         pending.entry(match_of_record(r)).or_default().push_back(i);
     }
     let mut receipts: Vec<Option<Receipt>> = vec![None; records.len()];
+    // Receipt mode `refusals`: intents and bids a watermark confirmed.
+    let mut ledger = Ledger::new();
+    let mut confirmed = vec![false; records.len()];
+    let mut listed = Vec::new();
     let mut resent = vec![false; records.len()];
     let mut waiting = records.len();
     let mut frames_refused = Vec::new();
@@ -309,6 +318,9 @@ pub async fn send_and_collect(
     'rounds: loop {
         let mut frames = Vec::new();
         pack_frames(&round, len_max, &mut frames).map_err(|e| failed("send", e))?;
+        for r in round.iter().filter(|r| matches!(r, Record::Intent(_) | Record::Bid(_))) {
+            ledger.sent(via.path(), r.receipt_nonce());
+        }
         let frames_sent = Cell::new(0usize);
         let send = async {
             for frame in &frames {
@@ -348,18 +360,35 @@ pub async fn send_and_collect(
             }
             let Some(event) = event else { break };
             match event {
-                Event::Receipt { receipt, .. } => match match_of_receipt(&receipt) {
-                    None => {
-                        frames_refused
-                            .push(receipt.status.err().map_or("accepted?", |r| r.as_str()).to_string());
-                    }
-                    Some(m) => {
-                        if let Some(i) = pending.get_mut(&m).and_then(VecDeque::pop_front) {
-                            receipts[i] = Some(receipt);
+                Event::Watermark(w) => {
+                    listed.clear();
+                    ledger.handle_watermark(w.path, w.ranges.iter().copied(), &mut listed);
+                    for &nonce in &listed {
+                        let at = [Kind::Intent, Kind::Bid].iter().find_map(|&k| {
+                            pending.get_mut(&Match::Nonce(k, nonce)).and_then(VecDeque::pop_front)
+                        });
+                        if let Some(i) = at {
+                            confirmed[i] = true;
                             waiting -= 1;
                         }
                     }
-                },
+                }
+                Event::Receipt { receipt, .. } => {
+                    // A refused nonce must not count as accepted when a watermark lists it.
+                    ledger.handle_receipt(&receipt);
+                    match match_of_receipt(&receipt) {
+                        None => {
+                            frames_refused
+                                .push(receipt.status.err().map_or("accepted?", |r| r.as_str()).to_string());
+                        }
+                        Some(m) => {
+                            if let Some(i) = pending.get_mut(&m).and_then(VecDeque::pop_front) {
+                                receipts[i] = Some(receipt);
+                                waiting -= 1;
+                            }
+                        }
+                    }
+                }
                 Event::Disconnected { error: e, .. } | Event::Closed { error: Some(e) } => {
                     error = Some(format!("connection lost: {e}"));
                     frames_total += frames_sent.get();
@@ -382,7 +411,7 @@ pub async fn send_and_collect(
         resends += 1;
         round.clear();
         for (i, record) in records.iter().enumerate() {
-            if receipts[i].is_none() {
+            if receipts[i].is_none() && !confirmed[i] {
                 resent[i] = true;
                 round.push(*record);
             }
@@ -410,6 +439,9 @@ pub async fn send_and_collect(
                 seq: None,
                 window_id: None,
             };
+            if confirmed[i] {
+                (o.status, o.code) = ("accepted", Some(0));
+            }
             if let Some(r) = receipt {
                 match r.status {
                     Ok(()) => {

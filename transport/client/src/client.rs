@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fpn_wire::session::{HELLO_SUBSCRIBE_ALL, Hello, HelloError, WELCOME_LEN, Welcome, reason_of_app_error};
+use fpn_wire::session::{
+    HELLO_RECEIPTS_REFUSALS, HELLO_SUBSCRIBE_ALL, Hello, HelloError, WELCOME_LEN, Welcome,
+    reason_of_app_error,
+};
 use fpn_wire::{FRAME_HEADER_LEN, Reason, peek_frame_len};
 use quinn::{ConnectionError, ReadExactError, RecvStream, SendStream, VarInt, WriteError};
 use tokio::sync::{Mutex, mpsc, watch};
@@ -46,6 +49,20 @@ impl Default for Backoff {
     }
 }
 
+/// How the server answers this client's accepted intents and bids (`docs/transport.md`,
+/// "Receipt modes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReceiptMode {
+    /// One [`Event::Receipt`] per record.
+    #[default]
+    All,
+    /// [`Event::Receipt`]s for refused records and cancels only (on the result stream);
+    /// accepted intents and bids come as [`Event::Watermark`]s, every few milliseconds.
+    /// A bulk sender then does no receive work per record. [`crate::Ledger`] tells which
+    /// nonces are answered.
+    Refusals,
+}
+
 /// How to reach and authenticate a server.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -59,6 +76,8 @@ pub struct ClientConfig {
     /// Ask for every window's block and clearing, not only those of windows the client had
     /// records in.
     pub subscribe_all: bool,
+    /// Receipt mode of the session (the hello's flag bit 1).
+    pub receipts: ReceiptMode,
     /// Limit on one connection attempt: handshake, hello and welcome.
     pub connect_timeout: Duration,
     /// QUIC keep-alive interval; also how soon a dead server is noticed together with the
@@ -81,6 +100,7 @@ impl ClientConfig {
             trust,
             api_key: api_key.into(),
             subscribe_all: false,
+            receipts: ReceiptMode::All,
             connect_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(10),
@@ -147,6 +167,11 @@ pub enum SendError {
     /// The client was closed, or gave up reconnecting.
     #[error("client closed")]
     Closed,
+    /// The server closed the session because this client read its answers too slowly
+    /// (`slow_consumer`, `docs/transport.md`). The client reconnects; resend what has no
+    /// answer with its same nonce.
+    #[error("closed by the server: slow consumer")]
+    SlowConsumer,
     #[error("frame of {len} bytes exceeds the datagram limit of {max}")]
     TooLarge { len: usize, max: usize },
     #[error("the server takes no datagrams on this connection")]
@@ -316,7 +341,7 @@ impl Client {
             quinn::SendDatagramError::UnsupportedByPeer | quinn::SendDatagramError::Disabled => {
                 SendError::DatagramsUnsupported
             }
-            quinn::SendDatagramError::ConnectionLost(e) => SendError::ConnectionLost(e.to_string()),
+            quinn::SendDatagramError::ConnectionLost(e) => lost(&e),
         })
     }
 
@@ -327,8 +352,7 @@ impl Client {
         let session = self.current()?;
         let mut records = session.records.lock().await;
         if records.is_none() {
-            let stream =
-                session.conn.open_uni().await.map_err(|e| SendError::ConnectionLost(e.to_string()))?;
+            let stream = session.conn.open_uni().await.map_err(|e| lost(&e))?;
             *records = Some(stream);
         }
         let stream = records.as_mut().expect("opened above");
@@ -338,7 +362,7 @@ impl Client {
                 *records = None;
                 Err(SendError::StreamStopped(reason_of_app_error(code.into_inner())))
             }
-            Err(WriteError::ConnectionLost(e)) => Err(SendError::ConnectionLost(e.to_string())),
+            Err(WriteError::ConnectionLost(e)) => Err(lost(&e)),
             Err(e) => {
                 *records = None;
                 Err(SendError::ConnectionLost(e.to_string()))
@@ -408,7 +432,10 @@ impl Inner {
         let conn = connecting.await.map_err(|e| self.connection_error(e))?;
         let (mut control, mut recv) = conn.open_bi().await.map_err(|e| self.connection_error(e))?;
         let mut hello = Vec::with_capacity(fpn_wire::session::HELLO_FIXED_LEN + self.config.api_key.len());
-        let flags = if self.config.subscribe_all { HELLO_SUBSCRIBE_ALL } else { 0 };
+        let mut flags = if self.config.subscribe_all { HELLO_SUBSCRIBE_ALL } else { 0 };
+        if self.config.receipts == ReceiptMode::Refusals {
+            flags |= HELLO_RECEIPTS_REFUSALS;
+        }
         Hello { flags, api_key: &self.config.api_key }.encode(&mut hello);
         if let Err(e) = control.write_all(&hello).await {
             return Err(match e {
@@ -461,7 +488,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 enum Ended {
     Stopped,
-    Lost(String),
+    /// Why, and the reason the server closed the connection with, if it did.
+    Lost(String, Option<Reason>),
 }
 
 async fn emit(events: &mpsc::Sender<Event>, event: Event) {
@@ -486,7 +514,7 @@ async fn drive(
                 session.conn.close(VarInt::from_u32(0), b"client closed");
                 return finish(&inner, &events, None).await;
             }
-            Ended::Lost(error) => emit(&events, Event::Disconnected { epoch, error }).await,
+            Ended::Lost(error, reason) => emit(&events, Event::Disconnected { epoch, error, reason }).await,
         }
         drop(session);
         let Some(backoff) = inner.config.reconnect else {
@@ -578,19 +606,32 @@ async fn run_session(
             // Let the readers hand over what they already read.
             let drain = async { while tasks.join_next().await.is_some() {} };
             let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
-            if *stop.borrow() { Ended::Stopped } else { Ended::Lost(describe(&error)) }
+            if *stop.borrow() { Ended::Stopped } else { Ended::Lost(describe(&error), close_reason(&error)) }
         }
         () = stopped(stop) => Ended::Stopped,
     }
 }
 
 fn describe(error: &ConnectionError) -> String {
-    if let ConnectionError::ApplicationClosed(close) = error
-        && let Some(reason) = reason_of_app_error(close.error_code.into_inner())
-    {
-        return format!("closed by the server: {}", reason.as_str());
+    match close_reason(error) {
+        Some(reason) => format!("closed by the server: {}", reason.as_str()),
+        None => error.to_string(),
     }
-    error.to_string()
+}
+
+/// The reason a connection closed by the server carries (`0x100 + reason`).
+fn close_reason(error: &ConnectionError) -> Option<Reason> {
+    let ConnectionError::ApplicationClosed(close) = error else { return None };
+    reason_of_app_error(close.error_code.into_inner())
+}
+
+/// A send that met the connection's end: [`SendError::SlowConsumer`] when the server closed
+/// it for that.
+fn lost(error: &ConnectionError) -> SendError {
+    match close_reason(error) {
+        Some(Reason::SlowConsumer) => SendError::SlowConsumer,
+        _ => SendError::ConnectionLost(error.to_string()),
+    }
 }
 
 /// Reads wire frames back to back from a result stream.
@@ -621,5 +662,32 @@ async fn read_result_stream(mut recv: RecvStream, events: mpsc::Sender<Event>, f
         for event in out.drain(..) {
             emit(&events, event).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(code: u64) -> ConnectionError {
+        ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: VarInt::from_u64(code).unwrap(),
+            reason: Bytes::new(),
+        })
+    }
+
+    #[test]
+    fn a_slow_consumer_close_is_told_apart_from_other_losses() {
+        let slow = closed(fpn_wire::session::app_error(Reason::SlowConsumer));
+        assert_eq!(close_reason(&slow), Some(Reason::SlowConsumer));
+        assert_eq!(lost(&slow), SendError::SlowConsumer);
+        assert_eq!(describe(&slow), "closed by the server: slow_consumer");
+        let event = Event::Disconnected { epoch: 3, error: describe(&slow), reason: close_reason(&slow) };
+        assert!(event.is_slow_consumer());
+        let shutdown = closed(fpn_wire::session::app_error(Reason::ShuttingDown));
+        assert!(matches!(lost(&shutdown), SendError::ConnectionLost(_)));
+        assert_eq!(close_reason(&closed(0)), None);
+        assert!(!Event::Disconnected { epoch: 0, error: String::new(), reason: None }.is_slow_consumer());
+        assert!(matches!(lost(&ConnectionError::TimedOut), SendError::ConnectionLost(_)));
     }
 }

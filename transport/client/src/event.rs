@@ -2,8 +2,8 @@
 
 use fpn_wire::session::Welcome;
 use fpn_wire::{
-    BlockSummary, ClearingSummary, PROOF_BYTES_LEN, PROOF_DONE, Reason, Receipt, RecordRef, decode_frame,
-    validate_proof,
+    BlockSummary, ClearingSummary, PROOF_BYTES_LEN, PROOF_DONE, Reason, Receipt, RecordRef, WatermarkPath,
+    decode_frame, validate_proof, validate_watermark,
 };
 
 /// Where a frame came from.
@@ -13,6 +13,33 @@ pub enum Via {
     Datagram,
     /// A stream: reliable and ordered.
     Stream,
+}
+
+impl Via {
+    /// The watermark path of records sent this way.
+    pub const fn path(self) -> WatermarkPath {
+        match self {
+            Via::Datagram => WatermarkPath::Datagram,
+            Via::Stream => WatermarkPath::Stream,
+        }
+    }
+}
+
+/// A watermark (`docs/wire.md`, kind 0x85; receipt mode `refusals`): the nonces of the
+/// intents and bids sent on `path` that the server answered since its previous watermark of
+/// that path. Those without a refusal receipt (which came before this) were accepted and are
+/// durable; [`crate::Ledger`] keeps that account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    pub path: WatermarkPath,
+    /// Intents and bids of this path accepted since the session opened.
+    pub accepted_total: u64,
+    /// Intents and bids of this path answered (accepted or refused) since the session opened.
+    pub answered_total: u64,
+    /// Engine seq of the last accepted record listed here (0: none).
+    pub seq_last: u64,
+    /// Inclusive nonce ranges.
+    pub ranges: Vec<(u64, u64)>,
 }
 
 /// One intent of a published block.
@@ -63,6 +90,10 @@ pub enum Event {
     Disconnected {
         epoch: u64,
         error: String,
+        /// The reason the server closed it with (`0x100 + reason`), if it did:
+        /// [`Reason::SlowConsumer`] when this client read its answers too slowly (see
+        /// [`Event::is_slow_consumer`]), `shutting_down` when the daemon stopped.
+        reason: Option<Reason>,
     },
     /// The client stopped for good: closed by the caller, reconnect off or given up, or a
     /// permanent refusal. No event follows.
@@ -74,6 +105,8 @@ pub enum Event {
         receipt: Receipt,
         via: Via,
     },
+    /// Receipt mode `refusals`: accepted intents and bids, by nonce range.
+    Watermark(Watermark),
     Block(Block),
     Clearing(Clearing),
     /// The clearing proof of windows `window_first ..= window_last` is ready (`docs/wire.md`,
@@ -92,6 +125,15 @@ pub enum Event {
         via: Via,
         reason: Reason,
     },
+}
+
+impl Event {
+    /// The server closed the session because this client did not read its answers fast
+    /// enough (`docs/transport.md`, "Slow consumers"). Records without an answer may or may
+    /// not be in: resend them with their same nonce after the reconnect.
+    pub fn is_slow_consumer(&self) -> bool {
+        matches!(self, Event::Disconnected { reason: Some(Reason::SlowConsumer), .. })
+    }
 }
 
 /// Decodes one frame from the server into events, appended to `out`.
@@ -170,6 +212,20 @@ pub fn decode_server_frame(frame: &[u8], via: Via, out: &mut Vec<Event>) {
                     proof: (p.status == PROOF_DONE).then_some(p.proof),
                 });
             }
+            RecordRef::Watermark(w) => {
+                if let Err(reason) = validate_watermark(&w) {
+                    out.push(Event::BadFrame { via, reason });
+                    continue;
+                }
+                let f = w.fixed;
+                out.push(Event::Watermark(Watermark {
+                    path: WatermarkPath::from_code(f.path).expect("validated"),
+                    accepted_total: f.accepted_total.get(),
+                    answered_total: f.answered_total.get(),
+                    seq_last: f.seq_last.get(),
+                    ranges: w.ranges.iter().map(|r| (r.first.get(), r.last.get())).collect(),
+                }));
+            }
             RecordRef::Intent(_) | RecordRef::Bid(_) | RecordRef::Cancel(_) => {
                 out.push(Event::BadFrame { via, reason: Reason::UnknownKind });
             }
@@ -204,6 +260,15 @@ mod tests {
         w.push_proof(&ProofAnnounce { window_first: 4, window_last: 5, job_id: 2, proof: Some([9; 128]) })
             .unwrap();
         w.push_proof(&ProofAnnounce { window_first: 6, window_last: 6, job_id: 3, proof: None }).unwrap();
+        let ranges = [(1, 4), (9, 9)];
+        let watermark = fpn_wire::Watermark {
+            path: WatermarkPath::Stream,
+            accepted_total: 4,
+            answered_total: 5,
+            seq_last: 77,
+            ranges: &ranges,
+        };
+        w.push_watermark(&watermark).unwrap();
         w.finish();
         let mut out = Vec::new();
         decode_server_frame(&frame, Via::Stream, &mut out);
@@ -227,6 +292,13 @@ mod tests {
                 }),
                 Event::Proof { window_first: 4, window_last: 5, job_id: 2, proof: Some([9; 128]) },
                 Event::Proof { window_first: 6, window_last: 6, job_id: 3, proof: None },
+                Event::Watermark(Watermark {
+                    path: WatermarkPath::Stream,
+                    accepted_total: 4,
+                    answered_total: 5,
+                    seq_last: 77,
+                    ranges: ranges.to_vec()
+                }),
             ]
         );
         out.clear();

@@ -35,6 +35,25 @@
 //! # }
 //! ```
 //!
+//! # Receipt modes
+//!
+//! With [`ClientConfig::receipts`] = [`ReceiptMode::Refusals`] the server sends a receipt
+//! only for a refused record (and for every cancel), on the result stream, and confirms the
+//! accepted intents and bids with [`Event::Watermark`]s: nonce ranges per path, every few
+//! milliseconds. Record what you send in a [`Ledger`] (`ledger.sent(via.path(), nonce)`) and
+//! hand it the receipts and watermarks: it says which nonce was accepted or refused, and
+//! which are still unanswered (a datagram lost on the way is in no watermark). The
+//! WebTransport endpoint does not run this mode (`docs/webtransport.md`).
+//!
+//! # Slow consumers
+//!
+//! A client that reads its events too slowly makes the server stop reading its records
+//! (streams slow down through flow control; datagrams wait, and past the server's buffer
+//! are lost as in the network). If the answers still back up, the server closes the session
+//! with `slow_consumer`: [`Event::Disconnected`] with `reason: Some(Reason::SlowConsumer)`
+//! ([`Event::is_slow_consumer`]) and sends fail with [`SendError::SlowConsumer`]. After the
+//! reconnect, resend every record without an answer, with its same nonce.
+//!
 //! With tokio, [`Client::connect`] returns the client and its [`Events`] receiver; the calls
 //! are the same, `async`.
 //!
@@ -66,10 +85,11 @@ mod pack;
 mod tls;
 
 pub use blocking::BlockingClient;
-pub use client::{Backoff, Client, ClientConfig, ConnectError, Events, SendError, SessionInfo};
-pub use event::{Block, BlockEntry, Clearing, Event, Via, Winner, decode_server_frame};
+pub use client::{Backoff, Client, ClientConfig, ConnectError, Events, ReceiptMode, SendError, SessionInfo};
+pub use event::{Block, BlockEntry, Clearing, Event, Via, Watermark, Winner, decode_server_frame};
 pub use pack::{Record, RecordTooLarge, STREAM_FRAME_LEN_MAX, pack_frames};
 pub use tls::{Fingerprint, PinVerifier, Trust};
 
+pub use fpn_wire::confirm::{Ledger, Outcome};
 pub use fpn_wire::session::Welcome;
-pub use fpn_wire::{Bid, Cancel, CancelTarget, Intent, Kind, Reason, Receipt};
+pub use fpn_wire::{Bid, Cancel, CancelTarget, Intent, Kind, Reason, Receipt, WatermarkPath};

@@ -14,11 +14,11 @@ export const MAX_AMOUNT = (1n << 44n) - 1n;
 export const INTENT_KEYS_MAX = 64;
 
 /** Record kinds by name, and names by kind. */
-export const KIND = Object.freeze({ intent: 0x01, bid: 0x02, cancel: 0x03, receipt: 0x81, block: 0x82, clearing: 0x83, proof: 0x84 });
+export const KIND = Object.freeze({ intent: 0x01, bid: 0x02, cancel: 0x03, receipt: 0x81, block: 0x82, clearing: 0x83, proof: 0x84, watermark: 0x85 });
 const KIND_NAME = new Map(Object.entries(KIND).map(([name, kind]) => [kind, name]));
-const FIXED_LEN = { intent: 48, bid: 48, cancel: 32, receipt: 56, block: 72, clearing: 40, proof: 168 };
+const FIXED_LEN = { intent: 48, bid: 48, cancel: 32, receipt: 56, block: 72, clearing: 40, proof: 168, watermark: 40 };
 /** Record version per kind (docs/wire.md, "Versions"): the block is at 2, every other kind at 1. */
-export const RECORD_VERSION = Object.freeze({ intent: 1, bid: 1, cancel: 1, receipt: 1, block: 2, clearing: 1, proof: 1 });
+export const RECORD_VERSION = Object.freeze({ intent: 1, bid: 1, cancel: 1, receipt: 1, block: 2, clearing: 1, proof: 1, watermark: 1 });
 /** Bytes of one block entry (version 2: seq, client id, profit, payout, rx_ns). */
 export const BLOCK_ENTRY_LEN = 40;
 
@@ -28,13 +28,15 @@ export const REASONS = Object.freeze([
   'reserved_nonzero', 'zero_amount', 'no_resources', 'too_many_resources', 'duplicate_resource',
   'amount_too_large', 'duplicate_nonce', 'overloaded', 'rate_limited', 'unauthorized', 'not_found', 'too_late',
   'shutting_down', 'empty_frame', 'bad_cancel_mode', 'client_mismatch', 'book_full', 'oversized',
-  'nonce_expired', 'storage_unavailable',
+  'nonce_expired', 'storage_unavailable', 'slow_consumer',
 ]);
 export const REASON = Object.freeze(Object.fromEntries(REASONS.map((name, code) => [name, code]).filter(([n]) => n)));
 
 export const CANCEL_BY_NONCE = 1;
 export const CANCEL_BY_SEQ = 2;
 export const PROOF_BYTES_LEN = 128;
+/** Watermark paths (docs/wire.md, kind 0x85). */
+export const WATERMARK_PATHS = Object.freeze(['datagram', 'stream']);
 
 /** A frame refused whole, with its reason code and name. */
 export class WireError extends Error {
@@ -63,6 +65,7 @@ export function recordLength(rec) {
     case 'intent': return 48 + 8 * rec.keys.length;
     case 'block': return 72 + BLOCK_ENTRY_LEN * rec.entries.length;
     case 'clearing': return 40 + 32 * rec.winners.length;
+    case 'watermark': return 40 + 16 * rec.ranges.length;
     default:
       if (!(rec.kind in FIXED_LEN)) throw new TypeError(`unknown record kind ${rec.kind}`);
       return FIXED_LEN[rec.kind];
@@ -107,6 +110,11 @@ function writeRecord(w, rec) {
       w.u64(rec.windowFirst); w.u64(rec.windowLast); w.u64(rec.jobId); w.u8(rec.proof ? 0 : 1); w.zeros(7);
       if (rec.proof) w.raw(rec.proof); else w.zeros(PROOF_BYTES_LEN);
       break;
+    case 'watermark':
+      w.u8(WATERMARK_PATHS.indexOf(rec.path)); w.u8(0); w.u16(rec.ranges.length); w.u32(0);
+      w.u64(rec.acceptedTotal); w.u64(rec.answeredTotal); w.u64(rec.seqLast);
+      for (const r of rec.ranges) { w.u64(r.first); w.u64(r.last); }
+      break;
     default: throw new TypeError(`unknown record kind ${rec.kind}`);
   }
 }
@@ -143,6 +151,7 @@ function expectedLength(kind, view, at, rest) {
     case 'intent': need(48); return 48 + 8 * view.getUint16(at + 44, true);
     case 'block': need(72); return 72 + BLOCK_ENTRY_LEN * view.getUint32(at + 60, true);
     case 'clearing': need(40); return 40 + 32 * view.getUint32(at + 32, true);
+    case 'watermark': need(40); return 40 + 16 * view.getUint16(at + 10, true);
     default: return FIXED_LEN[kind];
   }
 }
@@ -251,6 +260,14 @@ function readRecord(kind, view, at, bytes) {
       });
       rec.reservedZero &&= zero(33, 7);
       break;
+    case 'watermark': {
+      Object.assign(rec, {
+        path: WATERMARK_PATHS[u8(8)] ?? null, acceptedTotal: u64(16), answeredTotal: u64(24), seqLast: u64(32), ranges: [],
+      });
+      for (let i = 0; i < u16(10); i++) rec.ranges.push({ first: u64(40 + 16 * i), last: u64(48 + 16 * i) });
+      rec.reservedZero &&= u8(9) === 0 && u32(12) === 0;
+      break;
+    }
   }
   return rec;
 }
@@ -272,6 +289,8 @@ export function validateRecord(rec) {
     case 'proof':
       if (rec.status === 1) return rec.proof === null ? null : 'reserved_nonzero';
       return rec.status === 0 ? null : 'reserved_nonzero';
+    case 'watermark':
+      return rec.path !== null && rec.ranges.every((r) => r.first <= r.last) ? null : 'bad_length';
     default: return null;
   }
 }
@@ -428,7 +447,7 @@ export class Session extends EventTarget {
     }
     for (const rec of records) {
       if (rec.kind === 'receipt') this.dispatchEvent(new CustomEvent('receipt', { detail: { receipt: rec, via } }));
-      else if (rec.kind === 'block' || rec.kind === 'clearing' || rec.kind === 'proof') this.dispatchEvent(new CustomEvent(rec.kind, { detail: rec }));
+      else if (rec.kind === 'block' || rec.kind === 'clearing' || rec.kind === 'proof' || rec.kind === 'watermark') this.dispatchEvent(new CustomEvent(rec.kind, { detail: rec }));
       else this.dispatchEvent(new CustomEvent('badframe', { detail: { reason: 'unknown_kind', via } }));
     }
   }

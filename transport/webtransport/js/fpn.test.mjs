@@ -38,7 +38,7 @@ function roundTrip(name) {
 }
 
 test('the document has the seven examples this test knows', () => {
-  assert.deepEqual([...examples.keys()].sort(), ['bid-and-cancel', 'block', 'clearing', 'intent', 'proof', 'receipts']);
+  assert.deepEqual([...examples.keys()].sort(), ['bid-and-cancel', 'block', 'clearing', 'intent', 'proof', 'receipts', 'watermark']);
 });
 
 test('intent example', () => {
@@ -98,6 +98,16 @@ test('proof example', () => {
   assert.equal(example('proof').length, 180);
   assert.deepEqual([p.windowFirst, p.windowLast, p.jobId, p.status], [5n, 6n, 3n, 0]);
   assert.deepEqual(p.proof, Uint8Array.from({ length: 128 }, (_, i) => i));
+});
+
+test('watermark example', () => {
+  const [w] = roundTrip('watermark');
+  assert.equal(example('watermark').length, 84);
+  assert.deepEqual([w.path, w.acceptedTotal, w.answeredTotal, w.seqLast], ['datagram', 6n, 7n, 48n]);
+  assert.deepEqual(w.ranges, [{ first: 1n, last: 5n }, { first: 7n, last: 8n }]);
+  const bad = Uint8Array.from(example('watermark'));
+  bad[12 + 8] = 2;
+  assert.equal(fpn.validateRecord(fpn.decodeFrame(bad)[0]), 'bad_length', 'an unknown path');
 });
 
 test('the reason table matches docs/wire.md', () => {

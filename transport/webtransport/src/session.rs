@@ -260,11 +260,14 @@ impl Core {
         if s.generation != key.generation || s.phase != Phase::AwaitHello {
             return HelloOutcome::Incomplete;
         }
-        let decided = hello::decide(bytes, finished, &self.auth, &mut self.clients, &self.limits, now_ns);
+        // Receipt mode `refusals` is not run here (docs/webtransport.md says why): a hello that
+        // asks for it is refused `reserved_nonzero` before it counts a session.
+        let decided =
+            hello::decide(bytes, finished, &self.auth, &mut self.clients, &self.limits, now_ns, false);
         let Some(decided) = decided else { return HelloOutcome::Incomplete };
         let c = &mut self.counters;
         match decided {
-            Ok(Bound { client_id, subscribe_all }) => {
+            Ok(Bound { client_id, subscribe_all, .. }) => {
                 c.sessions_opened_total += 1;
                 (s.counted, s.client_id, s.subscribe_all) = (true, client_id, subscribe_all);
                 s.phase = Phase::Open;
@@ -452,7 +455,7 @@ impl Core {
                 self.counters.sessions_backlog_closed_total += 1;
                 s.outbox = Vec::new();
                 s.phase = Phase::Closing;
-                s.close = Some(Some(Reason::Overloaded));
+                s.close = Some(Some(Reason::SlowConsumer));
             }
             s.wake.notify_waiters();
         }

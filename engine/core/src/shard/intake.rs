@@ -290,9 +290,11 @@ impl IntakeCore {
                     Ok(()) => self.cancel(by_nonce, client_id, target, receipt, sink),
                 };
             }
-            RecordRef::Receipt(_) | RecordRef::Block(_) | RecordRef::Clearing(_) | RecordRef::Proof(_) => {
-                Err(Reason::UnknownKind)
-            }
+            RecordRef::Receipt(_)
+            | RecordRef::Block(_)
+            | RecordRef::Clearing(_)
+            | RecordRef::Proof(_)
+            | RecordRef::Watermark(_) => Err(Reason::UnknownKind),
         };
         match admitted {
             Ok(seq) => {

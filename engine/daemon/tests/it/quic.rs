@@ -531,6 +531,132 @@ fn fpn_client_library_against_the_daemon() {
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
 }
 
+/// Receipt mode `refusals` through `fpn-client`: `n` intents by datagram and `n` on the
+/// stream, every tenth of another client (refused `client_mismatch`). Only refusals come as
+/// receipts; every accepted intent is confirmed by a watermark (`Ledger`), and the client
+/// resends what no answer covers (datagrams lost or answered `overloaded`) until every
+/// nonce is answered.
+#[test]
+fn quic_receipt_mode_refusals_confirms_every_accepted_record() {
+    use fpn_client::{
+        BlockingClient, ClientConfig, Event, Fingerprint, Ledger, Outcome, ReceiptMode, Trust, Via,
+    };
+
+    let (mut d, addr, pin) = start("quic-refusals", "rate_per_s = 0");
+    let mut config = ClientConfig::new(addr, Trust::Pin(Fingerprint(pin)), "33");
+    config.reconnect = None;
+    config.receipts = ReceiptMode::Refusals;
+    let c = BlockingClient::connect(config).unwrap();
+    let n = 5_000u64;
+    let foreign = |nonce: u64| nonce.is_multiple_of(10);
+    // Intents of client 33, but of client 34 for the foreign nonces; two keys of their own.
+    let frames = |nonces: &[u64], len_max: usize| -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut rest = nonces;
+        while !rest.is_empty() {
+            let mut buf = Vec::new();
+            let mut w = FrameWriter::new(&mut buf, len_max);
+            while let Some((&nonce, tail)) = rest.split_first() {
+                let keys = [33u64 << 40 | nonce << 1, 33u64 << 40 | nonce << 1 | 1];
+                let client_id = if foreign(nonce) { 34 } else { 33 };
+                let intent = Intent { client_id, nonce, sent_ns: 1, profit: 5, priority: 0, keys: &keys };
+                if w.push_intent(&intent).is_err() {
+                    break;
+                }
+                rest = tail;
+            }
+            w.finish();
+            out.push(buf);
+        }
+        out
+    };
+    let mut ledger = Ledger::new();
+    let mut outcomes: HashMap<u64, Outcome> = HashMap::new();
+    let mut resent: HashSet<u64> = HashSet::new();
+    let (mut watermarks, mut accepted) = (0, Vec::new());
+    let mut take = |wait: Duration, ledger: &mut Ledger, outcomes: &mut HashMap<u64, Outcome>| -> bool {
+        match c.recv_event_timeout(wait) {
+            Some(Event::Receipt { receipt, via }) => {
+                assert!(receipt.status.is_err(), "an accepted intent got a receipt: {receipt:?}");
+                assert_eq!(via, Via::Stream, "refusals go on the result stream");
+                // `None`: the second answer of a nonce sent twice (a resend that crossed the
+                // first copy's answer).
+                if let Some((nonce, outcome)) = ledger.handle_receipt(&receipt) {
+                    outcomes.insert(nonce, outcome);
+                }
+            }
+            Some(Event::Watermark(w)) => {
+                watermarks += 1;
+                accepted.clear();
+                ledger.handle_watermark(w.path, w.ranges.iter().copied(), &mut accepted);
+                outcomes.extend(accepted.iter().map(|&nonce| (nonce, Outcome::Accepted)));
+            }
+            Some(Event::Closed { error }) => panic!("closed: {error:?}"),
+            Some(Event::Disconnected { error, .. }) => panic!("disconnected: {error}"),
+            Some(Event::BadFrame { via, reason }) => panic!("bad frame via {via:?}: {reason:?}"),
+            Some(_) => {}
+            None => return false,
+        }
+        true
+    };
+    let dgram: Vec<u64> = (1..=n).collect();
+    let stream: Vec<u64> = (100_001..100_001 + n).collect();
+    let plan =
+        [(frames(&dgram, 1_000), &dgram, Via::Datagram), (frames(&stream, 16 * 1024), &stream, Via::Stream)];
+    for (batch, nonces, via) in &plan {
+        nonces.iter().for_each(|&nonce| ledger.sent(via.path(), nonce));
+        for f in batch {
+            c.send_frame(f, *via).unwrap();
+            while take(Duration::ZERO, &mut ledger, &mut outcomes) {}
+        }
+    }
+    for round in 0.. {
+        // Until every nonce is answered, or the answers pause (a datagram lost on the way).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ledger.pending_len() > 0 && take(Duration::from_millis(500), &mut ledger, &mut outcomes) {
+            assert!(Instant::now() < deadline, "{} intents unanswered", ledger.pending_len());
+        }
+        let overloaded: Vec<u64> = outcomes
+            .iter()
+            .filter(|(_, o)| **o == Outcome::Refused(Reason::Overloaded))
+            .map(|(&nonce, _)| nonce)
+            .collect();
+        let again: Vec<u64> = ledger.unanswered().map(|u| u.0).chain(overloaded).collect();
+        if again.is_empty() {
+            break;
+        }
+        assert!(round < 100, "{} intents still unanswered or overloaded", again.len());
+        assert!(again.iter().all(|&nonce| nonce <= n), "stream records are never lost nor overloaded");
+        for &nonce in &again {
+            outcomes.remove(&nonce);
+            resent.insert(nonce);
+            ledger.sent(Via::Datagram.path(), nonce);
+        }
+        for f in frames(&again, 1_000) {
+            c.send_frame(&f, Via::Datagram).unwrap();
+        }
+    }
+    assert_eq!(outcomes.len() as u64, 2 * n, "every intent answered once");
+    for (&nonce, &outcome) in &outcomes {
+        let want = if foreign(nonce) {
+            Outcome::Refused(Reason::ClientMismatch)
+        } else if outcome == Outcome::Refused(Reason::DuplicateNonce) && resent.contains(&nonce) {
+            // A resend of a datagram whose first copy got in after the resend was decided.
+            outcome
+        } else {
+            Outcome::Accepted
+        };
+        assert_eq!(outcome, want, "nonce {nonce}");
+    }
+    assert!(watermarks > 0 && watermarks < 2 * n as usize, "{watermarks} watermarks for {} intents", 2 * n);
+    std::thread::sleep(Duration::from_millis(300)); // a metrics publish (every 100 ms)
+    let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
+    // At least those received (a late second copy's may still be on its way).
+    assert!(metric_sum(&metrics, "fpn_quic_watermarks_total") >= watermarks as u64, "{metrics}");
+    c.close();
+    assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
+}
+
 /// A cancel of a bid in the book is answered by the merger; the answer comes back through
 /// the intake to the QUIC session that sent the cancel.
 #[test]
@@ -641,7 +767,9 @@ fn records_sent_during_the_drain_are_answered() {
         "drain: {sent_after} records sent after SIGTERM, {answered_after} answered, {shutting_down} shutting_down"
     );
     assert!(answers.values().all(|s| s.is_ok() || *s == Err(Reason::ShuttingDown)), "{answers:?}");
-    assert!(sent_after > 50, "the drain took some records: {sent_after}");
+    // Two bursts at least: on a loaded machine (the whole suite on 2 CPUs) this thread sends
+    // slowly and the drain is short, 49 records in one such run; alone, hundreds.
+    assert!(sent_after >= 16, "the drain took some records: {sent_after}");
     // The records the close overtook on the wire (the last burst of eight, sent before the
     // client saw the close): a few, never most. Before the intake answered what was queued
     // at the stop, 10,412 of 10,494 went unanswered in one run.

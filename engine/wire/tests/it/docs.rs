@@ -128,6 +128,37 @@ fn proof_example_decodes() {
 }
 
 #[test]
+fn watermark_example_decodes_and_confirms_by_the_client_rule() {
+    let bytes = doc_bytes("watermark");
+    assert_eq!(bytes.len(), 84);
+    let recs: Vec<_> = decode_frame(&bytes).unwrap().collect();
+    let RecordRef::Watermark(w) = recs[0] else { panic!("not a watermark") };
+    validate_watermark(&w).unwrap();
+    let f = w.fixed;
+    assert_eq!((f.path, f.accepted_total.get(), f.answered_total.get(), f.seq_last.get()), (0, 6, 7, 48));
+    let ranges: Vec<_> = w.ranges.iter().map(|r| (r.first.get(), r.last.get())).collect();
+    assert_eq!(ranges, [(1, 5), (7, 8)]);
+    // The document's story: 1 ..= 8 sent by datagram, 3 refused, 6 lost.
+    let mut ledger = confirm::Ledger::new();
+    (1..=8).for_each(|n| ledger.sent(WatermarkPath::Datagram, n));
+    let refused = Receipt {
+        client_id: 7,
+        nonce: 3,
+        seq: 0,
+        window_id: 0,
+        rx_ns: 0,
+        status: Err(Reason::RateLimited),
+        for_kind: Some(Kind::Intent),
+    };
+    assert!(ledger.handle_receipt(&refused).is_some());
+    let mut accepted = Vec::new();
+    ledger.handle_watermark(WatermarkPath::Datagram, ranges, &mut accepted);
+    assert_eq!(accepted, [1, 2, 4, 5, 7, 8]);
+    assert_eq!(accepted.len() as u64, f.accepted_total.get());
+    assert_eq!(ledger.unanswered().collect::<Vec<_>>(), [(6, WatermarkPath::Datagram)]);
+}
+
+#[test]
 fn reason_table_matches_the_code() {
     let md = wire_md();
     let table: Vec<(u8, String)> = md

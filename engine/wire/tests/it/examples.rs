@@ -15,6 +15,7 @@ pub const EXAMPLES: &[Example] = &[
     Example { name: "block", encode: block },
     Example { name: "clearing", encode: clearing },
     Example { name: "proof", encode: proof },
+    Example { name: "watermark", encode: watermark },
 ];
 
 pub fn intent(buf: &mut Vec<u8>) {
@@ -110,5 +111,20 @@ pub fn proof(buf: &mut Vec<u8>) {
     let mut w = FrameWriter::new(buf, 1 << 20);
     w.push_proof(&ProofAnnounce { window_first: 5, window_last: 6, job_id: 3, proof: Some(proof_bytes()) })
         .unwrap();
+    w.finish();
+}
+
+/// The watermark example: datagram nonces 1 ..= 8 were sent, 6 was lost on the way, 3 was
+/// refused (its receipt came first); the others were accepted, the last as seq 48.
+pub fn watermark(buf: &mut Vec<u8>) {
+    let mut w = FrameWriter::new(buf, DATAGRAM_FRAME_LEN_MAX);
+    w.push_watermark(&Watermark {
+        path: WatermarkPath::Datagram,
+        accepted_total: 6,
+        answered_total: 7,
+        seq_last: 48,
+        ranges: &[(1, 5), (7, 8)],
+    })
+    .unwrap();
     w.finish();
 }

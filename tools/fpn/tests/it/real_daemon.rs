@@ -202,6 +202,41 @@ fn the_cli_against_the_real_daemon() {
         fpn(&[&args[..], &["--profit", "5", "--resource", "2", "--stream", "--timeout", "60"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
+    // Receipt mode `refusals`: the accepted intents are confirmed by watermarks (no seq), the
+    // one of another client is refused by its receipt.
+    let file = data.join("refusals.jsonl");
+    let lines: String = (10..=14)
+        .map(|n| {
+            format!(
+                "{{\"client_id\": {}, \"nonce\": {n}, \"profit\": 5, \"keys\": [{n}]}}\n",
+                if n == 12 { 8 } else { 7 }
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    for via in [&[][..], &["--stream"][..]] {
+        let args = ["submit", "--data-dir", d, "--input", file.to_str().unwrap(), "--receipts", "refusals"];
+        let out = fpn(&[&args[..], via, &["--json", "--timeout", "60"]].concat());
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let got: Vec<(u64, &str, bool)> = v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["nonce"].as_u64().unwrap(), r["status"].as_str().unwrap(), r.get("seq").is_some()))
+            .collect();
+        // The second round resends the same nonces: accepted before, told by duplicate_nonce.
+        let accepted = if via.is_empty() { "accepted" } else { "duplicate_nonce" };
+        let want = [
+            (10, accepted, false),
+            (11, accepted, false),
+            (12, "client_mismatch", false),
+            (13, accepted, false),
+            (14, accepted, false),
+        ];
+        assert_eq!(got, want, "{}", text(&out));
+    }
+
     let out = fpn(&["status", "--data-dir", d, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 

@@ -37,6 +37,8 @@ pub struct ClientCore {
     welcome: Option<Welcome>,
     result: Option<StreamId>,
     result_buf: Vec<u8>,
+    /// Reads the result stream (a test turns this off to play a slow consumer).
+    reading_results: bool,
     data: Option<StreamId>,
     frames: VecDeque<(Origin, Vec<u8>)>,
     lost: Option<ConnectionError>,
@@ -79,11 +81,18 @@ impl ClientCore {
             welcome: None,
             result: None,
             result_buf: Vec::new(),
+            reading_results: true,
             data: None,
             frames: VecDeque::new(),
             lost: None,
             responses: VecDeque::new(),
         })
+    }
+
+    /// Stops (`false`) or resumes reading the result stream. While stopped, its bytes stay in
+    /// QUIC's receive buffer and the server's credit runs out: a slow consumer.
+    pub fn read_results(&mut self, on: bool) {
+        self.reading_results = on;
     }
 
     /// Whether the QUIC handshake is done.
@@ -230,7 +239,9 @@ impl ClientCore {
                 self.welcome = Welcome::decode(&self.control_buf).ok();
             }
         }
-        if let Some(id) = self.result {
+        if let Some(id) = self.result
+            && self.reading_results
+        {
             read_all(&mut self.conn, id, &mut self.result_buf);
             self.cut_result_frames();
         }

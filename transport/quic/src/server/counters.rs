@@ -37,7 +37,14 @@ pub struct Counters {
     pub windows_pushed_total: u64,
     /// Proof announcement frames written to result streams.
     pub proofs_pushed_total: u64,
+    /// Sessions closed `slow_consumer`: their result stream stayed `Limits::result_backlog_max`
+    /// bytes behind although they had stopped reading records.
     pub sessions_backlog_closed_total: u64,
+    /// Times a session stopped reading records because its result stream was more than half
+    /// of `Limits::result_backlog_max` behind (the client reads its answers too slowly).
+    pub sessions_backlog_paused_total: u64,
+    /// Watermark records written (receipt mode `refusals`).
+    pub watermarks_total: u64,
     pub late_receipts_orphaned_total: u64,
     /// Times a session stopped reading a path (its datagrams, or its streams) because
     /// `RECEIPTS_HELD_MAX` receipts waited behind a record the engine had not answered yet;
@@ -59,6 +66,7 @@ impl Counters {
             + self.receipts_datagram_total
             + self.receipts_stream_total
             + self.receipts_fallback_total
+            + self.watermarks_total
             + self.windows_pushed_total
             + self.proofs_pushed_total
     }

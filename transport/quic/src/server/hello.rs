@@ -17,6 +17,19 @@ const HELLO_LEN_MAX: usize = HELLO_FIXED_LEN + API_KEY_LEN_MAX;
 pub struct Bound {
     pub client_id: u64,
     pub subscribe_all: bool,
+    pub receipts: ReceiptMode,
+}
+
+/// How a session's accepted intents and bids are answered (the hello's flag bit 1,
+/// `docs/transport.md`, "Receipt modes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReceiptMode {
+    /// One receipt per record (the default).
+    #[default]
+    All,
+    /// Receipts for refused records and cancels only; accepted intents and bids are listed
+    /// in watermarks (`docs/wire.md`, kind 0x85).
+    Refusals,
 }
 
 /// Appends what the control stream has to `hello` (up to the longest hello); `true` if the
@@ -45,7 +58,9 @@ pub(super) fn read_hello_bytes(conn: &mut Connection, control: StreamId, hello: 
 }
 
 /// The decision on the bytes read so far: `None` while the hello is incomplete and more may
-/// come. An accepted hello counts a session of its client.
+/// come. An accepted hello counts a session of its client. `refusals_supported`: whether the
+/// transport runs receipt mode `refusals`; a hello asking for it where it does not is
+/// refused `reserved_nonzero`, as an unknown flag is.
 pub fn decide(
     hello: &[u8],
     finished: bool,
@@ -53,6 +68,7 @@ pub fn decide(
     clients: &mut Clients,
     limits: &Limits,
     now_ns: u64,
+    refusals_supported: bool,
 ) -> Option<Result<Bound, Reason>> {
     let hello = match Hello::decode(hello) {
         Ok((hello, _)) => hello,
@@ -60,12 +76,16 @@ pub fn decide(
         Err(HelloError::Incomplete(_)) => return Some(Err(Reason::Truncated)),
         Err(HelloError::Refused(reason)) => return Some(Err(reason)),
     };
+    if hello.receipts_refusals() && !refusals_supported {
+        return Some(Err(Reason::ReservedNonzero));
+    }
     let Some(client_id) = auth.client_of(hello.api_key) else { return Some(Err(Reason::Unauthorized)) };
-    Some(
-        clients
-            .open_session(client_id, limits, now_ns)
-            .map(|()| Bound { client_id, subscribe_all: hello.subscribe_all() }),
-    )
+    let receipts = if hello.receipts_refusals() { ReceiptMode::Refusals } else { ReceiptMode::All };
+    Some(clients.open_session(client_id, limits, now_ns).map(|()| Bound {
+        client_id,
+        subscribe_all: hello.subscribe_all(),
+        receipts,
+    }))
 }
 
 /// The welcome that answers `decided`, telling the client the token bucket of `limits` and

@@ -54,8 +54,8 @@ pub struct Limits {
     pub datagram_frame_max: u16,
     /// Largest frame taken on a stream.
     pub stream_frame_max: usize,
-    /// Bytes a session's result stream may have queued before the session is closed as too
-    /// slow (`overloaded`).
+    /// Bytes a session's result stream may have queued: past half of it the session stops
+    /// reading records until the stream drains; at it the session is closed `slow_consumer`.
     pub result_backlog_max: usize,
 }
 

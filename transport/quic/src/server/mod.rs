@@ -16,8 +16,9 @@
 //! This file admits connections and routes to sessions; the rest is one concern a file:
 //! `session` (one connection's state machine), `hello` (the preamble), `streams` (frames
 //! off uni streams), `records` (the checks on each record, [`handle_frame`]), `receipts`
-//! (receipt queues), `pack` (receipt frames), `outbox` (the result stream's backlog), `limits`
-//! (keys, connection counts, token buckets), `counters`.
+//! (receipt queues), `pack` (receipt frames), `watermark` (receipt mode `refusals`),
+//! `outbox` (the result stream's backlog), `limits` (keys, connection counts, token
+//! buckets), `counters`.
 //!
 //! Public for the other transport of `fpn/1` (`fpn-webtransport`), so each rule is written
 //! once: `limits` (the connection and client books), `hello` (the decision on a hello and
@@ -33,6 +34,7 @@ mod receipts;
 pub mod records;
 mod session;
 mod streams;
+mod watermark;
 pub mod windows;
 
 use std::collections::VecDeque;
@@ -48,9 +50,11 @@ use quinn_proto::{
 };
 
 pub use counters::Counters;
+pub use hello::ReceiptMode;
 pub use limits::{Auth, Clients, ConnAdmission, Connections, Limits};
 pub use quinn_proto::Transmit;
 pub use records::{Admit, PREFETCH_AHEAD, RefuseOverloaded, handle_frame};
+pub use watermark::{WATERMARK_INTERVAL, WATERMARK_RANGES_MAX, WATERMARK_RECORDS_MAX};
 pub use windows::{SESSION_WINDOWS_MAX, SessionWindows};
 
 use crate::tls::{Identity, TlsError, server_crypto};
@@ -286,7 +290,8 @@ impl Server {
         }
         // The session's own deadline (the hello's, a refused session's linger) is a timer
         // too, whatever the connection's timers are.
-        for t in s.conn.poll_timeout().into_iter().chain(s.close_at.map(|(at, _)| at)) {
+        let session_timers = s.close_at.map(|(at, _)| at).into_iter().chain(s.watermark_due());
+        for t in s.conn.poll_timeout().into_iter().chain(session_timers) {
             self.next_timeout = Some(self.next_timeout.map_or(t, |n| n.min(t)));
         }
         if drained {
@@ -431,7 +436,7 @@ impl Server {
         self.next_timeout = None;
         for slot in 0..self.sessions.len() {
             let Some(s) = self.sessions[slot].as_mut() else { continue };
-            s.handle_timeout(now, &mut self.counters);
+            s.handle_timeout(now, &self.config.limits, &mut self.counters);
             self.process_conn(now, slot);
         }
     }

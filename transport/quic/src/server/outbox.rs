@@ -1,6 +1,6 @@
 //! The result stream's outbox: bytes for the session's result stream (receipt frames,
-//! window results, proof announcements) that QUIC has not taken yet, and the backlog limit
-//! that closes a session whose client reads too slowly.
+//! window results, proof announcements, watermarks) that QUIC has not taken yet, and the
+//! backlog limit that closes a session whose client reads too slowly (`slow_consumer`).
 
 use quinn_proto::{SendStream, WriteError};
 
@@ -35,6 +35,11 @@ impl Outbox {
 
     pub(super) fn push(&mut self, frame: &[u8]) {
         self.bytes.extend_from_slice(frame);
+    }
+
+    /// Bytes queued and not yet taken by QUIC.
+    pub(super) fn waiting(&self) -> usize {
+        self.bytes.len() - self.sent
     }
 
     /// Forgets what is queued (the session has no result stream to write it to).

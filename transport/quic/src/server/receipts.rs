@@ -3,12 +3,14 @@
 //! and packing them into receipt frames.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
-use fpn_wire::Receipt;
+use fpn_wire::{Kind, Receipt};
 use quinn_proto::Connection;
 
 use super::outbox::Outbox;
 use super::pack::{pack_datagram_receipts, pack_stream_receipts};
+use super::watermark::PathWatermark;
 use super::{Counters, RECEIPTS_HELD_MAX};
 
 /// Which way a record came in, and so which way its receipt goes out.
@@ -138,4 +140,51 @@ pub(super) fn pack_stream(
 ) {
     let ready = queue.ready_len(durable);
     counters.receipts_stream_total += pack_stream_receipts(queue.take(ready), outbox.buf());
+}
+
+/// Receipt mode `refusals`: a path's ready answers, in record order. Each intent and bid joins
+/// the path's watermark; refused ones, cancels and frames refused whole also get their
+/// receipt, on the result stream, before any watermark that lists them. The watermark goes
+/// out when it is full or due (`watermark`), and is left pending otherwise. `refusals` is
+/// scratch space for one run of receipts.
+pub(super) fn pack_refusals(
+    queue: &mut ReceiptQueue,
+    durable: u64,
+    now: Instant,
+    watermark: &mut PathWatermark,
+    refusals: &mut Vec<Receipt>,
+    outbox: &mut Outbox,
+    counters: &mut Counters,
+) {
+    let ready = queue.ready_len(durable);
+    for r in queue.take(ready) {
+        let listed = matches!(r.for_kind, Some(Kind::Intent | Kind::Bid));
+        if listed && !watermark.has_room(r.nonce) {
+            write_watermark(watermark, refusals, outbox, counters);
+        }
+        if !listed || r.status.is_err() {
+            refusals.push(r);
+        }
+        if listed {
+            watermark.add(&r, now);
+            if watermark.is_full() {
+                write_watermark(watermark, refusals, outbox, counters);
+            }
+        }
+    }
+    counters.receipts_stream_total += pack_stream_receipts(refusals.drain(..), outbox.buf());
+    if watermark.due().is_some_and(|at| at <= now) {
+        write_watermark(watermark, refusals, outbox, counters);
+    }
+}
+
+/// The receipts gathered so far, then the watermark that may list them.
+pub(super) fn write_watermark(
+    watermark: &mut PathWatermark,
+    refusals: &mut Vec<Receipt>,
+    outbox: &mut Outbox,
+    counters: &mut Counters,
+) {
+    counters.receipts_stream_total += pack_stream_receipts(refusals.drain(..), outbox.buf());
+    counters.watermarks_total += u64::from(watermark.write(outbox.buf()));
 }

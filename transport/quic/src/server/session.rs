@@ -1,7 +1,14 @@
 //! One session: a QUIC connection and the `fpn/1` state around it. It goes
 //! handshake → await hello → open → closing ([`Phase`]); while open (and, to refuse them,
 //! while awaiting the hello) it reads records from datagrams and uni streams, queues their
-//! receipts per path, and writes answers to its result stream.
+//! receipts per path, and writes answers to its result stream: every receipt (mode `all`),
+//! or the receipts of refusals and cancels and a watermark per path (mode `refusals`).
+//!
+//! A client that reads its answers too slowly is first held back: past half of
+//! `Limits::result_backlog_max` bytes waiting on the result stream the session stops reading
+//! records (they wait in QUIC's buffers, and stream flow control slows the client) until the
+//! stream drains. Only if the backlog still reaches the limit (window results and answers
+//! already owed keep coming) is the session closed, with `0x100 + slow_consumer`.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -9,17 +16,18 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use fpn_wire::session::app_error;
-use fpn_wire::{Reason, Receipt};
+use fpn_wire::{Reason, Receipt, WatermarkPath};
 use quinn_proto::{
     Connection, ConnectionError, Dir, Event, StreamEvent, StreamId, TransportErrorCode, VarInt,
 };
 
-use super::hello::{self, Bound};
+use super::hello::{self, Bound, ReceiptMode};
 use super::limits::{Auth, Clients, Limits};
 use super::outbox::{Flushed, Outbox};
-use super::receipts::{Path, ReceiptQueue, pack_datagrams, pack_stream};
+use super::receipts::{Path, ReceiptQueue, pack_datagrams, pack_refusals, pack_stream, write_watermark};
 use super::records::{Admit, RefuseOverloaded, handle_frame};
 use super::streams::UniIn;
+use super::watermark::PathWatermark;
 use super::windows::SessionWindows;
 use super::{Counters, LateOrigin, RECORDS_BUDGET, REFUSED_LINGER};
 
@@ -44,6 +52,8 @@ enum Wait {
     Poll,
     /// The path's receipts wait for a late answer, whose arrival wakes the session.
     LateReceipt,
+    /// The result stream is backlogged; its draining (`Writable`) wakes the session.
+    Backlog,
 }
 
 pub(super) fn varint(code: u64) -> VarInt {
@@ -70,6 +80,7 @@ pub(super) struct Session {
     pub(super) phase: Phase,
     pub(super) client_id: u64,
     subscribe_all: bool,
+    receipts: ReceiptMode,
     control: Option<StreamId>,
     hello: Vec<u8>,
     result: Option<StreamId>,
@@ -78,6 +89,12 @@ pub(super) struct Session {
     /// Receipts for datagram records and stream records, not yet packed.
     dgram_receipts: ReceiptQueue,
     stream_receipts: ReceiptQueue,
+    /// Receipt mode `refusals`: each path's watermark, and scratch for a run of receipts.
+    dgram_watermark: PathWatermark,
+    stream_watermark: PathWatermark,
+    refusals: Vec<Receipt>,
+    /// Reading records is paused on a backlogged result stream (for counting pauses).
+    backlog_paused: bool,
     /// Windows this session had records accepted in, whose results are still to come.
     windows: SessionWindows,
     pub(super) last_rx_ns: u64,
@@ -101,6 +118,7 @@ impl Session {
             phase: Phase::Handshaking,
             client_id: 0,
             subscribe_all: false,
+            receipts: ReceiptMode::All,
             control: None,
             hello: Vec::new(),
             result: None,
@@ -108,6 +126,10 @@ impl Session {
             uni: Vec::new(),
             dgram_receipts: ReceiptQueue::default(),
             stream_receipts: ReceiptQueue::default(),
+            dgram_watermark: PathWatermark::new(WatermarkPath::Datagram),
+            stream_watermark: PathWatermark::new(WatermarkPath::Stream),
+            refusals: Vec::new(),
+            backlog_paused: false,
             windows: SessionWindows::default(),
             last_rx_ns: rx_ns,
             close_at: None,
@@ -199,16 +221,28 @@ impl Session {
             more |= self.read_datagrams(slot, &mut ctx, admit);
             more |= self.read_streams(slot, &mut ctx, admit);
         }
-        self.flush_receipts(&mut ctx);
-        self.flush_outbox(now, &mut ctx);
+        self.flush_receipts(now, &mut ctx);
+        self.flush_outbox(now, ctx.limits, ctx.counters);
+        // Paused on the backlog, and the stream took enough: read again at the next poll
+        // (no `Writable` may come if it took everything).
+        more |= self.backlog_paused && !self.backlogged(ctx.limits, ctx.counters);
         more
+    }
+
+    /// Whether the result stream is so far behind that records must not be read: more than
+    /// half of `result_backlog_max` waits. Counts each pause once.
+    fn backlogged(&mut self, limits: &Limits, counters: &mut Counters) -> bool {
+        let backlogged = self.outbox.waiting() > limits.result_backlog_max / 2;
+        counters.sessions_backlog_paused_total += u64::from(backlogged && !self.backlog_paused);
+        self.backlog_paused = backlogged;
+        backlogged
     }
 
     fn read_hello(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         let Some(id) = self.control else { return };
         let finished = hello::read_hello_bytes(&mut self.conn, id, &mut self.hello);
         let Some(decided) =
-            hello::decide(&self.hello, finished, ctx.auth, ctx.clients, ctx.limits, ctx.now_ns)
+            hello::decide(&self.hello, finished, ctx.auth, ctx.clients, ctx.limits, ctx.now_ns, true)
         else {
             return;
         };
@@ -237,6 +271,7 @@ impl Session {
         self.counted = true;
         self.client_id = bound.client_id;
         self.subscribe_all = bound.subscribe_all;
+        self.receipts = bound.receipts;
         self.phase = Phase::Open;
         self.close_at = None;
         self.result = self.conn.streams().open(Dir::Uni);
@@ -272,7 +307,9 @@ impl Session {
     /// answer, which wakes the session.
     fn read_datagrams(&mut self, slot: usize, ctx: &mut Ctx<'_>, admit: &mut impl Admit) -> bool {
         for _ in 0..RECORDS_BUDGET {
-            if self.receipts_held(Path::Datagram, ctx.durable, ctx.counters) {
+            if self.receipts_held(Path::Datagram, ctx.durable, ctx.counters)
+                || self.backlogged(ctx.limits, ctx.counters)
+            {
                 return false;
             }
             // Asked per frame: one datagram's records must fit the engine's queues.
@@ -351,6 +388,9 @@ impl Session {
             }
             if self.receipts_held(Path::Stream, ctx.durable, ctx.counters) {
                 return (Wait::LateReceipt, None);
+            }
+            if self.backlogged(ctx.limits, ctx.counters) {
+                return (Wait::Backlog, None);
             }
             frames += 1;
             ctx.counters.frames_stream_total += 1;
@@ -467,8 +507,22 @@ impl Session {
     }
 
     /// Closes the connection if its `close_at` is due (a hello that never came, a refused
-    /// session's linger), then the connection's own timers.
-    pub(super) fn handle_timeout(&mut self, now: Instant, counters: &mut Counters) {
+    /// session's linger), writes the watermarks that are due, then the connection's own timers.
+    pub(super) fn handle_timeout(&mut self, now: Instant, limits: &Limits, counters: &mut Counters) {
+        if self.watermark_due().is_some_and(|at| at <= now) {
+            let open = self.phase == Phase::Open;
+            for watermark in [&mut self.dgram_watermark, &mut self.stream_watermark] {
+                if !open {
+                    // A closing session has nobody to confirm to.
+                    watermark.discard();
+                } else if watermark.due().is_some_and(|at| at <= now) {
+                    write_watermark(watermark, &mut self.refusals, &mut self.outbox, counters);
+                }
+            }
+            if open {
+                self.flush_outbox(now, limits, counters);
+            }
+        }
         if let Some((at, code)) = self.close_at
             && at <= now
         {
@@ -484,9 +538,28 @@ impl Session {
         }
     }
 
-    /// Packs queued receipts: datagram ones into datagrams (or the result stream when the
-    /// datagram send buffer is full), stream ones into the result stream.
-    fn flush_receipts(&mut self, ctx: &mut Ctx<'_>) {
+    /// When the next watermark must go out (receipt mode `refusals`, something pending).
+    pub(super) fn watermark_due(&self) -> Option<Instant> {
+        match (self.dgram_watermark.due(), self.stream_watermark.due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Packs queued receipts. Mode `all`: datagram ones into datagrams (or the result stream
+    /// when the datagram send buffer is full), stream ones into the result stream. Mode
+    /// `refusals`: both paths' refusals on the result stream, and their watermarks.
+    fn flush_receipts(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if self.receipts == ReceiptMode::Refusals {
+            for (queue, watermark) in [
+                (&mut self.dgram_receipts, &mut self.dgram_watermark),
+                (&mut self.stream_receipts, &mut self.stream_watermark),
+            ] {
+                let refusals = &mut self.refusals;
+                pack_refusals(queue, ctx.durable, now, watermark, refusals, &mut self.outbox, ctx.counters);
+            }
+            return;
+        }
         let max = ctx.limits.datagram_frame_max;
         pack_datagrams(
             &mut self.dgram_receipts,
@@ -505,15 +578,17 @@ impl Session {
         !self.dgram_receipts.is_empty() || !self.stream_receipts.is_empty()
     }
 
-    fn flush_outbox(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+    fn flush_outbox(&mut self, now: Instant, limits: &Limits, counters: &mut Counters) {
         let Some(id) = self.result else {
             self.outbox.clear();
             return;
         };
-        let flushed = self.outbox.write_to(self.conn.send_stream(id), ctx.limits.result_backlog_max);
+        let flushed = self.outbox.write_to(self.conn.send_stream(id), limits.result_backlog_max);
         if flushed == Flushed::TooSlow {
-            ctx.counters.sessions_backlog_closed_total += 1;
-            self.conn.close(now, varint(app_error(Reason::Overloaded)), Bytes::new());
+            // Records stopped being read at half the limit; what is owed past it cannot be
+            // sent. The client learns why from the code (`docs/transport.md`, "Slow consumers").
+            counters.sessions_backlog_closed_total += 1;
+            self.conn.close(now, varint(app_error(Reason::SlowConsumer)), Bytes::new());
             self.phase = Phase::Closing;
         }
     }

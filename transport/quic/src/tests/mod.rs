@@ -3,6 +3,7 @@
 //! sockets) are the integration tests in `tests/it`.
 
 mod pair;
+mod receipt_modes;
 mod receipt_order;
 mod records;
 mod sessions;

@@ -38,6 +38,10 @@ pub struct ToyEngine {
     pub late: VecDeque<Receipt>,
     seq: u64,
     pub refused: usize,
+    /// Accepted intents wait for the input log: each at the position of its seq
+    /// (`Server::set_durable` releases them).
+    pub logged: bool,
+    durable_at: u64,
 }
 
 impl Admit for ToyEngine {
@@ -47,6 +51,7 @@ impl Admit for ToyEngine {
 
     fn admit(&mut self, rx_ns: u64, record: RecordRef<'_>) -> Option<Receipt> {
         assert!(!self.busy, "a record admitted while the engine is busy");
+        self.durable_at = 0;
         let mut r = Receipt::for_record(record, rx_ns);
         match record {
             RecordRef::Intent(i) => match i.validate() {
@@ -54,6 +59,9 @@ impl Admit for ToyEngine {
                     self.seq += 1;
                     r.seq = self.seq;
                     r.window_id = 1;
+                    if self.logged {
+                        self.durable_at = self.seq;
+                    }
                 }
                 Err(reason) => r.status = Err(reason),
             },
@@ -69,6 +77,10 @@ impl Admit for ToyEngine {
 
     fn refused(&mut self, _receipt: &Receipt) {
         self.refused += 1;
+    }
+
+    fn durable_at(&self) -> u64 {
+        self.durable_at
     }
 }
 

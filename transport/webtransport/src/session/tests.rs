@@ -116,6 +116,19 @@ fn hello_opens_the_session_with_the_limits_in_the_welcome() {
 }
 
 #[test]
+fn receipt_mode_refusals_is_refused_before_it_counts_a_session() {
+    let limits = Limits { conns_per_client: 1, ..Limits::default() };
+    let mut f = fixture(Auth::Open, limits, 16);
+    let s = f.core.open_session(Box::new(Port::default()), Rc::new(Notify::new()));
+    let bytes = hello("7", fpn_wire::session::HELLO_RECEIPTS_REFUSALS);
+    let HelloOutcome::Answer(w) = f.core.handle_hello(s, &bytes, false, f.now) else { panic!() };
+    assert_eq!(w.status, Err(Reason::ReservedNonzero));
+    assert_eq!(f.core.counters.sessions_refused_bad_hello_total, 1);
+    // The client's one allowed session is still free: mode `all` opens.
+    f.open("7", 0);
+}
+
+#[test]
 fn hellos_are_refused_with_the_raw_intakes_reasons() {
     let keys = Auth::Keys(HashMap::from([(b"secret".to_vec(), 9)]));
     let limits = Limits { conns_per_client: 1, ..Limits::default() };
@@ -298,7 +311,7 @@ fn a_result_stream_too_far_behind_closes_its_session() {
     let (s, _) = f.open("7", HELLO_SUBSCRIBE_ALL);
     f.core.handle_answer(ToSession::Proof { frame: Bytes::from(vec![0; 101]) });
     f.core.flush();
-    assert_eq!(f.core.close_requested(s), Some(Some(Reason::Overloaded)));
+    assert_eq!(f.core.close_requested(s), Some(Some(Reason::SlowConsumer)));
     assert_eq!(f.core.counters.sessions_backlog_closed_total, 1);
     assert!(f.core.take_outbox(s, &mut Vec::new()).is_none(), "the writer stops");
 }

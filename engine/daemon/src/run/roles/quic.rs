@@ -372,6 +372,8 @@ impl QuicIo {
         s.counter(&QUIC_PROOFS_PUSHED_TOTAL, none, c.proofs_pushed_total);
         s.counter(&QUIC_LATE_RECEIPTS_ORPHANED_TOTAL, none, c.late_receipts_orphaned_total);
         s.counter(&QUIC_RECEIPT_QUEUE_FULL_TOTAL, none, c.receipt_queue_full_total);
+        s.counter(&QUIC_BACKLOG_PAUSES_TOTAL, none, c.sessions_backlog_paused_total);
+        s.counter(&QUIC_WATERMARKS_TOTAL, none, c.watermarks_total);
         s.counter(&QUIC_SEND_DROPPED_TOTAL, none, u.send_dropped_total);
         s.counter(
             &QUIC_IO_ERRORS_TOTAL,
@@ -476,6 +478,14 @@ pub static QUIC_RECEIPT_QUEUE_FULL_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_quic_receipt_queue_full_total",
     "Times a session stopped reading a path because receipts waited behind a record the merger had not answered yet.",
 );
+pub static QUIC_BACKLOG_PAUSES_TOTAL: MetricDesc = MetricDesc::counter(
+    "fpn_quic_backlog_pauses_total",
+    "Times a session stopped reading records because its result stream was more than half of its backlog limit behind (a slow consumer).",
+);
+pub static QUIC_WATERMARKS_TOTAL: MetricDesc = MetricDesc::counter(
+    "fpn_quic_watermarks_total",
+    "Watermark records written to sessions in receipt mode refusals.",
+);
 pub static QUIC_SEND_DROPPED_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_quic_send_dropped_total",
     "Transmits dropped because the socket send buffer was full.",
@@ -501,7 +511,7 @@ pub static QUIC_PUBLISH_TO_PUSH_SECONDS: MetricDesc = MetricDesc::histogram(
     "Per window: from the merger's publish until the block was written to the sessions' result streams.",
 );
 
-pub static METRICS: [&MetricDesc; 21] = [
+pub static METRICS: [&MetricDesc; 23] = [
     &QUIC_UDP_DATAGRAMS_TOTAL,
     &QUIC_UDP_GARBAGE_TOTAL,
     &QUIC_RX_TIMESTAMPS_TOTAL,
@@ -523,4 +533,6 @@ pub static METRICS: [&MetricDesc; 21] = [
     &QUIC_CLOSE_TO_RESULT_SECONDS,
     &QUIC_PUBLISH_TO_PUSH_SECONDS,
     &QUIC_PROOFS_PUSHED_TOTAL,
+    &QUIC_BACKLOG_PAUSES_TOTAL,
+    &QUIC_WATERMARKS_TOTAL,
 ];
