@@ -249,6 +249,7 @@ impl QuicSession {
         config: quinn::ClientConfig,
         addr: SocketAddr,
         client_id: u64,
+        flags: u8,
     ) -> Result<QuicSession, String> {
         let conn = endpoint
             .connect_with(config, addr, "localhost")
@@ -259,7 +260,7 @@ impl QuicSession {
             conn.open_bi().await.map_err(|e| format!("control stream: {e}"))?;
         let key = client_id.to_string();
         let mut hello = Vec::new();
-        Hello { flags: 0, api_key: key.as_bytes() }.encode(&mut hello);
+        Hello { flags, api_key: key.as_bytes() }.encode(&mut hello);
         control_send.write_all(&hello).await.map_err(|e| format!("hello: {e}"))?;
         let mut buf = [0u8; fpn_wire::session::WELCOME_LEN];
         if let Err(e) = control_recv.read_exact(&mut buf).await {
@@ -339,6 +340,9 @@ pub struct ClientOpts {
     /// With several clients in one phase ([`run_clients`]): where they meet once connected, so
     /// that all start sending at one time.
     pub start_gate: Option<Arc<StartGate>>,
+    /// fpn/1 sessions in receipt mode `refusals` (the hello's bit 1): accepted records are
+    /// confirmed by watermarks, refused ones by receipts ([`crate::track::Tracker`]).
+    pub refusals: bool,
 }
 
 /// Starts the clients of one phase together: each connects its sessions, then waits for the
@@ -539,9 +543,10 @@ pub async fn run_phase(target: &Target, shape: &Shape, opts: &ClientOpts) -> Res
             let ep = procstat::quinn_endpoint(bind, None).map_err(|e| format!("client endpoint: {e}"))?;
             let pin = pin.ok_or("no certificate pin for the QUIC target (--pin, or its cert.sha256)")?;
             let config = crate::tls::client_config(pin, opts.initial_mtu);
+            let flags = if opts.refusals { fpn_wire::session::HELLO_RECEIPTS_REFUSALS } else { 0 };
             for c in 0..conns {
-                let s =
-                    QuicSession::connect(&ep, config.clone(), *addr, opts.client_id_base + c as u64).await?;
+                let id = opts.client_id_base + c as u64;
+                let s = QuicSession::connect(&ep, config.clone(), *addr, id, flags).await?;
                 frame_len_max = frame_len_max.min(s.frame_len_max());
                 quic.push(s);
             }

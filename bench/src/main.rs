@@ -64,6 +64,19 @@ struct ShapeArgs {
     /// CPUs of the client (this process).
     #[arg(long)]
     client_cpus: Option<String>,
+    /// Receipt mode of the engine's sessions (`docs/transport.md`, "Receipt modes"): `all`,
+    /// one receipt per record, or `refusals`, receipts for refused records only and a
+    /// watermark confirming the accepted ones (their latency is the watermark's arrival).
+    /// Only engine targets; the bare servers always answer as they do.
+    #[arg(long, value_enum, default_value_t = Receipts::All)]
+    receipts: Receipts,
+}
+
+/// `--receipts`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Receipts {
+    All,
+    Refusals,
 }
 
 #[derive(Args, Debug)]
@@ -292,6 +305,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         engine_start_timeout: secs(a.engine_start_timeout),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         clients,
+        refusals: a.shape.receipts == Receipts::Refusals,
     };
     pin(&client_cpus, "client")?;
     if let Some(n) = a.nice {
@@ -328,6 +342,7 @@ fn cmd_load(a: LoadArgs) -> Result<(), String> {
         give_up_lag: secs(1.0),
         blast: false,
         start_gate: None,
+        refusals: a.shape.receipts == Receipts::Refusals,
     };
     let rt = local_runtime();
     let local = tokio::task::LocalSet::new();

@@ -92,6 +92,7 @@ pub fn phase_json(o: &PhaseOutcome, accepted_only: bool) -> Value {
         "duplicates": o.counts.duplicates,
         "unmatched": o.counts.unmatched,
         "receipts_via_stream": o.counts.via_stream,
+        "watermarks": o.counts.watermarks,
         "answer_dgrams_read": o.counts.answer_dgrams,
         "answer_dgrams_quic_received": o.client_quic_rx_dgrams,
         "cpu_s": { "client": round3(o.client_cpu_s), "server": o.server_cpu_s.map(round3) },

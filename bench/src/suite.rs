@@ -74,6 +74,8 @@ pub struct SuiteOpts {
     pub command: String,
     /// Client counts to run in turn (`--clients`); empty: one client, the classic comparison.
     pub clients: Vec<usize>,
+    /// `--receipts refusals`: the engine targets' sessions in receipt mode `refusals`.
+    pub refusals: bool,
 }
 
 /// Client ids per phase: each phase (and each saturation step) takes a fresh block, so that
@@ -266,6 +268,7 @@ async fn run_target(name: &str, o: &SuiteOpts, phase_no: &mut u64, scale: Option
         give_up_lag: Duration::from_secs(1),
         blast: false,
         start_gate: None,
+        refusals: o.refusals && engine,
     };
     for phase in &o.phases {
         let shape = match phase.as_str() {
@@ -416,6 +419,9 @@ fn notes(o: &PhaseOutcome) -> String {
     }
     if o.counts.via_stream > 0 {
         n.push(format!("{} receipts via stream", o.counts.via_stream));
+    }
+    if o.counts.watermarks > 0 {
+        n.push(format!("{} watermarks", o.counts.watermarks));
     }
     if let Some(l) = o.sink_loss().filter(|l| *l > 0.001) {
         n.push(format!("sink loss {:.1}%", l * 100.0));

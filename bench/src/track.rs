@@ -42,6 +42,8 @@ pub struct Counts {
     pub bad_answers: u64,
     /// Receipts that came on the result stream rather than in a datagram.
     pub via_stream: u64,
+    /// Watermarks read (receipt mode `refusals`).
+    pub watermarks: u64,
     /// Answer datagrams the client read.
     pub answer_dgrams: u64,
     /// Records answered, and accepted, over the whole phase (warm-up included).
@@ -81,6 +83,7 @@ impl Counts {
         self.unmatched += o.unmatched;
         self.bad_answers += o.bad_answers;
         self.via_stream += o.via_stream;
+        self.watermarks += o.watermarks;
         self.answer_dgrams += o.answer_dgrams;
         self.answered_all += o.answered_all;
         self.accepted_all += o.accepted_all;
@@ -189,8 +192,31 @@ impl Tracker {
         };
         for record in records {
             // Blocks and clearings on the result stream are not answers to records.
-            if let RecordRef::Receipt(r) = record {
-                self.handle_answer(r.for_kind, r.nonce.get(), r.status, via_stream, now_ns);
+            match record {
+                RecordRef::Receipt(r) => {
+                    self.handle_answer(r.for_kind, r.nonce.get(), r.status, via_stream, now_ns)
+                }
+                RecordRef::Watermark(w) => {
+                    self.counts.watermarks += 1;
+                    for r in w.ranges {
+                        self.handle_confirmed(r.first.get(), r.last.get(), now_ns);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A watermark range (receipt mode `refusals`, `docs/transport.md`): every nonce in
+    /// `first..=last` was answered; those without a refusal receipt (which comes before the
+    /// watermark, on the same stream) were accepted, answered at `now_ns`. Nonces past what
+    /// this connection can have sent are ignored.
+    pub fn handle_confirmed(&mut self, first: u64, last: u64, now_ns: u64) {
+        let records = self.schedule.dgrams * self.records_per_dgram;
+        for nonce in first.max(1)..=last.min(records) {
+            let i = nonce - 1;
+            if self.answered[(i / 64) as usize] & (1u64 << (i % 64)) == 0 {
+                self.handle_receipt(nonce, 0, now_ns);
             }
         }
     }
@@ -250,5 +276,58 @@ mod tests {
         assert_eq!(t.corrected.len(), 1);
         assert_eq!((t.counts.duplicates, t.counts.unmatched, t.counts.measured_sent), (1, 3, 1));
         assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_watermark_accepts_what_no_refusal_answered() {
+        // 1,000 records/s, 2 per datagram, all measured: records 1..=20.
+        let shape = Shape {
+            rate_per_s: 1000.0,
+            conns: 1,
+            records_per_dgram: 2,
+            burst: 1,
+            bids_per_mille: 0,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(20),
+        };
+        let s = Schedule::new(&shape, 0);
+        let mut t = Tracker::new(s, 2, 0, u64::MAX);
+        for j in 0..4 {
+            t.handle_sent(j, 100, j * 2_000_000);
+        }
+        // Record 3 refused by its receipt; then a watermark listing 1..=6 and 40..=50, and one
+        // listing 7..=8 (datagram 3) twice: record 7's and 8's answers count once.
+        let mut frame = Vec::new();
+        let mut w = fpn_wire::FrameWriter::new(&mut frame, 4096);
+        let r = |nonce: u64, status: Result<(), fpn_wire::Reason>| fpn_wire::Receipt {
+            client_id: 1,
+            nonce,
+            seq: 0,
+            window_id: 0,
+            rx_ns: 0,
+            status,
+            for_kind: Some(fpn_wire::Kind::Intent),
+        };
+        w.push_receipt(&r(3, Err(fpn_wire::Reason::RateLimited))).unwrap();
+        let ranges = [(1, 6), (40, 50)];
+        w.push_watermark(&fpn_wire::Watermark {
+            path: fpn_wire::WatermarkPath::Datagram,
+            accepted_total: 5,
+            answered_total: 6,
+            seq_last: 5,
+            ranges: &ranges,
+        })
+        .unwrap();
+        w.finish();
+        t.handle_answer_frame(&frame, true, 10_000_000);
+        t.handle_confirmed(7, 8, 11_000_000);
+        t.handle_confirmed(7, 8, 12_000_000);
+        let c = &t.counts;
+        assert_eq!((c.watermarks, c.measured_answered, c.measured_accepted), (1, 8, 7));
+        assert_eq!(c.measured_rejected, vec![(fpn_wire::Reason::RateLimited.code(), 1)]);
+        assert_eq!((c.duplicates, c.unmatched), (0, 0));
+        assert_eq!(t.outstanding(), 0);
+        // Answered at the watermark's arrival: records 1 and 2 were intended at 0, read at 10 ms.
+        assert_eq!(t.corrected.max(), t.corrected.highest_equivalent(10_000_000));
     }
 }

@@ -40,6 +40,7 @@ fn opts() -> ClientOpts {
         server_pid: None,
         give_up_lag: Duration::from_secs(5),
         blast: false,
+        refusals: false,
         start_gate: None,
     }
 }
