@@ -191,8 +191,17 @@ fn book_cancels_over_webtransport_and_quic_come_back_on_their_own_sessions() {
         wt.close().await;
     });
     quic.close();
-    let (_, metrics) = d.get("/metrics");
-    let m = String::from_utf8(metrics).unwrap();
+    // The intake publishes its counters on its housekeeping timer: the last answers can be
+    // a publish ahead of /metrics.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let m = loop {
+        let (_, metrics) = d.get("/metrics");
+        let m = String::from_utf8(metrics).unwrap();
+        if metric_sum(&m, "fpn_webtransport_late_receipts_total") >= 3 || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(metric_sum(&m, "fpn_webtransport_late_receipts_total"), 3, "{m}");
     assert_eq!(metric_sum(&m, "fpn_webtransport_late_receipts_orphaned_total"), 0, "{m}");
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
