@@ -367,7 +367,8 @@ impl<'b> FrameWriter<'b> {
             entries_count: U32::new(n as u32),
             builder: summary.builder,
             exact: u8::from(summary.exact),
-            reserved: [0; 6],
+            scope: BLOCK_SCOPE_WHOLE,
+            reserved: [0; 5],
         };
         let start = self.buf.len();
         self.buf.extend_from_slice(wire.as_bytes());
@@ -375,6 +376,32 @@ impl<'b> FrameWriter<'b> {
             self.buf.extend_from_slice(e.as_bytes());
         }
         assert_eq!(self.buf.len() - start, len, "iterator reported a wrong length");
+        self.count += 1;
+        Ok(())
+    }
+
+    /// A block from its fixed part, whose header length and `entries_count` the caller set
+    /// for `entries` (re-framing a block read from another frame, [`crate::excerpt`]).
+    pub(crate) fn push_block_wire(
+        &mut self,
+        fixed: &BlockWire,
+        entries: impl ExactSizeIterator<Item = BlockEntryWire>,
+    ) -> Result<(), FrameFull> {
+        let len = BLOCK_FIXED_LEN + BLOCK_ENTRY_LEN * entries.len();
+        assert_eq!(fixed.header.len.get() as usize, len, "the header says the entries' length");
+        self.reserve(len)?;
+        self.buf.extend_from_slice(fixed.as_bytes());
+        for e in entries {
+            self.buf.extend_from_slice(e.as_bytes());
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// A record as read from another frame, header included.
+    pub(crate) fn push_raw(&mut self, record: &[u8]) -> Result<(), FrameFull> {
+        self.reserve(record.len())?;
+        self.buf.extend_from_slice(record);
         self.count += 1;
         Ok(())
     }

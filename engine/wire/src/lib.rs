@@ -10,6 +10,7 @@
 pub mod confirm;
 pub mod decode;
 pub mod encode;
+pub mod excerpt;
 pub mod reason;
 pub mod record;
 pub mod session;

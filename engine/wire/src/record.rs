@@ -197,9 +197,18 @@ pub struct BlockWire {
     pub builder: u8,
     /// 1 when the block is proven optimal.
     pub exact: u8,
+    /// [`BLOCK_SCOPE_WHOLE`], or [`BLOCK_SCOPE_CLIENT`]: the entries are those of the
+    /// receiving session's client only (the fixed part is still the whole block's).
+    pub scope: u8,
     /// Reserved, zero.
-    pub reserved: [u8; 6],
+    pub reserved: [u8; 5],
 }
+
+/// Block `scope`: every entry of the block.
+pub const BLOCK_SCOPE_WHOLE: u8 = 0;
+/// Block `scope`: the entries of one client only, the one the session is bound to
+/// ([`crate::excerpt`]); totals, fee and bound stay the whole block's.
+pub const BLOCK_SCOPE_CLIENT: u8 = 1;
 
 /// One selected intent of a block. 40 bytes (block version 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]

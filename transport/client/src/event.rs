@@ -59,6 +59,9 @@ pub struct BlockEntry {
 pub struct Block {
     pub summary: BlockSummary,
     pub entries: Vec<BlockEntry>,
+    /// The entries are this session's client's only (`docs/wire.md`, block `scope`): what a
+    /// session without `subscribe_all` gets. The summary is the whole block's either way.
+    pub client_only: bool,
 }
 
 /// One winner of an auction clearing.
@@ -176,6 +179,7 @@ pub fn decode_server_frame(frame: &[u8], via: Via, out: &mut Vec<Event>) {
                             rx_ns: e.rx_ns.get(),
                         })
                         .collect(),
+                    client_only: f.scope == fpn_wire::BLOCK_SCOPE_CLIENT,
                 }));
             }
             RecordRef::Clearing(c) => {
@@ -284,7 +288,8 @@ mod tests {
                         profit: 10,
                         payout: 10,
                         rx_ns: 1_000_042
-                    }]
+                    }],
+                    client_only: false
                 }),
                 Event::Clearing(Clearing {
                     summary: clearing,

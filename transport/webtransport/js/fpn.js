@@ -98,7 +98,7 @@ function writeRecord(w, rec) {
     case 'block':
       w.u64(rec.windowId); w.u64(rec.total); w.u64(rec.fifoTotal); w.u64(rec.surplus); w.u64(rec.fee);
       w.u64(rec.upperBound); w.u32(rec.feePpm); w.u32(rec.entries.length); w.u8(rec.builder); w.u8(rec.exact ? 1 : 0);
-      w.zeros(6);
+      w.u8(rec.scope ?? 0); w.zeros(5);
       for (const e of rec.entries) { w.u64(e.seq); w.u64(e.clientId); w.u64(e.profit); w.u64(e.payout); w.u64(e.rxNs); }
       break;
     case 'clearing':
@@ -233,13 +233,15 @@ function readRecord(kind, view, at, bytes) {
     case 'block': {
       Object.assign(rec, {
         windowId: u64(8), total: u64(16), fifoTotal: u64(24), surplus: u64(32), fee: u64(40), upperBound: u64(48),
-        feePpm: u32(56), builder: u8(64), exact: u8(65) === 1, entries: [],
+        feePpm: u32(56), builder: u8(64), exact: u8(65) === 1,
+        // 1: this session's client's entries only, with the whole block's totals (docs/wire.md).
+        scope: u8(66), clientOnly: u8(66) === 1, entries: [],
       });
       for (let i = 0; i < u32(60); i++) {
         const o = 72 + BLOCK_ENTRY_LEN * i;
         rec.entries.push({ seq: u64(o), clientId: u64(o + 8), profit: u64(o + 16), payout: u64(o + 24), rxNs: u64(o + 32) });
       }
-      rec.reservedZero &&= zero(66, 6);
+      rec.reservedZero &&= zero(67, 5);
       break;
     }
     case 'clearing': {

@@ -73,6 +73,18 @@ test('block example balances', () => {
   assert.equal(example('block').length, 12 + 72 + 2 * fpn.BLOCK_ENTRY_LEN);
 });
 
+test('a block excerpt (scope 1) decodes with clientOnly; the bytes after it stay reserved', () => {
+  const block = Uint8Array.from(example('block'));
+  assert.equal(fpn.decodeFrame(block)[0].clientOnly, false);
+  block[12 + 66] = 1;
+  const [b] = fpn.decodeFrame(block);
+  assert.deepEqual([b.scope, b.clientOnly, b.total], [1, true, 3000n]);
+  assert.deepEqual(fpn.decodeFrame(fpn.encodeFrame([b])), [b]);
+  assert.equal(fpn.validateRecord(b), null);
+  block[12 + 67] = 1;
+  assert.equal(fpn.validateRecord(fpn.decodeFrame(block)[0]), 'reserved_nonzero');
+});
+
 test('record versions are per kind: a block is version 2, a version-1 block is refused', () => {
   const block = example('block');
   assert.equal(block[13], fpn.RECORD_VERSION.block);

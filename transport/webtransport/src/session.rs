@@ -22,7 +22,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use fpn_quic::server::hello::{self, Bound};
 use fpn_quic::server::pack::{pack_datagram_receipts, pack_stream_receipts};
-use fpn_quic::server::{Clients, ConnAdmission, Connections, RefuseOverloaded, SessionWindows};
+use fpn_quic::server::{
+    Clients, ConnAdmission, Connections, RefuseOverloaded, SessionWindows, WindowResults,
+};
 use fpn_quic::{Admit, Auth, Limits};
 use fpn_wire::session::Welcome;
 use fpn_wire::{Reason, Receipt, RecordRef};
@@ -100,6 +102,8 @@ pub struct Core {
     epoch: Instant,
     verdicts: Vec<Option<Receipt>>,
     frame_buf: Vec<u8>,
+    /// The published window's results per client (block excerpts), reused.
+    results: WindowResults,
     /// `fpn_quic::handle_frame` counts here; folded into `counters`.
     quic: fpn_quic::Counters,
     pub counters: Counters,
@@ -127,6 +131,7 @@ impl Core {
             epoch: now,
             verdicts: Vec::with_capacity(256),
             frame_buf: Vec::with_capacity(2048),
+            results: WindowResults::default(),
             quic: fpn_quic::Counters::default(),
             counters: Counters::default(),
         }
@@ -433,10 +438,11 @@ impl Core {
     }
 
     fn push_window(&mut self, window_id: u64, frame: &[u8]) {
+        self.results.begin();
         for (slot, entry) in self.sessions.iter_mut().enumerate() {
             let Some(s) = entry.as_mut().filter(|s| s.phase == Phase::Open) else { continue };
             if s.windows.take(window_id) || s.subscribe_all {
-                s.outbox.extend_from_slice(frame);
+                s.outbox.extend_from_slice(self.results.frame_for(frame, s.client_id, s.subscribe_all));
                 self.counters.windows_pushed_total += 1;
                 mark_dirty(&mut self.dirty, s, slot as u32);
             }

@@ -55,7 +55,7 @@ pub use limits::{Auth, Clients, ConnAdmission, Connections, Limits};
 pub use quinn_proto::Transmit;
 pub use records::{Admit, PREFETCH_AHEAD, RefuseOverloaded, handle_frame};
 pub use watermark::{WATERMARK_INTERVAL, WATERMARK_RANGES_MAX, WATERMARK_RECORDS_MAX};
-pub use windows::{SESSION_WINDOWS_MAX, SessionWindows};
+pub use windows::{SESSION_WINDOWS_MAX, SessionWindows, WindowResults};
 
 use crate::tls::{Identity, TlsError, server_crypto};
 use receipts::Path;
@@ -117,6 +117,8 @@ pub struct Server {
     /// Stateless packets to send (refusals, Retry, version negotiation).
     responses: VecDeque<(Transmit, Vec<u8>)>,
     next_timeout: Option<Instant>,
+    /// The published window's results per client (`windows::WindowResults`), reused.
+    results: windows::WindowResults,
     scratch: Vec<u8>,
     frame_buf: Vec<u8>,
     /// `now` at creation: token buckets count time from it.
@@ -157,6 +159,7 @@ impl Server {
             late: VecDeque::with_capacity(1024),
             responses: VecDeque::with_capacity(64),
             next_timeout: None,
+            results: windows::WindowResults::default(),
             scratch: Vec::with_capacity(64 * 1024),
             frame_buf: Vec::with_capacity(64 * 1024),
             epoch: now,
@@ -395,11 +398,14 @@ impl Server {
     }
 
     /// A published window: its block and clearing `frame` goes on the result stream of every
-    /// session that had a record accepted in it, and of every `subscribe_all` session.
+    /// `subscribe_all` session, and its excerpt for the session's client (that client's block
+    /// entries, `fpn_wire::excerpt`) on that of every other session that had a record
+    /// accepted in it.
     pub fn handle_window(&mut self, window_id: u64, frame: &[u8]) {
+        self.results.begin();
         for slot in 0..self.sessions.len() {
             let Some(s) = self.sessions[slot].as_mut() else { continue };
-            if s.handle_window(window_id, frame) {
+            if s.handle_window(window_id, frame, &mut self.results) {
                 self.counters.windows_pushed_total += 1;
                 self.mark_pending(slot);
             }

@@ -28,7 +28,7 @@ use super::receipts::{Path, ReceiptQueue, pack_datagrams, pack_refusals, pack_st
 use super::records::{Admit, RefuseOverloaded, handle_frame};
 use super::streams::UniIn;
 use super::watermark::PathWatermark;
-use super::windows::SessionWindows;
+use super::windows::{SessionWindows, WindowResults};
 use super::{Counters, LateOrigin, RECORDS_BUDGET, REFUSED_LINGER};
 
 /// TLS alert `no_application_protocol` as a QUIC CRYPTO_ERROR.
@@ -483,7 +483,12 @@ impl Session {
 
     /// A published window: its results go to this session if it had records accepted in it
     /// or subscribed to all. Returns whether they did.
-    pub(super) fn handle_window(&mut self, window_id: u64, frame: &[u8]) -> bool {
+    pub(super) fn handle_window(
+        &mut self,
+        window_id: u64,
+        frame: &[u8],
+        results: &mut WindowResults,
+    ) -> bool {
         if self.phase != Phase::Open {
             return false;
         }
@@ -491,7 +496,7 @@ impl Session {
         if !(had_records || self.subscribe_all) {
             return false;
         }
-        self.outbox.push(frame);
+        self.outbox.push(results.frame_for(frame, self.client_id, self.subscribe_all));
         self.pending = true;
         true
     }
