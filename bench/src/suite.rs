@@ -78,6 +78,24 @@ pub struct SuiteOpts {
     pub refusals: bool,
 }
 
+/// What every summary.json starts with: the command, commit, time, machine and placement.
+pub(super) fn summary_base(o: &SuiteOpts, machine: Value) -> serde_json::Map<String, Value> {
+    let unix_time =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let Value::Object(map) = json!({
+        "command": o.command,
+        "commit": git_commit(),
+        "unix_time": unix_time,
+        "machine": machine,
+        "client_cpus": o.client_cpus,
+        "server_cpus": o.server_cpus,
+        "latency_from": "intended send time (coordinated-omission corrected); latency_naive is from the actual send time",
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    map
+}
+
 /// Client ids per phase: each phase (and each saturation step) takes a fresh block, so that
 /// nonces restart at 1 without the engine's de-duplication taking them for replays. Large
 /// enough for 64 clients of 1,024 connections each.
@@ -714,21 +732,13 @@ pub async fn run(o: &SuiteOpts) -> Result<Value, String> {
     print!("{t}");
     write(&o.out.join("table.txt"), &t)?;
 
-    let targets = targets_json(&runs, o);
-    let summary = json!({
-        "command": o.command,
-        "commit": git_commit(),
-        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        "machine": machine,
-        "client_cpus": o.client_cpus,
-        "server_cpus": o.server_cpus,
-        "latency_from": "intended send time (coordinated-omission corrected); latency_naive is from the actual send time",
-        "targets": targets,
-        "ratios": ratios,
-        "issue4": checks,
-        "webtransport": wt_checks,
-        "issue15": log_checks,
-    });
+    let mut summary = summary_base(o, machine);
+    summary.insert("targets".into(), Value::Object(targets_json(&runs, o)));
+    summary.insert("ratios".into(), json!(ratios));
+    summary.insert("issue4".into(), json!(checks));
+    summary.insert("webtransport".into(), json!(wt_checks));
+    summary.insert("issue15".into(), json!(log_checks));
+    let summary = Value::Object(summary);
     write(&o.out.join("summary.json"), &serde_json::to_string_pretty(&summary).expect("json"))?;
     println!("\nwrote {}/{{summary.json,table.txt,percentiles.svg,*.hgrm}}", o.out.display());
     Ok(summary)

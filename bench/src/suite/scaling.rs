@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::{
-    Scale, SuiteOpts, TargetRun, git_commit, is_engine, run_target, table_rows, targets_json, write,
+    Scale, SuiteOpts, TargetRun, is_engine, run_target, summary_base, table_rows, targets_json, write,
 };
 use crate::report::{fmt_rate, percentile_distribution};
 
@@ -135,19 +135,12 @@ pub(super) async fn run(o: &SuiteOpts, machine: Value) -> Result<Value, String> 
     t.push_str(&text);
     print!("{t}");
     write(&o.out.join("table.txt"), &t)?;
-    let summary = json!({
-        "command": o.command,
-        "commit": git_commit(),
-        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        "machine": machine,
-        "clients": o.clients,
-        "client_cpus": o.client_cpus,
-        "server_cpus": o.server_cpus,
-        "warnings": warnings,
-        "latency_from": "intended send time (coordinated-omission corrected); latency_naive is from the actual send time",
-        "targets": targets_json(&runs, o),
-        "scaling": scaling,
-    });
+    let mut summary = summary_base(o, machine);
+    summary.insert("clients".into(), json!(o.clients));
+    summary.insert("warnings".into(), json!(warnings));
+    summary.insert("targets".into(), Value::Object(targets_json(&runs, o)));
+    summary.insert("scaling".into(), scaling);
+    let summary = Value::Object(summary);
     write(&o.out.join("summary.json"), &serde_json::to_string_pretty(&summary).expect("json"))?;
     println!("\nwrote {}/{{summary.json,table.txt,*.hgrm}}", o.out.display());
     Ok(summary)
