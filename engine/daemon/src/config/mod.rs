@@ -22,8 +22,8 @@ pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{Flag, Inputs, Loaded, NON_KEY_VARS, env_var_name, key_paths, load};
 pub use validate::{
     AdminSettings, AuctionSettings, BidOrder, BuilderSettings, Durability, JournalSettings, LogSettings,
-    OnCorruption, Pricing, ProverMode, ProverSettings, QuicAuth, QuicSettings, RingSettings, RxTimestamps,
-    Settings, WebTransportCert, WebTransportSettings, WindowSettings,
+    LogSync, OnCorruption, Pricing, ProverMode, ProverSettings, QuicAuth, QuicSettings, RingSettings,
+    RxTimestamps, Settings, WebTransportCert, WebTransportSettings, WindowSettings,
 };
 
 /// The whole configuration file. Every field is always present after loading: the defaults
@@ -261,6 +261,8 @@ pub struct LogSection {
     pub retain_age_s: u64,
     /// `refuse` (do not start) or `truncate` (drop the log from the corrupt batch on).
     pub on_corruption: String,
+    /// How the log role waits for a group commit: `auto`, `poll` or `wait`.
+    pub sync: String,
 }
 
 /// The results journal's files (`docs/daemon.md`, "Journal").
@@ -485,6 +487,7 @@ impl Config {
                 retain_bytes_max: 1 << 30,
                 retain_age_s: 86_400,
                 on_corruption: "refuse".into(),
+                sync: "auto".into(),
             },
             journal: JournalSection {
                 segment_bytes_max: 64 << 20,

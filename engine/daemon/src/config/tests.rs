@@ -689,3 +689,31 @@ fn log_group_wait_defaults_to_10_ms_without_durability_and_an_explicit_value_win
     });
     assert_eq!(both.settings.log.group_wait_ns, 250_000);
 }
+
+#[test]
+fn log_sync_auto_waits_only_where_the_log_shares_an_intakes_cpu_and_receipts_wait() {
+    let load_on = |n: usize, flags: &[&str]| {
+        load(&Inputs { flags: sets(flags), ..Inputs::default() }, &cpus(n)).unwrap().settings
+    };
+    // One CPU: the log beside the intake.
+    let one = load_on(1, &[]);
+    assert_eq!(one.log.sync, LogSync::Auto);
+    assert_eq!(one.log_sync(), LogSync::Wait);
+    // Nothing waits for the disk with durability none.
+    assert_eq!(load_on(1, &["log.durability=none"]).log_sync(), LogSync::Poll);
+    // The 2-CPU and spread maps put the log away from the intakes.
+    assert_eq!(load_on(2, &[]).log_sync(), LogSync::Poll);
+    assert_eq!(load_on(8, &[]).log_sync(), LogSync::Poll);
+    // A layer that moves the log beside an intake gets the wait.
+    assert_eq!(load_on(2, &["cores.log=0"]).log_sync(), LogSync::Wait);
+    // An explicit value wins.
+    assert_eq!(load_on(1, &["log.sync=poll"]).log_sync(), LogSync::Poll);
+    assert_eq!(load_on(8, &["log.sync=wait"]).log_sync(), LogSync::Wait);
+    let errs = errors(Inputs { flags: sets(&["log.sync=sometimes"]), ..Inputs::default() });
+    assert!(
+        errs.iter()
+            .any(|e| e
+                .contains(r#"log.sync = "sometimes" (flag --set): must be one of "auto", "poll", "wait""#)),
+        "{errs:?}"
+    );
+}

@@ -58,6 +58,21 @@ pub enum OnCorruption {
     Truncate,
 }
 
+/// `log.sync`: how the log role waits for its group commit's write and `fdatasync`
+/// (`docs/log.md`, "Waiting for the disk").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSync {
+    /// `wait` where the log role shares its CPU with an intake and receipts wait for the log
+    /// (`durability = "group"`), `poll` otherwise ([`Settings::log_sync`]).
+    Auto,
+    /// Submit to io_uring and poll for the completion: the other roles of the log's CPU
+    /// keep running while the kernel's io-wq worker writes and syncs.
+    Poll,
+    /// Submit to io_uring and wait in `io_uring_enter` for the completion: the log's
+    /// executor thread sleeps until the group is on disk.
+    Wait,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogSettings {
     pub durability: Durability,
@@ -68,6 +83,7 @@ pub struct LogSettings {
     /// 0: no age limit.
     pub retain_age_ns: u64,
     pub on_corruption: OnCorruption,
+    pub sync: LogSync,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -669,6 +685,11 @@ pub(crate) fn validate(
             &l.on_corruption,
             &[("refuse", OnCorruption::Refuse), ("truncate", OnCorruption::Truncate)],
         ),
+        sync: c.choice(
+            "log.sync",
+            &l.sync,
+            &[("auto", LogSync::Auto), ("poll", LogSync::Poll), ("wait", LogSync::Wait)],
+        ),
     };
     if log.segment_bytes_max < 2 * log.group_bytes_max as u64 {
         c.fail(
@@ -880,6 +901,25 @@ fn realtime_warnings(core_map: &CoreMap, idle: &PerRole<IdleStrategy>) -> Vec<St
 }
 
 impl Settings {
+    /// `log.sync` resolved: [`LogSync::Poll`] or [`LogSync::Wait`]. `auto` waits where the
+    /// log role shares its CPU with an intake and receipts wait for the log: there the
+    /// intake's executor spins, and the io-wq worker that runs the `fdatasync` gets the CPU
+    /// only when the scheduler preempts it (`docs/log.md`, "Waiting for the disk").
+    pub fn log_sync(&self) -> LogSync {
+        match self.log.sync {
+            LogSync::Auto => {
+                let log = RoleInstance { role: Role::Log, index: 0 };
+                let beside_intake = self.core_map.neighbours(log).iter().any(|r| r.role == Role::Intake);
+                if beside_intake && self.log.durability == Durability::Group {
+                    LogSync::Wait
+                } else {
+                    LogSync::Poll
+                }
+            }
+            chosen => chosen,
+        }
+    }
+
     /// Intake instances (`engine.intakes`, round-robin over `cores.intake`).
     pub fn intakes_n(&self) -> usize {
         self.core_map.instances(Role::Intake)

@@ -106,6 +106,13 @@ pub fn run(settings: &Settings) -> Result<(), RunError> {
             "flashpointd: warning: log.durability = \"none\": records are acknowledged before they are on disk (benchmarks and development only)"
         );
     }
+    if settings.log.sync == crate::config::LogSync::Auto
+        && settings.log_sync() == crate::config::LogSync::Wait
+    {
+        eprintln!(
+            "flashpointd: log.sync = \"auto\": the log role shares its CPU with an intake, so each group commit is waited for in io_uring_enter (\"wait\"; docs/log.md, \"Waiting for the disk\")"
+        );
+    }
     let (wt_endpoint, wt_io) = start_webtransport(settings)?.unzip();
     let wt_watch = wt_io.as_ref().map(|io| io.watch.clone());
     let topology_io = TopologyIo {

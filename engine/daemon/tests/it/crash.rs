@@ -310,7 +310,10 @@ fn kill_9_at_random_moments_loses_no_accepted_record() {
     let mut next_nonce = vec![1u64; 3];
     let mut pin = None;
     for cycle in 0..cycles {
-        let run = Run::start(&dir, cycle);
+        // Both ways of waiting for a group commit (`log.sync`, docs/log.md): every other
+        // cycle the log role sleeps in io_uring_enter for each append.
+        let sync = if cycle % 2 == 0 { "poll" } else { "wait" };
+        let run = Run::start_text(&dir, cycle, &config(&dir.join("data")), &[("FPN_LOG_SYNC", sync)]);
         let pin = *pin.get_or_insert_with(|| {
             let text = std::fs::read_to_string(dir.join("data/tls/cert.sha256")).unwrap();
             fpn_quic::tls::parse_pin(&text).unwrap()
@@ -371,7 +374,9 @@ fn crashed_with_records(dir: &Path) -> Told {
 fn segments_rotate_under_load_and_recovery_reads_across_them() {
     let dir = scratch_dir("crash-rotate");
     let mut told = Told::default();
-    let run = Run::start(&dir, 0);
+    // `log.sync = wait` (the kill -9 test alternates both): rotation while each append is
+    // waited for inline.
+    let run = Run::start_text(&dir, 0, &config(&dir.join("data")), &[("FPN_LOG_SYNC", "wait")]);
     let pin = fpn_quic::tls::parse_pin(&std::fs::read_to_string(dir.join("data/tls/cert.sha256")).unwrap())
         .unwrap();
     let mut c = ClientConfig::new(run.quic, Trust::Pin(Fingerprint(pin)), "6");
@@ -397,6 +402,7 @@ fn segments_rotate_under_load_and_recovery_reads_across_them() {
         }
     }
     let segments = std::fs::read_dir(dir.join("data/log")).unwrap().count();
+    assert_eq!(metric(&run.admin, "fpn_log_sync_wait"), 1, "log.sync = wait is in force");
     c.close();
     run.kill9();
     told.end_cycle(0);

@@ -38,7 +38,7 @@ use fpn_log::{BatchBuffer, Encoder, LogMsg, LogState, SegmentHeader};
 use fpn_runtime::clock::now_ns;
 use fpn_runtime::metrics::{Histogram, Labels, MetricDesc};
 
-use crate::config::LogSettings;
+use crate::config::{LogSettings, LogSync};
 use crate::cores::Role;
 use crate::run::RunError;
 use crate::run::alloc_probe;
@@ -76,6 +76,10 @@ pub static LOG_COMMIT_SECONDS: MetricDesc = MetricDesc::histogram(
     "fpn_log_commit_latency_seconds",
     "Per group commit: from its submission until its write and fdatasync completed.",
 );
+pub static LOG_SYNC_WAIT: MetricDesc = MetricDesc::gauge(
+    "fpn_log_sync_wait",
+    "1 where the log role waits in io_uring_enter for each group commit (log.sync resolved to wait), 0 where it polls.",
+);
 pub static LOG_SEGMENTS: MetricDesc =
     MetricDesc::gauge("fpn_log_segments", "Input log segment files retained.");
 pub static LOG_RETAINED_BYTES: MetricDesc =
@@ -87,13 +91,14 @@ pub static LOG_RECOVERY_TOTAL: MetricDesc = MetricDesc::counter(
     "What recovery did at start, by event: torn_tail (a torn tail truncated), corruption_truncated (log.on_corruption = truncate), windows_rebuilt (windows published as recovered).",
 );
 
-pub static METRICS: [&MetricDesc; 10] = [
+pub static METRICS: [&MetricDesc; 11] = [
     &LOG_BATCHES_TOTAL,
     &LOG_ENTRIES_TOTAL,
     &LOG_BYTES_TOTAL,
     &LOG_WRITE_ERRORS_TOTAL,
     &LOG_FAILING,
     &LOG_COMMIT_SECONDS,
+    &LOG_SYNC_WAIT,
     &LOG_SEGMENTS,
     &LOG_RETAINED_BYTES,
     &LOG_SEGMENTS_DELETED_TOTAL,
@@ -171,6 +176,8 @@ pub struct LogRole {
     horizon: u64,
     /// The next segment being created on a thread of its own (`rotate`).
     rotating: Option<Rotation>,
+    /// `log.sync` resolved to `wait`: each append is waited for where it is submitted.
+    wait: bool,
 }
 
 /// A segment file being created, synced and its directory synced, off the executor: two
@@ -262,6 +269,7 @@ impl LogRole {
             commit: Histogram::new(),
             horizon: u64::from(c.engine.window.dedup_horizon_windows),
             rotating: None,
+            wait: w.settings.log_sync() == LogSync::Wait,
         })
     }
 
@@ -346,6 +354,15 @@ impl LogRole {
         // (before this role's fields) waits for it.
         if let Err(e) = unsafe { self.writer.submit(bytes) } {
             self.failed(now_ns(), &e);
+            return;
+        }
+        // `log.sync = wait`: this executor thread sleeps in `io_uring_enter` until the
+        // append is done, so the io-wq worker doing it does not queue for the CPU behind the
+        // roles sharing it (`docs/log.md`, "Waiting for the disk").
+        if self.wait
+            && let Some(outcome) = self.writer.wait()
+        {
+            self.completed(now_ns(), outcome);
         }
     }
 
@@ -534,6 +551,7 @@ impl RoleLoop for LogRole {
         let none = &kit.none;
         let retained: u64 = segments.iter().map(|m| m.bytes).sum();
         let failing = self.shared.log_failing.load(Ordering::Relaxed);
+        let wait = self.wait;
         let counters = [
             (&LOG_BATCHES_TOTAL, self.batches_total),
             (&LOG_ENTRIES_TOTAL, self.entries_total),
@@ -550,6 +568,7 @@ impl RoleLoop for LogRole {
                 s.counter(desc, none, v);
             }
             s.gauge(&LOG_FAILING, none, i64::from(failing));
+            s.gauge(&LOG_SYNC_WAIT, none, i64::from(wait));
             s.gauge(&LOG_SEGMENTS, none, segments.len() as i64);
             s.gauge(&LOG_RETAINED_BYTES, none, retained as i64);
             s.histogram(&LOG_COMMIT_SECONDS, none, commit);
