@@ -30,6 +30,9 @@ for line in sys.stdin:
 # name's dashes as underscores, to each binary's path.
 release_bins() {
   local args=() p name path lines
+  # The harness passes every FPN_* variable on to flashpointd, which refuses the ones that are
+  # not its settings: FPN_BIN_DIR stays a variable of this shell, no longer exported.
+  export -n FPN_BIN_DIR 2>/dev/null || true
   if [ -n "${FPN_BIN_DIR:-}" ]; then
     for path in "$FPN_BIN_DIR"/*; do
       [ -f "$path" ] && [ -x "$path" ] || continue
