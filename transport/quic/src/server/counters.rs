@@ -50,6 +50,12 @@ pub struct Counters {
     /// `RECEIPTS_HELD_MAX` receipts waited behind a record the engine had not answered yet;
     /// the frames wait in QUIC's buffers meanwhile.
     pub receipt_queue_full_total: u64,
+    /// DATAGRAM frames QUIC took for a session that the session never read, counted when the
+    /// session ends: dropped oldest-first from the connection's datagram receive buffer
+    /// (1 MiB) while the session had stopped reading (`receipt_queue_full_total`,
+    /// `sessions_backlog_paused_total`), or still in it at the close. Their records got no
+    /// answer: to the client, datagrams lost on the way (in mode `refusals` it resends them).
+    pub datagrams_unread_total: u64,
 }
 
 impl Counters {

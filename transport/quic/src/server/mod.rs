@@ -305,6 +305,8 @@ impl Server {
     fn remove(&mut self, slot: usize) {
         let Some(s) = self.sessions[slot].take() else { return };
         self.counters.conns_closed_total += 1;
+        self.counters.datagrams_unread_total +=
+            s.conn.stats().frame_rx.datagram.saturating_sub(s.datagrams_read);
         self.conns.remove(s.ip, s.phase == Phase::Handshaking);
         if s.counted {
             self.clients.close_session(s.client_id);

@@ -107,6 +107,8 @@ pub(super) struct Session {
     pub(super) pending: bool,
     /// Queued in `Server::dirty` (may have packets to send).
     pub(super) dirty: bool,
+    /// DATAGRAM frames this session read from its connection (`Counters::datagrams_unread_total`).
+    pub(super) datagrams_read: u64,
 }
 
 impl Session {
@@ -132,6 +134,7 @@ impl Session {
             backlog_paused: false,
             windows: SessionWindows::default(),
             last_rx_ns: rx_ns,
+            datagrams_read: 0,
             close_at: None,
             counted: false,
             pending: false,
@@ -316,6 +319,7 @@ impl Session {
             let ready = admit.ready();
             let Some(payload) = self.conn.datagrams().recv() else { return false };
             ctx.counters.frames_datagram_total += 1;
+            self.datagrams_read += 1;
             let rx_ns = self.last_rx_ns;
             if payload.len() > ctx.limits.datagram_frame_max as usize {
                 self.refuse_frame(Reason::Oversized, rx_ns, Path::Datagram, ctx, admit);

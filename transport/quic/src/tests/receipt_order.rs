@@ -131,3 +131,29 @@ fn a_path_full_of_receipts_behind_a_late_record_is_not_read_until_it_is_answered
     assert_in_order(&pair.receipts(c), 0, end, &[0], Origin::Datagram);
     assert_eq!(pair.server.counters.frames_datagram_total, frames + 1);
 }
+
+/// A path that stopped reading (its receipts held behind a late record) lets QUIC's datagram
+/// receive buffer (1 MiB, oldest dropped first) overflow: what it dropped, and what a session
+/// leaves in it, is counted when the session ends (`Counters::datagrams_unread_total`).
+#[test]
+fn datagrams_a_session_never_read_are_counted_when_it_ends() {
+    let mut pair = Pair::open();
+    let c = pair.connect("7");
+    pair.engine.hold_late = true;
+    send(&mut pair, c, Origin::Datagram, &records(0, &[0]));
+    // About 1.1 KB a frame: twice the server's receive buffer while the path is not read.
+    let frames = 2_000u64;
+    for f in 1..=frames {
+        send(&mut pair, c, Origin::Datagram, &records(f * 15, &[]));
+    }
+    pair.drive();
+    pair.engine.hold_late = false;
+    pair.drive();
+    let read = pair.server.counters.frames_datagram_total;
+    assert!(read < frames, "QUIC dropped frames the session did not read: read {read} of {}", frames + 1);
+    assert_eq!(pair.server.counters.datagrams_unread_total, 0, "counted when the session ends");
+    pair.close(c);
+    pair.advance(Duration::from_secs(1));
+    assert_eq!(pair.server.connections(), 0, "the session is gone");
+    assert_eq!(pair.server.counters.datagrams_unread_total, frames + 1 - read);
+}

@@ -372,6 +372,7 @@ impl QuicIo {
         s.counter(&QUIC_PROOFS_PUSHED_TOTAL, none, c.proofs_pushed_total);
         s.counter(&QUIC_LATE_RECEIPTS_ORPHANED_TOTAL, none, c.late_receipts_orphaned_total);
         s.counter(&QUIC_RECEIPT_QUEUE_FULL_TOTAL, none, c.receipt_queue_full_total);
+        s.counter(&QUIC_DATAGRAMS_UNREAD_TOTAL, none, c.datagrams_unread_total);
         s.counter(&QUIC_BACKLOG_PAUSES_TOTAL, none, c.sessions_backlog_paused_total);
         s.counter(&QUIC_WATERMARKS_TOTAL, none, c.watermarks_total);
         s.counter(&QUIC_SEND_DROPPED_TOTAL, none, u.send_dropped_total);
@@ -478,6 +479,10 @@ pub static QUIC_RECEIPT_QUEUE_FULL_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_quic_receipt_queue_full_total",
     "Times a session stopped reading a path because receipts waited behind a record the merger had not answered yet.",
 );
+pub static QUIC_DATAGRAMS_UNREAD_TOTAL: MetricDesc = MetricDesc::counter(
+    "fpn_quic_datagrams_unread_total",
+    "DATAGRAM frames QUIC took for a session that never read them (dropped from its receive buffer while it had stopped reading, or left there at its close), counted when the session ends: their records got no answer.",
+);
 pub static QUIC_BACKLOG_PAUSES_TOTAL: MetricDesc = MetricDesc::counter(
     "fpn_quic_backlog_pauses_total",
     "Times a session stopped reading records because its result stream was more than half of its backlog limit behind (a slow consumer).",
@@ -511,7 +516,7 @@ pub static QUIC_PUBLISH_TO_PUSH_SECONDS: MetricDesc = MetricDesc::histogram(
     "Per window: from the merger's publish until the block was written to the sessions' result streams.",
 );
 
-pub static METRICS: [&MetricDesc; 23] = [
+pub static METRICS: [&MetricDesc; 24] = [
     &QUIC_UDP_DATAGRAMS_TOTAL,
     &QUIC_UDP_GARBAGE_TOTAL,
     &QUIC_RX_TIMESTAMPS_TOTAL,
@@ -525,6 +530,7 @@ pub static METRICS: [&MetricDesc; 23] = [
     &QUIC_WINDOWS_PUSHED_TOTAL,
     &QUIC_LATE_RECEIPTS_ORPHANED_TOTAL,
     &QUIC_RECEIPT_QUEUE_FULL_TOTAL,
+    &QUIC_DATAGRAMS_UNREAD_TOTAL,
     &QUIC_SEND_DROPPED_TOTAL,
     &QUIC_IO_ERRORS_TOTAL,
     &QUIC_CONNECTIONS_OPEN,
