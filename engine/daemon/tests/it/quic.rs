@@ -770,12 +770,21 @@ fn records_sent_during_the_drain_are_answered() {
     // Two bursts at least: on a loaded machine (the whole suite on 2 CPUs) this thread sends
     // slowly and the drain is short, 49 records in one such run; alone, hundreds.
     assert!(sent_after >= 16, "the drain took some records: {sent_after}");
-    // The records the close overtook on the wire (the last burst of eight, sent before the
-    // client saw the close): a few, never most. Before the intake answered what was queued
-    // at the stop, 10,412 of 10,494 went unanswered in one run.
+    // What the drain took is answered: the unanswered records are the last ones sent, those
+    // the close overtook on the wire (sent before the client saw it), never one between
+    // answered ones.
+    let last_answered = (term + 1..=last).rev().find(|n| answers.contains_key(n)).unwrap_or(term);
+    let holes: Vec<u64> = (term + 1..=last_answered).filter(|n| !answers.contains_key(n)).collect();
+    assert!(
+        holes.is_empty(),
+        "records sent during the drain left unanswered before later answered ones: {holes:?}"
+    );
+    // And they are few, never most: bursts of eight the client sent before it saw the close
+    // (17 of 73 in 2 of 13 runs on the 2-CPU VM, at 5173f98 and since). Before the intake
+    // answered what was queued at the stop, 10,412 of 10,494 went unanswered in one run.
     let unanswered = sent_after - answered_after;
     assert!(
-        unanswered <= 10 + sent_after / 50,
+        unanswered <= 32 + sent_after / 50,
         "{unanswered} of {sent_after} records sent during the drain unanswered"
     );
     assert_eq!(d.terminate_wait(), Some(0), "{}", d.stderr());
