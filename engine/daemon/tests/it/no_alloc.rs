@@ -9,6 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use flashpointd::config::LogSync;
 use flashpointd::run::alloc_probe;
 
 use crate::daemon::{frames, http, metric_sum};
@@ -92,7 +93,20 @@ fn hot_loops_do_not_allocate_after_ready() {
     drop(b);
     assert!(HOT_ALLOCS.load(Ordering::Relaxed) > before, "the counting allocator sees hot allocations");
 
-    let (settings, data) = crate::inproc::settings("no-alloc", 5, 2);
+    // Both ways the log role waits for a group commit (`log.sync`, docs/log.md): polled
+    // (what `auto` gives this map, the log on a CPU of its own) and waited for inline.
+    for sync in [LogSync::Poll, LogSync::Wait] {
+        let (mut settings, data) = crate::inproc::settings(&format!("no-alloc-{sync:?}"), 5, 2);
+        settings.log.sync = sync;
+        hot_loops_stay_allocation_free(settings, data, sync);
+    }
+}
+
+fn hot_loops_stay_allocation_free(
+    settings: flashpointd::config::Settings,
+    data: std::path::PathBuf,
+    sync: LogSync,
+) {
     let mut d = InProcess::start(settings, data);
     let addr = d.addr.clone();
     // Let the first windows close and the first result go round the pool once.
@@ -114,7 +128,12 @@ fn hot_loops_do_not_allocate_after_ready() {
     assert_eq!(metric_sum(&metrics, "fpn_intake_frames_total"), input.len() as u64, "the loops did the work");
     assert!(metric_sum(&metrics, "fpn_merger_windows_published_total") > 10);
     assert!(metric_sum(&metrics, "fpn_log_entries_total") > input.len() as u64, "the log wrote the records");
-    assert_eq!(after - before, 0, "allocations in hot loops after READY");
+    assert_eq!(
+        metric_sum(&metrics, "fpn_log_sync_wait"),
+        u64::from(sync == LogSync::Wait),
+        "log.sync {sync:?}"
+    );
+    assert_eq!(after - before, 0, "allocations in hot loops after READY (log.sync {sync:?})");
 }
 
 /// The QUIC path is not allocation-free: quinn-proto takes each UDP datagram as an owned
