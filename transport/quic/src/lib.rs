@@ -17,7 +17,9 @@ pub mod tls;
 pub mod udp;
 
 pub use quinn_proto;
-pub use server::{Admit, Auth, Counters, Limits, Server, ServerConfig, Transmit, handle_frame};
+pub use server::{
+    Admit, Auth, Counters, Limits, RECEIPTS_HELD_MAX, Server, ServerConfig, Transmit, handle_frame,
+};
 
 /// The server against the client in memory, with a fake clock.
 #[cfg(test)]

@@ -216,6 +216,9 @@ pub struct QuicSection {
     pub idle_timeout_ms: u64,
     pub retry_above: u64,
     pub datagram_frame_max: u64,
+    /// Receipts a session's path may hold (behind a late answer or the log) before the
+    /// session stops reading that path.
+    pub receipts_held_max: u64,
     /// `software`, `hardware` or `off`.
     pub rx_timestamps: String,
 }
@@ -464,6 +467,7 @@ impl Config {
                 idle_timeout_ms: 30_000,
                 retry_above: 64,
                 datagram_frame_max: 1_200,
+                receipts_held_max: fpn_quic::RECEIPTS_HELD_MAX as u64,
                 rx_timestamps: "software".into(),
             },
             webtransport: WebtransportSection {

@@ -717,3 +717,17 @@ fn log_sync_auto_waits_only_where_the_log_shares_an_intakes_cpu_and_receipts_wai
         "{errs:?}"
     );
 }
+
+#[test]
+fn quic_receipts_held_max_reaches_the_session_limits() {
+    let default = ok(Inputs::default());
+    assert_eq!(default.settings.quic.limits().receipts_held_max, fpn_quic::RECEIPTS_HELD_MAX);
+    let set = ok(Inputs { flags: sets(&["quic.receipts_held_max=4096"]), ..Inputs::default() });
+    assert_eq!(set.settings.quic.limits().receipts_held_max, 4096);
+    let errs = errors(Inputs { flags: sets(&["quic.receipts_held_max=10"]), ..Inputs::default() });
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("quic.receipts_held_max = 10 (flag --set): must be in 1024..=1048576")),
+        "{errs:?}"
+    );
+}

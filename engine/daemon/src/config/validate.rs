@@ -195,6 +195,7 @@ pub struct QuicSettings {
     pub idle_timeout_ms: u64,
     pub retry_above: usize,
     pub datagram_frame_max: u16,
+    pub receipts_held_max: usize,
     pub rx_timestamps: RxTimestamps,
 }
 
@@ -244,12 +245,16 @@ impl QuicSettings {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             retry_above: self.retry_above,
             datagram_frame_max: self.datagram_frame_max,
+            receipts_held_max: self.receipts_held_max,
             ..fpn_quic::Limits::default()
         }
     }
 }
 
 pub const DURATION_MS_MAX: u64 = 1_000;
+/// `quic.receipts_held_max`: at least one frame's records, at most 48 MiB of receipts a path.
+pub const RECEIPTS_HELD_MIN: u64 = 1_024;
+pub const RECEIPTS_HELD_MAX_MAX: u64 = 1 << 20;
 /// `SCHED_FIFO` priorities Linux accepts (`sched_get_priority_min/max`).
 pub const REALTIME_PRIORITY_MIN: u64 = 1;
 pub const REALTIME_PRIORITY_MAX: u64 = 99;
@@ -739,6 +744,12 @@ pub(crate) fn validate(
             DATAGRAM_FRAME_MIN,
             DATAGRAM_FRAME_MAX_MAX,
         ) as u16,
+        receipts_held_max: c.size(
+            "quic.receipts_held_max",
+            q.receipts_held_max,
+            RECEIPTS_HELD_MIN,
+            RECEIPTS_HELD_MAX_MAX,
+        ),
         rx_timestamps: c.choice(
             "quic.rx_timestamps",
             &q.rx_timestamps,

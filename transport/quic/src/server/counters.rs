@@ -47,7 +47,8 @@ pub struct Counters {
     pub watermarks_total: u64,
     pub late_receipts_orphaned_total: u64,
     /// Times a session stopped reading a path (its datagrams, or its streams) because
-    /// `RECEIPTS_HELD_MAX` receipts waited behind a record the engine had not answered yet;
+    /// `Limits::receipts_held_max` receipts waited behind a record the engine had not answered
+    /// yet, or for the input log;
     /// the frames wait in QUIC's buffers meanwhile.
     pub receipt_queue_full_total: u64,
     /// DATAGRAM frames QUIC took for a session that the session never read, counted when the

@@ -57,6 +57,10 @@ pub struct Limits {
     /// Bytes a session's result stream may have queued: past half of it the session stops
     /// reading records until the stream drains; at it the session is closed `slow_consumer`.
     pub result_backlog_max: usize,
+    /// Receipts one path of a session (its datagrams, or its streams) may hold before the
+    /// session stops reading that path: receipts waiting behind a record the engine answers
+    /// later, or for the input log's group commit (`super::RECEIPTS_HELD_MAX` by default).
+    pub receipts_held_max: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +77,7 @@ impl Default for Limits {
             datagram_frame_max: fpn_wire::DATAGRAM_FRAME_LEN_MAX as u16,
             stream_frame_max: 64 * 1024,
             result_backlog_max: 16 << 20,
+            receipts_held_max: super::RECEIPTS_HELD_MAX,
         }
     }
 }

@@ -67,12 +67,16 @@ pub const GSO_SEGMENTS_MAX: usize = 16;
 pub const RECORDS_BUDGET: usize = 256;
 /// How long a refused session stays open so the refused welcome can reach the client.
 pub const REFUSED_LINGER: Duration = Duration::from_millis(50);
-/// Receipts one path of a session (its datagrams, or its streams) may hold behind a record
-/// the engine answers later, before the session stops reading that path until the answer
-/// comes. The merger answers within its ring's latency, so this is a backstop that bounds a
-/// path's receipt queue if it ever stalls: this many held (48 bytes a slot, 192 KiB), plus
-/// the one frame read past it and the receipts of one poll, which go out at its end.
-pub const RECEIPTS_HELD_MAX: usize = 4096;
+/// The default of [`Limits::receipts_held_max`]: receipts one path of a session (its
+/// datagrams, or its streams) may hold behind a record the engine answers later or behind
+/// the input log's next group commit, before the session stops reading that path until they
+/// go. Past it a session's datagrams wait in QUIC's 1 MiB receive buffer, which drops the
+/// oldest when full (`Counters::datagrams_unread_total`): at 4,096 a one-connection blast
+/// with group commit lost 62 % of its records there, at 65,536 under 1 % (`BENCHMARKS.md`,
+/// "Scale-out (issue 16)"). Bounds a path's receipt queue: this many held (48 bytes a slot,
+/// 3 MiB), plus the one frame read past it and the receipts of one poll, which go out at its
+/// end.
+pub const RECEIPTS_HELD_MAX: usize = 65_536;
 
 /// Everything the server needs.
 #[derive(Debug)]

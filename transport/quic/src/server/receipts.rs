@@ -8,10 +8,10 @@ use std::time::Instant;
 use fpn_wire::{Kind, Receipt};
 use quinn_proto::Connection;
 
+use super::Counters;
 use super::outbox::Outbox;
 use super::pack::{pack_datagram_receipts, pack_stream_receipts};
 use super::watermark::PathWatermark;
-use super::{Counters, RECEIPTS_HELD_MAX};
 
 /// Which way a record came in, and so which way its receipt goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub(super) enum Path {
 /// non-decreasing along the queue (a receipt waits for the records before it anyway), so
 /// the ready receipts are a prefix.
 ///
-/// Bounded: a path holding [`RECEIPTS_HELD_MAX`] receipts behind its first hole (or behind
+/// Bounded: a path holding `Limits::receipts_held_max` receipts behind its first hole (or behind
 /// the log) is not read until they can go (see [`ReceiptQueue::is_full`]), so a queue holds
 /// at most that plus one poll's frames (packed at the end of the poll).
 #[derive(Debug, Default)]
@@ -90,10 +90,10 @@ impl ReceiptQueue {
         self.slots.iter().take(before_hole).take_while(|s| s.1 <= durable).count()
     }
 
-    /// Whether the path must not be read for now: [`RECEIPTS_HELD_MAX`] receipts wait behind
-    /// a hole or the log. The second value says whether this starts a pause (for the counter).
-    pub(super) fn is_full(&mut self, durable: u64) -> (bool, bool) {
-        let full = self.slots.len() - self.ready_len(durable) >= RECEIPTS_HELD_MAX;
+    /// Whether the path must not be read for now: `held_max` receipts wait behind a hole or
+    /// the log. The second value says whether this starts a pause (for the counter).
+    pub(super) fn is_full(&mut self, durable: u64, held_max: usize) -> (bool, bool) {
+        let full = self.slots.len() - self.ready_len(durable) >= held_max;
         let started = full && !self.paused;
         self.paused = full;
         (full, started)

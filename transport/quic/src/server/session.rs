@@ -310,9 +310,7 @@ impl Session {
     /// answer, which wakes the session.
     fn read_datagrams(&mut self, slot: usize, ctx: &mut Ctx<'_>, admit: &mut impl Admit) -> bool {
         for _ in 0..RECORDS_BUDGET {
-            if self.receipts_held(Path::Datagram, ctx.durable, ctx.counters)
-                || self.backlogged(ctx.limits, ctx.counters)
-            {
+            if self.receipts_held(Path::Datagram, ctx) || self.backlogged(ctx.limits, ctx.counters) {
                 return false;
             }
             // Asked per frame: one datagram's records must fit the engine's queues.
@@ -390,7 +388,7 @@ impl Session {
             if frames == RECORDS_BUDGET || !admit.ready() {
                 return (Wait::Poll, None);
             }
-            if self.receipts_held(Path::Stream, ctx.durable, ctx.counters) {
+            if self.receipts_held(Path::Stream, ctx) {
                 return (Wait::LateReceipt, None);
             }
             if self.backlogged(ctx.limits, ctx.counters) {
@@ -454,9 +452,10 @@ impl Session {
     }
 
     /// Whether `path` must not be read now: its receipts wait behind a late answer, up to
-    /// [`super::RECEIPTS_HELD_MAX`]. Counts each pause once.
-    fn receipts_held(&mut self, path: Path, durable: u64, counters: &mut Counters) -> bool {
-        let (full, started) = self.queue(path).is_full(durable);
+    /// `Limits::receipts_held_max`. Counts each pause once.
+    fn receipts_held(&mut self, path: Path, ctx: &mut Ctx<'_>) -> bool {
+        let (full, started) = self.queue(path).is_full(ctx.durable, ctx.limits.receipts_held_max);
+        let counters = &mut *ctx.counters;
         counters.receipt_queue_full_total += u64::from(started);
         full
     }

@@ -8,7 +8,16 @@ use fpn_wire::Reason;
 
 use super::pair::{ClientId, Got, Pair, Rec, frame_of};
 use crate::client::Origin;
-use crate::server::RECEIPTS_HELD_MAX;
+use crate::server::{Auth, Limits};
+
+/// Receipts a path may hold in these tests: small enough that a path fills before QUIC's
+/// 1 MiB datagram receive buffer does.
+const HELD_MAX: usize = 4096;
+
+/// A pair whose server holds at most [`HELD_MAX`] receipts a path.
+fn pair_held_small() -> Pair {
+    Pair::new(Auth::Open, Limits { receipts_held_max: HELD_MAX, ..Limits::default() })
+}
 
 /// 15 records, nonces `base..base + 15`; those at `cancels` are cancels (answered late,
 /// `not_found`), the others intents.
@@ -110,11 +119,11 @@ fn a_late_receipt_for_a_closed_session_is_orphaned() {
 
 #[test]
 fn a_path_full_of_receipts_behind_a_late_record_is_not_read_until_it_is_answered() {
-    let mut pair = Pair::open();
+    let mut pair = pair_held_small();
     let c = pair.connect("7");
     pair.engine.hold_late = true;
     send(&mut pair, c, Origin::Datagram, &records(0, &[0]));
-    let frames = RECEIPTS_HELD_MAX as u64 / 15 + 20;
+    let frames = HELD_MAX as u64 / 15 + 20;
     for f in 1..=frames {
         send(&mut pair, c, Origin::Datagram, &records(f * 15, &[]));
     }
@@ -137,7 +146,7 @@ fn a_path_full_of_receipts_behind_a_late_record_is_not_read_until_it_is_answered
 /// leaves in it, is counted when the session ends (`Counters::datagrams_unread_total`).
 #[test]
 fn datagrams_a_session_never_read_are_counted_when_it_ends() {
-    let mut pair = Pair::open();
+    let mut pair = pair_held_small();
     let c = pair.connect("7");
     pair.engine.hold_late = true;
     send(&mut pair, c, Origin::Datagram, &records(0, &[0]));
