@@ -72,8 +72,8 @@ pub const REFUSED_LINGER: Duration = Duration::from_millis(50);
 /// the input log's next group commit, before the session stops reading that path until they
 /// go. Past it a session's datagrams wait in QUIC's 1 MiB receive buffer, which drops the
 /// oldest when full (`Counters::datagrams_unread_total`): at 4,096 a one-connection blast
-/// with group commit lost 62 % of its records there, at 65,536 under 1 % (`BENCHMARKS.md`,
-/// "Scale-out (issue 16)"). Bounds a path's receipt queue: this many held (48 bytes a slot,
+/// with group commit lost 62 % of its records there, at 65,536 6–8 % (none with four
+/// connections; `BENCHMARKS.md`, "Scale-out (issue 16)"). Bounds a path's receipt queue: this many held (48 bytes a slot,
 /// 3 MiB), plus the one frame read past it and the receipts of one poll, which go out at its
 /// end.
 pub const RECEIPTS_HELD_MAX: usize = 65_536;
