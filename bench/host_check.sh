@@ -18,6 +18,11 @@
 #   conns    one client, 64 connections, against the bare echo and the engine
 #   blast    one client as fast as it can against the sink and the engine: no session may be
 #            closed, every record accepted or refused with a reason
+#   log      one client, fixed and saturation phases, the engine with the input log's group
+#            commit against durability none and the bare echo (issue #15's targets, printed
+#            at the end of its table)
+#   wt       one client, fixed and saturation phases, 1,100-byte frames: the engine over raw
+#            QUIC (WebTransport off, and on) against it over WebTransport (issue #17's targets)
 #   e2e      the e2e bench through the daemon's topology on every allowed CPU, if carried
 # Environment: OUT (default ./fpn-host-check-<UTC time>), QUICK=0 for full-length phases,
 # CLIENTS (default from the CPU count, e.g. 1,2,4), E2E_INTENTS (the e2e's timed intents).
@@ -146,9 +151,11 @@ run_all() {
     [scaling]="--clients $list --client-cpus $client --server-cpus $server --targets quic-sink,engine --phases blast --conns 4"
     [conns]="--client-cpus ${cpus[0]} --server-cpus $server --targets quic-echo,engine --phases conns --many-conns 64"
     [blast]="--client-cpus ${cpus[0]} --server-cpus $server --targets quic-sink,engine --phases blast"
+    [log]="--client-cpus ${cpus[0]} --server-cpus $server --targets quic-echo,engine,engine-nolog --phases fixed,saturation"
+    [wt]="--client-cpus ${cpus[0]} --server-cpus $server --targets engine,engine-wt-on,webtransport --phases fixed,saturation --frame-max 1100"
   )
   local name rc
-  for name in scaling conns blast; do
+  for name in scaling conns blast log wt; do
     echo "== $name: fpn-bench run ${runs[$name]} ${quick[*]}" | tee -a "$out/summary.txt"
     # shellcheck disable=SC2086
     "${bench[@]}" ${runs[$name]} "${quick[@]}" --out "$out/$name" > "$out/$name.log" 2>&1
@@ -177,7 +184,7 @@ run_all() {
 
   {
     printf '{\n"host": %s,\n' "$host_json"
-    for name in scaling conns blast; do
+    for name in scaling conns blast log wt; do
       printf '"%s": ' "$name"
       if [ -f "$out/$name/summary.json" ]; then cat "$out/$name/summary.json"; else printf 'null'; fi
       printf ',\n'
@@ -190,6 +197,6 @@ run_all() {
 case ${1:-} in
   --self-check) [ -n "${2:-}" ] || die "usage: $0 --self-check DIR"; self_check "$2" ;;
   --collect) [ -n "${2:-}" ] || die "usage: $0 --collect DIR"; collect "$2" ;;
-  ""|-h|--help) sed -n '2,24p' "$0" ;;
+  ""|-h|--help) sed -n '2,28p' "$0" ;;
   *) run_all "$1" ;;
 esac

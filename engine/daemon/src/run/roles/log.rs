@@ -13,6 +13,11 @@
 //! A group is sealed when the previous one is on disk and either `log.group_wait_us` passed
 //! since its first entry or it reached `log.group_bytes_max`.
 //!
+//! With `log.sync` resolved to `wait` (`auto` where this role shares its CPU with an intake)
+//! the role waits for each append in `io_uring_enter` right after submitting it, instead of
+//! polling for it: the io-wq worker doing the `fdatasync` then runs at once rather than when
+//! the scheduler preempts the spinning executor (`docs/log.md`, "Waiting for the disk").
+//!
 //! A failing append (disk full, an I/O error) sets `Shared::log_failing`: intakes refuse new
 //! records `storage_unavailable`, `/health/ready` answers degraded, and the role writes the
 //! same batch again at the same offset after a back-off (1 ms doubling to 1 s) until it
