@@ -117,17 +117,24 @@ fn a_late_receipt_for_a_closed_session_is_orphaned() {
     assert_eq!(pair.server.counters.late_receipts_orphaned_total, 1);
 }
 
-#[test]
-fn a_path_full_of_receipts_behind_a_late_record_is_not_read_until_it_is_answered() {
+/// A session of a [`pair_held_small`] whose datagram path holds a late record (nonce 0),
+/// then `frames` more frames of 15 intents each, driven: the path stops reading behind it.
+fn held_path_with_frames(frames: u64) -> (Pair, ClientId) {
     let mut pair = pair_held_small();
     let c = pair.connect("7");
     pair.engine.hold_late = true;
     send(&mut pair, c, Origin::Datagram, &records(0, &[0]));
-    let frames = HELD_MAX as u64 / 15 + 20;
     for f in 1..=frames {
         send(&mut pair, c, Origin::Datagram, &records(f * 15, &[]));
     }
     pair.drive();
+    (pair, c)
+}
+
+#[test]
+fn a_path_full_of_receipts_behind_a_late_record_is_not_read_until_it_is_answered() {
+    let frames = HELD_MAX as u64 / 15 + 20;
+    let (mut pair, c) = held_path_with_frames(frames);
     assert!(pair.receipts(c).is_empty());
     let counters = &pair.server.counters;
     assert_eq!(counters.receipt_queue_full_total, 1, "one pause");
@@ -146,16 +153,9 @@ fn a_path_full_of_receipts_behind_a_late_record_is_not_read_until_it_is_answered
 /// leaves in it, is counted when the session ends (`Counters::datagrams_unread_total`).
 #[test]
 fn datagrams_a_session_never_read_are_counted_when_it_ends() {
-    let mut pair = pair_held_small();
-    let c = pair.connect("7");
-    pair.engine.hold_late = true;
-    send(&mut pair, c, Origin::Datagram, &records(0, &[0]));
     // About 1.1 KB a frame: twice the server's receive buffer while the path is not read.
     let frames = 2_000u64;
-    for f in 1..=frames {
-        send(&mut pair, c, Origin::Datagram, &records(f * 15, &[]));
-    }
-    pair.drive();
+    let (mut pair, c) = held_path_with_frames(frames);
     pair.engine.hold_late = false;
     pair.drive();
     let read = pair.server.counters.frames_datagram_total;
