@@ -31,7 +31,16 @@ pub fn allowed_cpus() -> Vec<usize> {
     cpus
 }
 
+/// A fresh directory for one test's daemon, emptied first. Tests of this binary run in
+/// parallel in one process, so each name may be taken once: a second test with the same name
+/// would empty the first one's directory under its running daemon.
 pub fn scratch_dir(name: &str) -> PathBuf {
+    static TAKEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(!taken.iter().any(|n| n == name), "scratch_dir({name:?}) taken twice in one test run");
+        taken.push(name.to_string());
+    }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("flashpointd-it")
         .join(format!("{name}-{}", std::process::id()));
@@ -154,6 +163,22 @@ impl Daemon {
 
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
         self.request("GET", path, b"")
+    }
+
+    /// `/metrics` once `ready` holds for it, or as it stands after 10 s (the caller's asserts
+    /// then say what is missing). Roles publish their counters on their housekeeping timer
+    /// (every 100 ms), so what a client has seen answered can be a publish ahead of `/metrics`.
+    pub fn metrics_until(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self.get("/metrics");
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let text = String::from_utf8(body).unwrap();
+            if ready(&text) || Instant::now() >= deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn submit_json(&self, frame: &[u8]) -> (u16, Value) {
@@ -374,20 +399,14 @@ fn submit_metrics_sigterm_and_journal() {
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     assert_eq!(d.get("/submit").0, 405);
 
-    // Metrics are published every 100 ms: wait for the counts to match what was answered.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let metrics = loop {
-        let (status, body) = d.get("/metrics");
-        assert_eq!(status, 200);
-        let text = String::from_utf8(body).unwrap();
-        let answered =
-            metric_sum(&text, "fpn_records_accepted_total") + metric_sum(&text, "fpn_records_rejected_total");
-        if metric_sum(&text, "fpn_records_accepted_total") == ok_total && answered == records_total {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "metrics never matched: ok {ok_total} of {records_total}\n{text}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Wait for the counts to match what was answered.
+    let ok = |text: &str| metric_sum(text, "fpn_records_accepted_total");
+    let answered = |text: &str| ok(text) + metric_sum(text, "fpn_records_rejected_total");
+    let metrics = d.metrics_until(|text| ok(text) == ok_total && answered(text) == records_total);
+    assert!(
+        ok(&metrics) == ok_total && answered(&metrics) == records_total,
+        "metrics never matched: ok {ok_total} of {records_total}\n{metrics}"
+    );
     for name in [
         "fpn_intake_frames_total",
         "fpn_windows_closed_total",

@@ -156,8 +156,10 @@ fn windows_are_proven_and_the_proofs_verify() {
     assert_eq!((p.window_id, p.total, p.fee, p.revenue), (42, 4200, 300, 800));
     assert_eq!(verify_job(&d, by_window).window_id, last);
 
-    let (_, metrics) = d.get("/metrics");
-    let metrics = String::from_utf8(metrics).unwrap();
+    let metrics = d.metrics_until(|m| {
+        metric_sum(m, "fpn_prover_windows_proven_total") >= 1
+            && metric_sum(m, "fpn_quic_proofs_pushed_total") >= 1
+    });
     assert!(metric_sum(&metrics, "fpn_prover_windows_proven_total") >= 1, "{metrics}");
     assert!(metrics.contains("fpn_prover_lag_seconds_count{shard=\"prover\"}"), "{metrics}");
     assert_eq!(metric_sum(&metrics, "fpn_prover_keys_ready"), 1);

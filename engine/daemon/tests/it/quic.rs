@@ -260,13 +260,12 @@ fn quic_datagrams_and_streams_every_record_answered_and_in_one_block() {
     await_blocks(&mut a, &mut by_dgram);
     await_blocks(&mut b, &mut by_stream);
 
-    std::thread::sleep(Duration::from_millis(300)); // a metrics publish (every 100 ms)
-    let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
-    assert!(metric_sum(&metrics, "fpn_quic_frames_total") > 0);
-    assert!(metric_sum(&metrics, "fpn_quic_rx_to_ring_latency_seconds_count") >= 2 * n as u64);
     // Every accepted intent is in exactly one published block: one receive → published
     // sample each (the merger's series; `shard="all"` repeats it).
     let rx_to_publish = "fpn_window_rx_to_publish_seconds_count{shard=\"merger\"}";
+    let metrics = d.metrics_until(|m| metric_sum(m, rx_to_publish) >= 2 * n as u64);
+    assert!(metric_sum(&metrics, "fpn_quic_frames_total") > 0);
+    assert!(metric_sum(&metrics, "fpn_quic_rx_to_ring_latency_seconds_count") >= 2 * n as u64);
     assert_eq!(metric_sum(&metrics, rx_to_publish), 2 * n as u64, "{metrics}");
     a.close();
     b.close();
@@ -400,21 +399,20 @@ fn quic_refusals_keys_rate_limits_and_malformed_records() {
     reasons.sort_by_key(|r| r.code());
     assert_eq!(reasons, vec![Reason::BadMagic, Reason::UnsupportedVersion, Reason::Truncated]);
 
-    // Shards publish metrics every 100 ms: wait for the numbers to catch up.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let metrics = loop {
-        let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
-        if metric_sum(&metrics, "fpn_quic_udp_garbage_total") >= 50 && rejected(&metrics, "bad_magic") >= 1
-            || Instant::now() >= deadline
-        {
-            break metrics;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let counted = |metrics: &str| {
+        [
+            metric_sum(metrics, "fpn_quic_udp_garbage_total") >= 50,
+            rejected(metrics, "rate_limited") >= limited as u64,
+            rejected(metrics, "client_mismatch") >= 1 && rejected(metrics, "bad_magic") >= 1,
+            metric_sum(metrics, "fpn_quic_sessions_total") >= 4,
+        ]
     };
-    assert!(metric_sum(&metrics, "fpn_quic_udp_garbage_total") >= 50, "garbage counted");
-    assert!(rejected(&metrics, "rate_limited") >= limited as u64);
-    assert!(rejected(&metrics, "client_mismatch") >= 1 && rejected(&metrics, "bad_magic") >= 1);
-    assert!(metric_sum(&metrics, "fpn_quic_sessions_total") >= 4);
+    let metrics = d.metrics_until(|m| counted(m).iter().all(|&ok| ok));
+    assert_eq!(
+        counted(&metrics),
+        [true; 4],
+        "garbage, rate_limited, client_mismatch and bad_magic, sessions: {metrics}"
+    );
     flood.close();
     calm.close();
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
@@ -542,7 +540,7 @@ fn quic_receipt_mode_refusals_confirms_every_accepted_record() {
         BlockingClient, ClientConfig, Event, Fingerprint, Ledger, Outcome, ReceiptMode, Trust, Via,
     };
 
-    let (mut d, addr, pin) = start("quic-refusals", "rate_per_s = 0");
+    let (mut d, addr, pin) = start("quic-receipt-mode-refusals", "rate_per_s = 0");
     let mut config = ClientConfig::new(addr, Trust::Pin(Fingerprint(pin)), "33");
     config.reconnect = None;
     config.receipts = ReceiptMode::Refusals;
@@ -649,9 +647,8 @@ fn quic_receipt_mode_refusals_confirms_every_accepted_record() {
         assert_eq!(outcome, want, "nonce {nonce}");
     }
     assert!(watermarks > 0 && watermarks < 2 * n as usize, "{watermarks} watermarks for {} intents", 2 * n);
-    std::thread::sleep(Duration::from_millis(300)); // a metrics publish (every 100 ms)
-    let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
     // At least those received (a late second copy's may still be on its way).
+    let metrics = d.metrics_until(|m| metric_sum(m, "fpn_quic_watermarks_total") >= watermarks as u64);
     assert!(metric_sum(&metrics, "fpn_quic_watermarks_total") >= watermarks as u64, "{metrics}");
     c.close();
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
@@ -809,23 +806,17 @@ fn quic_hardware_timestamps_fall_back_to_software_where_the_nic_has_none() {
     assert!(seen.receipts.values().all(|r| r.0.is_ok()), "every intent accepted");
     await_blocks(&mut c, &mut seen);
     assert_eq!(seen.block_rx.len(), 500);
-    std::thread::sleep(Duration::from_millis(300)); // a metrics publish
-    let metrics = String::from_utf8(d.get("/metrics").1).unwrap();
-    let gauge = |source: &str| {
-        metric_sum(
-            &metrics,
-            &format!("fpn_quic_rx_timestamp_source{{shard=\"intake0\",source=\"{source}\"}}"),
-        )
+    let gauge = |metrics: &str, source: &str| {
+        metric_sum(metrics, &format!("fpn_quic_rx_timestamp_source{{shard=\"intake0\",source=\"{source}\"}}"))
     };
-    assert_eq!((gauge("hardware"), gauge("software"), gauge("read_time")), (0, 1, 0), "{metrics}");
-    let stamps = |source: &str| {
-        metric_sum(
-            &metrics,
-            &format!("fpn_quic_rx_timestamps_total{{shard=\"intake0\",source=\"{source}\"}}"),
-        )
+    let stamps = |metrics: &str, source: &str| {
+        metric_sum(metrics, &format!("fpn_quic_rx_timestamps_total{{shard=\"intake0\",source=\"{source}\"}}"))
     };
-    assert_eq!(stamps("hardware"), 0);
-    assert!(stamps("software") > 0, "{metrics}");
+    let metrics = d.metrics_until(|m| stamps(m, "software") > 0);
+    let g = |source| gauge(&metrics, source);
+    assert_eq!((g("hardware"), g("software"), g("read_time")), (0, 1, 0), "{metrics}");
+    assert_eq!(stamps(&metrics, "hardware"), 0);
+    assert!(stamps(&metrics, "software") > 0, "{metrics}");
     c.close();
     assert_eq!(d.terminate(), Some(0), "{}", d.stderr());
 }
