@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fpn_bench::client::{ClientOpts, Target, run_clients, run_phase};
 use fpn_bench::engine::{Server, engine_command};
@@ -239,10 +239,17 @@ fn engine_target_answers_every_record() {
     assert_eq!(o.frame_len_max, 1400, "quic.datagram_frame_max as the harness sets it");
     assert_eq!(o.unanswered, 0, "{:?}", o.counts);
     assert_eq!(o.counts.measured_accepted, o.counts.measured_sent, "{:?}", o.counts);
-    std::thread::sleep(Duration::from_millis(300));
-    let d = server.metrics().unwrap().since(&before);
-    let accepted: f64 = d.counter_by("fpn_records_accepted_total", "").values().sum();
-    assert_eq!(accepted as u64, o.counts.sent_records);
+    // The daemon publishes its counters every 100 ms: wait for them to catch up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (d, accepted) = loop {
+        let d = server.metrics().unwrap().since(&before);
+        let accepted = d.counter_by("fpn_records_accepted_total", "").values().sum::<f64>() as u64;
+        if accepted >= o.counts.sent_records || Instant::now() >= deadline {
+            break (d, accepted);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(accepted, o.counts.sent_records);
     assert!(d.stages().count() > 0);
     assert!(server.stop().is_some_and(|s| s.success()));
     let _ = std::fs::remove_dir_all(&dir);
