@@ -62,6 +62,23 @@ pub fn config_text(data_dir: &std::path::Path, duration_ms: u64, shards: usize) 
     )
 }
 
+/// The admin endpoint's `/metrics` once `ready` holds for it, or as it stands after 10 s (the
+/// caller's asserts then say what is missing). Roles publish their counters on their
+/// housekeeping timer (every 100 ms), so what a client has seen answered can be a publish
+/// ahead of `/metrics`.
+pub fn metrics_until(addr: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http(addr, "GET", "/metrics", b"");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let text = String::from_utf8(body).unwrap();
+        if ready(&text) || Instant::now() >= deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One HTTP/1.1 request over a fresh connection: (status, body).
 pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -165,20 +182,9 @@ impl Daemon {
         self.request("GET", path, b"")
     }
 
-    /// `/metrics` once `ready` holds for it, or as it stands after 10 s (the caller's asserts
-    /// then say what is missing). Roles publish their counters on their housekeeping timer
-    /// (every 100 ms), so what a client has seen answered can be a publish ahead of `/metrics`.
+    /// `/metrics` once `ready` holds for it (see [`metrics_until`]).
     pub fn metrics_until(&self, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (status, body) = self.get("/metrics");
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-            let text = String::from_utf8(body).unwrap();
-            if ready(&text) || Instant::now() >= deadline {
-                return text;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        metrics_until(&self.addr, ready)
     }
 
     pub fn submit_json(&self, frame: &[u8]) -> (u16, Value) {

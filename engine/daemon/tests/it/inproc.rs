@@ -11,7 +11,7 @@ use flashpointd::Settings;
 use flashpointd::config::{Inputs, load};
 use flashpointd::run::RunError;
 
-use crate::daemon::{allowed_cpus, config_text, http, scratch_dir};
+use crate::daemon::{allowed_cpus, config_text, http, metrics_until, scratch_dir};
 
 /// One in-process daemon at a time: they would count each other's allocations.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -62,6 +62,11 @@ impl InProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         d
+    }
+
+    /// `/metrics` once `ready` holds for it (see [`metrics_until`]).
+    pub fn metrics_until(&self, ready: impl Fn(&str) -> bool) -> String {
+        metrics_until(&self.addr, ready)
     }
 
     /// SIGTERM to the daemon's thread (it takes it with sigtimedwait), then its result.

@@ -44,10 +44,11 @@ fn two_intakes_share_the_window_clock_and_lose_nothing() {
             }
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let metrics = String::from_utf8(http(&d.addr, "GET", "/metrics", b"").1).unwrap();
+    let frames_of =
+        |m: &str, shard: &str| metric_sum(m, &format!("fpn_intake_frames_total{{shard=\"{shard}\"}}"));
+    let metrics = d.metrics_until(|m| frames_of(m, "intake0") > 0 && frames_of(m, "intake1") > 0);
     for shard in ["intake0", "intake1"] {
-        let frames = metric_sum(&metrics, &format!("fpn_intake_frames_total{{shard=\"{shard}\"}}"));
+        let frames = frames_of(&metrics, shard);
         assert!(frames > 0, "{shard} took frames");
     }
     let result = d.stop();
@@ -138,11 +139,12 @@ fn two_intakes_share_the_quic_port() {
             }
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let metrics = String::from_utf8(http(&d.addr, "GET", "/metrics", b"").1).unwrap();
+    let opened_on = |m: &str, shard: &str| {
+        metric_sum(m, &format!("fpn_quic_sessions_total{{shard=\"{shard}\",outcome=\"opened\"}}"))
+    };
+    let metrics = d.metrics_until(|m| opened_on(m, "intake0") > 0 && opened_on(m, "intake1") > 0);
     for shard in ["intake0", "intake1"] {
-        let frames =
-            metric_sum(&metrics, &format!("fpn_quic_sessions_total{{shard=\"{shard}\",outcome=\"opened\"}}"));
+        let frames = opened_on(&metrics, shard);
         assert!(
             frames > 0,
             "{shard} took QUIC sessions:\n{}",

@@ -122,7 +122,11 @@ fn hot_loops_stay_allocation_free(
     std::thread::sleep(Duration::from_millis(300));
     let after = HOT_ALLOCS.load(Ordering::Relaxed);
 
-    let metrics = String::from_utf8(http(&addr, "GET", "/metrics", b"").1).unwrap();
+    let metrics = d.metrics_until(|m| {
+        metric_sum(m, "fpn_intake_frames_total") == input.len() as u64
+            && metric_sum(m, "fpn_merger_windows_published_total") > 10
+            && metric_sum(m, "fpn_log_entries_total") > input.len() as u64
+    });
     let result = d.stop();
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(metric_sum(&metrics, "fpn_intake_frames_total"), input.len() as u64, "the loops did the work");

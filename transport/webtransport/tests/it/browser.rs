@@ -39,6 +39,10 @@ fn chromium_submits_over_datagrams_and_a_stream_and_gets_receipts_blocks_and_rea
     let posted = run_page("#selftest=100", config_json(&info, "7"), Duration::from_secs(30));
     let result = SelfTest::parse(&posted.body);
     result.assert_complete(100);
+    // The endpoint publishes its counters every 100 ms: the page can see its last receipt first.
+    running.wait_counters(Duration::from_secs(10), |c| {
+        c.frames_refused_total >= 2 && c.streams_stopped_total >= 1
+    });
     let c = running.endpoint.counters();
     assert_eq!((c.sessions_opened_total, c.frames_refused_total, c.streams_stopped_total), (1, 2, 1));
     eprintln!(

@@ -43,7 +43,7 @@ fn intents_over_datagrams_and_a_stream_get_receipts_and_blocks() {
         .await;
         client.close().await;
     });
-    running.wait_counters(Duration::from_secs(2), |c| c.sessions_closed_total == 1);
+    running.wait_counters(Duration::from_secs(10), |c| c.sessions_closed_total == 1);
     let c = running.endpoint.counters();
     assert_eq!((c.sessions_opened_total, c.frames_datagram_total, c.frames_stream_total), (1, 10, 2));
     assert_eq!(
@@ -112,7 +112,7 @@ fn refusals_carry_the_raw_intakes_reason_codes() {
         }
         client.close().await;
     });
-    running.wait_counters(Duration::from_secs(2), |c| c.sessions_closed_total == 2);
+    running.wait_counters(Duration::from_secs(10), |c| c.sessions_closed_total == 2);
     let c = running.endpoint.counters();
     assert_eq!((c.requests_refused_total, c.sessions_refused_unauthorized_total), (1, 1));
     assert_eq!(
@@ -151,6 +151,7 @@ fn a_full_engine_ring_answers_datagrams_overloaded_and_holds_streams() {
         assert_eq!(accepted, HashSet::from([1, 3]));
         client.close().await;
     });
+    running.wait_counters(Duration::from_secs(10), |c| c.sessions_closed_total == 1);
     let c = running.endpoint.counters();
     assert_eq!(c.records_overloaded_total, 1);
     assert!(c.stream_waits_total >= 1);
@@ -163,7 +164,7 @@ fn a_renewed_certificate_serves_new_connections_and_old_sessions_go_on() {
     runtime().block_on(async {
         let mut old = Client::connect(&running.client_config("7")).await.expect("a session");
         running.endpoint.renew_certificate();
-        running.wait_counters(Duration::from_secs(2), |c| c.cert_rotations_total == 1);
+        running.wait_counters(Duration::from_secs(10), |c| c.cert_rotations_total == 1);
         let after = running.endpoint.info();
         assert_ne!(after.cert_sha256, before.cert_sha256);
         assert_eq!(after.cert_sha256_previous, Some(before.cert_sha256));
