@@ -507,9 +507,10 @@ fn digest(r: &WindowResult) -> Digest {
     )
 }
 
-/// The windows of the daemon's journal that hold records (with one long window, one).
-fn daemon_digest(shards: usize, input: &[(Vec<u8>, Vec<Sent>)]) -> Option<(Digest, PathBuf)> {
-    let mut d = Daemon::start(&format!("det{shards}"), 1000, shards);
+/// The windows of the daemon's journal that hold records (with one long window, one). Each
+/// attempt has a scratch dir of its own (`scratch_dir` gives a name out once).
+fn daemon_digest(shards: usize, attempt: usize, input: &[(Vec<u8>, Vec<Sent>)]) -> Option<(Digest, PathBuf)> {
+    let mut d = Daemon::start(&format!("det{shards}-{attempt}"), 1000, shards);
     let mut windows = BTreeSet::new();
     for (frame, _) in input {
         let (status, body) = d.submit_json(frame);
@@ -535,7 +536,7 @@ fn blocks_are_deterministic_per_shard_count_and_one_shard_is_the_engine() {
     let input = frames(11, 12, 60, false);
     for shards in 1..=4 {
         let (got, config) = (0..3)
-            .find_map(|_| daemon_digest(shards, &input))
+            .find_map(|attempt| daemon_digest(shards, attempt, &input))
             .expect("one run of three fits all records in one window");
         // The reference: the same frames through the in-process pipeline with the daemon's
         // own settings (same engine config and shape), drained at once.
