@@ -78,11 +78,19 @@ fn windows_are_proven_and_the_proofs_verify() {
     // Small frames, one per poll, until a window's proof shows in /windows/latest (which keeps
     // the newest 64 windows, 12.8 s at 200 ms; the first proof waits for the key setup):
     // windows of at most 64 entries and 16 winners.
+    // A submit answered 504 (no receipts within 5 s: the host was too busy) is counted and
+    // let pass a few times: this loop submits for as long as the first proof takes.
     let mut input = frames(11, 2_000, 4, false).into_iter();
+    let mut timeouts = 0;
     let (id, first, last) = wait_for(&mut d, Duration::from_secs(300), "a window proof", |d| {
         let (frame, _) = input.next().expect("enough frames");
         let (status, body) = d.submit_json(&frame);
-        assert_eq!(status, 200, "{body}");
+        if status == 504 {
+            timeouts += 1;
+            assert!(timeouts < 4, "{timeouts} submits timed out: {}", d.stderr());
+        } else {
+            assert_eq!(status, 200, "{body}");
+        }
         let (_, windows) = get_json(d, "/windows/latest?n=64");
         for w in windows.as_array()? {
             let proof = &w["proof"];
